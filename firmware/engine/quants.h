@@ -1,0 +1,66 @@
+/* Tensor element types and the quantized dot products the engine is built on.
+ *
+ * Type ids and block layouts are ggml's (ggml/include/ggml.h `enum ggml_type`, ggml-common.h block_*), because
+ * GGUF stores them. Activations are quantized to the weight type's "vec_dot type" before a dot product, exactly as
+ * ggml does (Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K, F16 -> F16, BF16 -> BF16, F32 -> F32),
+ * so results follow llama.cpp's numerics.
+ *
+ * Platform-free: built into the firmware and hosted.
+ */
+#ifndef DTE_ENGINE_QUANTS_H
+#define DTE_ENGINE_QUANTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dte_type {
+    DTE_TYPE_F32 = 0,
+    DTE_TYPE_F16 = 1,
+    DTE_TYPE_Q4_0 = 2,
+    DTE_TYPE_Q4_1 = 3,
+    DTE_TYPE_Q5_0 = 6,
+    DTE_TYPE_Q5_1 = 7,
+    DTE_TYPE_Q8_0 = 8,
+    DTE_TYPE_Q8_1 = 9,
+    DTE_TYPE_Q2_K = 10,
+    DTE_TYPE_Q3_K = 11,
+    DTE_TYPE_Q4_K = 12,
+    DTE_TYPE_Q5_K = 13,
+    DTE_TYPE_Q6_K = 14,
+    DTE_TYPE_Q8_K = 15,
+    DTE_TYPE_BF16 = 30,
+    DTE_TYPE_COUNT = 31
+};
+
+/* True for the types the engine accepts as weights/embeddings. */
+bool dte_type_is_weight(uint32_t type);
+/* Elements per block (1 for float types) and bytes per block; 0 for unknown types. */
+int64_t dte_type_block_elems(uint32_t type);
+int64_t dte_type_block_bytes(uint32_t type);
+/* Bytes of a row of n elements, or -1 when n is not a multiple of the block size / the type is unknown. */
+int64_t dte_type_row_bytes(uint32_t type, int64_t n);
+const char *dte_type_name(uint32_t type);
+
+/* Expand one row of n elements to float. */
+void dte_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* The activation type a weight type is multiplied with. */
+uint32_t dte_vec_dot_type(uint32_t weight_type);
+/* Quantize a float row to an activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32). */
+void dte_quantize_row(uint32_t act_type, const float *src, void *dst, int64_t n);
+
+/* Dot product of one weight row (weight_type) with one activation row already in dte_vec_dot_type(weight_type).
+ * n is the element count. Dispatches to the fastest kernel available for this build (SIMD kernels where
+ * generated, the scalar reference otherwise). */
+float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const void *activations);
+/* The scalar reference (always available; the SIMD kernels are tested against it). */
+float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *weights, const void *activations);
+
+/* fp16 / bf16 conversions (IEEE binary16 round-to-nearest-even; bf16 as ggml: round-to-nearest-even, NaN kept). */
+float dte_f16_to_f32(uint16_t h);
+uint16_t dte_f32_to_f16(float f);
+float dte_bf16_to_f32(uint16_t h);
+uint16_t dte_f32_to_bf16(float f);
+
+#endif
