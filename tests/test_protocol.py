@@ -1,0 +1,119 @@
+"""The Python codec of docs/protocol.md: layout against the spec's byte offsets, round trips, checks, keys.
+
+The C side (firmware/net/proto.c) is checked against this codec in tests/test_net_stack.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+
+import pytest
+
+from dte_build import protocol as p
+from dte_build.errors import DteError
+
+KEY = bytes(range(32))
+
+
+def test_frame_layout_follows_the_spec_offsets() -> None:
+    wire = p.encode_frame(KEY, p.Frame(p.FrameType.PING, 0x0102030405060708, 0x1112131415161718, b"hi"))
+    assert wire[0:4] == b"DTE1"
+    assert wire[4] == 1 and wire[5] == 10                     # version, type PING
+    assert wire[6:8] == b"\x00\x00"                            # flags
+    assert wire[8:16] == bytes([1, 2, 3, 4, 5, 6, 7, 8])       # session, big-endian
+    assert wire[16:24] == bytes([0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18])
+    assert wire[24:28] == b"\x00\x00\x00\x02" and wire[28:30] == b"hi"
+    assert wire[30:] == hmac.new(KEY, wire[:30], hashlib.sha256).digest()
+    assert len(wire) == 28 + 2 + 32
+
+
+def test_round_trip_of_every_type() -> None:
+    for ftype in p.FrameType:
+        frame = p.Frame(int(ftype), 77, 5, os.urandom(40), p.FLAG_RESPONSE)
+        assert p.decode_frame(KEY, p.encode_frame(KEY, frame)) == frame
+
+
+@pytest.mark.parametrize("mutate,kind", [
+    (lambda w: w[:59], "malformed"),
+    (lambda w: b"XTE1" + w[4:], "malformed"),
+    (lambda w: w[:4] + b"\x02" + w[5:], "malformed"),
+    (lambda w: w[:-1] + bytes([w[-1] ^ 1]), "bad_tag"),
+    (lambda w: w[:30] + bytes([w[30] ^ 0x80]) + w[31:], "bad_tag"),
+    (lambda w: w + b"\x00", "malformed"),
+    (lambda w: w + bytes(p.MAX_FRAME), "too_large"),
+])
+def test_bad_frames_are_classified(mutate, kind: str) -> None:
+    wire = p.encode_frame(KEY, p.Frame(p.FrameType.PING, 9, 1, b"payload"))
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_frame(KEY, mutate(wire))
+    assert info.value.kind == kind
+
+
+def test_wrong_key_is_a_bad_tag() -> None:
+    wire = p.encode_frame(bytes(32), p.Frame(p.FrameType.PING, 9, 1))
+    with pytest.raises(p.ProtocolError, match="HMAC"):
+        p.decode_frame(KEY, wire)
+
+
+def test_response_flag_must_match_the_direction() -> None:
+    wire = p.encode_frame(KEY, p.Frame(p.FrameType.PONG, 9, 1, flags=p.FLAG_RESPONSE))
+    assert p.decode_frame(KEY, wire, expect_response=True).type == p.FrameType.PONG
+    with pytest.raises(p.ProtocolError):
+        p.decode_frame(KEY, wire, expect_response=False)
+
+
+def test_replay_window_rfc4303_semantics() -> None:
+    w = p.ReplayWindow()
+    assert not w.accept(0)
+    assert w.accept(1) and not w.accept(1)
+    assert w.accept(100)
+    assert w.accept(37) and not w.accept(37)            # inside the window (100-63 .. 100), first time
+    assert not w.accept(36)                              # 64 below the highest: outside the window
+    assert w.accept(99) and w.accept(1000) and not w.accept(936) and w.accept(937) and not w.accept(937)
+
+
+def test_prompt_payload_layout() -> None:
+    payload = p.Prompt("héllo", n_predict=7, temperature=0.5, top_k=40, top_p=0.9, seed=3).encode()
+    assert payload[:4] == b"\x00\x00\x00\x07"
+    assert payload[4:8] == bytes.fromhex("3f000000")    # 0.5 as IEEE 754 binary32
+    assert payload[8:12] == b"\x00\x00\x00\x28"
+    assert payload[16:24] == b"\x00" * 7 + b"\x03"
+    assert payload[24:] == "héllo".encode()
+    back = p.Prompt.decode(payload)
+    assert back.text == "héllo" and back.n_predict == 7 and back.top_k == 40 and abs(back.top_p - 0.9) < 1e-6
+
+
+def test_prompt_limits_are_user_errors() -> None:
+    with pytest.raises(DteError):
+        p.Prompt("x" * (p.MAX_PROMPT_TEXT + 1)).encode()
+    with pytest.raises(DteError):
+        p.Prompt("x", n_predict=0).encode()
+
+
+def test_tokens_done_stats_attest_payloads() -> None:
+    toks = [p.Token(5, b"he"), p.Token(70000, b""), p.Token(2, "é".encode())]
+    assert p.decode_tokens(p.encode_tokens(3, toks)) == (3, toks)
+    assert p.encode_tokens(1, [p.Token(2, b"a")]) == bytes.fromhex("00000001" "0001" "00000002" "0001") + b"a"
+    done = p.Done(2, 4, 5, 6, 7)
+    assert p.Done.decode(done.encode()) == done and len(done.encode()) == 28
+    assert p.decode_stats(p.encode_stats([1, 2, 3]))["too_large"] == 3
+    assert p.decode_attest(b"\x00\x02ab" + b"blob") == (b"ab", b"blob")
+
+
+def test_key_files_hex_raw_and_errors(tmp_path) -> None:
+    key = p.generate_key()
+    hex_path = p.write_key(tmp_path / "k.hex", key)
+    assert stat.S_IMODE(hex_path.stat().st_mode) == 0o600
+    assert hex_path.read_text() == key.hex() + "\n"
+    assert p.load_key(hex_path) == key
+    assert p.load_key(p.write_key(tmp_path / "k.raw", key, raw=True)) == key
+    with pytest.raises(DteError, match="already exists"):
+        p.write_key(hex_path, key)
+    with pytest.raises(DteError, match="not found"):
+        p.load_key(tmp_path / "missing")
+    (tmp_path / "short").write_text("abcd\n")
+    with pytest.raises(DteError, match="not a key"):
+        p.load_key(tmp_path / "short")
