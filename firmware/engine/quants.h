@@ -47,8 +47,14 @@ void dte_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
 /* The activation type a weight type is multiplied with. */
 uint32_t dte_vec_dot_type(uint32_t weight_type);
-/* Quantize a float row to an activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32). */
+/* Quantize a float row to an activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32).
+ * Q8_0/Q8_1 follow llama.cpp's x86 CPU path (ggml-cpu/arch/x86/quants.c quantize_row_q8_0/q8_1: id = 127/amax,
+ * round half to even), which is what llama.cpp runs on both boards; Q8_K is ggml's reference on every path. */
 void dte_quantize_row(uint32_t act_type, const float *src, void *dst, int64_t n);
+/* ggml's reference quantizers (ggml-quants.c quantize_row_q8_0_ref/q8_1_ref: id = 1/d, roundf), byte-equal to
+ * gguf-py's gguf.quants.quantize. Differs from dte_quantize_row only in Q8_0/Q8_1 rounding ties and the last ulp
+ * of the inverse scale. */
+void dte_quantize_row_ref(uint32_t act_type, const float *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (weight_type) with one activation row already in dte_vec_dot_type(weight_type).
  * n is the element count. Dispatches to the fastest kernel available for this build (SIMD kernels where

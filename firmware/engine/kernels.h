@@ -1,0 +1,25 @@
+/* Generated SIMD kernels (src/dte_build/kernels/, llvmlite) and the table dte_vec_dot dispatches through.
+ *
+ * A build that links a generated kernel object defines DTE_HAVE_GENERATED_KERNELS; the object then provides every
+ * function declared below (the generator emits exactly this set: dte_build.kernels.KERNEL_SYMBOLS). Without it,
+ * dte_kernel_vec_dot returns NULL and dte_vec_dot uses the scalar reference. Each kernel has dte_vec_dot_ref's
+ * contract: n elements (a multiple of the block size), one weight row, one activation row in dte_vec_dot_type().
+ */
+#ifndef DTE_ENGINE_KERNELS_H
+#define DTE_ENGINE_KERNELS_H
+
+#include <stdint.h>
+
+typedef float (*dte_vec_dot_fn)(int64_t n, const void *weights, const void *activations);
+
+float dte_k_vec_dot_q8_0_q8_0(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q4_0_q8_0(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q4_1_q8_1(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q4_K_q8_K(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q5_K_q8_K(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q6_K_q8_K(int64_t n, const void *weights, const void *activations);
+
+/* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
+dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
+
+#endif
