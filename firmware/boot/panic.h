@@ -1,0 +1,14 @@
+/* The panic path: CPU exceptions (after idt_install) and software panics end here, print a `dte: panic`
+ * line and leave with DTE_EXIT_PANIC (QEMU rc 37) or halt on metal. */
+#ifndef DTE_BOOT_PANIC_H
+#define DTE_BOOT_PANIC_H
+
+/* Names the code now running (e.g. "engine", "nvme"); the panic line reports it. Keep the string alive. */
+void dte_set_subsystem(const char *name);
+
+/* Installs an IDT whose 32 exception vectors all panic. Call with interrupts off, after ExitBootServices. */
+void idt_install(void);
+
+__attribute__((noreturn)) void dte_panic(const char *reason);
+
+#endif /* DTE_BOOT_PANIC_H */

@@ -1,0 +1,340 @@
+"""The C toolchain: find clang/lld, build the firmware (BOOTX64.EFI) for a board, check it, build hosted libraries.
+
+Firmware: every file of `firmware/sources.toml` [common] + [firmware] is compiled freestanding for the UEFI
+(Windows-style PE/COFF) target and linked by lld-link into a PE32+ EFI application. Files under `boot/` and
+`lib/` are compiled for baseline x86-64: they run before the firmware enables AVX (OVMF leaves CR4.OSXSAVE
+clear) and must be able to report a wrong CPU on any x86-64. Everything else (engine, drivers) is compiled
+for the board's `-march`.
+
+Reproducible: the build id is a hash of every firmware source byte, the board file, the options and the
+compiler flags; lld-link runs with /Brepro, so the same inputs give a byte-identical EFI file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import tomllib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .board import Board
+from .errors import DteError
+from .paths import FIRMWARE_DIR, LINKER_DIR, build_root
+
+LLVM_VERSION = 19
+LLVM_DIRS: list[Path] = [Path(f"/usr/lib/llvm-{LLVM_VERSION}/bin")]
+INSTALL_HINT = f"install it: apt-get install clang-{LLVM_VERSION} lld-{LLVM_VERSION}"
+BASELINE_MARCH = "x86-64"
+BASELINE_DIRS = ("boot/", "lib/")
+FIRMWARE_TARGET = "x86_64-unknown-windows"
+FIRMWARE_CFLAGS = (
+    "-ffreestanding", "-fshort-wchar", "-mno-red-zone", "-fno-stack-protector", "-mno-stack-arg-probe",
+    "-fno-builtin", "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-mno-incremental-linker-compatible",
+)
+HOSTED_CFLAGS = ("-std=c11", "-O2", "-fPIC", "-shared", "-march=x86-64-v3", "-Wall", "-Wextra", "-Werror",
+                 "-pthread")
+LINK_RESPONSE_FILE = LINKER_DIR / "efi-app.rsp"
+EFI_NAME = "BOOTX64.EFI"
+PE_SUBSYSTEM_EFI_APPLICATION = 10
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    clang: str
+    lld_link: str
+    version: str   # first line of `clang --version`
+
+
+def _find_tool(names: Sequence[str], env_var: str) -> str | None:
+    explicit = os.environ.get(env_var)
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    for directory in LLVM_DIRS:
+        for name in names:
+            candidate = directory / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def find_clang() -> str:
+    """Path of clang (clang-19, /usr/lib/llvm-19/bin/clang or clang; $DTE_CLANG overrides)."""
+    clang = _find_tool([f"clang-{LLVM_VERSION}", "clang"], "DTE_CLANG")
+    if clang is None:
+        searched = ", ".join([f"clang-{LLVM_VERSION}", "clang"] + [str(d / "clang") for d in LLVM_DIRS])
+        raise DteError(f"clang not found (looked for {searched} and $DTE_CLANG)", INSTALL_HINT)
+    return clang
+
+
+def find_toolchain() -> Toolchain:
+    """clang + lld-link, or a DteError saying exactly which is missing and how to install it."""
+    clang = find_clang()
+    lld = _find_tool([f"lld-link-{LLVM_VERSION}", "lld-link"], "DTE_LLD_LINK")
+    if lld is None:
+        searched = ", ".join([f"lld-link-{LLVM_VERSION}", "lld-link"] + [str(d / "lld-link") for d in LLVM_DIRS])
+        raise DteError(f"lld-link not found (looked for {searched} and $DTE_LLD_LINK)",
+                       f"install it: apt-get install lld-{LLVM_VERSION}")
+    out = subprocess.run([clang, "--version"], capture_output=True, text=True, check=False)
+    return Toolchain(clang, lld, (out.stdout.splitlines() or ["unknown"])[0])
+
+
+@dataclass(frozen=True)
+class FirmwareOptions:
+    """What the firmware is configured with at build time (goes into the generated dte_config.h)."""
+
+    prompt: str = "Once upon a time"
+    n_predict: int = 64
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 42
+    threads: int | None = None            # None: every worker the board allows
+    model_sha256: str | None = None
+    extra_defines: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_predict <= 0:
+            raise DteError(f"token count must be positive, not {self.n_predict}")
+        if not 0.0 <= self.temperature <= 100.0:
+            raise DteError(f"temperature must be between 0 and 100, not {self.temperature}")
+        if self.top_k < 0:
+            raise DteError(f"top-k must be 0 (off) or positive, not {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise DteError(f"top-p must be in (0, 1], not {self.top_p}")
+        if not 0 <= self.seed < 2**64:
+            raise DteError(f"seed must fit in 64 unsigned bits, not {self.seed}")
+        if self.threads is not None and self.threads <= 0:
+            raise DteError(f"threads must be positive, not {self.threads}")
+        if self.model_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.model_sha256):
+            raise DteError(f"model SHA-256 must be 64 lowercase hex digits, not '{self.model_sha256}'")
+        for name, value in self.extra_defines.items():
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+                raise DteError(f"define name '{name}' must be an upper-case C identifier")
+            if "\n" in str(value):
+                raise DteError(f"define {name} must be one line")
+
+
+@dataclass(frozen=True)
+class FirmwareBuild:
+    efi_path: Path
+    build_id: str      # 16 hex digits, derived from every input
+    sha256: str
+    size: int
+    seconds: float
+    board: str
+    build_dir: Path
+
+
+def read_source_list(*sections: str) -> list[str]:
+    """File names (relative to firmware/) listed in sources.toml under `sections`, in order, no repeats."""
+    data = tomllib.loads((FIRMWARE_DIR / "sources.toml").read_text())
+    files: list[str] = []
+    for section in sections:
+        for name in data.get(section, {}).get("files", []):
+            if name not in files:
+                files.append(name)
+    missing = [n for n in files if not (FIRMWARE_DIR / n).is_file()]
+    if missing:
+        raise DteError(f"firmware/sources.toml lists missing file(s): {', '.join(missing)}",
+                       "fix the list or add the files")
+    return files
+
+
+def hosted_sources() -> list[Path]:
+    """Absolute paths of [common] + [hosted]: what the hosted engine library is built from."""
+    return [FIRMWARE_DIR / n for n in read_source_list("common", "hosted")]
+
+
+def c_string(text: str) -> str:
+    """`text` as a C string literal: UTF-8 bytes, non-printables and quotes escaped (octal, never greedy)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= byte < 0x7F and char != "?":   # '?' escaped: no trigraphs
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _c_float(value: float) -> str:
+    return f"{float(value)!r}f"
+
+
+def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
+    """The text of dte_config.h: board, build and generation settings as C macros."""
+    regions = " ".join(f'X("{r.name}", {r.size_mib}ULL, {r.min_mib}ULL)' for r in board.regions)
+    threads = options.threads if options.threads is not None else 0
+    defines: list[tuple[str, str]] = [
+        ("DTE_BOARD_NAME", c_string(board.name)),
+        ("DTE_BUILD_ID", c_string(build_id)),
+        ("DTE_VERSION", c_string(__version__)),
+        ("DTE_PLATFORM_QEMU", "1" if board.platform == "qemu" else "0"),
+        ("DTE_PLATFORM_METAL", "1" if board.platform == "metal" else "0"),
+        ("DTE_VECTOR_BITS", str(board.vector_bits)),
+        ("DTE_MAX_WORKERS", str(board.max_workers)),
+        ("DTE_REGION_COUNT", str(len(board.regions))),
+        ("DTE_REGIONS(X)", regions),
+        ("DTE_WEIGHTS_LBA", f"{board.weights_lba}ULL"),
+        ("DTE_SECTOR_SIZE", str(board.sector_size)),
+        ("DTE_PROMPT", c_string(options.prompt)),
+        ("DTE_N_PREDICT", str(options.n_predict)),
+        ("DTE_TEMPERATURE", _c_float(options.temperature)),
+        ("DTE_TOP_K", str(options.top_k)),
+        ("DTE_TOP_P", _c_float(options.top_p)),
+        ("DTE_SEED", f"{options.seed}ULL"),
+        ("DTE_THREADS", f"{threads}   /* 0: every worker */"),
+        ("DTE_MODEL_SHA256", c_string(options.model_sha256 or "")),
+    ]
+    defines += [(name, str(value)) for name, value in sorted(options.extra_defines.items())]
+    lines = ["/* Generated by dte_build.toolchain for this build: do not edit. */", "#ifndef DTE_CONFIG_H",
+             "#define DTE_CONFIG_H", ""]
+    lines += [f"#define {name} {value}" for name, value in defines]
+    lines += ["", "#endif /* DTE_CONFIG_H */", ""]
+    return "\n".join(lines)
+
+
+def _cflags_for(relative: str, board: Board) -> list[str]:
+    march = BASELINE_MARCH if relative.startswith(BASELINE_DIRS) else board.march
+    return ["-target", FIRMWARE_TARGET, *FIRMWARE_CFLAGS, f"-march={march}"]
+
+
+def compute_build_id(board: Board, options: FirmwareOptions, toolchain: Toolchain) -> str:
+    """16 hex digits: SHA-256 over every firmware/ and linker/ file, the board file, options and flags."""
+    h = hashlib.sha256()
+    for root in (FIRMWARE_DIR, LINKER_DIR):
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".toml", ".rsp")):
+            h.update(str(path.relative_to(root.parent)).encode() + b"\0")
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    h.update(board.source.read_bytes() if board.source else json.dumps(board.to_dict()).encode())
+    h.update(json.dumps(asdict(options), sort_keys=True).encode())
+    h.update(" ".join(FIRMWARE_CFLAGS + (board.march, toolchain.version)).encode())
+    return h.hexdigest()[:16]
+
+
+def _first_errors(stderr: str, limit: int = 3) -> str:
+    errors = [line.strip() for line in stderr.splitlines() if "error" in line]
+    return "; ".join(errors[:limit]) or stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+
+
+def _compile_one(tc: Toolchain, relative: str, board: Board, build_dir: Path) -> Path:
+    obj = build_dir / "obj" / (relative.replace("/", "_").removesuffix(".c") + ".obj")
+    cmd = [tc.clang, *_cflags_for(relative, board), f"-I{FIRMWARE_DIR}", f"-I{build_dir}",
+           "-c", str(FIRMWARE_DIR / relative), "-o", str(obj)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DteError(f"compile failed: firmware/{relative}: {_first_errors(result.stderr)}",
+                       "fix the C error above (the build uses -Wall -Wextra -Werror)")
+    return obj
+
+
+def _link(tc: Toolchain, objects: list[Path], out: Path) -> None:
+    cmd = [tc.lld_link, f"@{LINK_RESPONSE_FILE}", f"/out:{out}", *map(str, objects)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return
+    undefined = sorted(set(re.findall(r"undefined symbol: (\S+)", result.stderr)))
+    if undefined:
+        raise DteError(f"link failed: undefined symbol(s) {', '.join(undefined)}",
+                       "define them in a firmware source (no libc in firmware) or add the file to sources.toml")
+    raise DteError(f"link failed: {_first_errors(result.stderr)}")
+
+
+@dataclass(frozen=True)
+class EfiCheck:
+    machine: str
+    subsystem: int
+    relocations: int
+    entry_rva: int
+    image_base: int
+
+
+def check_efi(path: Path) -> EfiCheck:
+    """Parse `path` with lief: PE32+, x86-64, EFI application subsystem, base relocations, an entry point."""
+    import lief
+
+    pe = lief.PE.parse(str(path))
+    if pe is None:
+        raise DteError(f"{path} is not a PE file")
+    problems = []
+    if pe.header.machine != lief.PE.Header.MACHINE_TYPES.AMD64:
+        problems.append(f"machine is {pe.header.machine}, not AMD64")
+    if pe.optional_header.magic != lief.PE.PE_TYPE.PE32_PLUS:
+        problems.append("not PE32+")
+    subsystem = int(pe.optional_header.subsystem)
+    if subsystem != PE_SUBSYSTEM_EFI_APPLICATION:
+        problems.append(f"subsystem is {subsystem}, not {PE_SUBSYSTEM_EFI_APPLICATION} (EFI application)")
+    relocations = sum(len(list(block.entries)) for block in pe.relocations) if pe.has_relocations else 0
+    if relocations == 0:
+        problems.append("no base relocations (the firmware loads it at any address)")
+    if pe.optional_header.addressof_entrypoint == 0:
+        problems.append("no entry point")
+    if problems:
+        raise DteError(f"{path.name} is not a valid EFI application: {'; '.join(problems)}")
+    return EfiCheck("AMD64", subsystem, relocations, pe.optional_header.addressof_entrypoint,
+                    pe.optional_header.imagebase)
+
+
+def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
+                   build_dir: Path | None = None) -> FirmwareBuild:
+    """Compile and link BOOTX64.EFI for `board` into `build_dir` (default build/<board>/), check it, return it."""
+    start = time.monotonic()
+    options = options or FirmwareOptions()
+    tc = find_toolchain()
+    build_dir = Path(build_dir) if build_dir is not None else build_root() / board.name
+    (build_dir / "obj").mkdir(parents=True, exist_ok=True)
+    build_id = compute_build_id(board, options, tc)
+    header = build_dir / "dte_config.h"
+    text = config_header(board, options, build_id)
+    if not header.is_file() or header.read_text() != text:
+        header.write_text(text)
+    sources = read_source_list("common", "firmware")
+    if not sources:
+        raise DteError("firmware/sources.toml lists no firmware sources")
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        objects = list(pool.map(lambda rel: _compile_one(tc, rel, board, build_dir), sources))
+    efi = build_dir / EFI_NAME
+    tmp = build_dir / (EFI_NAME + ".tmp")
+    _link(tc, objects, tmp)
+    check_efi(tmp)
+    tmp.replace(efi)
+    data = efi.read_bytes()
+    return FirmwareBuild(efi, build_id, hashlib.sha256(data).hexdigest(), len(data), time.monotonic() - start,
+                         board.name, build_dir)
+
+
+def compile_hosted_library(sources: Sequence[Path], out: Path, extra_flags: Sequence[str] = (), *,
+                           include_dirs: Sequence[Path] = ()) -> Path:
+    """Build a shared library for the host (Linux x86-64-v3) from C sources, for ctypes bindings and tests.
+
+    Flags: -std=c11 -O2 -fPIC -shared -march=x86-64-v3 -Wall -Wextra -Werror -pthread, include dirs firmware/
+    plus `include_dirs`, then `extra_flags` (e.g. ["-DDTE_HOSTED=1", "-lm"]). Written atomically to `out`;
+    raises DteError with the first compiler errors on failure.
+    """
+    clang = find_clang()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    cmd = [clang, *HOSTED_CFLAGS, f"-I{FIRMWARE_DIR}", *(f"-I{d}" for d in include_dirs),
+           "-o", str(tmp), *map(str, sources), *extra_flags]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise DteError(f"hosted compile failed: {_first_errors(result.stderr)}", "fix the C error")
+    tmp.replace(out)
+    return out
