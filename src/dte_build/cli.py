@@ -8,6 +8,7 @@ import click
 
 from . import __version__
 from .commands import boards_cmd
+from .commands import build_cmd, run_cmd
 from .console import err
 from .errors import DteError
 
@@ -41,3 +42,5 @@ def main() -> None:
 
 
 main.add_command(boards_cmd.boards)
+main.add_command(build_cmd.build)
+main.add_command(run_cmd.run)

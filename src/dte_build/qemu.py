@@ -1,0 +1,257 @@
+"""Boot a dte image under QEMU q35 + OVMF, stream its serial console and parse the firmware's status lines.
+
+Every run: a fresh copy of the OVMF variable store in a temp dir, `-nic none` unless a NIC is asked for,
+the image as an NVMe disk, isa-debug-exit at 0xf4 (firmware writes 0x10/0x11/0x12 → QEMU rc 33/35/37),
+a hard timeout that kills QEMU's whole process group. KVM only when it really works (probed), TCG otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .board import Board, load_board
+from .errors import DteError
+
+QEMU_BINARY = "qemu-system-x86_64"
+OVMF_PAIRS = (
+    (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    (Path("/usr/share/OVMF/OVMF_CODE.fd"), Path("/usr/share/OVMF/OVMF_VARS.fd")),
+)
+DEBUG_EXIT_IOBASE = 0xF4
+RC_OK, RC_FAIL, RC_PANIC = 33, 35, 37          # (value << 1) | 1 for 0x10, 0x11, 0x12
+DRIVES = ("nvme", "ide", "virtio")
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_BOARD = "qemu-q35"
+
+_ESCAPES = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][A-Za-z0-9]|[A-Za-z=>c])")
+_STATUS = re.compile(r"^dte: ([a-z_][a-z0-9_]*)(.*)$")
+_FIELD = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)(?:=("(?:[^"\\]|\\.)*"|\S*))?')
+
+
+def strip_escapes(text: str) -> str:
+    """Console text without ANSI/VT100 escape sequences and carriage returns."""
+    return _ESCAPES.sub("", text).replace("\r", "")
+
+
+def _unquote(value: str) -> str:
+    body = value[1:-1]
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), body)
+
+
+def parse_status_line(line: str) -> tuple[str, dict[str, Any]] | None:
+    """`dte: word k=v k="text" flag` → ("word", {"k": "v", "k": "text", "flag": True}); None for other lines."""
+    match = _STATUS.match(line.strip())
+    if not match:
+        return None
+    fields: dict[str, Any] = {}
+    rest = match.group(2)
+    pos = 0
+    while pos < len(rest):
+        m = _FIELD.match(rest, pos)
+        if not m or m.end() == pos:
+            break
+        key, value = m.group(1), m.group(2)
+        if value is None:
+            fields[key] = True
+        elif value.startswith('"') and len(value) >= 2:
+            fields[key] = _unquote(value)
+        else:
+            fields[key] = value
+        pos = m.end()
+    return match.group(1), fields
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    """One QEMU invocation. Later features (network, TPM, secure boot) add fields + args in `command()`."""
+
+    machine: str = "q35"
+    accel: str = "tcg"
+    cpu: str = "max"
+    memory_mib: int = 2048
+    smp: int = 1
+    drive: str = "nvme"
+    ovmf_code: Path = OVMF_PAIRS[0][0]
+    ovmf_vars_template: Path = OVMF_PAIRS[0][1]
+    nic: bool = False
+    extra_args: tuple[str, ...] = ()
+
+    def disk_args(self, image: Path) -> list[str]:
+        if self.drive == "nvme":
+            return ["-drive", f"if=none,id=nvm,file={image},format=raw", "-device", "nvme,serial=dte0,drive=nvm"]
+        if self.drive == "virtio":
+            return ["-drive", f"if=virtio,file={image},format=raw"]
+        return ["-drive", f"if=ide,file={image},format=raw"]
+
+    def command(self, image: Path, vars_copy: Path) -> list[str]:
+        args = [
+            QEMU_BINARY, "-machine", self.machine, "-accel", self.accel, "-cpu", self.cpu,
+            "-m", str(self.memory_mib), "-smp", str(self.smp),
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self.ovmf_code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            *self.disk_args(image),
+            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04",
+        ]
+        if not self.nic:
+            args += ["-nic", "none"]
+        return args + list(self.extra_args)
+
+
+@dataclass
+class RunResult:
+    rc: int
+    ok: bool
+    timed_out: bool
+    seconds: float
+    accel: str
+    console: str
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)   # last line per word
+    lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)   # every status line, in order
+
+    def all(self, word: str) -> list[dict[str, Any]]:
+        """Every status line with this word (e.g. all `region` lines)."""
+        return [fields for w, fields in self.lines if w == word]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out, "seconds": round(self.seconds, 3),
+                "accel": self.accel, "status": self.status,
+                "lines": [{"word": w, **f} for w, f in self.lines]}
+
+
+def kvm_usable() -> bool:
+    """True only on a host with real VT-x/AMD-V behind /dev/kvm (not a PVM software hypervisor)."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        modules = Path("/proc/modules").read_text()
+    except OSError:
+        return False
+    if "kvm_pvm" in modules or Path("/sys/module/kvm_pvm").exists():
+        return False
+    return re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE) is not None
+
+
+def find_ovmf() -> tuple[Path, Path]:
+    """(OVMF code, VARS template): $DTE_OVMF_CODE/$DTE_OVMF_VARS, else the Debian `ovmf` package's files."""
+    code, vars_ = os.environ.get("DTE_OVMF_CODE"), os.environ.get("DTE_OVMF_VARS")
+    if code and vars_:
+        pairs: Sequence[tuple[Path, Path]] = ((Path(code), Path(vars_)),)
+    else:
+        pairs = OVMF_PAIRS
+    for code_path, vars_path in pairs:
+        if code_path.is_file() and vars_path.is_file():
+            return code_path, vars_path
+    raise DteError(f"OVMF firmware not found (looked for {', '.join(str(c) for c, _ in pairs)})",
+                   "install it: apt-get install ovmf (or set DTE_OVMF_CODE and DTE_OVMF_VARS)")
+
+
+def make_config(board: Board | None = None, *, smp: int | None = None, memory_mib: int | None = None,
+                drive: str = "nvme", extra_args: Sequence[str] = (), nic: bool = False) -> QemuConfig:
+    """The QemuConfig for a board (default qemu-q35): accelerator probed, OVMF located."""
+    if shutil.which(QEMU_BINARY) is None:
+        raise DteError(f"{QEMU_BINARY} not found", "install it: apt-get install qemu-system-x86")
+    if drive not in DRIVES:
+        raise DteError(f"unknown drive type '{drive}'", f"choose one of {', '.join(DRIVES)}")
+    board = board or load_board(DEFAULT_BOARD)
+    qemu = board.qemu
+    kvm = kvm_usable()
+    code, vars_template = find_ovmf()
+    return QemuConfig(
+        machine=str(qemu.get("machine", "q35")),
+        accel="kvm" if kvm else "tcg",
+        cpu="host" if kvm else str(qemu.get("cpu", "max")),
+        memory_mib=int(memory_mib or qemu.get("memory_mib", 2048)),
+        smp=int(smp or 1),
+        drive=drive,
+        ovmf_code=code,
+        ovmf_vars_template=vars_template,
+        nic=nic,
+        extra_args=tuple(extra_args),
+    )
+
+
+def _pump(stream: Any, on_line: Callable[[str], None], sink: list[str]) -> None:
+    """Read QEMU's stdout line by line (bytes), clean each line, hand it on."""
+    for raw in iter(stream.readline, b""):
+        line = strip_escapes(raw.decode("utf-8", errors="replace")).rstrip("\n")
+        sink.append(line)
+        on_line(line)
+
+
+def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIMEOUT,
+               on_line: Callable[[str], None] | None = None) -> RunResult:
+    """Boot `image` with `config`; returns when QEMU exits or after `timeout` seconds (then it is killed)."""
+    image = Path(image)
+    if not image.is_file():
+        raise DteError(f"image {image} does not exist", "build one with `dte build --board qemu-q35`")
+    start = time.monotonic()
+    console: list[str] = []
+    callback = on_line or (lambda _line: None)
+    with tempfile.TemporaryDirectory(prefix="dte-run-") as tmp:
+        vars_copy = Path(tmp) / "OVMF_VARS.fd"
+        shutil.copyfile(config.ovmf_vars_template, vars_copy)
+        proc = subprocess.Popen(config.command(image.resolve(), vars_copy), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        reader = threading.Thread(target=_pump, args=(proc.stdout, callback, console), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            rc = proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            reader.join(timeout=5)
+            if proc.stdout:
+                proc.stdout.close()
+    return _result(rc, timed_out, time.monotonic() - start, config.accel, console)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _result(rc: int, timed_out: bool, seconds: float, accel: str, console: list[str]) -> RunResult:
+    lines: list[tuple[str, dict[str, Any]]] = []
+    for text in console:
+        parsed = parse_status_line(text)
+        if parsed is not None:
+            lines.append(parsed)
+    status: dict[str, dict[str, Any]] = {}
+    for word, fields in lines:
+        status[word] = fields
+    ok = (not timed_out and rc == RC_OK and status.get("exit", {}).get("status") == "ok")
+    return RunResult(rc=rc, ok=ok, timed_out=timed_out, seconds=seconds, accel=accel,
+                     console="\n".join(console), status=status, lines=lines)
+
+
+def run_image(image: Path, *, board: Board | None = None, smp: int = 1, memory_mib: int | None = None,
+              timeout: float = DEFAULT_TIMEOUT, extra_args: Sequence[str] = (), drive: str = "nvme",
+              on_line: Callable[[str], None] | None = None) -> RunResult:
+    """Boot a dte image under QEMU + OVMF and parse its status lines (see RunResult).
+
+    `ok` is True only when the firmware printed `dte: exit status=ok` and QEMU exited with rc 33.
+    """
+    config = make_config(board, smp=smp, memory_mib=memory_mib, drive=drive, extra_args=extra_args)
+    return run_config(image, config, timeout=timeout, on_line=on_line)
