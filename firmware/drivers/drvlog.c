@@ -1,0 +1,17 @@
+/* Driver log lines (see drvlog.h). */
+#include "drvlog.h"
+
+#include <stdarg.h>
+
+#include "../engine/platform.h"
+#include "../lib/fmt.h"
+
+void drv_logf(const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    dte_vfmt(line, sizeof line, fmt, ap);
+    va_end(ap);
+    dte_log(line);
+}

@@ -1,0 +1,72 @@
+/* Test-only implementation of firmware/engine/platform.h for the hosted driver tests: aligned heap memory (a
+ * pointer is the "physical address" the device model DMAs to), a log the tests read back, a monotonic clock. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../firmware/engine/platform.h"
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[1 << 16];
+static size_t log_len;
+
+void *dte_alloc(size_t size, size_t align)
+{
+    if (align < sizeof(void *))
+        align = sizeof(void *);
+    size_t rounded = (size + align - 1) / align * align;
+    void *p = aligned_alloc(align, rounded ? rounded : align);
+    if (p)
+        memset(p, 0, rounded);
+    return p;
+}
+
+void dte_log(const char *line)
+{
+    pthread_mutex_lock(&log_lock);
+    size_t n = strlen(line);
+    if (log_len + n + 2 < sizeof log_text) {
+        memcpy(log_text + log_len, line, n);
+        log_len += n;
+        log_text[log_len++] = '\n';
+        log_text[log_len] = '\0';
+    }
+    pthread_mutex_unlock(&log_lock);
+    if (getenv("DTE_SHIM_LOG"))
+        fprintf(stderr, "%s\n", line);
+}
+
+uint64_t dte_time_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg)
+{
+    fn(arg, 0, n, 0);
+    return 0;
+}
+
+int dte_worker_count(void)
+{
+    return 1;
+}
+
+/* Copy the log gathered so far into buf (NUL-terminated) and clear it; returns its length. */
+size_t shim_take_log(char *buf, size_t cap)
+{
+    pthread_mutex_lock(&log_lock);
+    size_t n = log_len < cap - 1 ? log_len : cap - 1;
+    memcpy(buf, log_text, n);
+    buf[n] = '\0';
+    log_len = 0;
+    log_text[0] = '\0';
+    pthread_mutex_unlock(&log_lock);
+    return n;
+}
