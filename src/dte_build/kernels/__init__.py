@@ -1,0 +1,76 @@
+"""SIMD kernels generated with llvmlite: LLVM IR at a board's vector width, compiled to a COFF object for the
+firmware and to an ELF object for the hosted library (and JIT-run in tests).
+
+Linking (firmware/engine/kernels.h): an object from `emit_kernel_object` defines every symbol in
+`KERNEL_SYMBOLS`; compile firmware/engine/kernels.c with -DDTE_HAVE_GENERATED_KERNELS and link the object, and
+`dte_vec_dot` uses the kernels. Without both, the scalar reference is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..board import Board
+from ..errors import DteError
+from .ir import Isa
+from .target import COFF_TRIPLE, Jit, Target, emit_assembly, emit_object
+from .vecdot import KERNELS, module_ir
+
+KERNEL_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
+"""Every generated function, in firmware/engine/kernels.h order."""
+
+__all__ = ["KERNEL_SYMBOLS", "Isa", "Jit", "Target", "assembly", "board_isa", "board_target",
+           "emit_kernel_object", "kernel_ir"]
+
+
+def board_isa(board: Board) -> Isa:
+    """The instruction set a board's kernels use: its vector width, VNNI where it has it."""
+    features = set(board.features)
+    if board.vector_bits == 512:
+        if not {"avx512f", "avx512bw"} <= features:
+            raise DteError(f"board {board.name}: 512-bit kernels need avx512f and avx512bw in cpu.features")
+        return Isa(512, intrinsics=True, vnni={"avx512vnni", "avx512vl"} <= features)
+    if board.vector_bits == 256 and "avx2" in features:
+        return Isa(256, intrinsics=True)
+    raise DteError(f"board {board.name}: no SIMD kernels for vector_bits={board.vector_bits}",
+                   "set cpu.vector_bits to 256 (avx2) or 512 (avx512f+avx512bw)")
+
+
+def board_target(board: Board, triple: str = COFF_TRIPLE) -> Target:
+    return Target(triple, board.march, ",".join(f"+{f}" for f in board.features))
+
+
+def kernel_ir(isa: Isa, triple: str) -> str:
+    """The LLVM IR text of every kernel for `isa`."""
+    return module_ir(isa, triple)
+
+
+def emit_kernel_object(board_or_width: Board | int, fmt: str, out: Path) -> list[str]:
+    """Write the kernel object to `out` and return its symbol names.
+
+    board_or_width: a Board (its march, features, width, VNNI) or a vector width (256/512: generic x86 code
+    for this host's CPU, the form the hosted library uses). fmt: "coff" (x86_64-unknown-windows, for the
+    firmware's lld-link) or "elf" (this host's triple, PIC, for the hosted shared library).
+    """
+    if fmt not in ("coff", "elf"):
+        raise DteError(f"unknown kernel object format '{fmt}'", "use 'coff' (firmware) or 'elf' (hosted)")
+    if isinstance(board_or_width, Board):
+        isa = board_isa(board_or_width)
+        target = board_target(board_or_width, COFF_TRIPLE if fmt == "coff" else Target.host().triple)
+    else:
+        if board_or_width not in (256, 512):
+            raise DteError(f"kernel vector width must be 256 or 512, not {board_or_width}")
+        host = Target.host()
+        isa = Isa(board_or_width, intrinsics=board_or_width == 256 and "+avx2" in host.features.split(","))
+        target = Target(COFF_TRIPLE if fmt == "coff" else host.triple, host.cpu, host.features)
+    data = emit_object(kernel_ir(isa, target.triple), target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return list(KERNEL_SYMBOLS)
+
+
+def assembly(isa: Isa, target: Target) -> str:
+    """Assembly text of the kernels (for inspection and tests)."""
+    return emit_assembly(kernel_ir(isa, target.triple), target)

@@ -1,0 +1,203 @@
+"""Textual LLVM IR for the quantized dot-product kernels: a small function builder and the integer/float building
+blocks every kernel shares.
+
+The shapes follow docs in /work/shared/notes/kernels-llvmlite.md (measured on this machine): `abs`/`select` sign
+trick plus a saturating 16-bit truncation that LLVM selects as `vpmaddubsw`, `pmadd.wd` (or its 4-instruction
+generic form) for pair sums, `vpdpbusd` on VNNI boards, `fma` accumulators and a `reassoc` `reduce.fadd`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Isa:
+    """What the generated code may use.
+
+    width: vector register bits (256 or 512). intrinsics: use x86 `pmadd.wd`-family intrinsics (False gives the
+    generic twin that any x86-64 LLVM target legalises, e.g. 512-bit IR JIT-run on an AVX2 host). vnni: use
+    `vpdpbusd` (requires avx512vnni + avx512vl).
+    """
+
+    width: int
+    intrinsics: bool = True
+    vnni: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return self.width // 8
+
+    @property
+    def tag(self) -> str:
+        return f"{self.width}{'-vnni' if self.vnni else ''}{'' if self.intrinsics else '-generic'}"
+
+
+def vec(n: int, ty: str) -> str:
+    return f"<{n} x {ty}>"
+
+
+def mask(indices: list[int]) -> str:
+    return f"<{len(indices)} x i32> <" + ", ".join(f"i32 {i}" for i in indices) + ">"
+
+
+def splat_const(n: int, ty: str, value: int | str) -> str:
+    return "<" + ", ".join(f"{ty} {value}" for _ in range(n)) + ">"
+
+
+class Fn:
+    """Builds one function as text: `emit` appends an instruction and returns its fresh SSA name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.counter = 0
+        self.declares: set[str] = set()
+        self.block = "entry"  # label of the basic block being filled
+
+    def fresh(self, hint: str = "t") -> str:
+        self.counter += 1
+        return f"%{hint}{self.counter}"
+
+    def emit(self, text: str, hint: str = "t") -> str:
+        name = self.fresh(hint)
+        self.lines.append(f"  {name} = {text}")
+        return name
+
+    def op(self, opcode: str, ty: str, a: str, b: str | int) -> str:
+        """A two-operand instruction: `opcode ty a, b`."""
+        return self.emit(f"{opcode} {ty} {a}, {b}")
+
+    def vop(self, opcode: str, n: int, a: str, constant: int) -> str:
+        """`opcode <n x i8> a, splat(constant)`."""
+        return self.op(opcode, vec(n, "i8"), a, splat_const(n, "i8", constant))
+
+    def raw(self, text: str) -> None:
+        self.lines.append(text if text.endswith(":") else f"  {text}")
+
+    def declare(self, decl: str) -> None:
+        self.declares.add(decl)
+
+    # ---- memory ----
+
+    def gep(self, base: str, offset: str | int) -> str:
+        return self.emit(f"getelementptr inbounds i8, ptr {base}, i64 {offset}", "p")
+
+    def load(self, ty: str, base: str, offset: str | int) -> str:
+        return self.emit(f"load {ty}, ptr {self.gep(base, offset)}, align 1", "v")
+
+    def load_half_as_float(self, base: str, offset: str | int) -> str:
+        return self.emit(f"fpext half {self.load('half', base, offset)} to float", "f")
+
+    # ---- vectors ----
+
+    def shuffle(self, ty: str, a: str, b: str | None, indices: list[int]) -> str:
+        return self.emit(f"shufflevector {ty} {a}, {ty} {b or 'poison'}, {mask(indices)}", "s")
+
+    def concat(self, ty: str, a: str, b: str, n: int) -> str:
+        """Concatenate two n-lane vectors of type ty."""
+        return self.shuffle(ty, a, b, list(range(2 * n)))
+
+    def splat(self, scalar: str, ty: str, n: int) -> str:
+        one = self.emit(f"insertelement {vec(1, ty)} poison, {ty} {scalar}, i32 0", "s")
+        return self.shuffle(vec(1, ty), one, None, [0] * n)
+
+    def from_scalars(self, scalars: list[str], ty: str) -> str:
+        """A vector whose lane k is scalars[k]."""
+        acc = "poison"
+        for k, s in enumerate(scalars):
+            acc = self.emit(f"insertelement {vec(len(scalars), ty)} {acc}, {ty} {s}, i32 {k}", "s")
+        return acc
+
+    def nibbles(self, packed16: str) -> str:
+        """16 packed bytes -> 32 values 0..15: low nibbles then high nibbles (ggml's Q4 element order)."""
+        t = vec(16, "i8")
+        lo = self.emit(f"and {t} {packed16}, {splat_const(16, 'i8', 15)}")
+        hi = self.emit(f"lshr {t} {packed16}, {splat_const(16, 'i8', 4)}")
+        return self.concat(t, lo, hi, 16)
+
+    # ---- integer dot products ----
+
+    def dot4(self, isa: Isa, n: int, w: str, x: str, w_unsigned: bool) -> str:
+        """<n x i8> weights . <n x i8> activations -> <n/4 x i32>, lane l = sum of products 4l..4l+3.
+
+        Exact for |w| * |x| * 2 < 32768 (all ggml types against Q8 activations clamped to [-127, 127]).
+        """
+        t8 = vec(n, "i8")
+        if w_unsigned:
+            u, sx = w, x
+        else:
+            self.declare(f"declare {t8} @llvm.abs.v{n}i8({t8}, i1)")
+            u = self.emit(f"call {t8} @llvm.abs.v{n}i8({t8} {w}, i1 false)")
+            neg = self.emit(f"icmp slt {t8} {w}, zeroinitializer")
+            minus_x = self.emit(f"sub {t8} zeroinitializer, {x}")
+            sx = self.emit(f"select {vec(n, 'i1')} {neg}, {t8} {minus_x}, {t8} {x}")
+        if isa.vnni:
+            t32 = vec(n // 4, "i32")
+            name = f"@llvm.x86.avx512.vpdpbusd.{n * 8}"
+            self.declare(f"declare {t32} {name}({t32}, {t8}, {t8})")
+            return self.emit(f"call {t32} {name}({t32} zeroinitializer, {t8} {u}, {t8} {sx})")
+        return self.pair_sum_i16(isa, n // 2, self.maddubs(isa, n, u, sx))
+
+    def maddubs(self, isa: Isa, n: int, u: str, sx: str) -> str:
+        """zext(u) * sext(sx), adjacent pairs added with signed 16-bit saturation (vpmaddubsw).
+
+        With intrinsics the instruction is asked for by name: LLVM 22 turns the generic shape below into
+        vpmovzx/vpmaddwd/vpackssdw instead, which is slower.
+        """
+        if isa.intrinsics and n in (32, 64):
+            t8, t16 = vec(n, "i8"), vec(n // 2, "i16")
+            name = "@llvm.x86.avx2.pmadd.ub.sw" if n == 32 else "@llvm.x86.avx512.pmaddubs.w.512"
+            self.declare(f"declare {t16} {name}({t8}, {t8})")
+            return self.emit(f"call {t16} {name}({t8} {u}, {t8} {sx})")
+        t32 = vec(n, "i32")
+        uw = self.emit(f"zext {vec(n, 'i8')} {u} to {t32}")
+        xw = self.emit(f"sext {vec(n, 'i8')} {sx} to {t32}")
+        p = self.emit(f"mul nsw {t32} {uw}, {xw}")
+        even = self.shuffle(t32, p, None, list(range(0, n, 2)))
+        odd = self.shuffle(t32, p, None, list(range(1, n, 2)))
+        h = vec(n // 2, "i32")
+        s = self.emit(f"add nsw {h} {even}, {odd}")
+        self.declare(f"declare {h} @llvm.smax.v{n // 2}i32({h}, {h})")
+        self.declare(f"declare {h} @llvm.smin.v{n // 2}i32({h}, {h})")
+        lo = self.emit(f"call {h} @llvm.smax.v{n // 2}i32({h} {s}, {h} {splat_const(n // 2, 'i32', -32768)})")
+        hi = self.emit(f"call {h} @llvm.smin.v{n // 2}i32({h} {lo}, {h} {splat_const(n // 2, 'i32', 32767)})")
+        return self.emit(f"trunc {h} {hi} to {vec(n // 2, 'i16')}")
+
+    def pair_sum_i16(self, isa: Isa, m: int, v: str) -> str:
+        """<m x i16> -> <m/2 x i32>, adjacent pairs added (vpmaddwd with ones)."""
+        t16, t32 = vec(m, "i16"), vec(m // 2, "i32")
+        if isa.intrinsics and m in (16, 32):
+            name = "@llvm.x86.avx2.pmadd.wd" if m == 16 else "@llvm.x86.avx512.pmaddw.d.512"
+            self.declare(f"declare {t32} {name}({t16}, {t16})")
+            return self.emit(f"call {t32} {name}({t16} {v}, {t16} {splat_const(m, 'i16', 1)})")
+        words = self.emit(f"bitcast {t16} {v} to {t32}")
+        low = self.emit(f"shl {t32} {words}, {splat_const(m // 2, 'i32', 16)}")
+        low = self.emit(f"ashr {t32} {low}, {splat_const(m // 2, 'i32', 16)}")
+        high = self.emit(f"ashr {t32} {words}, {splat_const(m // 2, 'i32', 16)}")
+        return self.emit(f"add nsw {t32} {low}, {high}")
+
+    # ---- float ----
+
+    def fma(self, n: int, a: str, b: str, c: str) -> str:
+        t = vec(n, "float")
+        self.declare(f"declare {t} @llvm.fma.v{n}f32({t}, {t}, {t})")
+        return self.emit(f"call {t} @llvm.fma.v{n}f32({t} {a}, {t} {b}, {t} {c})", "acc")
+
+    def reduce_fadd(self, n: int, v: str) -> str:
+        t = vec(n, "float")
+        self.declare(f"declare float @llvm.vector.reduce.fadd.v{n}f32(float, {t})")
+        return self.emit(f"call reassoc float @llvm.vector.reduce.fadd.v{n}f32(float -0.0, {t} {v})")
+
+    def reduce_add_i32(self, n: int, v: str) -> str:
+        t = vec(n, "i32")
+        self.declare(f"declare i32 @llvm.vector.reduce.add.v{n}i32({t})")
+        return self.emit(f"call i32 @llvm.vector.reduce.add.v{n}i32({t} {v})")
+
+    def text(self) -> str:
+        body = "\n".join(self.lines)
+        return (f"define float @{self.name}(i64 %n, ptr noalias nocapture readonly %w, "
+                f"ptr noalias nocapture readonly %a) #0 {{\n{body}\n}}\n")
+
+
+FUNCTION_ATTRIBUTES = 'attributes #0 = { nounwind noredzone "no-builtins" "no-trapping-math"="true" }'

@@ -1,0 +1,144 @@
+"""Generated SIMD kernels (dte_build.kernels) against the scalar reference dte_vec_dot_ref, at every vector width a
+board uses (512-bit IR is legalised and run on this AVX2 host by llvmlite's JIT), plus the firmware objects'
+instruction sets as seen by the disassembler."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+
+from _quantlib import Quants, load_quants, random_weight_bytes
+from dte_build.board import load_board
+from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, emit_kernel_object, kernel_ir
+from dte_build.paths import FIRMWARE_DIR
+
+KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q4_K": T.Q4_K, "q5_K": T.Q5_K, "q6_K": T.Q6_K}
+ACTIVATION = {T.Q8_0: T.Q8_0, T.Q4_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q4_K: T.Q8_K, T.Q5_K: T.Q8_K, T.Q6_K: T.Q8_K}
+# 256: qemu-q35 with x86 intrinsics and its generic twin; 512: epyc9654's width, generic twin (no VNNI here).
+ISAS = [Isa(256), Isa(256, intrinsics=False), Isa(512, intrinsics=False)]
+OBJDUMP = shutil.which("llvm-objdump-19") or shutil.which("objdump")
+
+
+@pytest.fixture(scope="module")
+def q() -> Quants:
+    return load_quants()
+
+
+@pytest.fixture(scope="module", params=ISAS, ids=lambda isa: isa.tag)
+def jit(request: pytest.FixtureRequest) -> Jit:
+    host = Target.host()
+    if "+avx2" not in host.features.split(","):
+        pytest.skip("this host has no AVX2: the kernels cannot run here")
+    return Jit(kernel_ir(request.param, host.triple), host)
+
+
+def symbol(kind: str) -> str:
+    t = KERNEL_TYPES[kind]
+    return f"dte_k_vec_dot_{kind}_{ACTIVATION[t].name.lower().replace('q8_k', 'q8_K')}"
+
+
+def test_symbols_match_kernels_header() -> None:
+    header = (FIRMWARE_DIR / "engine/kernels.h").read_text()
+    declared = re.findall(r"^float (dte_k_vec_dot_\w+)\(", header, re.M)
+    assert declared == list(KERNEL_SYMBOLS)
+    assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(KERNEL_SYMBOLS)
+
+
+@pytest.mark.parametrize("kind", list(KERNEL_TYPES))
+def test_kernel_matches_reference(q: Quants, jit: Jit, kind: str) -> None:
+    t = KERNEL_TYPES[kind]
+    fn = jit.function(symbol(kind))
+    block = GGML_QUANT_SIZES[t][0]
+    rng = np.random.default_rng(int(t))
+    for blocks in [1, 2, 3, 5, 8, 17, 64]:
+        n = block * blocks
+        for trial in range(3):
+            w = random_weight_bytes(t, n, rng)
+            x = rng.standard_normal(n).astype(np.float32) * rng.uniform(0.1, 10)
+            if trial == 2:
+                x[: n // 2] = 0.0  # zero activation blocks
+            a = q.quantize(ACTIVATION[t], x)
+            ref = q.vec_dot(t, n, w, a, ref=True)
+            got = fn(n, w.ctypes.data, a.ctypes.data)
+            # same integer sums; only the float summation order differs
+            wd = q.dequantize(t, w, n).astype(np.float64)
+            ad = np.abs(q.dequantize(ACTIVATION[t], a, n).astype(np.float64))
+            bound = 1e-5 * float(np.abs(wd) @ ad) + 1e-6
+            assert abs(got - ref) <= bound, (kind, n, trial, got, ref)
+
+
+def test_extreme_values_are_exact(q: Quants, jit: Jit) -> None:
+    """Largest-magnitude quants (|w| = 127, |x| = 127) hit no 16-bit saturation: integer sums stay exact."""
+    n = 32 * 6
+    w = np.zeros((6, 34), dtype=np.uint8)
+    w[:, :2] = np.array([1.0], dtype=np.float16).view(np.uint8)
+    w[:, 2:] = np.where(np.arange(32) % 2 == 0, -127, 127).astype(np.int8).view(np.uint8)
+    a = q.quantize(T.Q8_0, np.where(np.arange(n) % 2 == 0, -1.0, 1.0).astype(np.float32) * 3.0)
+    ref = q.vec_dot(T.Q8_0, n, w.ravel(), a, ref=True)
+    got = jit.function(symbol("q8_0"))(n, w.ctypes.data, a.ctypes.data)
+    assert ref == pytest.approx(n * 127 * 127 * float(np.float16(3.0 / 127)), rel=1e-3)
+    assert got == pytest.approx(ref, rel=1e-6)
+
+
+def objdump(path: Path) -> str:
+    if OBJDUMP is None:
+        pytest.skip("no llvm-objdump-19 or objdump to disassemble with")
+    return subprocess.run([OBJDUMP, "-d", str(path)], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_epyc9654_object_uses_zmm_and_vnni(tmp_path: Path) -> None:
+    out = tmp_path / "kernels-epyc.obj"
+    symbols = emit_kernel_object(load_board("epyc9654"), "coff", out)
+    assert out.read_bytes()[:2] == b"\x64\x86"  # IMAGE_FILE_MACHINE_AMD64 (PE/COFF spec 3.3.1)
+    text = objdump(out)
+    assert re.search(r"%zmm\d+|\bzmm\d+", text)
+    assert "vpdpbusd" in text
+    for s in symbols:
+        assert f"<{s}>:" in text
+
+
+def test_qemu_q35_object_uses_ymm_only(tmp_path: Path) -> None:
+    out = tmp_path / "kernels-q35.obj"
+    emit_kernel_object(load_board("qemu-q35"), "coff", out)
+    text = objdump(out)
+    assert re.search(r"ymm\d+", text)
+    assert not re.search(r"zmm\d+", text)
+    assert "vpmaddubsw" in text and "vpmaddwd" in text
+
+
+def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
+    """The hosted ELF object + quants.c built with DTE_HAVE_GENERATED_KERNELS: dte_vec_dot dispatches to it."""
+    from _hostc import build, firmware
+    from _quantlib import QUANTS_SOURCES
+
+    obj = tmp_path / "kernels.o"
+    emit_kernel_object(256, "elf", obj)
+    lib = Quants(str(build("quants-kernels", firmware(*QUANTS_SOURCES) + [obj], shared=True,
+                           extra=["-DDTE_HAVE_GENERATED_KERNELS"])))
+    rng = np.random.default_rng(9)
+    n = 256 * 4
+    for t in KERNEL_TYPES.values():
+        w = random_weight_bytes(t, n, rng)
+        a = lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32))
+        ref, fast = lib.vec_dot(t, n, w, a, ref=True), lib.vec_dot(t, n, w, a, ref=False)
+        assert fast == pytest.approx(ref, rel=1e-4, abs=1e-3)
+    table = lib.lib.dte_kernel_vec_dot
+    table.restype, table.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
+    assert all(table(int(t)) for t in KERNEL_TYPES.values())
+    assert table(int(T.Q2_K)) is None
+
+
+def test_avx512_without_vnni_uses_zmm_maddubs() -> None:
+    """An AVX-512 board without VNNI gets the vpmaddubsw/vpmaddwd form at 512 bits (assembly only: no such CPU here)."""
+    from dte_build.kernels import assembly
+
+    target = Target("x86_64-unknown-windows", "skylake-avx512", "+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl")
+    text = assembly(Isa(512), target)
+    assert re.search(r"zmm\d+", text) and "vpmaddubsw" in text and "vpdpbusd" not in text
