@@ -1,0 +1,390 @@
+/* Token protocol server, version 1. The checks and their order are docs/protocol.md "Checks, in order". */
+#include "proto.h"
+
+#include "bytes.h"
+
+static const uint8_t frame_magic[4] = {'D', 'T', 'E', '1'};
+
+/* ---- sending ------------------------------------------------------------------------------------------ */
+
+static uint8_t *payload_area(dte_proto_server *s) { return s->tx + DTE_PROTO_HEADER_SIZE; }
+
+/* Header + tag around the payload already written at payload_area(), then out to ip:port. */
+static void respond(dte_proto_server *s, uint64_t session_id, uint32_t ip, uint16_t port, uint8_t type,
+                    uint16_t flags, size_t payload_size)
+{
+    uint8_t *h = s->tx;
+    dte_copy_bytes(h, frame_magic, sizeof frame_magic);
+    h[4] = DTE_PROTO_VERSION;
+    h[5] = type;
+    dte_put_be16(h + 6, (uint16_t)(flags | DTE_PROTO_FLAG_RESPONSE));
+    dte_put_be64(h + 8, session_id);
+    dte_put_be64(h + 16, ++s->tx_sequence);
+    dte_put_be32(h + 24, (uint32_t)payload_size);
+    size_t body = DTE_PROTO_HEADER_SIZE + payload_size;
+    dte_hmac_sha256(&s->key, s->tx, body, s->tx + body);
+    s->config.send(s->config.send_ctx, ip, port, s->tx, body + DTE_PROTO_TAG_SIZE);
+}
+
+static void respond_session(dte_proto_server *s, int index, uint8_t type, uint16_t flags, size_t payload_size)
+{
+    const dte_proto_session *session = &s->sessions[index];
+    respond(s, session->id, session->peer_ip, session->peer_port, type, flags, payload_size);
+}
+
+static size_t write_error(dte_proto_server *s, uint16_t code, const char *message)
+{
+    uint8_t *p = payload_area(s);
+    dte_put_be16(p, code);
+    size_t size = 2;
+    while (*message != '\0' && size < 2 + 200)
+        p[size++] = (uint8_t)*message++;
+    return size;
+}
+
+static void send_error(dte_proto_server *s, int index, uint16_t code, const char *message)
+{
+    if (code == DTE_ERR_BUSY)
+        s->counters[DTE_PC_BUSY]++;
+    respond_session(s, index, DTE_MSG_ERROR, 0, write_error(s, code, message));
+}
+
+static void send_done(dte_proto_server *s, int index, const dte_proto_result *result)
+{
+    uint8_t *p = payload_area(s);
+    p[0] = result->reason;
+    p[1] = p[2] = p[3] = 0;
+    dte_put_be32(p + 4, result->prompt_tokens);
+    dte_put_be32(p + 8, result->generated_tokens);
+    dte_put_be64(p + 12, result->prompt_ns);
+    dte_put_be64(p + 20, result->generate_ns);
+    respond_session(s, index, DTE_MSG_DONE, 0, 28);
+}
+
+static void send_token(dte_proto_server *s, int index, const dte_proto_token *token)
+{
+    uint8_t *p = payload_area(s);
+    uint32_t *counter = token->is_prompt ? &s->prompt_index : &s->generated_index;
+    size_t piece = token->piece_size;
+    if (piece > DTE_PROTO_MAX_PAYLOAD - 12)
+        piece = DTE_PROTO_MAX_PAYLOAD - 12;
+    dte_put_be32(p, (*counter)++);
+    dte_put_be16(p + 4, 1);
+    dte_put_be32(p + 6, token->id);
+    dte_put_be16(p + 10, (uint16_t)piece);
+    dte_copy_bytes(p + 12, token->piece, piece);
+    respond_session(s, index, DTE_MSG_TOKENS, token->is_prompt ? DTE_PROTO_FLAG_PROMPT_TOKENS : 0, 12 + piece);
+}
+
+/* ---- sessions, replay window, queue --------------------------------------------------------------------- */
+
+static bool window_fresh(const dte_proto_session *session, uint64_t sequence)
+{
+    if (sequence > session->rx_highest)
+        return true;
+    uint64_t offset = session->rx_highest - sequence;
+    return offset < 64 && ((session->rx_bitmap >> offset) & 1u) == 0;
+}
+
+static void window_mark(dte_proto_session *session, uint64_t sequence)
+{
+    if (sequence > session->rx_highest) {
+        uint64_t shift = sequence - session->rx_highest;
+        session->rx_bitmap = shift < 64 ? (session->rx_bitmap << shift) | 1u : 1u;
+        session->rx_highest = sequence;
+    } else {
+        session->rx_bitmap |= (uint64_t)1 << (session->rx_highest - sequence);
+    }
+}
+
+/* The session's index; a new one takes a free entry or evicts the least recently used idle one; -1 when all
+ * entries are queued or generating. */
+static int find_or_add_session(dte_proto_server *s, uint64_t id)
+{
+    int victim = -1;
+    for (unsigned i = 0; i < DTE_PROTO_SESSIONS; i++) {
+        const dte_proto_session *session = &s->sessions[i];
+        if (session->state != DTE_SESSION_FREE && session->id == id)
+            return (int)i;
+        bool evictable = session->state == DTE_SESSION_FREE || session->state == DTE_SESSION_IDLE;
+        if (!evictable)
+            continue;
+        if (victim < 0 || session->state == DTE_SESSION_FREE ||
+            (s->sessions[victim].state != DTE_SESSION_FREE && session->last_used < s->sessions[victim].last_used))
+            victim = (int)i;
+    }
+    if (victim >= 0)
+        s->sessions[victim] = (dte_proto_session){.id = id, .state = DTE_SESSION_IDLE};
+    return victim;
+}
+
+static void queue_remove(dte_proto_server *s, unsigned position)
+{
+    for (unsigned i = position; i + 1 < s->queue_count; i++)
+        s->queue[i] = s->queue[i + 1];
+    s->queue_count--;
+}
+
+/* ---- requests ------------------------------------------------------------------------------------------ */
+
+static bool parse_prompt(const uint8_t *payload, size_t size, dte_proto_request *out)
+{
+    if (size <= DTE_PROTO_PROMPT_FIXED)
+        return false;
+    union { uint32_t bits; float value; } temperature, top_p;   /* IEEE 754 binary32 bit patterns */
+    out->n_predict = dte_get_be32(payload);
+    temperature.bits = dte_get_be32(payload + 4);
+    out->top_k = dte_get_be32(payload + 8);
+    top_p.bits = dte_get_be32(payload + 12);
+    out->seed = dte_get_be64(payload + 16);
+    out->temperature = temperature.value;
+    out->top_p = top_p.value;
+    out->text = payload + DTE_PROTO_PROMPT_FIXED;
+    out->text_size = size - DTE_PROTO_PROMPT_FIXED;
+    bool temperature_ok = out->temperature >= 0.0f && out->temperature <= 100.0f;   /* false for NaN */
+    bool top_p_ok = out->top_p >= 0.0f && out->top_p <= 1.0f;
+    return out->n_predict >= 1 && out->n_predict <= DTE_PROTO_MAX_N_PREDICT && temperature_ok && top_p_ok;
+}
+
+static void handle_prompt(dte_proto_server *s, int index, const uint8_t *payload, size_t size)
+{
+    dte_proto_request request;
+    if (!parse_prompt(payload, size, &request)) {
+        send_error(s, index, DTE_ERR_BAD_REQUEST, "PROMPT payload does not parse or values out of range");
+        return;
+    }
+    if (s->sessions[index].state != DTE_SESSION_IDLE) {
+        send_error(s, index, DTE_ERR_WRONG_STATE, "this session already has a PROMPT queued or running");
+        return;
+    }
+    if (s->queue_count == DTE_PROTO_QUEUE) {
+        send_error(s, index, DTE_ERR_BUSY, "generation queue is full; retry later");
+        return;
+    }
+    dte_proto_queued *slot = &s->queue[s->queue_count++];
+    slot->session = index;
+    slot->payload_size = (uint32_t)size;
+    dte_copy_bytes(slot->payload, payload, size);
+    s->sessions[index].state = DTE_SESSION_QUEUED;
+    if (s->running >= 0 || s->queue_count > 1) {
+        dte_put_be32(payload_area(s), s->queue_count);
+        respond_session(s, index, DTE_MSG_QUEUED, 0, 4);
+    }
+}
+
+static void cancel_running(dte_proto_server *s)
+{
+    dte_proto_result result = {0};
+    int index = s->running;
+    s->config.engine.finish(s->config.engine.ctx, &result);
+    result.reason = DTE_DONE_CANCELLED;
+    s->running = -1;
+    s->sessions[index].state = DTE_SESSION_IDLE;
+    s->counters[DTE_PC_CANCELLED]++;
+    s->counters[DTE_PC_GENERATIONS]++;
+    send_done(s, index, &result);
+}
+
+static void handle_cancel(dte_proto_server *s, int index)
+{
+    if (s->running == index) {
+        cancel_running(s);
+        return;
+    }
+    for (unsigned i = 0; i < s->queue_count; i++) {
+        if (s->queue[i].session != index)
+            continue;
+        queue_remove(s, i);
+        s->sessions[index].state = DTE_SESSION_IDLE;
+        s->counters[DTE_PC_CANCELLED]++;
+        dte_proto_result nothing = {.reason = DTE_DONE_CANCELLED};
+        send_done(s, index, &nothing);
+        return;
+    }
+    send_error(s, index, DTE_ERR_NOT_RUNNING, "nothing to cancel in this session");
+}
+
+static void handle_stats(dte_proto_server *s, int index)
+{
+    uint8_t *p = payload_area(s);
+    uint16_t count = 0;
+    for (unsigned i = 0; i < DTE_PC_COUNT; i++, count++)
+        dte_put_be64(p + 2 + 8u * count, s->counters[i]);
+    for (unsigned i = 0; i < s->config.extra_counter_count; i++, count++)
+        dte_put_be64(p + 2 + 8u * count, s->config.extra_counters[i]);
+    dte_put_be16(p, count);
+    respond_session(s, index, DTE_MSG_STATS, 0, 2 + 8u * count);
+}
+
+static void handle_attest(dte_proto_server *s, int index, const uint8_t *nonce, size_t size)
+{
+    if (size > DTE_PROTO_MAX_NONCE) {
+        send_error(s, index, DTE_ERR_BAD_REQUEST, "nonce longer than 64 bytes");
+        return;
+    }
+    uint8_t *p = payload_area(s);
+    size_t blob = 0;
+    if (s->config.attest != NULL)
+        blob = s->config.attest(s->config.attest_ctx, nonce, size, p + 2 + size, DTE_PROTO_MAX_PAYLOAD - 2 - size);
+    if (blob == 0 || blob > DTE_PROTO_MAX_PAYLOAD - 2 - size) {
+        send_error(s, index, DTE_ERR_UNSUPPORTED, "no attestation available");
+        return;
+    }
+    dte_put_be16(p, (uint16_t)size);
+    dte_copy_bytes(p + 2, nonce, size);
+    respond_session(s, index, DTE_MSG_ATTEST, 0, 2 + size + blob);
+}
+
+static void handle_ping(dte_proto_server *s, int index, const uint8_t *payload, size_t size)
+{
+    if (size > DTE_PROTO_MAX_PING) {
+        send_error(s, index, DTE_ERR_BAD_REQUEST, "PING payload longer than 64 bytes");
+        return;
+    }
+    dte_copy_bytes(payload_area(s), payload, size);
+    respond_session(s, index, DTE_MSG_PONG, 0, size);
+}
+
+static bool is_request_type(uint8_t type)
+{
+    return type == DTE_MSG_PROMPT || type == DTE_MSG_CANCEL || type == DTE_MSG_STATS_REQUEST ||
+           type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING;
+}
+
+static void dispatch(dte_proto_server *s, int index, uint8_t type, const uint8_t *payload, size_t size)
+{
+    s->counters[DTE_PC_SERVED]++;
+    switch (type) {
+    case DTE_MSG_PROMPT: handle_prompt(s, index, payload, size); break;
+    case DTE_MSG_CANCEL: handle_cancel(s, index); break;
+    case DTE_MSG_STATS_REQUEST: handle_stats(s, index); break;
+    case DTE_MSG_ATTEST_REQUEST: handle_attest(s, index, payload, size); break;
+    default: handle_ping(s, index, payload, size); break;
+    }
+}
+
+/* Checks 1-4 of docs/protocol.md: the counter to bump, or DTE_PC_COUNT when the frame is authentic. */
+static unsigned check_frame(const dte_proto_server *s, const uint8_t *data, size_t size)
+{
+    if (size > DTE_PROTO_MAX_FRAME)
+        return DTE_PC_TOO_LARGE;
+    if (size < DTE_PROTO_HEADER_SIZE + DTE_PROTO_TAG_SIZE || !dte_same_bytes(data, frame_magic, 4) ||
+        data[4] != DTE_PROTO_VERSION ||
+        (uint64_t)dte_get_be32(data + 24) + DTE_PROTO_HEADER_SIZE + DTE_PROTO_TAG_SIZE != size)
+        return DTE_PC_MALFORMED;
+    size_t body = size - DTE_PROTO_TAG_SIZE;
+    if (!dte_hmac_sha256_verify(&s->key, data, body, data + body))
+        return DTE_PC_BAD_TAG;
+    uint16_t allowed = data[5] == DTE_MSG_TOKENS ? DTE_PROTO_FLAG_PROMPT_TOKENS : 0;
+    if ((dte_get_be16(data + 6) & ~allowed) != 0 || dte_get_be64(data + 8) == 0 || dte_get_be64(data + 16) == 0)
+        return DTE_PC_MALFORMED;
+    return DTE_PC_COUNT;
+}
+
+void dte_proto_input(dte_proto_server *s, uint32_t src_ip, uint16_t src_port, const uint8_t *data, size_t size)
+{
+    s->counters[DTE_PC_RX_FRAMES]++;
+    unsigned verdict = check_frame(s, data, size);
+    if (verdict != DTE_PC_COUNT) {
+        s->counters[verdict]++;
+        return;
+    }
+    uint64_t session_id = dte_get_be64(data + 8);
+    uint64_t sequence = dte_get_be64(data + 16);
+    int index = find_or_add_session(s, session_id);
+    if (index < 0) {
+        s->counters[DTE_PC_BUSY]++;
+        respond(s, session_id, src_ip, src_port, DTE_MSG_ERROR, 0,
+                write_error(s, DTE_ERR_BUSY, "all sessions are active; retry later"));
+        return;
+    }
+    dte_proto_session *session = &s->sessions[index];
+    if (!window_fresh(session, sequence)) {
+        s->counters[DTE_PC_REPLAY]++;
+        return;
+    }
+    window_mark(session, sequence);
+    session->peer_ip = src_ip;
+    session->peer_port = src_port;
+    session->last_used = ++s->clock;
+    if (!is_request_type(data[5])) {
+        s->counters[DTE_PC_UNKNOWN_TYPE]++;
+        return;
+    }
+    dispatch(s, index, data[5], data + DTE_PROTO_HEADER_SIZE, size - DTE_PROTO_HEADER_SIZE - DTE_PROTO_TAG_SIZE);
+}
+
+void dte_proto_udp_input(void *server, uint32_t src_ip, uint16_t src_port, const uint8_t *data, size_t size)
+{
+    dte_proto_input((dte_proto_server *)server, src_ip, src_port, data, size);
+}
+
+/* ---- generation ---------------------------------------------------------------------------------------- */
+
+static void start_next(dte_proto_server *s)
+{
+    dte_proto_queued *head = &s->queue[0];
+    int index = head->session;
+    dte_proto_request request;
+    parse_prompt(head->payload, head->payload_size, &request);   /* validated when it was queued */
+    int status = s->config.engine.start(s->config.engine.ctx, &request);
+    queue_remove(s, 0);   /* request.text is not used after start */
+    if (status != 0) {
+        s->sessions[index].state = DTE_SESSION_IDLE;
+        send_error(s, index, DTE_ERR_ENGINE, "the engine could not start this generation");
+        return;
+    }
+    s->sessions[index].state = DTE_SESSION_GENERATING;
+    s->running = index;
+    s->prompt_index = 0;
+    s->generated_index = 0;
+}
+
+static void run_step(dte_proto_server *s)
+{
+    dte_proto_token token = {0};
+    int index = s->running;
+    int status = s->config.engine.step(s->config.engine.ctx, &token);
+    if (status == DTE_ENGINE_STEP_TOKEN) {
+        if (!token.is_prompt)
+            s->counters[DTE_PC_TOKENS_GENERATED]++;
+        send_token(s, index, &token);
+        return;
+    }
+    dte_proto_result result = {0};
+    s->config.engine.finish(s->config.engine.ctx, &result);
+    if (status < 0)
+        result.reason = DTE_DONE_ENGINE_ERROR;
+    s->running = -1;
+    s->sessions[index].state = DTE_SESSION_IDLE;
+    s->counters[DTE_PC_GENERATIONS]++;
+    send_done(s, index, &result);
+}
+
+bool dte_proto_service(dte_proto_server *s)
+{
+    if (s->running >= 0)
+        run_step(s);
+    else if (s->queue_count > 0)
+        start_next(s);
+    return s->running >= 0 || s->queue_count > 0;
+}
+
+int dte_proto_init(dte_proto_server *s, const dte_proto_config *config)
+{
+    const dte_proto_engine *engine = &config->engine;
+    if (config->key == NULL || config->key_size == 0 || config->send == NULL || engine->start == NULL ||
+        engine->step == NULL || engine->finish == NULL)
+        return -1;
+    s->config = *config;
+    dte_hmac_sha256_setkey(&s->key, config->key, config->key_size);
+    for (unsigned i = 0; i < DTE_PROTO_SESSIONS; i++)
+        s->sessions[i] = (dte_proto_session){0};
+    for (unsigned i = 0; i < DTE_PC_COUNT; i++)
+        s->counters[i] = 0;
+    s->clock = 0;
+    s->tx_sequence = 0;
+    s->running = -1;
+    s->queue_count = 0;
+    return 0;
+}

@@ -1,0 +1,337 @@
+"""The C network stack + token protocol server (firmware/net) against the independent Python codec and client,
+over real UDP sockets on 127.0.0.1 through the hosted loopnic (tests/devmodels), with a fake engine.
+
+Raw Ethernet frames (ARP, ICMP, UDP from a non-peer address) are built and checked here with `struct`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from _hostc import build, firmware
+from dte_build import protocol as p
+from dte_build.client import Client, Generation, RemoteError, generate_remote
+from dte_build.paths import REPO_ROOT
+
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff" * 2)
+NIC_MAC = bytes.fromhex("525400123456")
+STACK_IP = bytes([10, 0, 2, 15])
+OUR_MAC = bytes.fromhex("020000000001")
+OUR_IP = bytes([10, 0, 2, 3])
+
+
+def fake_ids(prompt: str, seed: int, n: int) -> list[int]:
+    """The fake engine's documented generation rule (tests/devmodels/netserve.c)."""
+    total = sum(prompt.encode())
+    return [97 + (seed + 7 * i + total) % 26 for i in range(n)]
+
+
+class Server:
+    def __init__(self, delay_us: int) -> None:
+        exe = build("netserve", firmware("net/net_stack.c", "net/proto.c", "lib/sha256.c", "lib/hmac_sha256.c")
+                    + [REPO_ROOT / "tests/devmodels/loopnic.c", REPO_ROOT / "tests/devmodels/netserve.c"],
+                    shared=False)
+        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        fields = dict(item.split("=") for item in line.split()[1:])
+        self.port, self.raw_port = int(fields["proto_port"]), int(fields["raw_port"])
+
+    def client(self, timeout: float = 5.0) -> Client:
+        return Client("127.0.0.1", self.port, KEY, timeout=timeout)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = Server(delay_us=0)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[Server]:
+    s = Server(delay_us=20_000)   # 20 ms per generated token: time to queue and cancel
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def raw(server: Server) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect(("127.0.0.1", server.raw_port))
+    sock.settimeout(2.0)
+    yield sock
+    sock.close()
+
+
+def no_answer(sock: socket.socket, wait: float = 0.2) -> bool:
+    sock.settimeout(wait)
+    try:
+        sock.recv(65536)
+    except TimeoutError:
+        return True
+    return False
+
+
+# ---- token protocol ----------------------------------------------------------------------------------------
+
+def test_generate_remote_matches_the_fake_engine(server: Server) -> None:
+    out = generate_remote("127.0.0.1", server.port, KEY, "Hello, echo", 12, 0.0, seed=5)
+    assert out["prompt_ids"] == list(b"Hello, echo")
+    assert out["ids"] == fake_ids("Hello, echo", 5, 12)
+    assert out["text"] == bytes(fake_ids("Hello, echo", 5, 12)).decode()
+    assert out["tok_per_s"] == pytest.approx(500_000)          # 2000 ns per token, fake engine
+    assert out["prompt_tok_per_s"] == pytest.approx(1_000_000)
+    assert set(out) == {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}
+
+
+def test_ping_attest_stats_and_engine_error(server: Server) -> None:
+    with server.client() as c:
+        assert c.ping(b"x" * 64) < 1.0
+        nonce = b"n0nce-1234"
+        assert c.attest(nonce) == b"FAKEATT1" + hashlib.sha256(nonce).digest()
+        stats = c.stats()
+        assert set(p.STATS_NAMES) <= set(stats) and stats["served"] >= 3
+        with pytest.raises(RemoteError, match="ENGINE"):
+            c.generate(p.Prompt("FAIL"))
+        with pytest.raises(RemoteError, match="BAD_REQUEST"):
+            c.ping(b"x" * 65)
+        with pytest.raises(RemoteError, match="NOT_RUNNING"):
+            c.request(p.FrameType.CANCEL, b"", p.FrameType.DONE)
+
+
+def authentic(ftype: int, session: int, seq: int, payload: bytes = b"", flags: int = 0, key: bytes = KEY) -> bytes:
+    return p.encode_frame(key, p.Frame(ftype, session, seq, payload, flags))
+
+
+def bad_traffic() -> list[tuple[str, str, bytes]]:
+    rng = random.Random(7)
+    ping = authentic(p.FrameType.PING, 4242, 1, b"hello")
+    flipped = bytearray(ping)
+    flipped[-5] ^= 0x10
+    big_payload = bytes(1800 - 60)
+    oversized = p.HEADER.pack(p.MAGIC, 1, 10, 0, 4242, 2, len(big_payload)) + big_payload
+    oversized += hashlib.sha256(oversized).digest()   # shape right, far too big
+    return [
+        ("random bytes", "malformed", rng.randbytes(200)),
+        ("truncated frame", "malformed", ping[:45]),
+        ("truncated tag", "malformed", ping[:-1]),
+        ("wrong key", "bad_tag", authentic(p.FrameType.PING, 4242, 3, b"x", key=bytes(32))),
+        ("flipped tag bit", "bad_tag", bytes(flipped)),
+        ("replayed frame", "replay", ping),      # sent once as the valid setup frame below
+        ("oversized frame", "too_large", oversized),
+        ("unknown type", "unknown_type", authentic(99, 4242, 4)),
+        ("response flag on a request", "malformed", authentic(p.FrameType.PING, 4242, 5, flags=p.FLAG_RESPONSE)),
+    ]
+
+
+def test_bad_traffic_is_dropped_counted_and_service_continues(server: Server) -> None:
+    attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    attacker.connect(("127.0.0.1", server.port))
+    with server.client() as monitor:
+        attacker.send(authentic(p.FrameType.PING, 4242, 1, b"hello"))   # the frame that will be replayed
+        assert p.decode_frame(KEY, attacker.recv(2048), expect_response=True).payload == b"hello"
+        for name, counter, data in bad_traffic():
+            before = monitor.stats()
+            attacker.send(data)
+            assert no_answer(attacker), f"{name}: answered"
+            after = monitor.stats()
+            assert after[counter] == before[counter] + 1, name
+            dropped = sum(after[k] - before[k] for k in ("malformed", "too_large", "bad_tag", "replay",
+                                                         "unknown_type"))
+            assert dropped == 1, name
+            assert after["served"] == before["served"] + 1, name   # only the STATS request itself
+            assert monitor.ping() < 1.0, f"{name}: next good request not served"
+    attacker.close()
+
+
+def fuzz_frame(rng: random.Random, seq: int) -> bytes:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 1473))
+    good = authentic(rng.choice([1, 4, 6, 8, 10]), 777, seq, rng.randbytes(rng.randrange(0, 100)))
+    if kind == 1:                                   # flip one random bit anywhere
+        data = bytearray(good)
+        bit = rng.randrange(len(data) * 8)
+        data[bit // 8] ^= 1 << (bit % 8)
+        return bytes(data)
+    if kind == 2:                                   # cut or extend
+        return good[:rng.randrange(len(good))] if rng.random() < 0.5 else good + rng.randbytes(rng.randrange(1, 50))
+    if kind == 3:                                   # authentic but not a request type
+        return authentic(rng.choice([0, 2, 3, 5, 7, 9, 11, 12, 13, 200, 255]), 777, seq, rng.randbytes(8))
+    return authentic(10, 777, seq, flags=rng.choice([0x8000, 0x0001, 0x0100]))   # authentic, flags forbidden
+
+
+def test_bounded_fuzz_loop_on_loopback(server: Server) -> None:
+    rng = random.Random(11)
+    fuzzer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fuzzer.connect(("127.0.0.1", server.port))
+    deadline = time.monotonic() + 30.0
+    sent = 0
+    with server.client() as monitor:
+        before = monitor.stats()
+        while sent < 3000 and time.monotonic() < deadline:
+            for _ in range(100):                     # batches, then a round trip, so no socket buffer overflows
+                fuzzer.send(fuzz_frame(rng, sent + 1))
+                sent += 1
+            monitor.ping()
+        after = monitor.stats()
+    assert sent == 3000
+    assert no_answer(fuzzer)
+    dropped = sum(after[k] - before[k] for k in ("malformed", "too_large", "bad_tag", "replay", "unknown_type"))
+    assert after["rx_frames"] - before["rx_frames"] == sent + 31    # + 30 PINGs + 1 STATS
+    assert dropped == sent
+    assert after["served"] - before["served"] == 31
+    fuzzer.close()
+
+
+# ---- sessions: cancel, queue, busy ---------------------------------------------------------------------------
+
+def test_cancel_mid_stream(slow_server: Server) -> None:
+    with slow_server.client() as c:
+        result = c.generate(p.Prompt("cancel me", n_predict=200, seed=1), cancel_after=5)
+        assert result.cancelled
+        assert 5 <= len(result.ids) < 200 and result.done.generated_tokens == len(result.ids)
+        assert result.ids == fake_ids("cancel me", 1, len(result.ids))
+        again = c.generate(p.Prompt("after", n_predict=3, seed=2))   # the same session serves again
+        assert again.ids == fake_ids("after", 2, 3) and not again.cancelled
+
+
+def test_one_generation_at_a_time_fifo_queue_then_busy(slow_server: Server) -> None:
+    clients = [slow_server.client() for _ in range(7)]
+    try:
+        first, queued, extra = clients[0], clients[1:5], clients[5]
+        running = Generation()
+        first.send(p.FrameType.PROMPT, p.Prompt("first", n_predict=30, seed=3).encode())
+        first.collect(running, until_first=p.FrameType.TOKENS)     # it is generating now
+        waiting = []
+        for position, c in enumerate(queued, start=1):
+            g = Generation()
+            c.send(p.FrameType.PROMPT, p.Prompt(f"q{position}", n_predict=2, seed=position).encode())
+            c.collect(g, until_first=p.FrameType.QUEUED)
+            assert g.queued_at == [position]
+            waiting.append(g)
+        with pytest.raises(RemoteError, match="BUSY"):
+            extra.generate(p.Prompt("one too many", n_predict=2))
+        assert clients[6].stats()["busy"] >= 1                     # answered while generating
+        with pytest.raises(RemoteError, match="WRONG_STATE"):
+            queued[0].request(p.FrameType.PROMPT, p.Prompt("again").encode(), p.FrameType.QUEUED)
+        queued[1].cancel()                                          # leaves the queue at once
+        queued[1].collect(waiting[1])
+        assert waiting[1].cancelled and waiting[1].ids == []
+        first.collect(running)
+        assert running.ids == fake_ids("first", 3, 30)
+        for i in (0, 2, 3):
+            queued[i].collect(waiting[i])
+            assert waiting[i].ids == fake_ids(f"q{i + 1}", i + 1, 2)
+        # the appliance numbers every frame it sends from one counter: the DONEs' order is the serving order
+        done_order = [first.window.highest] + [queued[i].window.highest for i in (0, 2, 3)]
+        assert done_order == sorted(done_order), "served FIFO"
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ---- raw Ethernet: ARP, ICMP, UDP checksums ------------------------------------------------------------------
+
+def inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_frame(proto: int, payload: bytes, *, flags_frag: int = 0x4000, bad_checksum: bool = False) -> bytes:
+    header = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 99, flags_frag, 64, proto, 0, OUR_IP, STACK_IP)
+    checksum = inet_checksum(header) ^ (0x1 if bad_checksum else 0)
+    header = header[:10] + struct.pack(">H", checksum) + header[12:]
+    return NIC_MAC + OUR_MAC + b"\x08\x00" + header + payload
+
+
+def udp_datagram(src_port: int, payload: bytes, *, checksum: str = "good") -> bytes:
+    head = struct.pack(">HHHH", src_port, 7777, 8 + len(payload), 0)
+    if checksum == "zero":
+        return head + payload
+    pseudo = OUR_IP + STACK_IP + struct.pack(">BBH", 0, 17, 8 + len(payload))
+    value = inet_checksum(pseudo + head + payload) or 0xFFFF
+    if checksum == "bad":
+        value ^= 0x0100
+    return head[:6] + struct.pack(">H", value) + payload
+
+
+def parse_ipv4_reply(frame: bytes) -> tuple[bytes, int, bytes]:
+    """Checks Ethernet + IPv4 of a reply to us; returns (ip header, protocol, payload)."""
+    assert frame[0:6] == OUR_MAC and frame[6:12] == NIC_MAC and frame[12:14] == b"\x08\x00"
+    ip = frame[14:34]
+    ver_ihl, _, total, _, _, _, proto, _, src, dst = struct.unpack(">BBHHHBBH4s4s", ip)
+    assert ver_ihl == 0x45 and src == STACK_IP and dst == OUR_IP
+    assert inet_checksum(ip) == 0, "IPv4 header checksum"
+    return ip, proto, frame[34:14 + total]
+
+
+def test_arp_request_gets_a_reply(server: Server, raw: socket.socket) -> None:
+    arp = struct.pack(">HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, OUR_MAC, OUR_IP, bytes(6), STACK_IP)
+    raw.send(b"\xff" * 6 + OUR_MAC + b"\x08\x06" + arp)
+    reply = raw.recv(2048)
+    assert reply[0:6] == OUR_MAC and reply[6:12] == NIC_MAC and reply[12:14] == b"\x08\x06"
+    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = struct.unpack_from(">HHBBH6s4s6s4s", reply, 14)
+    assert (htype, ptype, hlen, plen, op) == (1, 0x0800, 6, 4, 2)
+    assert (sha, spa, tha, tpa) == (NIC_MAC, STACK_IP, OUR_MAC, OUR_IP)
+    assert len(reply) >= 60                                          # padded to the Ethernet minimum
+    other = struct.pack(">HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, OUR_MAC, OUR_IP, bytes(6), bytes([10, 0, 2, 99]))
+    raw.send(b"\xff" * 6 + OUR_MAC + b"\x08\x06" + other)
+    assert no_answer(raw)                                            # not our address
+
+
+def test_icmp_echo_reply_and_bad_packets(server: Server, raw: socket.socket) -> None:
+    data = bytes(range(56))
+    echo = struct.pack(">BBHHH", 8, 0, 0, 0x1234, 7) + data
+    echo = echo[:2] + struct.pack(">H", inet_checksum(echo)) + echo[4:]
+    raw.send(ipv4_frame(1, echo))
+    _, proto, icmp = parse_ipv4_reply(raw.recv(2048))
+    assert proto == 1 and inet_checksum(icmp) == 0
+    assert struct.unpack_from(">BBxxHH", icmp) == (0, 0, 0x1234, 7) and icmp[8:] == data
+    with server.client() as monitor:
+        before = monitor.stats()
+        raw.send(ipv4_frame(1, echo, bad_checksum=True))
+        raw.send(ipv4_frame(1, echo, flags_frag=0x2000))             # more fragments
+        raw.send(ipv4_frame(1, echo, flags_frag=0x0010))             # a fragment offset
+        assert no_answer(raw)
+        after = monitor.stats()
+    assert after["net_bad_checksum"] - before["net_bad_checksum"] == 1
+    assert after["net_fragments"] - before["net_fragments"] == 2
+    assert after["net_icmp_replies"] >= 1
+
+
+def test_udp_from_another_host_checksums_both_ways(server: Server, raw: socket.socket) -> None:
+    ping = authentic(p.FrameType.PING, 9001, 1, b"raw path")
+    raw.send(ipv4_frame(17, udp_datagram(5555, ping)))
+    ip, proto, udp = parse_ipv4_reply(raw.recv(2048))
+    assert proto == 17
+    src_port, dst_port, length, checksum = struct.unpack_from(">HHHH", udp)
+    assert (src_port, dst_port, length) == (7777, 5555, len(udp)) and checksum != 0
+    pseudo = STACK_IP + OUR_IP + struct.pack(">BBH", 0, 17, length)
+    assert inet_checksum(pseudo + udp) == 0, "UDP checksum"
+    answer = p.decode_frame(KEY, udp[8:], expect_response=True)
+    assert (answer.type, answer.session, answer.payload) == (p.FrameType.PONG, 9001, b"raw path")
+    # checksum 0 means "none" (RFC 768): accepted; a wrong checksum: dropped and counted
+    raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 9001, 2, b"z"), checksum="zero")))
+    assert p.decode_frame(KEY, parse_ipv4_reply(raw.recv(2048))[2][8:]).payload == b"z"
+    with server.client() as monitor:
+        before = monitor.stats()
+        raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 9001, 3), checksum="bad")))
+        assert no_answer(raw)
+        assert monitor.stats()["net_bad_checksum"] == before["net_bad_checksum"] + 1
