@@ -7,6 +7,7 @@ Raw Ethernet frames (ARP, ICMP, UDP from a non-peer address) are built and check
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import socket
 import struct
@@ -335,3 +336,29 @@ def test_udp_from_another_host_checksums_both_ways(server: Server, raw: socket.s
         raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 9001, 3), checksum="bad")))
         assert no_answer(raw)
         assert monitor.stats()["net_bad_checksum"] == before["net_bad_checksum"] + 1
+
+
+# ---- CLI ---------------------------------------------------------------------------------------------------
+
+def test_cli_keygen_remote_stats_and_chat(server: Server, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from dte_build.cli import main
+
+    runner = CliRunner()
+    key_file = tmp_path / "appliance.key"
+    assert runner.invoke(main, ["keygen", "-o", str(key_file)]).exit_code == 0
+    assert len(p.load_key(key_file)) == 32
+    good_key = tmp_path / "good.key"
+    good_key.write_text(KEY.hex() + "\n")
+    good_key.chmod(0o600)
+    endpoint = f"127.0.0.1:{server.port}"
+    out = runner.invoke(main, ["remote", "stats", endpoint, "--key", str(good_key), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["served"] >= 1
+    chat = runner.invoke(main, ["chat", endpoint, "--key", str(good_key), "-n", "4", "--seed", "9"],
+                         input="hi there\n\n")
+    assert chat.exit_code == 0, chat.output
+    assert bytes(fake_ids("hi there", 9, 4)).decode() in chat.stdout
+    wrong = runner.invoke(main, ["remote", "ping", endpoint, "--key", str(key_file), "--timeout", "0.5"])
+    assert wrong.exit_code != 0 and "no answer" in wrong.output     # a wrong key is never answered

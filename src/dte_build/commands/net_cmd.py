@@ -1,0 +1,154 @@
+"""`dte keygen`, `dte chat` and `dte remote ping|stats|attest`: the client side of the token protocol."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+
+import click
+from rich.table import Table
+
+from .. import protocol as p
+from ..client import Client, Generation, parse_endpoint
+from ..console import err, info
+from ..errors import DteError
+
+
+@click.command()
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Key file to create (mode 0600).")
+@click.option("--raw", is_flag=True, help="Write the 32 raw bytes instead of 64 hex digits.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def keygen(output: str, raw: bool, force: bool) -> None:
+    """Make a new 32-byte appliance key for the token protocol (HMAC-SHA256).
+
+    Compile it into the firmware with `dte build --key KEYFILE`; clients need the same file
+    (`dte chat HOST:PORT --key KEYFILE`). Anyone holding it can use and query the appliance.
+    """
+    path = p.write_key(output, p.generate_key(), raw=raw, overwrite=force)
+    info(f"wrote {'raw' if raw else 'hex'} key to {path} (mode 0600)")
+
+
+def _client(endpoint: str, key_file: str, timeout: float) -> Client:
+    host, port = parse_endpoint(endpoint)
+    return Client(host, port, p.load_key(key_file), timeout=timeout)
+
+
+_key_option = click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
+                           help="The appliance key file (from `dte keygen`).")
+_timeout_option = click.option("--timeout", default=10.0, show_default=True,
+                               help="Seconds to wait for each answer.")
+
+
+@click.command()
+@click.argument("endpoint", metavar="HOST:PORT")
+@_key_option
+@click.option("-n", "n_predict", default=128, show_default=True, help="Tokens to generate per answer.")
+@click.option("--temp", default=0.0, show_default=True, help="Sampling temperature (0 = greedy).")
+@click.option("--top-k", default=0, show_default=True, help="Top-k cut (0 = off).")
+@click.option("--top-p", default=1.0, show_default=True, help="Nucleus cut (1 = off).")
+@click.option("--seed", default=None, type=int, help="Sampling seed (default: random per answer).")
+@click.option("--history/--no-history", default=False, show_default=True,
+              help="Prefix each prompt with the conversation so far (trimmed to fit one frame).")
+@_timeout_option
+def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int | None,
+         history: bool, timeout: float) -> None:
+    """Talk to an appliance interactively; answers stream as they are generated.
+
+    Each line you type is sent as a PROMPT; Ctrl-C during an answer cancels it, Ctrl-D or an empty
+    line quits. The appliance serves one generation at a time and queues up to 4 more.
+    """
+    transcript = ""
+    with _client(endpoint, key_file, timeout) as client:
+        info(f"connected to {endpoint} (rtt {client.ping() * 1000:.1f} ms); empty line or Ctrl-D quits")
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            prompt = (transcript + line) if history else line
+            prompt = prompt.encode("utf-8")[-p.MAX_PROMPT_TEXT:].decode("utf-8", "ignore")
+            request = p.Prompt(prompt, n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p,
+                               seed=secrets.randbits(32) if seed is None else seed)
+            try:
+                result = client.generate(request, on_token=_print_piece)
+            except KeyboardInterrupt:
+                click.echo("\n[cancelled]")
+                continue
+            click.echo()
+            _report(result)
+            transcript = prompt + result.text + "\n"
+
+
+def _print_piece(token: p.Token) -> None:
+    sys.stdout.write(token.piece.decode("utf-8", "replace"))
+    sys.stdout.flush()
+
+
+def _report(result: Generation) -> None:
+    data = result.to_json()
+    err.print(f"[{len(result.ids)} tokens, {data['tok_per_s']:.1f} tok/s; prompt {len(result.prompt_ids)} tokens]",
+              style="dim", markup=False)
+
+
+@click.group()
+def remote() -> None:
+    """Query a running appliance over the token protocol: ping, stats, attest."""
+
+
+@remote.command("ping")
+@click.argument("endpoint", metavar="HOST:PORT")
+@_key_option
+@click.option("-c", "count", default=3, show_default=True, help="How many PINGs.")
+@_timeout_option
+def ping_cmd(endpoint: str, key_file: str, count: int, timeout: float) -> None:
+    """Authenticated round-trip time (not ICMP: this proves the key and the protocol work)."""
+    with _client(endpoint, key_file, timeout) as client:
+        for i in range(count):
+            click.echo(f"pong from {endpoint}: seq={i + 1} time={client.ping() * 1000:.2f} ms")
+
+
+@remote.command("stats")
+@click.argument("endpoint", metavar="HOST:PORT")
+@_key_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@_timeout_option
+def stats_cmd(endpoint: str, key_file: str, as_json: bool, timeout: float) -> None:
+    """The appliance's counters: frames served and dropped (malformed, too large, bad tag, replay, ...)."""
+    with _client(endpoint, key_file, timeout) as client:
+        stats = client.stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    table = Table("counter", "value")
+    for name, value in stats.items():
+        table.add_row(name, str(value))
+    err.print(table)
+
+
+@remote.command("attest")
+@click.argument("endpoint", metavar="HOST:PORT")
+@_key_option
+@click.option("--nonce", default=None, help="Hex nonce to bind the answer to (default: 32 random bytes).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the attestation blob here.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@_timeout_option
+def attest_cmd(endpoint: str, key_file: str, nonce: str | None, output: str | None, as_json: bool,
+               timeout: float) -> None:
+    """Ask the appliance for its attestation (what it measured at boot), bound to a fresh nonce."""
+    try:
+        nonce_bytes = bytes.fromhex(nonce) if nonce is not None else secrets.token_bytes(32)
+    except ValueError:
+        raise DteError(f"nonce {nonce!r} is not hex", "give an even number of hex digits") from None
+    with _client(endpoint, key_file, timeout) as client:
+        blob = client.attest(nonce_bytes)
+    if output:
+        with open(output, "wb") as fh:
+            fh.write(blob)
+    if as_json:
+        click.echo(json.dumps({"nonce": nonce_bytes.hex(), "attestation": blob.hex()}, indent=2))
+    else:
+        click.echo(f"nonce {nonce_bytes.hex()}\nattestation ({len(blob)} bytes) {blob.hex()}")
