@@ -86,8 +86,15 @@ class Fn:
     def load(self, ty: str, base: str, offset: str | int) -> str:
         return self.emit(f"load {ty}, ptr {self.gep(base, offset)}, align 1", "v")
 
-    def load_half_as_float(self, base: str, offset: str | int) -> str:
-        return self.emit(f"fpext half {self.load('half', base, offset)} to float", "f")
+    def load_half_as_float(self, base: str, offset: str | int, lane: int = 0) -> str:
+        """The fp16 at base+offset as float, via a 4-half (8-byte) vcvtph2ps load starting `lane` halves earlier
+        (all 8 bytes must lie inside the block). A scalar `fpext half` becomes vpinsrw into a free register,
+        often the accumulator, which chains each block's scale to the previous block's fma."""
+        start = offset if lane == 0 else self.emit(f"sub i64 {offset}, {2 * lane}")
+        # volatile: otherwise LLVM narrows the load back to the one half it needs and emits vpinsrw again
+        loaded = self.emit(f"load volatile {vec(4, 'half')}, ptr {self.gep(base, start)}, align 1", "v")
+        halves = self.emit(f"fpext {vec(4, 'half')} {loaded} to {vec(4, 'float')}")
+        return self.emit(f"extractelement {vec(4, 'float')} {halves}, i32 {lane}", "f")
 
     # ---- vectors ----
 

@@ -240,7 +240,7 @@ def k_kernel(isa: Isa, kind: str) -> Fn:
             scales = fn.emit(f"sext {vec(16, 'i8')} {fn.load(vec(16, 'i8'), '%w', fn.emit(f'add i64 {woff}, 192'))} "
                              f"to {vec(16, 'i32')}")
             sumi = k_dot(fn, isa, q6_K_pieces(fn, woff), scales, 16, False, aoff)
-            d = fn.emit(f"fmul float {fn.load_half_as_float('%w', fn.emit(f'add i64 {woff}, 208'))}, {ad}")
+            d = fn.emit(f"fmul float {fn.load_half_as_float('%w', fn.emit(f'add i64 {woff}, 208'), lane=2)}, {ad}")
             macc = accs[1]
         else:
             scales, bytes16 = q45_scales_mins(fn, woff)

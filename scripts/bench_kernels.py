@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Micro-benchmark of the vec_dot kernels: scalar reference (clang -O2) vs llvmlite-generated (JIT, this host)
+vs numpy's float32 dot of the same element count, as GB/s of weight bytes read. One thread, one long row of
+4096 x 11008 elements (a llama-7B FFN matrix), so the weights do not fit in cache.
+
+    python scripts/bench_kernels.py [--elements N] [--repeat R] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, kernel_ir
+from dte_build.paths import FIRMWARE_DIR
+
+# weight type id, block elements, weight block bytes, activation block bytes (ggml-common.h)
+TYPES = {"q8_0": (8, 32, 34, 34), "q4_0": (2, 32, 18, 34), "q4_1": (3, 32, 20, 36),
+         "q4_K": (12, 256, 144, 292), "q5_K": (13, 256, 176, 292), "q6_K": (14, 256, 210, 292)}
+
+
+def reference_library(out_dir: Path) -> ctypes.CDLL:
+    sources = [FIRMWARE_DIR / "engine" / f for f in ("quants.c", "quants_dot.c", "kernels.c")]
+    lib = out_dir / "quants_ref.so"
+    subprocess.run(["clang-19", "-std=c11", "-O2", "-march=native", "-shared", "-fPIC", "-o", str(lib),
+                    *map(str, sources)], check=True, timeout=300)
+    cdll = ctypes.CDLL(str(lib))
+    cdll.dte_vec_dot_ref.restype = ctypes.c_float
+    cdll.dte_vec_dot_ref.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    return cdll
+
+
+def best_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def random_blocks(rng: np.random.Generator, count: int, size: int, scale_offsets: tuple[int, ...]) -> np.ndarray:
+    """Random quants with finite fp16 scales (the timing does not depend on the values)."""
+    blocks = rng.integers(0, 256, size=(count, size), dtype=np.uint8)
+    for off in scale_offsets:
+        blocks[:, off:off + 2] = np.array([0.01], dtype=np.float16).view(np.uint8)
+    return blocks.ravel()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--elements", type=int, default=4096 * 11008, help="row length (multiple of 256)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best is reported")
+    ap.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    args = ap.parse_args()
+    n = args.elements // 256 * 256
+    rng = np.random.default_rng(0)
+    host = Target.host()
+    widths = [Isa(256), Isa(512, intrinsics=False)] if "+avx2" in host.features.split(",") else []
+    jits = {isa.tag: Jit(kernel_ir(isa, host.triple), host) for isa in widths}
+    x32 = rng.standard_normal(n).astype(np.float32)
+    t_np = best_time(lambda: float(np.dot(x32, x32)), args.repeat)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = reference_library(Path(tmp))
+        for (name, (tid, be, wb, ab)), sym in zip(TYPES.items(), KERNEL_SYMBOLS):
+            nb = n // be
+            w = random_blocks(rng, nb, wb, (0, 2) if be == 32 or name != "q6_K" else (208,))
+            a = random_blocks(rng, nb, ab, (0, 2) if be == 32 else ())
+            a[:] = np.clip(a.view(np.int8), -127, 127).view(np.uint8)
+            if be == 256:  # Q8_K: float d
+                a.reshape(nb, ab)[:, :4] = np.array([0.01], dtype=np.float32).view(np.uint8)
+            row = {"type": name, "weight_mib": round(w.nbytes / 2**20, 1)}
+            t = best_time(lambda: ref.dte_vec_dot_ref(tid, n, w.ctypes.data, a.ctypes.data), max(1, args.repeat // 2))
+            row["ref_gbs"] = round(w.nbytes / t / 1e9, 2)
+            for tag, jit in jits.items():
+                fn = jit.function(sym)
+                t = best_time(lambda: fn(n, w.ctypes.data, a.ctypes.data), args.repeat)
+                row[f"gen{tag}_gbs"] = round(w.nbytes / t / 1e9, 2)
+            row["numpy_f32_gbs"] = round(x32.nbytes / t_np / 1e9, 2)
+            results.append(row)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        keys = list(results[0])
+        print(" ".join(f"{k:>18}" for k in keys), file=sys.stderr)
+        for r in results:
+            print(" ".join(f"{str(r[k]):>18}" for k in keys), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
