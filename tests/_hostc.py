@@ -1,48 +1,52 @@
-"""Builds small hosted C programs/libraries from firmware sources for tests (clang-19, cached by content hash).
+"""Builds hosted C from firmware sources for tests, cached by content hash under build/tests/.
 
-Used until `dte_build.toolchain.compile_hosted_library` exists; then tests switch to it.
+Shared libraries go through `dte_build.toolchain.compile_hosted_library` (the project's hosted flags); test
+executables (a server on the loopnic) are linked here with the same flags minus -shared/-fPIC.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from dte_build.errors import DteError
 from dte_build.paths import FIRMWARE_DIR, REPO_ROOT, build_root
+from dte_build.toolchain import HOSTED_CFLAGS, compile_hosted_library, find_clang
 
-CLANG = shutil.which("clang-19") or shutil.which("clang")
-CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-g"]
+INCLUDE_DIRS = [FIRMWARE_DIR / "lib", FIRMWARE_DIR / "net", REPO_ROOT / "tests/devmodels"]
 
 
-def _digest(paths: list[Path], extra: list[str]) -> str:
-    h = hashlib.sha256()
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256(" ".join(HOSTED_CFLAGS).encode())
     for p in paths:
-        h.update(str(p).encode())
-        h.update(p.read_bytes())
+        h.update(str(p).encode() + p.read_bytes())
     for header in sorted(FIRMWARE_DIR.rglob("*.h")) + sorted((REPO_ROOT / "tests/devmodels").glob("*.h")):
         h.update(header.read_bytes())
-    h.update(" ".join(extra).encode())
     return h.hexdigest()[:16]
 
 
-def build(name: str, sources: list[Path], *, shared: bool, extra: list[str] | None = None) -> Path:
-    """Compile `sources` (absolute paths) into build/tests/<name>-<hash>.so or an executable."""
-    if CLANG is None:
-        pytest.skip("clang-19 not installed (apt-get install clang-19)")
-    extra = list(extra or [])
+def build(name: str, sources: list[Path], *, shared: bool) -> Path:
+    """Compile `sources` (absolute paths) into build/tests/<name>-<hash>.so, or an executable."""
+    try:
+        clang = find_clang()
+    except DteError as exc:
+        pytest.skip(f"no clang to build hosted C: {exc}")
     out_dir = build_root() / "tests"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{name}-{_digest(sources, extra)}{'.so' if shared else ''}"
+    out = out_dir / f"{name}-{_digest(sources)}{'.so' if shared else ''}"
     if out.exists():
         return out
-    cmd = [CLANG, *CFLAGS, f"-I{FIRMWARE_DIR}", f"-I{FIRMWARE_DIR / 'lib'}", f"-I{FIRMWARE_DIR / 'net'}",
-           *(["-shared", "-fPIC"] if shared else []), *extra, "-o", str(out) + ".tmp", *map(str, sources)]
+    if shared:
+        return compile_hosted_library(sources, out, include_dirs=INCLUDE_DIRS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flags = [f for f in HOSTED_CFLAGS if f not in ("-shared", "-fPIC")]
+    tmp = out.with_name(out.name + ".tmp")
+    cmd = [clang, *flags, "-g", f"-I{FIRMWARE_DIR}", *(f"-I{d}" for d in INCLUDE_DIRS), "-o", str(tmp),
+           *map(str, sources)]
     subprocess.run(cmd, check=True, timeout=120)
-    Path(str(out) + ".tmp").rename(out)
+    tmp.replace(out)
     return out
 
 
