@@ -100,8 +100,13 @@ static void put_double(struct out *o, double v, const struct spec *s)
         scale *= 10;
     }
     unsigned long long whole = (unsigned long long)v;
-    double frac = (v - (double)whole) * (double)scale + 0.5;
-    unsigned long long frac_digits = (unsigned long long)frac;
+    double scaled = (v - (double)whole) * (double)scale;
+    unsigned long long frac_digits = (unsigned long long)scaled;
+    double rest = scaled - (double)frac_digits;
+    unsigned long long last_digit = precision > 0 ? frac_digits : whole;
+    if (rest > 0.5 || (rest == 0.5 && (last_digit & 1))) {   /* round half to even, like printf */
+        frac_digits++;
+    }
     if (frac_digits >= scale) {   /* rounding carried into the integer part */
         whole++;
         frac_digits -= scale;
