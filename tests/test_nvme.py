@@ -9,74 +9,15 @@ from __future__ import annotations
 import ctypes as C
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from devmodels import bindings as B
 from devmodels.hosted import find_clang
+from devmodels.nvme_rig import rig
 
 pytestmark = pytest.mark.skipif(find_clang() is None, reason="clang-19 is needed to build the hosted driver library")
-
-
-class Rig:
-    """A model controller with a random namespace, and the driver opened on it."""
-
-    def __init__(self, *, blocks: int = 4096, lba_shift: int = 9, mdts: int = 5, mqes: int = 1023,
-                 dstrd: int = 0, cap_to: int = 2, max_io_queues: int = 16, reorder: int = 0,
-                 lbaf_index: int = 0, serial: bytes = b"DTE-MODEL-0001", seed: int = 1) -> None:
-        self.lib = B.lib()
-        rng = np.random.default_rng(seed)
-        self.backing = rng.integers(0, 256, size=blocks << lba_shift, dtype=np.uint8)
-        self.cfg = B.ModelConfig(backing=self.backing.ctypes.data, nsze=blocks, lba_shift=lba_shift,
-                                 lbaf_index=lbaf_index, mdts=mdts, mqes=mqes, dstrd=dstrd, cap_to=cap_to,
-                                 ready_delay_us=2000, max_io_queues=max_io_queues, reorder=reorder,
-                                 serial=serial, model=b"dte NVMe model", vendor_id=0x1B36)
-        self.model = self.lib.nvme_model_create(C.byref(self.cfg))
-        assert self.model
-        self.ctrl = C.c_void_p()
-        B.take_log()
-
-    def open(self, io_queues: int = 1, queue_depth: int = 32, timeout_ms: int = 2000) -> int:
-        cfg = B.NvmeConfig(io_queues=io_queues, queue_depth=queue_depth, command_timeout_ms=timeout_ms, nsid=0)
-        return self.lib.nvme_open(self.lib.nvme_model_bar(self.model), C.byref(cfg), C.byref(self.ctrl))
-
-    @property
-    def info(self) -> B.NvmeInfo:
-        return self.lib.nvme_get_info(self.ctrl).contents
-
-    def read(self, qid: int, lba: int, nbytes: int, dst_offset: int = 0) -> tuple[int, np.ndarray]:
-        buf = np.zeros(nbytes + dst_offset + 64, dtype=np.uint8)
-        rc = self.lib.nvme_read(self.ctrl, qid, lba, nbytes, buf.ctypes.data + dst_offset)
-        return rc, buf[dst_offset:dst_offset + nbytes]
-
-    def expected(self, lba: int, nbytes: int) -> np.ndarray:
-        start = lba << self.cfg.lba_shift
-        return self.backing[start:start + nbytes]
-
-    def violations(self) -> str:
-        buf = C.create_string_buffer(8192)
-        n = self.lib.nvme_model_violations(self.model, buf, len(buf))
-        return f"{n} violation(s):\n{buf.value.decode()}" if n else ""
-
-    def stats(self) -> B.ModelStats:
-        s = B.ModelStats()
-        self.lib.nvme_model_stats(self.model, C.byref(s))
-        return s
-
-    def close(self) -> None:
-        self.lib.nvme_model_destroy(self.model)
-
-
-@contextmanager
-def rig(**kw: int | bytes) -> Iterator[Rig]:
-    r = Rig(**kw)  # type: ignore[arg-type]
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def test_bring_up_reports_identify_fields() -> None:
@@ -282,3 +223,42 @@ def test_never_ready_controller_times_out_after_cap_to() -> None:
         elapsed = time.monotonic() - t0
         assert 0.45 < elapsed < 3.0              # CAP.TO = 1 -> 500 ms
         assert "dte: nvme error=not_ready want_rdy=1" in B.take_log()
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    raw = np.zeros(nbytes + 4096, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 4096
+    return raw[start:start + nbytes]
+
+
+def test_model_flags_host_protocol_violations() -> None:
+    """The model must catch a misbehaving host, or the clean-violation checks above prove nothing. A tiny host
+    written here (NVMe 2.0 section 3.5.1 bring-up by hand) makes three mistakes on purpose."""
+    with rig(mqes=63) as r:
+        bar = np.ctypeslib.as_array((C.c_uint32 * 1024 * 4).from_address(r.lib.nvme_model_bar(r.model))).reshape(-1)
+        asq, acq, data = _aligned(64 * 4), _aligned(16 * 4), _aligned(8192)
+        bar[0x24 // 4] = (3 << 16) | 3                       # AQA: 4-entry admin queues
+        bar[0x28 // 4], bar[0x2C // 4] = asq.ctypes.data & 0xFFFFFFFF, asq.ctypes.data >> 32
+        bar[0x30 // 4], bar[0x34 // 4] = acq.ctypes.data & 0xFFFFFFFF, acq.ctypes.data >> 32
+        bar[0x14 // 4] = (6 << 16) | (4 << 20) | 1           # CC: IOSQES 6, IOCQES 4, EN
+        deadline = time.monotonic() + 2
+        while not bar[0x1C // 4] & 1:
+            assert time.monotonic() < deadline, "model never became ready"
+            time.sleep(0.001)
+        sqe = asq.view(np.uint32).reshape(4, 16)
+        sqe[0, 0], sqe[0, 10] = 0x06 | (1 << 16), 1          # Identify Controller ...
+        sqe[0, 6], sqe[0, 7] = (data.ctypes.data + 2) & 0xFFFFFFFF, (data.ctypes.data + 2) >> 32  # ... PRP1 % 4 == 2
+        sqe[1, 0], sqe[1, 11] = 0x09 | (2 << 16), 0          # Set Features / Number of Queues: 1 pair
+        sqe[1, 10] = 0x07
+        sqe[2, 0], sqe[2, 10], sqe[2, 11] = 0x05 | (3 << 16), 1 | (127 << 16), 1  # CQ of 128 entries > MQES+1
+        sqe[2, 6], sqe[2, 7] = data.ctypes.data & 0xFFFFFFFF, data.ctypes.data >> 32
+        bar[0x1000 // 4] = 3                                 # SQ 0 tail
+        bar[(0x1000 + 2 * 5 * 4) // 4] = 1                   # doorbell of SQ 5, which was never created
+        deadline = time.monotonic() + 2
+        while "SQ 5" not in r.violations() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        found = r.violations()
+        assert "PRP1" in found and "not dword aligned" in found
+        assert "size 128 outside 2..CAP.MQES+1=64" in found
+        assert "doorbell written for SQ 5, which does not exist" in found
+        bar[0x14 // 4] = 0                                   # disable before the model goes away

@@ -74,4 +74,10 @@ const char *nvme_error_name(int err);
 /* Name of a completion status (Base 2.0 Figures 94-101), e.g. "LBA Out of Range"; "Unknown Status" otherwise. */
 const char *nvme_status_name(uint8_t sct, uint8_t sc);
 
+/* Find the controller the board's `storage.select` names among enumerated PCI functions of class 01h/08h/02h
+ * (mass storage / NVM / NVMe), enable memory decode + bus mastering, and nvme_open it through BAR0.
+ * select: "first" (or NULL/""), "pci:BB:DD.F" (hex, segment 0), or "serial:TEXT" (Identify Controller SN).
+ * Call pci_enumerate() first. Logs which controller was chosen, or why none was. */
+int nvme_open_selected(const char *select, const struct nvme_config *cfg, struct nvme_ctrl **out);
+
 #endif /* DTE_DRIVERS_NVME_H */

@@ -36,6 +36,25 @@ class ModelStats(C.Structure):
                 ("prp_list_commands", C.c_uint32), ("io_queues_created", C.c_uint32)]
 
 
+class PciBar(C.Structure):
+    _fields_ = [("base", C.c_uint64), ("size", C.c_uint64), ("is_io", C.c_bool), ("is_64", C.c_bool),
+                ("prefetchable", C.c_bool)]
+
+
+class PciDevice(C.Structure):
+    _fields_ = [("bus", C.c_uint8), ("dev", C.c_uint8), ("fn", C.c_uint8), ("header_type", C.c_uint8),
+                ("vendor_id", C.c_uint16), ("device_id", C.c_uint16), ("class_code", C.c_uint8),
+                ("subclass", C.c_uint8), ("prog_if", C.c_uint8), ("revision", C.c_uint8),
+                ("secondary_bus", C.c_uint8), ("subordinate_bus", C.c_uint8), ("bars", PciBar * 6)]
+
+
+class AcpiMcfgEntry(C.Structure):
+    _fields_ = [("base", C.c_uint64), ("segment", C.c_uint16), ("bus_start", C.c_uint8), ("bus_end", C.c_uint8)]
+
+
+PCI_READ32 = C.CFUNCTYPE(C.c_uint32, C.c_void_p, C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16)
+PCI_WRITE32 = C.CFUNCTYPE(None, C.c_void_p, C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16, C.c_uint32)
+
 # NVMe driver error codes (firmware/drivers/nvme.h).
 NVME_OK = 0
 NVME_ERR_NOT_READY = -1
@@ -43,6 +62,7 @@ NVME_ERR_FATAL = -2
 NVME_ERR_TIMEOUT = -3
 NVME_ERR_COMMAND = -4
 NVME_ERR_ARGUMENT = -6
+NVME_ERR_NO_DEVICE = -8
 NVME_ERR_FAILED = -9
 
 FAULT_STATUS, FAULT_FATAL, FAULT_DROP, FAULT_NEVER_READY = 1, 2, 3, 4
@@ -64,6 +84,20 @@ def lib() -> C.CDLL:
         "nvme_model_violations": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t]),
         "nvme_model_stats": (None, [C.c_void_p, C.POINTER(ModelStats)]),
         "nvme_model_destroy": (None, [C.c_void_p]),
+        "nvme_open_selected": (C.c_int, [C.c_char_p, C.POINTER(NvmeConfig), C.POINTER(C.c_void_p)]),
+        "pci_init_ecam": (None, [C.c_uint64, C.c_uint8, C.c_uint8]),
+        "pci_init_custom": (None, [PCI_READ32, PCI_WRITE32, C.c_void_p, C.c_uint8, C.c_uint8]),
+        "pci_enumerate": (C.c_int, []),
+        "pci_device_count": (C.c_int, []),
+        "pci_device_at": (C.POINTER(PciDevice), [C.c_int]),
+        "pci_find_class": (C.POINTER(PciDevice), [C.c_uint8, C.c_uint8, C.c_uint8, C.c_int]),
+        "pci_find_id": (C.POINTER(PciDevice), [C.c_uint16, C.c_uint16, C.c_int]),
+        "pci_find_address": (C.POINTER(PciDevice), [C.c_uint8, C.c_uint8, C.c_uint8]),
+        "pci_enable": (None, [C.POINTER(PciDevice)]),
+        "pci_log_devices": (None, []),
+        "pci_config_read32": (C.c_uint32, [C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16]),
+        "acpi_find_table": (C.c_void_p, [C.c_void_p, C.c_char_p]),
+        "acpi_mcfg_entry": (C.c_int, [C.c_void_p, C.c_int, C.POINTER(AcpiMcfgEntry)]),
         "shim_take_log": (C.c_size_t, [C.c_char_p, C.c_size_t]),
         "crc32c_update": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),
         "crc32c_update_table": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),

@@ -499,7 +499,7 @@ struct nvme_model *nvme_model_create(const struct nvme_model_config *cfg)
         m->cfg.max_io_queues = 64;
     if (m->cfg.max_io_queues > MAXQ - 1)
         m->cfg.max_io_queues = MAXQ - 1;
-    m->bar = aligned_alloc(4096, BAR_BYTES);
+    m->bar = aligned_alloc(BAR_BYTES, BAR_BYTES); /* a BAR is aligned to its size */
     if (!m->bar) {
         free(m);
         return NULL;
