@@ -9,6 +9,7 @@ import click
 from . import __version__
 from .commands import boards_cmd
 from .commands import build_cmd, run_cmd
+from .commands import flash_cmd
 from .commands import net_cmd
 from .console import err
 from .errors import DteError
@@ -43,6 +44,8 @@ def main() -> None:
 
 
 main.add_command(boards_cmd.boards)
+main.add_command(flash_cmd.flash_command)
+main.add_command(flash_cmd.verify_command)
 main.add_command(build_cmd.build)
 main.add_command(run_cmd.run)
 main.add_command(net_cmd.keygen)

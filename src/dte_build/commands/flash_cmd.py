@@ -1,0 +1,161 @@
+"""`dte flash` and `dte verify`: write an image to a drive (or file) safely, and prove it is there."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from ..console import err, warn
+from ..errors import DteError
+from ..flash import FlashVerifyError, Source, Target, flash, image_source, plan_source, verify
+from ..flash.target import human
+from ..image import gpt as gptlib
+
+
+def _say(line: str) -> None:
+    """A result line on stderr, never wrapped (people grep it)."""
+    err.print(line, markup=False, soft_wrap=True, highlight=False)
+
+
+def _board_source(board_name: str, model: Path | None, target: Path, stack: ExitStack) -> Source:
+    """An image plan for BOARD + MODEL, sized to the target, streamed without writing an image file."""
+    from ..board import load_board
+    from ..image.plan import plan_image
+    try:
+        from ..toolchain import build_firmware  # type: ignore[attr-defined]
+    except ImportError:
+        raise DteError("--board needs the firmware toolchain (dte_build.toolchain.build_firmware), not available",
+                       "run `dte build` and flash the image file instead") from None
+    board = load_board(board_name)
+    firmware = build_firmware(board)
+    efi_path = Path(getattr(firmware, "efi_path", firmware))
+    build_id = str(getattr(firmware, "build_id", "0" * 16))
+    disk_size = None
+    if target.exists() and (target.is_block_device() or target.stat().st_size > 0):
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            disk_size = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    plan = stack.enter_context(plan_image(board, efi_path, model_path=model, build_id=build_id,
+                                          disk_size=disk_size))
+    return plan_source(plan, f"{board.name} + {model.name if model else 'no model'}")
+
+
+def _source(args: tuple[str, ...], board: str | None, model: Path | None, stack: ExitStack) -> tuple[Source, Path]:
+    if board:
+        if len(args) != 1:
+            raise DteError("with --board give only the DEVICE",
+                           "e.g. dte flash --board qemu-q35 --model m.gguf out.img")
+        return _board_source(board, model, Path(args[0]), stack), Path(args[0])
+    if model is not None:
+        raise DteError("--model needs --board", "or flash an image made by `dte build`")
+    if len(args) != 2:
+        raise DteError("give IMAGE and DEVICE", "e.g. dte flash dte_boot.img /dev/nvme0n1")
+    source = image_source(args[0])
+    stack.callback(source.close)
+    return source, Path(args[1])
+
+
+def _current_table(target: Target) -> str:
+    """One line about the partition table the target has now (what the flash destroys)."""
+    if not target.exists:
+        return "new file"
+    try:
+        with open(target.path, "rb") as f:
+            table = gptlib.read_gpt(f, target.size, target.sector_size)
+    except (DteError, OSError) as exc:
+        return f"no valid GPT ({exc})"
+    parts = ", ".join(f"{p.number}:{p.name or '?'} {human(p.sectors * table.sector_size).split(' (')[0]}"
+                      for p in table.partitions)
+    return f"GPT with {len(table.partitions)} partition(s): {parts or 'none'}"
+
+
+def _confirm(target: Target, source: Source) -> bool:
+    """Show what will be destroyed and ask; with no terminal to ask on, refuse."""
+    err.print(f"[bold]target[/]  {target.describe()}")
+    err.print(f"[bold]now[/]     {_current_table(target)}", markup=True)
+    err.print(f"[bold]write[/]   {source.name}: {human(source.size)}, of which {human(source.data_bytes)} data")
+    if not sys.stdin.isatty():
+        raise DteError(f"refusing to overwrite {target.path} without confirmation (stdin is not a terminal)",
+                       "pass --yes if you are sure")
+    return click.confirm(f"Erase everything on {target.path}?", default=False, err=True)
+
+
+@click.command("flash")
+@click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
+@click.option("--board", help="Write BOARD's firmware (+ --model) directly, without an image file.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before erasing the target.")
+@click.option("--dry-run", is_flag=True, help="Run every check and show what would be written; write nothing.")
+@click.option("--no-verify", is_flag=True, help="Skip reading the target back after writing.")
+@click.option("--changed-only", is_flag=True,
+              help="Re-flash: read each chunk first and write only those whose CRC32C differs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, yes: bool, dry_run: bool,
+                  no_verify: bool, changed_only: bool, as_json: bool) -> None:
+    """Write a dte image to DEVICE (a whole disk such as /dev/nvme0n1, or a file) and read it back.
+
+    \b
+    Refuses character devices, directories, partitions, mounted or swap disks, md/LVM/dm members, the disk the
+    running system is on, and disks smaller than the image. Asks before erasing unless --yes.
+    Writes in large aligned chunks (O_DIRECT on block devices), zeroes holes without sending them, writes the
+    GPT last (an interrupted flash leaves no valid GPT: `dte verify` says incomplete, re-running completes it),
+    flushes, then reads every chunk back and compares CRC32C.
+
+    \b
+      dte flash dte_boot.img /dev/sdb
+      dte flash --changed-only --yes dte_boot.img /dev/sdb
+      dte flash --board qemu-q35 --model models/tiny.gguf disk.img
+    """
+    with ExitStack() as stack:
+        source, target = _source(args, board, model, stack)
+        image_path = Path(args[0]) if not board else None
+        try:
+            report = flash(source, target, confirm=None if yes else _confirm, dry_run=dry_run,
+                           verify=not no_verify, changed_only=changed_only, image_path=image_path,
+                           on_target=lambda t: [warn(w) for w in t.warnings])
+        except FlashVerifyError as exc:
+            if as_json:
+                click.echo(json.dumps(exc.report.to_dict(), indent=2))
+            raise
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    verb = "would write" if dry_run else "wrote"
+    _say(f"{verb} {human(report.bytes_written)} to {report.target}, zeroed {human(report.bytes_zeroed)}, "
+         f"skipped {human(report.bytes_skipped)} ({report.chunks_written} chunks written, "
+         f"{report.chunks_skipped} skipped) in {report.write_seconds:.2f} s, {report.mib_per_s} MiB/s")
+    if report.verified:
+        _say(f"verified: {report.verify_status} ({report.verify_seconds:.2f} s)")
+
+
+@click.command("verify")
+@click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
+@click.option("--board", help="Check against BOARD's firmware (+ --model) instead of an image file.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def verify_command(args: tuple[str, ...], board: str | None, model: Path | None, as_json: bool) -> None:
+    """Read DEVICE back and check it holds IMAGE: prints OK, "incomplete: no GPT ..." (an interrupted flash;
+    run `dte flash` again) or "mismatch at offset N". Exits non-zero unless OK."""
+    with ExitStack() as stack:
+        source, target = _source(args, board, model, stack)
+        result = verify(source, target)
+    if as_json:
+        click.echo(json.dumps({"target": str(target), "image": source.name, "status": result.status,
+                               "verified": result.ok, "line": result.line(), "bytes_checked": result.bytes_checked,
+                               "seconds": round(result.seconds, 3), "first_bad_offset": result.first_bad_offset,
+                               "mib_per_s": round(result.bytes_checked / (1 << 20) / result.seconds, 1)
+                               if result.seconds > 0 else 0.0}, indent=2))
+    else:
+        _say(f"{target}: {result.line()}")
+    if not result.ok:
+        sys.exit(1 if result.status == "mismatch" else 2)
+
+
+__all__ = ["flash_command", "verify_command"]

@@ -1,0 +1,135 @@
+"""Low-level disk I/O for flash and verify: aligned buffers, zeroing ranges, flushing, cache dropping."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+import crc32c
+
+from .target import BLKFLSBUF, BLKZEROOUT
+
+CHUNK = 8 << 20  # bytes per write: large enough to stream, small enough to retry and report precisely
+ALIGN = 4096  # covers 512-byte and 4Kn logical sectors for O_DIRECT
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of work: [offset, offset + length); `data` False when the source is all zeros there;
+    `gpt` True for the GPT ranges, which are written last."""
+
+    offset: int
+    length: int
+    data: bool
+    gpt: bool = False
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """A page-aligned anonymous buffer (what O_DIRECT needs)."""
+    return mmap.mmap(-1, size)
+
+
+def plan_chunks(size: int, gpt_ranges: list[tuple[int, int]], has_data, chunk: int = CHUNK) -> list[Chunk]:
+    """Split [0, size) into chunk-aligned pieces, the GPT ranges cut out and appended at the end.
+
+    GPT ranges are widened to ALIGN so every piece stays aligned for O_DIRECT.
+    """
+    gpt = [(lo - lo % ALIGN, min(size, -(-hi // ALIGN) * ALIGN)) for lo, hi in gpt_ranges]
+    pieces: list[Chunk] = []
+    pos = 0
+    for lo, hi in sorted(gpt) + [(size, size)]:
+        while pos < lo:
+            end = min(lo, (pos // chunk + 1) * chunk)
+            pieces.append(Chunk(pos, end - pos, has_data(pos, end - pos)))
+            pos = end
+        pos = max(pos, hi)
+    pieces += [Chunk(lo, hi - lo, True, gpt=True) for lo, hi in sorted(gpt, reverse=True)]
+    return pieces
+
+
+def zero_range(fd: int, offset: int, length: int, *, block: bool) -> None:
+    """Make [offset, offset + length) read as zeros without sending zeros when the target can.
+
+    Block device: BLKZEROOUT (WRITE ZEROES / deallocate on NVMe; the kernel falls back to writing zeros).
+    Regular file: punch a hole (stays sparse); fall back to writing zeros.
+    """
+    if block:
+        fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+        return
+    if _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return
+    zeros = bytes(min(length, CHUNK))
+    for at in range(offset, offset + length, len(zeros)):
+        write_all(fd, memoryview(zeros)[:min(len(zeros), offset + length - at)], at)
+
+
+def write_all(fd: int, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(view):
+        n = os.pwritev(fd, [view[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"short write at {offset + done}")
+        done += n
+
+
+def read_all(fd: int, view: memoryview, offset: int) -> int:
+    """Read into `view` until full or end of file; returns bytes read."""
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n <= 0:
+            break
+        done += n
+    return done
+
+
+def flush(fd: int, *, block: bool) -> None:
+    """fsync, and for a block device BLKFLSBUF (write back + drop its page cache) then fsync again,
+    which also sends the device a cache flush."""
+    os.fsync(fd)
+    if block:
+        try:
+            fcntl.ioctl(fd, BLKFLSBUF, 0)
+        except OSError:
+            pass
+        os.fsync(fd)
+
+
+def drop_cache(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Ask the kernel to forget cached pages so a read-back comes from the device, not from memory."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+
+
+_zero_crcs: dict[int, int] = {}
+
+
+def zero_crc(length: int) -> int:
+    """CRC32C of `length` zero bytes (cached: chunk sizes repeat)."""
+    if length not in _zero_crcs:
+        _zero_crcs[length] = crc32c.crc32c(bytes(length))
+    return _zero_crcs[length]
+
+
+_ZEROS = bytes(CHUNK)
+
+
+def zeros(length: int) -> memoryview:
+    """A read-only view of `length` zero bytes (length <= CHUNK)."""
+    return memoryview(_ZEROS)[:length]
+
+
+def crc(view: memoryview | bytes) -> int:
+    return crc32c.crc32c(view)

@@ -1,0 +1,255 @@
+"""`flash()`: write a Source to a checked target, safely ordered, fast, and read back.
+
+Order of writes (what makes an interrupted flash detectable):
+1. invalidate the target's old GPT (zero the primary and backup GPT ranges, and the device's last 4 KiB) + fsync,
+   so a half-written target never still looks like the previous, complete appliance;
+2. every data chunk (holes zeroed with BLKZEROOUT / punched, or left alone on a fresh sparse file) + fsync;
+3. the GPT ranges (backup, then primary + protective MBR) + fsync + BLKFLSBUF;
+4. read every written chunk back past the page cache and compare CRC32C.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..console import progress
+from ..errors import DteError
+from . import blockio
+from .blockio import Chunk
+from .source import Source
+from .target import System, Target, inspect_target, open_exclusive
+from .verify import VerifyResult, source_crc, verify_chunks
+
+
+@dataclass
+class FlashReport:
+    """What a flash did; `to_dict()` is the `--json` output."""
+
+    image: str
+    target: str
+    image_size: int
+    bytes_written: int = 0  # data sent to the target
+    bytes_zeroed: int = 0  # holes made zero without sending data (BLKZEROOUT / punched)
+    bytes_skipped: int = 0  # already right: unchanged chunks (--changed-only) or holes of a fresh file
+    chunks_written: int = 0
+    chunks_skipped: int = 0
+    seconds: float = 0.0
+    write_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    mib_per_s: float = 0.0
+    verified: bool | None = None
+    verify_status: str | None = None
+    first_bad_offset: int | None = None
+    direct_io: bool = False
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+Confirm = Callable[[Target, Source], bool]
+
+
+def flash(source: Source, target_path: str | Path, *, confirm: Confirm | None = None, dry_run: bool = False,
+          verify: bool = True, changed_only: bool = False, direct: bool = True,
+          on_chunk: Callable[[Chunk], None] | None = None, on_target: Callable[[Target], object] | None = None,
+          system: System | None = None, image_path: Path | None = None) -> FlashReport:
+    """Check `target_path`, write `source` to it and (by default) read it back.
+
+    `confirm(target, source)` is asked before anything is written (not in a dry run); returning False aborts.
+    `on_target(target)` sees the checked target first (to print its warnings).
+    `on_chunk` is called after each chunk is written (progress hooks, tests that interrupt a flash).
+    Raises DteError on refusal, on I/O errors and when the read-back does not match.
+    """
+    start = time.monotonic()
+    target = inspect_target(target_path, source.size, source.sector_size, image=image_path, system=system)
+    report = FlashReport(source.name, str(target.path), source.size, dry_run=dry_run)
+    if on_target is not None:
+        on_target(target)
+    if not dry_run and confirm is not None and not confirm(target, source):
+        raise DteError("flash cancelled; nothing was written")
+    chunks = source.chunks()
+    use_direct = direct and target.is_block and source.size % target.sector_size == 0
+    fd = _open(target, dry_run=dry_run, direct=use_direct)
+    report.direct_io = use_direct and bool(os.O_DIRECT & _flags(fd))
+    try:
+        fresh = target.kind == "file" and not target.exists
+        if fresh and not dry_run:
+            os.ftruncate(fd, source.size)
+        todo = _select(source, chunks, fd, target, changed_only=changed_only, fresh=fresh, report=report)
+        expected: dict[int, int] = {}
+        if dry_run:
+            _count_would_write(todo, report)
+        elif todo:
+            try:
+                if not fresh:
+                    _invalidate_gpt(fd, target, [c for c in chunks if c.gpt])
+                _write(source, todo, fd, target, expected, report, on_chunk, fresh=fresh)
+            except KeyboardInterrupt:
+                raise DteError(f"interrupted: {target.path} is incomplete (no GPT)",
+                               "run the same `dte flash` again to finish", exit_code=130) from None
+            except OSError as exc:
+                raise DteError(f"writing {target.path} failed: {exc}", "check the device (dmesg)") from None
+    finally:
+        os.close(fd)
+    report.write_seconds = time.monotonic() - start
+    if verify and not dry_run and todo:
+        result = verify_chunks(source, target.path, todo, block=target.is_block, expected=expected)
+        _record(report, result)
+    report.seconds = time.monotonic() - start
+    moved = report.bytes_written + report.bytes_zeroed
+    if report.write_seconds > 0 and not dry_run:
+        report.mib_per_s = round(moved / (1 << 20) / report.write_seconds, 1)
+    if report.verified is False:
+        raise FlashVerifyError(report, result)
+    return report
+
+
+class FlashVerifyError(DteError):
+    """The read-back after a flash did not match; carries the report for `--json`."""
+
+    def __init__(self, report: FlashReport, result: VerifyResult) -> None:
+        super().__init__(f"read-back of {report.target} failed: {result.line()}",
+                         "the device may be failing; run `dte flash` again or try another disk")
+        self.report = report
+
+
+def _record(report: FlashReport, result: VerifyResult) -> None:
+    report.verified = result.ok
+    report.verify_status = result.line()
+    report.first_bad_offset = result.first_bad_offset
+    report.verify_seconds = result.seconds
+
+
+def _count_would_write(todo: list[Chunk], report: FlashReport) -> None:
+    report.chunks_written = len(todo)
+    report.bytes_written = sum(c.length for c in todo if c.data)
+    report.bytes_zeroed = sum(c.length for c in todo if not c.data)
+
+
+def _flags(fd: int) -> int:
+    import fcntl
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+def _open(target: Target, *, dry_run: bool, direct: bool) -> int:
+    if not dry_run:
+        return open_exclusive(target, direct=direct)
+    if not target.path.exists():
+        return os.open("/dev/null", os.O_RDONLY)
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_EXCL if target.is_block else 0)
+    try:
+        return os.open(target.path, flags)
+    except OSError as exc:
+        raise DteError(f"target {target.path} is busy or unreadable: {exc.strerror}") from None
+
+
+def _select(source: Source, chunks: list[Chunk], fd: int, target: Target, *, changed_only: bool, fresh: bool,
+            report: FlashReport) -> list[Chunk]:
+    """The chunks to write: all of them, minus holes of a fresh file, minus (with --changed-only) every
+    chunk whose CRC32C on the target already equals the image's."""
+    todo = []
+    compare = changed_only and target.exists
+    buf_t = memoryview(blockio.aligned_buffer(blockio.CHUNK))
+    buf_s = memoryview(blockio.aligned_buffer(blockio.CHUNK))
+    with progress("compare", sum(c.length for c in chunks) if compare else 0) as bar:
+        for c in chunks:
+            skip = fresh and not c.data
+            if compare and not skip:
+                got = blockio.read_all(fd, buf_t[:c.length], c.offset)
+                skip = got == c.length and blockio.crc(buf_t[:c.length]) == source_crc(source, c, buf_s)
+                bar.advance(c.length)
+            if skip:
+                report.chunks_skipped += 1
+                report.bytes_skipped += c.length
+            else:
+                todo.append(c)
+    if any(not c.gpt for c in todo) and not fresh:
+        # The old GPT is invalidated before any data is written, so every GPT chunk must be written again.
+        for c in chunks:
+            if c.gpt and c not in todo:
+                todo.append(c)
+                report.chunks_skipped -= 1
+                report.bytes_skipped -= c.length
+    return todo
+
+
+def _invalidate_gpt(fd: int, target: Target, gpt_chunks: list[Chunk]) -> None:
+    """Zero the GPT ranges (and the device's last 4 KiB, where an old backup header may live) first."""
+    for c in gpt_chunks:
+        blockio.zero_range(fd, c.offset, c.length, block=target.is_block)
+    if target.size > max(c.offset + c.length for c in gpt_chunks):
+        blockio.zero_range(fd, target.size - blockio.ALIGN, blockio.ALIGN, block=target.is_block)
+    blockio.flush(fd, block=target.is_block)
+
+
+def _prefetch(source: Source, chunks: list[Chunk]) -> Iterator[tuple[Chunk, memoryview, int]]:
+    """Yield (chunk, bytes, crc32c), reading the next chunk while the caller writes this one."""
+    bufs = [memoryview(blockio.aligned_buffer(blockio.CHUNK)) for _ in range(2)]
+
+    def load(i: int) -> tuple[Chunk, memoryview, int]:
+        c, view = chunks[i], bufs[i % 2][:chunks[i].length]
+        if not c.data:
+            return c, view, blockio.zero_crc(c.length)
+        source.read_into(view, c.offset)
+        return c, view, blockio.crc(view)
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(load, 0) if chunks else None
+        for i in range(len(chunks)):
+            assert pending is not None
+            item = pending.result()
+            pending = pool.submit(load, i + 1) if i + 1 < len(chunks) else None
+            yield item
+
+
+def _is_zero(view: memoryview, crc: int) -> bool:
+    return crc == blockio.zero_crc(len(view)) and view == blockio.zeros(len(view))
+
+
+def _write_file_extents(source: Source, fd: int, c: Chunk, view: memoryview, *, fresh: bool) -> int:
+    """On a regular file, write only the source's data ranges of a chunk and keep (or punch) the gaps as holes.
+    Returns the bytes written."""
+    written, pos, end = 0, c.offset, c.offset + c.length
+    for lo, hi in source.data_ranges(c.offset, c.length) + [(end, end)]:
+        if lo > pos and not fresh:
+            blockio.zero_range(fd, pos, lo - pos, block=False)
+        if hi > lo:
+            blockio.write_all(fd, view[lo - c.offset:hi - c.offset], lo)
+            written += hi - lo
+        pos = hi
+    return written
+
+
+def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected: dict[int, int],
+           report: FlashReport, on_chunk: Callable[[Chunk], None] | None, *, fresh: bool) -> None:
+    """Write the body chunks in disk order, flush, then the GPT chunks, flush. All-zero chunks become
+    BLKZEROOUT / punched holes (or nothing on a fresh file) instead of zeros sent over the bus."""
+    block = target.is_block
+    with progress(f"flash {target.path}", sum(c.length for c in todo)) as bar:
+        for part in ([c for c in todo if not c.gpt], [c for c in todo if c.gpt]):
+            for c, view, crc in _prefetch(source, part):
+                if _is_zero(view, crc) and not c.gpt:
+                    if fresh:
+                        report.bytes_skipped += c.length
+                    else:
+                        blockio.zero_range(fd, c.offset, c.length, block=block)
+                        report.bytes_zeroed += c.length
+                elif block:
+                    blockio.write_all(fd, view, c.offset)
+                    report.bytes_written += c.length
+                else:
+                    written = _write_file_extents(source, fd, c, view, fresh=fresh)
+                    report.bytes_written += written
+                    report.bytes_skipped += c.length - written
+                expected[c.offset] = crc
+                report.chunks_written += 1
+                bar.advance(c.length)
+                if on_chunk:
+                    on_chunk(c)
+            blockio.flush(fd, block=block)  # data durable before the GPT goes down, GPT durable before verify
