@@ -115,13 +115,14 @@ def test_qemu_q35_object_uses_ymm_only(tmp_path: Path) -> None:
 
 def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
     """The hosted ELF object + quants.c built with DTE_HAVE_GENERATED_KERNELS: dte_vec_dot dispatches to it."""
-    from _hostc import build, firmware
     from _quantlib import QUANTS_SOURCES
+    from dte_build.toolchain import compile_hosted_library
 
     obj = tmp_path / "kernels.o"
     emit_kernel_object(256, "elf", obj)
-    lib = Quants(str(build("quants-kernels", firmware(*QUANTS_SOURCES) + [obj], shared=True,
-                           extra=["-DDTE_HAVE_GENERATED_KERNELS"])))
+    so = compile_hosted_library([FIRMWARE_DIR / s for s in QUANTS_SOURCES] + [obj], tmp_path / "quants-kernels.so",
+                                ["-DDTE_HAVE_GENERATED_KERNELS"])
+    lib = Quants(str(so))
     rng = np.random.default_rng(9)
     n = 256 * 4
     for t in KERNEL_TYPES.values():
