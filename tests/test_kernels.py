@@ -143,3 +143,15 @@ def test_avx512_without_vnni_uses_zmm_maddubs() -> None:
     target = Target("x86_64-unknown-windows", "skylake-avx512", "+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl")
     text = assembly(Isa(512), target)
     assert re.search(r"zmm\d+", text) and "vpmaddubsw" in text and "vpdpbusd" not in text
+
+
+def test_kernel_object_is_reproducible_and_cached(tmp_path: Path) -> None:
+    from dte_build.kernels import kernel_object
+
+    board = load_board("qemu-q35")
+    first = kernel_object(board, "coff", tmp_path / "a")
+    second = kernel_object(board, "coff", tmp_path / "b")
+    assert first.name == second.name and first.read_bytes() == second.read_bytes()
+    stamp = first.stat().st_mtime_ns
+    assert kernel_object(board, "coff", tmp_path / "a") == first and first.stat().st_mtime_ns == stamp
+    assert int.from_bytes(first.read_bytes()[4:8], "little") == 0  # COFF TimeDateStamp (PE/COFF spec 3.3)

@@ -8,7 +8,10 @@ Linking (firmware/engine/kernels.h): an object from `emit_kernel_object` defines
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+import llvmlite
 
 from ..board import Board
 from ..errors import DteError
@@ -19,8 +22,12 @@ from .vecdot import KERNELS, module_ir
 KERNEL_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
 """Every generated function, in firmware/engine/kernels.h order."""
 
-__all__ = ["KERNEL_SYMBOLS", "Isa", "Jit", "Target", "assembly", "board_isa", "board_target",
-           "emit_kernel_object", "kernel_ir"]
+DISPATCH_SOURCE = "engine/kernels.c"
+"""The firmware source (relative to firmware/) to compile with DISPATCH_DEFINE when the kernel object is linked."""
+DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
+
+__all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "KERNEL_SYMBOLS", "Isa", "Jit", "Target", "assembly", "board_isa",
+           "board_target", "emit_kernel_object", "kernel_ir", "kernel_object"]
 
 
 def board_isa(board: Board) -> Isa:
@@ -45,6 +52,19 @@ def kernel_ir(isa: Isa, triple: str) -> str:
     return module_ir(isa, triple)
 
 
+def _isa_and_target(board_or_width: Board | int, fmt: str) -> tuple[Isa, Target]:
+    if fmt not in ("coff", "elf"):
+        raise DteError(f"unknown kernel object format '{fmt}'", "use 'coff' (firmware) or 'elf' (hosted)")
+    if isinstance(board_or_width, Board):
+        board = board_or_width
+        return board_isa(board), board_target(board, COFF_TRIPLE if fmt == "coff" else Target.host().triple)
+    if board_or_width not in (256, 512):
+        raise DteError(f"kernel vector width must be 256 or 512, not {board_or_width}")
+    host = Target.host()
+    isa = Isa(board_or_width, intrinsics=board_or_width == 256 and "+avx2" in host.features.split(","))
+    return isa, Target(COFF_TRIPLE if fmt == "coff" else host.triple, host.cpu, host.features)
+
+
 def emit_kernel_object(board_or_width: Board | int, fmt: str, out: Path) -> list[str]:
     """Write the kernel object to `out` and return its symbol names.
 
@@ -52,17 +72,7 @@ def emit_kernel_object(board_or_width: Board | int, fmt: str, out: Path) -> list
     for this host's CPU, the form the hosted library uses). fmt: "coff" (x86_64-unknown-windows, for the
     firmware's lld-link) or "elf" (this host's triple, PIC, for the hosted shared library).
     """
-    if fmt not in ("coff", "elf"):
-        raise DteError(f"unknown kernel object format '{fmt}'", "use 'coff' (firmware) or 'elf' (hosted)")
-    if isinstance(board_or_width, Board):
-        isa = board_isa(board_or_width)
-        target = board_target(board_or_width, COFF_TRIPLE if fmt == "coff" else Target.host().triple)
-    else:
-        if board_or_width not in (256, 512):
-            raise DteError(f"kernel vector width must be 256 or 512, not {board_or_width}")
-        host = Target.host()
-        isa = Isa(board_or_width, intrinsics=board_or_width == 256 and "+avx2" in host.features.split(","))
-        target = Target(COFF_TRIPLE if fmt == "coff" else host.triple, host.cpu, host.features)
+    isa, target = _isa_and_target(board_or_width, fmt)
     data = emit_object(kernel_ir(isa, target.triple), target)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -74,3 +84,15 @@ def emit_kernel_object(board_or_width: Board | int, fmt: str, out: Path) -> list
 def assembly(isa: Isa, target: Target) -> str:
     """Assembly text of the kernels (for inspection and tests)."""
     return emit_assembly(kernel_ir(isa, target.triple), target)
+
+
+def kernel_object(board_or_width: Board | int, fmt: str, out_dir: Path) -> Path:
+    """The kernel object for a board (or width) in `out_dir`, named by a hash of its IR, target and llvmlite
+    version, and generated only when that file is missing: `kernels-<isa>-<hash>.obj` (coff) / `.o` (elf)."""
+    isa, target = _isa_and_target(board_or_width, fmt)
+    digest = hashlib.sha256("\n".join([kernel_ir(isa, target.triple), target.cpu, target.features,
+                                        llvmlite.__version__]).encode()).hexdigest()[:16]
+    out = Path(out_dir) / f"kernels-{isa.tag}-{digest}.{'obj' if fmt == 'coff' else 'o'}"
+    if not out.is_file():
+        emit_kernel_object(board_or_width, fmt, out)
+    return out
