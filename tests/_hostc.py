@@ -19,8 +19,11 @@ from dte_build.toolchain import HOSTED_CFLAGS, compile_hosted_library, find_clan
 INCLUDE_DIRS = [FIRMWARE_DIR / "lib", FIRMWARE_DIR / "net", REPO_ROOT / "tests/devmodels"]
 
 
-def _digest(paths: list[Path]) -> str:
-    h = hashlib.sha256(" ".join(HOSTED_CFLAGS).encode())
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def _digest(paths: list[Path], extra: list[str]) -> str:
+    h = hashlib.sha256(" ".join([*HOSTED_CFLAGS, *extra]).encode())
     for p in paths:
         h.update(str(p).encode() + p.read_bytes())
     for header in sorted(FIRMWARE_DIR.rglob("*.h")) + sorted((REPO_ROOT / "tests/devmodels").glob("*.h")):
@@ -28,14 +31,18 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def build(name: str, sources: list[Path], *, shared: bool) -> Path:
-    """Compile `sources` (absolute paths) into build/tests/<name>-<hash>.so, or an executable."""
+def build(name: str, sources: list[Path], *, shared: bool, sanitize: bool = False) -> Path:
+    """Compile `sources` (absolute paths) into build/tests/<name>-<hash>.so, or an executable.
+
+    `sanitize` (executables only): AddressSanitizer + UBSan, aborting on the first error; raises
+    subprocess.CalledProcessError when the sanitizer runtime (Debian libclang-rt-19-dev) is missing."""
     try:
         clang = find_clang()
     except DteError as exc:
         pytest.skip(f"no clang to build hosted C: {exc}")
     out_dir = build_root() / "tests"
-    out = out_dir / f"{name}-{_digest(sources)}{'.so' if shared else ''}"
+    extra = SANITIZE if sanitize else []
+    out = out_dir / f"{name}-{_digest(sources, extra)}{'.so' if shared else ''}"
     if out.exists():
         return out
     if shared:
@@ -43,9 +50,9 @@ def build(name: str, sources: list[Path], *, shared: bool) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     flags = [f for f in HOSTED_CFLAGS if f not in ("-shared", "-fPIC")]
     tmp = out.with_name(out.name + ".tmp")
-    cmd = [clang, *flags, "-g", f"-I{FIRMWARE_DIR}", *(f"-I{d}" for d in INCLUDE_DIRS), "-o", str(tmp),
+    cmd = [clang, *flags, *extra, "-g", f"-I{FIRMWARE_DIR}", *(f"-I{d}" for d in INCLUDE_DIRS), "-o", str(tmp),
            *map(str, sources)]
-    subprocess.run(cmd, check=True, timeout=120)
+    subprocess.run(cmd, check=True, timeout=120, capture_output=sanitize)
     tmp.replace(out)
     return out
 

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -36,21 +37,33 @@ def fake_ids(prompt: str, seed: int, n: int) -> list[int]:
 
 
 class Server:
-    def __init__(self, delay_us: int) -> None:
+    """netserve (tests/devmodels/netserve.c) in a subprocess; `sanitize` builds it with ASan + UBSan."""
+
+    def __init__(self, delay_us: int, *, sanitize: bool = False) -> None:
         exe = build("netserve", firmware("net/net_stack.c", "net/proto.c", "lib/sha256.c", "lib/hmac_sha256.c")
                     + [REPO_ROOT / "tests/devmodels/loopnic.c", REPO_ROOT / "tests/devmodels/netserve.c"],
-                    shared=False)
-        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120"], stdout=subprocess.PIPE, text=True)
+                    shared=False, sanitize=sanitize)
+        self.sanitized = sanitize
+        exact = "1" if sanitize else "0"   # frames in exactly-sized heap blocks, so ASan sees over-reads
+        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120", exact], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"netserve did not start: {self.proc.stderr.read()}")
         fields = dict(item.split("=") for item in line.split()[1:])
         self.port, self.raw_port = int(fields["proto_port"]), int(fields["raw_port"])
 
     def client(self, timeout: float = 5.0) -> Client:
         return Client("127.0.0.1", self.port, KEY, timeout=timeout)
 
-    def stop(self) -> None:
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        """Stops the server; returns what it wrote to stderr (sanitizer reports)."""
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        _, stderr = self.proc.communicate(timeout=10)
+        return stderr
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +80,19 @@ def slow_server() -> Iterator[Server]:
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[Server]:
+    """The server built with AddressSanitizer + UBSan when the runtime is installed (libclang-rt-19-dev)."""
+    try:
+        s = Server(delay_us=0, sanitize=True)
+    except subprocess.CalledProcessError:
+        warnings.warn("sanitizer runtime missing (apt-get install libclang-rt-19-dev): fuzzing unsanitized")
+        s = Server(delay_us=0)
+    yield s
+    report = s.stop()
+    assert "Sanitizer" not in report and "runtime error" not in report, report
+
+
 @pytest.fixture()
 def raw(server: Server) -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -80,7 +106,7 @@ def no_answer(sock: socket.socket, wait: float = 0.2) -> bool:
     sock.settimeout(wait)
     try:
         sock.recv(65536)
-    except TimeoutError:
+    except (TimeoutError, BlockingIOError):
         return True
     return False
 
@@ -174,7 +200,8 @@ def fuzz_frame(rng: random.Random, seq: int) -> bytes:
     return authentic(10, 777, seq, flags=rng.choice([0x8000, 0x0001, 0x0100]))   # authentic, flags forbidden
 
 
-def test_bounded_fuzz_loop_on_loopback(server: Server) -> None:
+def test_bounded_fuzz_loop_on_loopback(fuzz_server: Server) -> None:
+    server = fuzz_server
     rng = random.Random(11)
     fuzzer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     fuzzer.connect(("127.0.0.1", server.port))
@@ -194,6 +221,7 @@ def test_bounded_fuzz_loop_on_loopback(server: Server) -> None:
     assert after["rx_frames"] - before["rx_frames"] == sent + 31    # + 30 PINGs + 1 STATS
     assert dropped == sent
     assert after["served"] - before["served"] == 31
+    assert server.alive()
     fuzzer.close()
 
 
@@ -362,3 +390,49 @@ def test_cli_keygen_remote_stats_and_chat(server: Server, tmp_path) -> None:
     assert bytes(fake_ids("hi there", 9, 4)).decode() in chat.stdout
     wrong = runner.invoke(main, ["remote", "ping", endpoint, "--key", str(key_file), "--timeout", "0.5"])
     assert wrong.exit_code != 0 and "no answer" in wrong.output     # a wrong key is never answered
+
+
+def raw_fuzz_frame(rng: random.Random) -> bytes:
+    """A random Ethernet frame near the stack's parsers: mutated ARP, ICMP, UDP, or plain noise."""
+    arp = b"\xff" * 6 + OUR_MAC + b"\x08\x06" + struct.pack(">HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, OUR_MAC,
+                                                            OUR_IP, bytes(6), STACK_IP)
+    echo = struct.pack(">BBHHH", 8, 0, 0, 1, 1) + rng.randbytes(rng.randrange(0, 64))
+    udp = udp_datagram(rng.randrange(1, 65536), authentic(p.FrameType.PING, 31337, rng.randrange(1, 1 << 40)))
+    frame = bytearray(rng.choice([arp, ipv4_frame(1, echo), ipv4_frame(17, udp)]))
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 2100))
+    if kind == 1:
+        return bytes(frame[:rng.randrange(len(frame))])
+    if kind == 2 and len(frame) > 34:
+        frame[14] = 0x40 | rng.randrange(16)                       # any IHL
+    elif kind == 3 and len(frame) > 34:
+        frame[16:18] = struct.pack(">H", rng.randrange(65536))     # any IPv4 total length
+    elif kind == 4 and len(frame) > 42:
+        frame[38:40] = struct.pack(">H", rng.randrange(65536))     # any UDP length
+    for _ in range(rng.randrange(0, 4)):
+        frame[rng.randrange(len(frame))] = rng.randrange(256)
+    return bytes(frame)
+
+
+def test_bounded_raw_ethernet_fuzz(fuzz_server: Server) -> None:
+    rng = random.Random(23)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect(("127.0.0.1", fuzz_server.raw_port))
+    deadline = time.monotonic() + 30.0
+    sent = 0
+    with fuzz_server.client() as monitor:
+        before = monitor.stats()
+        while sent < 3000 and time.monotonic() < deadline:
+            for _ in range(100):
+                sock.send(raw_fuzz_frame(rng))
+                sent += 1
+            monitor.ping()
+            while not no_answer(sock, 0.001):                       # drain any ARP/ICMP replies it earned
+                pass
+        after = monitor.stats()
+    sock.close()
+    assert sent == 3000 and fuzz_server.alive()
+    frames = after["net_rx_frames"] - before["net_rx_frames"]
+    assert 2500 <= frames <= sent + 31    # loopnic drops frames over the stack's 2048-byte buffer
+    assert after["net_bad_checksum"] > before["net_bad_checksum"]

@@ -1,7 +1,9 @@
 /* netserve: the C token-protocol server (firmware/net) on the hosted loopnic with a fake engine, for tests.
  *
- *   netserve KEYHEX [delay_us] [seconds]
+ *   netserve KEYHEX [delay_us] [seconds] [exact]
  * prints "netserve proto_port=P raw_port=R" once listening, serves until `seconds` pass (default 60).
+ * exact=1: each received frame is copied into a heap block of exactly its size before dte_net_input, so
+ * AddressSanitizer catches any read past the frame (instead of dte_net_poll's 2048-byte buffer).
  *
  * Fake engine (tests replicate it in Python): the prompt's tokens are its bytes (id = byte value, piece = the
  * byte); generated token i has id 97 + (seed + 7*i + sum of prompt bytes) % 26, piece = that letter; it sleeps
@@ -112,6 +114,19 @@ static dte_proto_server server;
 static fake_engine engine;
 static loopnic nic;
 
+static int receive_exact(const dte_netif *netif)
+{
+    static uint8_t frame[DTE_NET_FRAME_MAX];
+    size_t size = netif->poll_receive(netif->ctx, frame, sizeof frame);
+    if (size == 0)
+        return 0;
+    uint8_t *copy = malloc(size);
+    memcpy(copy, frame, size);
+    dte_net_input(&stack, copy, size);
+    free(copy);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     uint8_t key[32];
@@ -121,6 +136,7 @@ int main(int argc, char **argv)
     }
     engine.delay_us = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
     double seconds = argc > 3 ? atof(argv[3]) : 60.0;
+    int exact = argc > 4 && atoi(argv[4]) != 0;
     static const uint8_t nic_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
     if (loopnic_open(&nic, 0, 0, nic_mac, STACK_IP, 7777) != 0) {
         perror("netserve: loopnic_open");
@@ -145,7 +161,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     double deadline = now_s() + seconds;
     while (now_s() < deadline) {
-        int frames = dte_net_poll(&stack, 16);
+        int frames = exact ? receive_exact(&netif) : dte_net_poll(&stack, 16);
         bool busy = dte_proto_service(&server);
         if (frames == 0 && !busy)
             loopnic_wait(&nic, 20);
