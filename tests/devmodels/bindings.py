@@ -55,6 +55,21 @@ class AcpiMcfgEntry(C.Structure):
 PCI_READ32 = C.CFUNCTYPE(C.c_uint32, C.c_void_p, C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16)
 PCI_WRITE32 = C.CFUNCTYPE(None, C.c_void_p, C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16, C.c_uint32)
 
+class StorageLoad(C.Structure):
+    _fields_ = [("pci", C.c_int), ("rsdp", C.c_void_p), ("select", C.c_char_p), ("byte_offset", C.c_uint64),
+                ("bytes", C.c_uint64), ("dst", C.c_void_p), ("chunk_size", C.c_uint32),
+                ("chunk_count", C.c_uint32), ("crc32c", C.POINTER(C.c_uint32)), ("max_queues", C.c_uint32),
+                ("queue_depth", C.c_uint32)]
+
+
+class StorageResult(C.Structure):
+    _fields_ = [("ctrl", C.c_void_p), ("read_ns", C.c_uint64), ("verify_ns", C.c_uint64), ("queues", C.c_uint32),
+                ("bad_chunk", C.c_int64)]
+
+
+STORAGE_PCI_ACPI, STORAGE_PCI_PORTS, STORAGE_PCI_ENUMERATED = 0, 1, 2
+STORAGE_ERR_CORRUPT, STORAGE_ERR_NO_PCI = -100, -101
+
 # NVMe driver error codes (firmware/drivers/nvme.h).
 NVME_OK = 0
 NVME_ERR_NOT_READY = -1
@@ -98,6 +113,9 @@ def lib() -> C.CDLL:
         "pci_config_read32": (C.c_uint32, [C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16]),
         "acpi_find_table": (C.c_void_p, [C.c_void_p, C.c_char_p]),
         "acpi_mcfg_entry": (C.c_int, [C.c_void_p, C.c_int, C.POINTER(AcpiMcfgEntry)]),
+        "storage_load": (C.c_int, [C.POINTER(StorageLoad), C.POINTER(StorageResult)]),
+        "storage_read_bytes": (C.c_int, [C.c_void_p, C.c_uint32, C.c_uint64, C.c_uint64, C.c_void_p]),
+        "shim_set_workers": (None, [C.c_int]),
         "shim_take_log": (C.c_size_t, [C.c_char_p, C.c_size_t]),
         "crc32c_update": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),
         "crc32c_update_table": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),

@@ -17,7 +17,8 @@ from dte_build.toolchain import compile_hosted_library
 DEVMODELS = Path(__file__).resolve().parent
 FIRMWARE_SOURCES = [
     "drivers/drvlog.c", "drivers/nvme.c", "drivers/nvme_queue.c", "drivers/nvme_read.c",
-    "drivers/nvme_select.c",     "drivers/pci.c", "drivers/acpi.c", "lib/crc32c.c", "lib/fmt.c",
+    "drivers/nvme_select.c", "drivers/storage.c",
+        "drivers/pci.c", "drivers/acpi.c", "lib/crc32c.c", "lib/fmt.c",
 ]
 MODEL_SOURCES = [DEVMODELS / "nvme_model.c", DEVMODELS / "platform_shim.c"]
 

@@ -47,15 +47,52 @@ uint64_t dte_time_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static int worker_count = 1;
+
+struct range_task {
+    dte_range_fn fn;
+    void *arg;
+    int64_t begin, end;
+    int worker;
+};
+
+static void *run_task(void *p)
+{
+    struct range_task *t = p;
+    if (t->begin < t->end)
+        t->fn(t->arg, t->begin, t->end, t->worker);
+    return NULL;
+}
+
+/* Contiguous ranges, one per worker, on real threads (worker 0 is the caller), as platform.h specifies. */
 int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg)
 {
-    fn(arg, 0, n, 0);
+    static int running;
+    if (__atomic_exchange_n(&running, 1, __ATOMIC_ACQUIRE))
+        return -1;
+    int w = worker_count;
+    struct range_task tasks[64];
+    pthread_t threads[64];
+    for (int i = 0; i < w; i++)
+        tasks[i] = (struct range_task){fn, arg, n * i / w, n * (i + 1) / w, i};
+    for (int i = 1; i < w; i++)
+        pthread_create(&threads[i], NULL, run_task, &tasks[i]);
+    run_task(&tasks[0]);
+    for (int i = 1; i < w; i++)
+        pthread_join(threads[i], NULL);
+    __atomic_store_n(&running, 0, __ATOMIC_RELEASE);
     return 0;
 }
 
 int dte_worker_count(void)
 {
-    return 1;
+    return worker_count;
+}
+
+/* Tests choose how many workers dte_parallel_for uses (1..64). */
+void shim_set_workers(int n)
+{
+    worker_count = n < 1 ? 1 : (n > 64 ? 64 : n);
 }
 
 /* Copy the log gathered so far into buf (NUL-terminated) and clear it; returns its length. */
