@@ -117,3 +117,38 @@ def test_key_files_hex_raw_and_errors(tmp_path) -> None:
     (tmp_path / "short").write_text("abcd\n")
     with pytest.raises(DteError, match="not a key"):
         p.load_key(tmp_path / "short")
+
+
+def test_c_network_defines_from_a_board_table() -> None:
+    network = {"ipv4": "192.0.2.10", "netmask": "255.255.255.0", "gateway": "192.0.2.1", "port": 7777, "mac": "nic"}
+    defines = dict(p.c_network_defines(network, KEY))
+    assert defines["DTE_NET_IPV4"] == "0xC000020Au"                # 192 = 0xC0, 0 = 0x00, 2 = 0x02, 10 = 0x0A
+    assert defines["DTE_NET_NETMASK"] == "0xFFFFFF00u" and defines["DTE_NET_PORT"] == "7777u"
+    assert defines["DTE_NET_MAC"] == "{" + ", ".join(["0x00"] * 6) + "}"
+    assert defines["DTE_PROTO_KEY"].startswith("{0x00, 0x01, 0x02") and defines["DTE_PROTO_HAS_KEY"] == "1"
+    fixed = dict(p.c_network_defines({**network, "mac": "02:00:00:aa:bb:cc"}, None))
+    assert fixed["DTE_NET_MAC"] == "{0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc}" and fixed["DTE_PROTO_HAS_KEY"] == "0"
+
+
+def test_c_network_defines_compile_into_the_net_config(tmp_path) -> None:
+    import subprocess
+
+    from dte_build.paths import FIRMWARE_DIR
+    from dte_build.toolchain import find_clang
+
+    try:
+        clang = find_clang()
+    except DteError as exc:
+        pytest.skip(f"no clang: {exc}")
+    network = {"ipv4": "10.0.2.15", "netmask": "255.255.255.0", "gateway": "10.0.2.2", "port": 7777, "mac": "nic"}
+    header = "".join(f"#define {name} {value}\n" for name, value in p.c_network_defines(network, KEY))
+    (tmp_path / "cfg.h").write_text(header)
+    (tmp_path / "use.c").write_text(
+        '#include "cfg.h"\n#include "net/net_stack.h"\n'
+        "static const unsigned char key[32] = DTE_PROTO_KEY;\n"
+        "_Static_assert(DTE_NET_IPV4 == 0x0A00020Fu, \"10.0.2.15\");\n"
+        "const dte_net_config cfg = {.ipv4 = DTE_NET_IPV4, .netmask = DTE_NET_NETMASK, .gateway = DTE_NET_GATEWAY,\n"
+        "                            .udp_port = DTE_NET_PORT, .mac = DTE_NET_MAC};\n"
+        "const unsigned char *k = key;\n")
+    subprocess.run([clang, "-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{FIRMWARE_DIR}",
+                    str(tmp_path / "use.c")], check=True, timeout=60)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import stat
@@ -306,6 +307,27 @@ def load_key(path: str | Path) -> bytes:
         return data
     raise DteError(f"key file {source} holds {len(data)} bytes, not a key",
                    f"expected {2 * KEY_SIZE} hex digits or {KEY_SIZE} raw bytes; make one with `dte keygen`")
+
+
+def c_network_defines(network: dict, key: bytes | None) -> list[tuple[str, str]]:
+    """dte_config.h defines for firmware/net from a board's [network] table and the appliance key
+    (docs/protocol.md "Firmware configuration"). Values are C expressions."""
+
+    def u32(name: str) -> str:
+        return f"0x{int(ipaddress.IPv4Address(network[name])):08X}u"
+
+    mac = str(network.get("mac", "nic"))
+    mac_bytes = bytes(6) if mac == "nic" else bytes(int(part, 16) for part in mac.split(":"))
+    defines = [("DTE_NET_IPV4", u32("ipv4")), ("DTE_NET_NETMASK", u32("netmask")),
+               ("DTE_NET_GATEWAY", u32("gateway")), ("DTE_NET_PORT", f"{int(network['port'])}u"),
+               ("DTE_NET_MAC", "{" + ", ".join(f"0x{b:02x}" for b in mac_bytes) + "}")]
+    if key is not None:
+        if len(key) != KEY_SIZE:
+            raise DteError(f"appliance key is {len(key)} bytes, not {KEY_SIZE}", "make one with `dte keygen`")
+        defines += [("DTE_PROTO_KEY", "{" + ", ".join(f"0x{b:02x}" for b in key) + "}"), ("DTE_PROTO_HAS_KEY", "1")]
+    else:
+        defines.append(("DTE_PROTO_HAS_KEY", "0"))
+    return defines
 
 
 @dataclass
