@@ -56,6 +56,19 @@ def test_flash_file_is_byte_identical_and_verifies(tmp_path: Path, sparse: bool)
     assert run("verify", str(img), str(out))[0] == 0
 
 
+def test_flash_over_an_existing_file_full_of_junk(tmp_path: Path, image: Path) -> None:
+    """Every byte of the old contents inside the image range must be replaced, holes included."""
+    out = tmp_path / "old.img"
+    size = image.stat().st_size
+    out.write_bytes(b"\xa5" * (size + MIB))
+    report = flash(image_source(image), out)
+    assert report.verified is True and report.bytes_zeroed > 0
+    data = out.read_bytes()
+    assert data[:size] == image.read_bytes()
+    # Past the image only the target's last 4 KiB changed: zeroed, so no stale backup GPT header survives there.
+    assert data[size:] == b"\xa5" * (MIB - 4096) + bytes(4096)
+
+
 def _data_map(path: Path) -> list[tuple[int, int]]:
     from dte_build.flash.source import data_extents
     fd = os.open(path, os.O_RDONLY)

@@ -193,9 +193,10 @@ def _prefetch(source: Source, chunks: list[Chunk]) -> Iterator[tuple[Chunk, memo
     bufs = [memoryview(blockio.aligned_buffer(blockio.CHUNK)) for _ in range(2)]
 
     def load(i: int) -> tuple[Chunk, memoryview, int]:
-        c, view = chunks[i], bufs[i % 2][:chunks[i].length]
+        c = chunks[i]
         if not c.data:
-            return c, view, blockio.zero_crc(c.length)
+            return c, blockio.zeros(c.length), blockio.zero_crc(c.length)
+        view = bufs[i % 2][:c.length]
         source.read_into(view, c.offset)
         return c, view, blockio.crc(view)
 
