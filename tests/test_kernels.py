@@ -19,8 +19,13 @@ from dte_build.board import load_board
 from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, emit_kernel_object, kernel_ir
 from dte_build.paths import FIRMWARE_DIR
 
-KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q4_K": T.Q4_K, "q5_K": T.Q5_K, "q6_K": T.Q6_K}
-ACTIVATION = {T.Q8_0: T.Q8_0, T.Q4_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q4_K: T.Q8_K, T.Q5_K: T.Q8_K, T.Q6_K: T.Q8_K}
+KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_K": T.Q2_K,
+                "q3_K": T.Q3_K, "q4_K": T.Q4_K, "q5_K": T.Q5_K, "q6_K": T.Q6_K, "f32": T.F32, "f16": T.F16,
+                "bf16": T.BF16}
+ACTIVATION = {T.Q8_0: T.Q8_0, T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
+              **{t: T.Q8_K for t in (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)}, T.F32: T.F32, T.F16: T.F16,
+              T.BF16: T.BF16}
+FLOATS = (T.F32, T.F16, T.BF16)
 # 256: qemu-q35 with x86 intrinsics and its generic twin; 512: epyc9654's width, generic twin (no VNNI here).
 ISAS = [Isa(256), Isa(256, intrinsics=False), Isa(512, intrinsics=False)]
 OBJDUMP = shutil.which("llvm-objdump-19") or shutil.which("objdump")
@@ -41,7 +46,8 @@ def jit(request: pytest.FixtureRequest) -> Jit:
 
 def symbol(kind: str) -> str:
     t = KERNEL_TYPES[kind]
-    return f"dte_k_vec_dot_{kind}_{ACTIVATION[t].name.lower().replace('q8_k', 'q8_K')}"
+    act = ACTIVATION[t].name.lower().replace("q8_k", "q8_K")
+    return f"dte_k_vec_dot_{kind}_{act}"
 
 
 def test_symbols_match_kernels_header() -> None:
@@ -57,8 +63,8 @@ def test_kernel_matches_reference(q: Quants, jit: Jit, kind: str) -> None:
     fn = jit.function(symbol(kind))
     block = GGML_QUANT_SIZES[t][0]
     rng = np.random.default_rng(int(t))
-    for blocks in [1, 2, 3, 5, 8, 17, 64]:
-        n = block * blocks
+    sizes = [1, 7, 31, 64, 100, 257, 1000, 4099] if t in FLOATS else [block * b for b in (1, 2, 3, 5, 8, 17, 64)]
+    for n in sizes:
         for trial in range(3):
             w = random_weight_bytes(t, n, rng)
             x = rng.standard_normal(n).astype(np.float32) * rng.uniform(0.1, 10)
@@ -133,7 +139,7 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
     table = lib.lib.dte_kernel_vec_dot
     table.restype, table.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
     assert all(table(int(t)) for t in KERNEL_TYPES.values())
-    assert table(int(T.Q2_K)) is None
+    assert table(int(T.Q8_K)) is None  # activation-only type: no kernel
 
 
 def test_avx512_without_vnni_uses_zmm_maddubs() -> None:

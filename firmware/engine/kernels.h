@@ -15,9 +15,16 @@ typedef float (*dte_vec_dot_fn)(int64_t n, const void *weights, const void *acti
 float dte_k_vec_dot_q8_0_q8_0(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q4_0_q8_0(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q4_1_q8_1(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q5_0_q8_0(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q5_1_q8_1(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q2_K_q8_K(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_q3_K_q8_K(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q4_K_q8_K(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q5_K_q8_K(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q6_K_q8_K(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_f32_f32(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_f16_f16(int64_t n, const void *weights, const void *activations);
+float dte_k_vec_dot_bf16_bf16(int64_t n, const void *weights, const void *activations);
 
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);

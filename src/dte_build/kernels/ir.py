@@ -8,6 +8,7 @@ generic form) for pair sums, `vpdpbusd` on VNNI boards, `fma` accumulators and a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -208,3 +209,37 @@ class Fn:
 
 
 FUNCTION_ATTRIBUTES = 'attributes #0 = { nounwind noredzone "no-builtins" "no-trapping-math"="true" }'
+
+
+def counted_loop(fn: Fn, count: str, accs: list[tuple[str, str]],
+                 body: Callable[[str, list[str]], list[str]]) -> list[str]:
+    """for (i = 0; i < count; i++) accs = body(i, accs); returns the accumulators after the loop."""
+    label = fn.fresh("L")[1:]
+    i, i_next = fn.fresh("i"), fn.fresh("inext")
+    phis = [fn.fresh("acc") for _ in accs]
+    prev = fn.block
+    fn.raw(f"br label %{label}.head")
+    outer, fn.lines = fn.lines, []
+    fn.block = f"{label}.body"
+    results = body(i, phis)
+    body_lines, fn.lines = fn.lines, outer
+    fn.raw(f"{label}.head:")
+    fn.raw(f"{i} = phi i64 [ 0, %{prev} ], [ {i_next}, %{fn.block} ]")
+    for (ty, init), phi, res in zip(accs, phis, results):
+        fn.raw(f"{phi} = phi {ty} [ {init}, %{prev} ], [ {res}, %{fn.block} ]")
+    cond = fn.emit(f"icmp slt i64 {i}, {count}")
+    fn.raw(f"br i1 {cond}, label %{label}.body, label %{label}.exit")
+    fn.raw(f"{label}.body:")
+    fn.lines.extend(body_lines)
+    fn.raw(f"{i_next} = add nuw nsw i64 {i}, 1")
+    fn.raw(f"br label %{label}.head")
+    fn.raw(f"{label}.exit:")
+    fn.block = f"{label}.exit"
+    return phis
+
+
+def new_fn(name: str) -> Fn:
+    fn = Fn(name)
+    fn.block = "entry"
+    fn.raw("entry:")
+    return fn

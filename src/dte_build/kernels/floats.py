@@ -1,0 +1,51 @@
+"""Kernels for the float weight types, each against activations of its own type (ggml: F32 . F32, F16 . F16,
+BF16 . BF16; ggml-cpu/vec.c ggml_vec_dot_f16 etc.): widen to float, fma into 4 vector accumulators, scalar tail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
+
+ELEMENT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def widen(fn: Fn, kind: str, base: str, offset: str, n: int) -> str:
+    """Load n elements of `kind` at base+offset as <n x float> (n == 1: a scalar float)."""
+    ty = (lambda t: t) if n == 1 else (lambda t: vec(n, t))
+    if kind == "f32":
+        return fn.load(ty("float"), base, offset)
+    if kind == "f16":
+        return fn.emit(f"fpext {ty('half')} {fn.load(ty('half'), base, offset)} to {ty('float')}")
+    # bf16: the top half of a binary32
+    wide = fn.emit(f"zext {ty('i16')} {fn.load(ty('i16'), base, offset)} to {ty('i32')}")
+    shifted = fn.op("shl", ty("i32"), wide, 16 if n == 1 else splat_const(n, "i32", 16))
+    return fn.emit(f"bitcast {ty('i32')} {shifted} to {ty('float')}")
+
+
+def float_kernel(isa: Isa, kind: str) -> Fn:
+    fn = new_fn(f"dte_k_vec_dot_{kind}_{kind}")
+    size = ELEMENT_BYTES[kind]
+    chunk = 4 * (isa.width // 32)  # four registers of floats per iteration
+    steps = fn.emit(f"sdiv i64 %n, {chunk}")
+
+    def body(i: str, accs: list[str]) -> list[str]:
+        off = fn.emit(f"mul nuw nsw i64 {i}, {chunk * size}")
+        return [fn.fma(chunk, widen(fn, kind, "%w", off, chunk), widen(fn, kind, "%a", off, chunk), accs[0])]
+
+    (acc,) = counted_loop(fn, steps, [(vec(chunk, "float"), "zeroinitializer")], body)
+    done = fn.emit(f"mul nuw nsw i64 {steps}, {chunk}")
+    left = fn.emit(f"sub nsw i64 %n, {done}")
+
+    def tail(i: str, accs: list[str]) -> list[str]:
+        off = fn.emit(f"mul nuw nsw i64 {fn.emit(f'add nuw nsw i64 {done}, {i}')}, {size}")
+        product = fn.op("fmul", "float", widen(fn, kind, "%w", off, 1), widen(fn, kind, "%a", off, 1))
+        return [fn.op("fadd", "float", accs[0], product)]
+
+    (rest,) = counted_loop(fn, left, [("float", "0.0")], tail)
+    fn.raw(f"ret float {fn.op('fadd', 'float', fn.reduce_fadd(chunk, acc), rest)}")
+    return fn
+
+
+KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (f"dte_k_vec_dot_{kind}_{kind}", (lambda isa, kind=kind: float_kernel(isa, kind))) for kind in ELEMENT_BYTES}

@@ -1,0 +1,203 @@
+"""Kernels for the K-quants against Q8_K (256-element super-blocks; ggml-common.h block_q*_K; arithmetic as
+ggml-cpu/quants.c ggml_vec_dot_q*_K_q8_K_generic). Q8_K block: float d @0, int8 qs[256] @4, int16 bsums[16] @260."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
+
+QK_K = 256
+Q8_K_BYTES = 292
+
+
+def lo_hi_nibbles(fn: Fn, v: str, n: int) -> tuple[str, str]:
+    t = vec(n, "i8")
+    return (fn.emit(f"and {t} {v}, {splat_const(n, 'i8', 15)}"),
+            fn.emit(f"lshr {t} {v}, {splat_const(n, 'i8', 4)}"))
+
+
+def scale_lanes(fn: Fn, scales16: str, elems: int, first: int, group: int) -> str:
+    """<elems/4 x i32> whose lane l is the scale of element first+4l (one scale per `group` elements)."""
+    return fn.shuffle(vec(16, "i32"), scales16, None, [(first + 4 * lane) // group for lane in range(elems // 4)])
+
+
+def k_dot(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int, unsigned: bool, aoff: str) -> str:
+    """Sum over the super-block of scale * dot(weights, activations) per i32 lane; pieces: 8 x <32 x i8>."""
+    n = isa.bytes
+    per = n // 32
+    lanes = vec(n // 4, "i32")
+    sumi = "zeroinitializer"
+    for v in range(QK_K // n):
+        parts = pieces[v * per:(v + 1) * per]
+        w = parts[0] if per == 1 else fn.concat(vec(32, "i8"), parts[0], parts[1], 32)
+        x = fn.load(vec(n, "i8"), "%a", fn.emit(f"add i64 {aoff}, {4 + v * n}"))
+        dot = fn.dot4(isa, n, w, x, w_unsigned=unsigned)
+        scaled = fn.emit(f"mul nsw {lanes} {dot}, {scale_lanes(fn, scales16, n, v * n, group)}")
+        sumi = scaled if sumi == "zeroinitializer" else fn.emit(f"add nsw {lanes} {sumi}, {scaled}")
+    return sumi
+
+
+def q45_scales_mins(fn: Fn, woff: str) -> tuple[str, str]:
+    """Q4_K/Q5_K 12-byte 6-bit scales and mins -> (<16 x i32> scales in lanes 0..7, <16 x i8> all 16 bytes)."""
+    s = [fn.load("i32", "%w", fn.emit(f"add i64 {woff}, {4 + 4 * j}")) for j in range(3)]
+    m6, m4, m2 = "1061109567", "252645135", "50529027"   # 0x3f3f3f3f, 0x0f0f0f0f, 0x03030303
+    u0 = fn.op("and", "i32", s[0], m6)
+    u2 = fn.op("and", "i32", s[1], m6)
+    hi1 = fn.op("shl", "i32", fn.op("and", "i32", fn.op("lshr", "i32", s[0], 6), m2), 4)
+    u1 = fn.op("or", "i32", fn.op("and", "i32", s[2], m4), hi1)
+    hi3 = fn.op("shl", "i32", fn.op("and", "i32", fn.op("lshr", "i32", s[1], 6), m2), 4)
+    u3 = fn.op("or", "i32", fn.op("and", "i32", fn.op("lshr", "i32", s[2], 4), m4), hi3)
+    bytes16 = fn.emit(f"bitcast {vec(4, 'i32')} {fn.from_scalars([u0, u1, u2, u3], 'i32')} to {vec(16, 'i8')}")
+    return fn.emit(f"zext {vec(16, 'i8')} {bytes16} to {vec(16, 'i32')}"), bytes16
+
+
+def min_sum(fn: Fn, mins16: str, aoff: str) -> str:
+    """sum_j bsums[j] * mins16[j] (one min per 16 activations) as float."""
+    bsums = fn.load(vec(16, "i16"), "%a", fn.emit(f"add i64 {aoff}, 260"))
+    b32 = fn.emit(f"sext {vec(16, 'i16')} {bsums} to {vec(16, 'i32')}")
+    m32 = fn.emit(f"zext {vec(16, 'i8')} {mins16} to {vec(16, 'i32')}")
+    prod = fn.emit(f"mul nsw {vec(16, 'i32')} {b32}, {m32}")
+    return fn.emit(f"sitofp i32 {fn.reduce_add_i32(16, prod)} to float")
+
+
+def two_bit_pieces(fn: Fn, woff: str, qs_at: int) -> list[str]:
+    """Q2_K/Q3_K low bits: element e is bits 2*((e%128)/32) of qs[32*(e/128) + e%32]; 8 x <32 x i8> in 0..3."""
+    pieces = []
+    for c in range(2):
+        q = fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, {qs_at + 32 * c}"))
+        pieces.extend(fn.vop("and", 32, fn.vop("lshr", 32, q, 2 * j), 3) for j in range(4))
+    return pieces
+
+
+def q4_K_pieces(fn: Fn, woff: str, qs_at: int) -> list[str]:
+    pieces = []
+    for g in range(4):
+        packed = fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, {qs_at + 32 * g}"))
+        pieces.extend(lo_hi_nibbles(fn, packed, 32))
+    return pieces
+
+
+def q5_K_pieces(fn: Fn, woff: str) -> list[str]:
+    pieces = q4_K_pieces(fn, woff, 48)
+    qh = fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, 16"))
+    out = []
+    for k, p in enumerate(pieces):
+        bit = fn.vop("and", 32, fn.vop("lshr", 32, qh, k), 1)
+        out.append(fn.op("or", vec(32, "i8"), p, fn.vop("shl", 32, bit, 4)))
+    return out
+
+
+def q6_K_pieces(fn: Fn, woff: str) -> list[str]:
+    t = vec(32, "i8")
+    pieces = []
+    for c in range(2):
+        ql = [fn.load(t, "%w", fn.emit(f"add i64 {woff}, {64 * c + 32 * h}")) for h in range(2)]
+        qh = fn.load(t, "%w", fn.emit(f"add i64 {woff}, {128 + 32 * c}"))
+        for quarter in range(4):
+            lo, hi = lo_hi_nibbles(fn, ql[quarter & 1], 32)
+            low = hi if quarter & 2 else lo
+            high = fn.vop("and", 32, fn.vop("lshr", 32, qh, 2 * quarter), 3)
+            q = fn.op("or", t, low, fn.vop("shl", 32, high, 4))
+            pieces.append(fn.vop("sub", 32, q, 32))
+    return pieces
+
+
+def q3_K_pieces(fn: Fn, woff: str) -> list[str]:
+    """Q3_K: 2 low bits as Q2_K, hmask bit e/32 of hmask[e%32] clear means minus 4: values -4..3."""
+    hm = fn.load(vec(32, "i8"), "%w", woff)
+    out = []
+    for k, low in enumerate(two_bit_pieces(fn, woff, 32)):
+        high = fn.vop("shl", 32, fn.vop("and", 32, fn.vop("lshr", 32, hm, k), 1), 2)
+        out.append(fn.vop("sub", 32, fn.op("or", vec(32, "i8"), low, high), 4))
+    return out
+
+
+def q3_K_scales(fn: Fn, woff: str) -> str:
+    """Q3_K: sixteen 6-bit scales in 12 bytes @96 (low nibbles in bytes 0..7, high 2 bits in 8..11), minus 32."""
+    a0, a1, tmp = (fn.load("i32", "%w", fn.emit(f"add i64 {woff}, {96 + 4 * j}")) for j in range(3))
+    m4, m2 = "252645135", "50529027"   # 0x0f0f0f0f, 0x03030303
+
+    def word(low: str, low_shift: int, tmp_shift: int) -> str:
+        lo = fn.op("and", "i32", fn.op("lshr", "i32", low, low_shift) if low_shift else low, m4)
+        hi = fn.op("shl", "i32", fn.op("and", "i32", fn.op("lshr", "i32", tmp, tmp_shift) if tmp_shift else tmp,
+                                       m2), 4)
+        return fn.op("or", "i32", lo, hi)
+
+    words = [word(a0, 0, 0), word(a1, 0, 2), word(a0, 4, 4), word(a1, 4, 6)]
+    b = fn.emit(f"bitcast {vec(4, 'i32')} {fn.from_scalars(words, 'i32')} to {vec(16, 'i8')}")
+    return fn.emit(f"sext {vec(16, 'i8')} {fn.vop('sub', 16, b, 32)} to {vec(16, 'i32')}")
+
+
+@dataclass(frozen=True)
+class KType:
+    symbol: str
+    w_bytes: int
+    group: int          # elements per scale
+    unsigned: bool      # weight quants >= 0 (no sign trick needed)
+    d_at: int           # offset of the fp16 super-block scale; dmin follows at +2 when has_min
+    has_min: bool
+
+
+K_TYPES = {
+    "q2_K": KType("dte_k_vec_dot_q2_K_q8_K", 84, 16, True, 80, True),
+    "q3_K": KType("dte_k_vec_dot_q3_K_q8_K", 110, 16, False, 108, False),
+    "q4_K": KType("dte_k_vec_dot_q4_K_q8_K", 144, 32, True, 0, True),
+    "q5_K": KType("dte_k_vec_dot_q5_K_q8_K", 176, 32, True, 0, True),
+    "q6_K": KType("dte_k_vec_dot_q6_K_q8_K", 210, 16, False, 208, False),
+}
+
+
+def unpack(fn: Fn, kind: str, woff: str) -> tuple[list[str], str, str | None]:
+    """(8 x <32 x i8> quants, <16 x i32> scales, <16 x i8> mins per 16 elements or None) of one super-block."""
+    i8x16 = vec(16, "i8")
+    if kind == "q2_K":  # scales[16] @0: low nibble scale, high nibble min
+        packed = fn.load(i8x16, "%w", woff)
+        scales = fn.emit(f"zext {i8x16} {fn.vop('and', 16, packed, 15)} to {vec(16, 'i32')}")
+        return two_bit_pieces(fn, woff, 16), scales, fn.vop("lshr", 16, packed, 4)
+    if kind == "q3_K":
+        return q3_K_pieces(fn, woff), q3_K_scales(fn, woff), None
+    if kind == "q6_K":
+        scales = fn.emit(f"sext {i8x16} {fn.load(i8x16, '%w', fn.emit(f'add i64 {woff}, 192'))} to {vec(16, 'i32')}")
+        return q6_K_pieces(fn, woff), scales, None
+    scales, bytes16 = q45_scales_mins(fn, woff)
+    mins = fn.shuffle(i8x16, bytes16, None, [8 + j // 2 for j in range(16)])
+    return (q4_K_pieces(fn, woff, 16) if kind == "q4_K" else q5_K_pieces(fn, woff)), scales, mins
+
+
+def load_scale(fn: Fn, woff: str, at: int, block_bytes: int) -> str:
+    """fp16 at woff+at through an 8-byte load that stays inside the block."""
+    lane = max(0, (at + 8 - block_bytes + 1) // 2)
+    assert lane <= 3, "scale too far from the block start for a 4-half load"
+    return fn.load_half_as_float("%w", fn.emit(f"add i64 {woff}, {at}") if at else woff, lane=lane)
+
+
+def k_kernel(isa: Isa, kind: str) -> Fn:
+    k = K_TYPES[kind]
+    fn = new_fn(k.symbol)
+    nb = fn.emit(f"sdiv i64 %n, {QK_K}")
+    lanes = isa.bytes // 4
+
+    def body(i: str, accs: list[str]) -> list[str]:
+        woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
+        aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
+        ad = fn.load("float", "%a", aoff)
+        pieces, scales, mins = unpack(fn, kind, woff)
+        sumi = k_dot(fn, isa, pieces, scales, k.group, k.unsigned, aoff)
+        d = fn.op("fmul", "float", load_scale(fn, woff, k.d_at, k.w_bytes), ad)
+        macc = accs[1]
+        if mins is not None:
+            dmin = fn.op("fmul", "float", load_scale(fn, woff, k.d_at + 2, k.w_bytes), ad)
+            macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, aoff)))
+        fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
+        return [fn.fma(lanes, fn.splat(d, "float", lanes), fsum, accs[0]), macc]
+
+    acc, macc = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer"), ("float", "0.0")], body)
+    total = fn.emit(f"fsub float {fn.reduce_fadd(lanes, acc)}, {macc}")
+    fn.raw(f"ret float {total}")
+    return fn
+
+
+KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (k.symbol, (lambda isa, kind=kind: k_kernel(isa, kind))) for kind, k in K_TYPES.items()}
