@@ -29,10 +29,16 @@ RFC4231 = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lib() -> ctypes.CDLL:
+PORTABLE, SHA_EXTENSIONS = 1, 2
+
+
+@pytest.fixture(scope="module", params=[PORTABLE, SHA_EXTENSIONS], ids=["portable", "sha-extensions"])
+def lib(request: pytest.FixtureRequest) -> ctypes.CDLL:
+    """The C library with one block function forced; every test runs against both."""
     so = build("sha256", firmware("lib/sha256.c", "lib/hmac_sha256.c"), shared=True)
     cdll = ctypes.CDLL(str(so))
+    if cdll.dte_sha256_select(request.param) != request.param:
+        pytest.skip("this CPU has no SHA extensions (CPUID.7.0:EBX bit 29)")
     cdll.dte_sha256.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]
     cdll.dte_hmac_sha256_setkey.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     cdll.dte_hmac_sha256.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]

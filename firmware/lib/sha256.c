@@ -1,5 +1,15 @@
-/* SHA-256 per FIPS 180-4 (section numbers below refer to it). */
+/* SHA-256 per FIPS 180-4 (section numbers below refer to it).
+ *
+ * Two block functions: portable C, and the x86 SHA extensions (Intel SDM Vol. 2, SHA256RNDS2/SHA256MSG1/
+ * SHA256MSG2; CPUID.(EAX=7,ECX=0):EBX bit 29) used when the CPU has them. Both are tested against hashlib.
+ */
 #include "sha256.h"
+
+#include <stdbool.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* §4.2.2: the first 32 bits of the fractional parts of the cube roots of the first 64 primes. */
 static const uint32_t round_constants[64] = {
@@ -29,7 +39,7 @@ static void store_be32(uint8_t *p, uint32_t v)
 }
 
 /* §6.2.2: process one 512-bit block. */
-static void compress_block(uint32_t state[8], const uint8_t block[DTE_SHA256_BLOCK_SIZE])
+static void compress_block_generic(uint32_t state[8], const uint8_t block[DTE_SHA256_BLOCK_SIZE])
 {
     uint32_t w[64];
     for (unsigned t = 0; t < 16; t++)
@@ -67,6 +77,92 @@ static void compress_block(uint32_t state[8], const uint8_t block[DTE_SHA256_BLO
     state[7] += h;
 }
 
+
+#if defined(__x86_64__)
+#define SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+/* The 64 rounds of §6.2.2 with SHA256RNDS2 (two rounds per instruction on the ABEF/CDGH state halves); the
+ * message schedule of §6.2.2 step 1 with SHA256MSG1 (+ W[t-16] + σ0), PALIGNR (W[t-7]) and SHA256MSG2 (σ1). */
+SHA_TARGET static void compress_blocks_shani(uint32_t state[8], const uint8_t *data, size_t blocks)
+{
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&state[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&state[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+    for (; blocks > 0; blocks--, data += DTE_SHA256_BLOCK_SIZE) {
+        __m128i abef_in = abef, cdgh_in = cdgh, w[16];
+        for (unsigned i = 0; i < 16; i++) {
+            if (i < 4) {
+                w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * i)), byte_swap);
+            } else {
+                __m128i t = _mm_sha256msg1_epu32(w[i - 4], w[i - 3]);
+                t = _mm_add_epi32(t, _mm_alignr_epi8(w[i - 1], w[i - 2], 4));
+                w[i] = _mm_sha256msg2_epu32(t, w[i - 1]);
+            }
+            __m128i msg = _mm_add_epi32(w[i], _mm_loadu_si128((const __m128i *)&round_constants[4 * i]));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, msg);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(msg, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef_in);
+        cdgh = _mm_add_epi32(cdgh, cdgh_in);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static bool cpu_has_sha_extensions(void)
+{
+    uint32_t eax = 0, ebx, ecx = 0, edx;
+    __asm__ __volatile__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    if (eax < 7)
+        return false;
+    eax = 7;
+    ecx = 0;
+    __asm__ __volatile__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    bool sha = (ebx >> 29) & 1u;            /* CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29] */
+    eax = 1;
+    __asm__ __volatile__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    bool sse41_ssse3 = ((ecx >> 19) & 1u) && ((ecx >> 9) & 1u);   /* CPUID.1:ECX SSE4.1[19], SSSE3[9] */
+    return sha && sse41_ssse3;
+}
+#endif
+
+/* 0: not yet decided, 1: portable C, 2: SHA extensions. */
+static int block_function;
+
+int dte_sha256_select(int which)
+{
+#if defined(__x86_64__)
+    if (which == DTE_SHA256_AUTO)
+        which = cpu_has_sha_extensions() ? DTE_SHA256_SHA_EXTENSIONS : DTE_SHA256_PORTABLE;
+    if (which == DTE_SHA256_SHA_EXTENSIONS && !cpu_has_sha_extensions())
+        which = DTE_SHA256_PORTABLE;
+#else
+    which = DTE_SHA256_PORTABLE;
+#endif
+    block_function = which;
+    return which;
+}
+
+static void compress_blocks(uint32_t state[8], const uint8_t *data, size_t blocks)
+{
+    if (block_function == 0)
+        dte_sha256_select(DTE_SHA256_AUTO);
+#if defined(__x86_64__)
+    if (block_function == DTE_SHA256_SHA_EXTENSIONS) {
+        compress_blocks_shani(state, data, blocks);
+        return;
+    }
+#endif
+    for (; blocks > 0; blocks--, data += DTE_SHA256_BLOCK_SIZE)
+        compress_block_generic(state, data);
+}
+
 void dte_sha256_init(dte_sha256_ctx *ctx)
 {
     /* §5.3.3: initial hash value. */
@@ -90,13 +186,14 @@ void dte_sha256_update(dte_sha256_ctx *ctx, const void *data, size_t size)
         }
         if (ctx->block_used < DTE_SHA256_BLOCK_SIZE)
             return;
-        compress_block(ctx->state, ctx->block);
+        compress_blocks(ctx->state, ctx->block, 1);
         ctx->block_used = 0;
     }
-    while (size >= DTE_SHA256_BLOCK_SIZE) {
-        compress_block(ctx->state, bytes);
-        bytes += DTE_SHA256_BLOCK_SIZE;
-        size -= DTE_SHA256_BLOCK_SIZE;
+    size_t whole = size / DTE_SHA256_BLOCK_SIZE;
+    if (whole > 0) {
+        compress_blocks(ctx->state, bytes, whole);
+        bytes += whole * DTE_SHA256_BLOCK_SIZE;
+        size -= whole * DTE_SHA256_BLOCK_SIZE;
     }
     while (size > 0) {
         ctx->block[ctx->block_used++] = *bytes++;
@@ -112,14 +209,14 @@ void dte_sha256_final(dte_sha256_ctx *ctx, uint8_t digest[DTE_SHA256_DIGEST_SIZE
     if (ctx->block_used > 56) {
         while (ctx->block_used < DTE_SHA256_BLOCK_SIZE)
             ctx->block[ctx->block_used++] = 0;
-        compress_block(ctx->state, ctx->block);
+        compress_blocks(ctx->state, ctx->block, 1);
         ctx->block_used = 0;
     }
     while (ctx->block_used < 56)
         ctx->block[ctx->block_used++] = 0;
     store_be32(ctx->block + 56, (uint32_t)(bit_length >> 32));
     store_be32(ctx->block + 60, (uint32_t)bit_length);
-    compress_block(ctx->state, ctx->block);
+    compress_blocks(ctx->state, ctx->block, 1);
     for (unsigned i = 0; i < 8; i++)
         store_be32(digest + 4 * i, ctx->state[i]);
     ctx->block_used = 0;

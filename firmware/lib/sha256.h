@@ -26,4 +26,12 @@ void dte_sha256_final(dte_sha256_ctx *ctx, uint8_t digest[DTE_SHA256_DIGEST_SIZE
 /* One-shot convenience. */
 void dte_sha256(const void *data, size_t size, uint8_t digest[DTE_SHA256_DIGEST_SIZE]);
 
+/* Which block function hashes: chosen automatically on first use (the x86 SHA extensions when CPUID reports
+ * them, else portable C). Tests and benchmarks may force one; asking for SHA extensions on a CPU without them
+ * gives portable C. Returns the one now in use. Not thread-safe: call before hashing on several cores. */
+#define DTE_SHA256_AUTO 0
+#define DTE_SHA256_PORTABLE 1
+#define DTE_SHA256_SHA_EXTENSIONS 2
+int dte_sha256_select(int which);
+
 #endif
