@@ -1,10 +1,11 @@
-/* What runs after ExitBootServices: the single hook later stages (NVMe load, engine) plug into. */
+/* The appliance hooks: what runs just before and after ExitBootServices (NVMe load, engine plug in here). */
 #ifndef DTE_BOOT_APPLIANCE_H
 #define DTE_BOOT_APPLIANCE_H
 
 #include <stdint.h>
 
 #include "boot/cpu.h"
+#include "boot/efi.h"
 
 struct dte_boot_info {
     struct cpu_info cpu;
@@ -12,6 +13,12 @@ struct dte_boot_info {
     uint64_t tsc_hz;
     uint64_t usable_bytes;
 };
+
+/* Runs while boot services are still up, after the regions are reserved and before ExitBootServices:
+ * the place for what needs UEFI protocols (e.g. reading /DTE/WEIGHTS.MAN through the Simple File System).
+ * It may call any boot service and print; the memory map for ExitBootServices is read
+ * afresh afterwards. Returns 0 to continue, non-zero to fail the boot. */
+int dte_main_before_exit(efi_handle image, efi_system_table *system_table, struct dte_boot_info *info);
 
 /* Runs with interrupts off, the panic IDT installed, the regions reserved, no firmware services.
  * Returns 0 on success (efi_main then prints `dte: exit status=ok`), non-zero on failure. */

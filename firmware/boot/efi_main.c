@@ -85,6 +85,11 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
     dte_status("timer tsc_mhz=%llu", (unsigned long long)(info.tsc_hz / 1000000ULL));
     survey_memory(bs, &info);
     memmap_reserve_regions(bs);
+    dte_set_subsystem("appliance");
+    int before = dte_main_before_exit(image, system_table, &info);
+    if (before != 0) {
+        dte_fail("appliance setup stopped with code %d", before);
+    }
 
     status_detach_conout();
     unsigned tries = memmap_exit_boot_services(bs, image);
