@@ -436,3 +436,26 @@ def test_bounded_raw_ethernet_fuzz(fuzz_server: Server) -> None:
     frames = after["net_rx_frames"] - before["net_rx_frames"]
     assert 2500 <= frames <= sent + 31    # loopnic drops frames over the stack's 2048-byte buffer
     assert after["net_bad_checksum"] > before["net_bad_checksum"]
+
+
+def test_a_cancel_that_crosses_done_leaves_no_stray_answer(server: Server) -> None:
+    with server.client() as c:
+        finished = c.generate(p.Prompt("quick", n_predict=2, seed=4))
+        assert not finished.cancelled
+        c.cancel()                       # nothing runs any more: the appliance answers NOT_RUNNING
+        assert c.ping(b"next") < 1.0     # ... which the client swallows instead of taking it for the PONG
+        assert c.generate(p.Prompt("again", n_predict=2, seed=4)).ids == fake_ids("again", 4, 2)
+
+
+@pytest.mark.parametrize("fields,text", [
+    ((0, 0.0, 0, 1.0, 0), b"x"),                       # n_predict 0
+    ((4097, 0.0, 0, 1.0, 0), b"x"),                    # above the 4096 cap
+    ((4, float("nan"), 0, 1.0, 0), b"x"),              # NaN temperature
+    ((4, 0.0, 0, 1.5, 0), b"x"),                       # top_p above 1
+    ((4, 0.0, 0, 1.0, 0), b""),                        # no text
+], ids=["n0", "n4097", "nan-temp", "top-p", "empty"])
+def test_out_of_range_prompts_get_bad_request(server: Server, fields: tuple, text: bytes) -> None:
+    with server.client() as c:
+        with pytest.raises(RemoteError, match="BAD_REQUEST"):
+            c.request(p.FrameType.PROMPT, p.PROMPT_FIXED.pack(*fields) + text, p.FrameType.TOKENS)
+        assert c.ping() < 1.0

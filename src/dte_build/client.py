@@ -75,6 +75,7 @@ class Client:
         self.counter = p.SessionCounter()
         self.window = p.ReplayWindow()
         self.dropped = 0   # answers that failed the checks (bad tag, replay, wrong session)
+        self._cancels_unanswered = 0   # CANCELs whose DONE(cancelled) or ERROR NOT_RUNNING is still to come
         try:
             infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
         except socket.gaierror as exc:
@@ -125,7 +126,21 @@ class Client:
             if frame.session != self.session or not self.window.accept(frame.sequence):
                 self.dropped += 1
                 continue
+            if self._answers_a_cancel(frame):
+                continue
             return frame
+
+    def _answers_a_cancel(self, frame: p.Frame) -> bool:
+        """Accounts for the answer to an earlier CANCEL; True when it is a NOT_RUNNING error (a CANCEL that
+        crossed its generation's DONE), which is then swallowed."""
+        if self._cancels_unanswered == 0:
+            return False
+        if frame.type == p.FrameType.ERROR and p.decode_error(frame.payload)[0] == p.ErrorCode.NOT_RUNNING:
+            self._cancels_unanswered -= 1
+            return True
+        if frame.type == p.FrameType.DONE and frame.payload[:1] == bytes([p.DoneReason.CANCELLED]):
+            self._cancels_unanswered -= 1
+        return False
 
     def request(self, ftype: int, payload: bytes, answer: int) -> p.Frame:
         self.send(ftype, payload)
@@ -158,6 +173,8 @@ class Client:
         return blob
 
     def cancel(self) -> None:
+        """Ask the appliance to stop this session's generation (its DONE says `cancelled`)."""
+        self._cancels_unanswered += 1
         self.send(p.FrameType.CANCEL)
 
     def generate(self, prompt: p.Prompt, *, on_token: Callable[[p.Token], None] | None = None,
@@ -192,10 +209,7 @@ class Client:
 
     def _absorb(self, frame: p.Frame, result: Generation, on_token: Callable[[p.Token], None] | None) -> None:
         if frame.type == p.FrameType.ERROR:
-            code, message = p.decode_error(frame.payload)
-            if code == p.ErrorCode.NOT_RUNNING:   # a CANCEL that crossed the DONE: the DONE is on its way
-                return
-            raise RemoteError(code, message)
+            raise RemoteError(*p.decode_error(frame.payload))
         if frame.type == p.FrameType.QUEUED:
             result.queued_at.append(int.from_bytes(frame.payload[:4], "big"))
         elif frame.type == p.FrameType.TOKENS:
