@@ -22,9 +22,13 @@ import numpy as np
 from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, kernel_ir
 from dte_build.paths import FIRMWARE_DIR
 
-# weight type id, block elements, weight block bytes, activation block bytes (ggml-common.h)
-TYPES = {"q8_0": (8, 32, 34, 34), "q4_0": (2, 32, 18, 34), "q4_1": (3, 32, 20, 36),
-         "q4_K": (12, 256, 144, 292), "q5_K": (13, 256, 176, 292), "q6_K": (14, 256, 210, 292)}
+# kind: (ggml type id, block elements, weight block bytes, activation block bytes, fp16 scale offsets)
+# (ggml-common.h); the float types are timed with 256-element "blocks" of their own type.
+TYPES = {"q8_0": (8, 32, 34, 34, (0,)), "q4_0": (2, 32, 18, 34, (0,)), "q4_1": (3, 32, 20, 36, (0, 2)),
+         "q5_0": (6, 32, 22, 34, (0,)), "q5_1": (7, 32, 24, 36, (0, 2)), "q2_K": (10, 256, 84, 292, (80, 82)),
+         "q3_K": (11, 256, 110, 292, (108,)), "q4_K": (12, 256, 144, 292, (0, 2)),
+         "q5_K": (13, 256, 176, 292, (0, 2)), "q6_K": (14, 256, 210, 292, (208,)),
+         "f16": (1, 256, 512, 512, ())}
 
 
 def reference_library(out_dir: Path) -> ctypes.CDLL:
@@ -71,13 +75,19 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = reference_library(Path(tmp))
-        for (name, (tid, be, wb, ab)), sym in zip(TYPES.items(), KERNEL_SYMBOLS):
+        for name, (tid, be, wb, ab, scales) in TYPES.items():
+            sym = next(s for s in KERNEL_SYMBOLS if s.startswith(f"dte_k_vec_dot_{name}_"))
             nb = n // be
-            w = random_blocks(rng, nb, wb, (0, 2) if be == 32 or name != "q6_K" else (208,))
-            a = random_blocks(rng, nb, ab, (0, 2) if be == 32 else ())
-            a[:] = np.clip(a.view(np.int8), -127, 127).view(np.uint8)
-            if be == 256:  # Q8_K: float d
-                a.reshape(nb, ab)[:, :4] = np.array([0.01], dtype=np.float32).view(np.uint8)
+            w = random_blocks(rng, nb, wb, scales)
+            if name == "f16":
+                a = random_blocks(rng, nb, ab, ())
+                w.view(np.uint16)[:] &= 0x3BFF  # finite halves below 1
+                a.view(np.uint16)[:] = w.view(np.uint16)
+            else:
+                a = random_blocks(rng, nb, ab, (0, 2) if be == 32 else ())
+                a[:] = np.clip(a.view(np.int8), -127, 127).view(np.uint8)
+                if be == 256:  # Q8_K: float d
+                    a.reshape(nb, ab)[:, :4] = np.array([0.01], dtype=np.float32).view(np.uint8)
             row = {"type": name, "weight_mib": round(w.nbytes / 2**20, 1)}
             t = best_time(lambda: ref.dte_vec_dot_ref(tid, n, w.ctypes.data, a.ctypes.data), max(1, args.repeat // 2))
             row["ref_gbs"] = round(w.nbytes / t / 1e9, 2)
