@@ -14,6 +14,7 @@ from . import protocol as p
 from .errors import DteError
 
 DEFAULT_TIMEOUT_S = 10.0
+RECEIVE_BUFFER_BYTES = 4 << 20
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -81,6 +82,8 @@ class Client:
         except socket.gaierror as exc:
             raise DteError(f"cannot resolve {host}: {exc.strerror}", "check the appliance address") from exc
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # no flow control in protocol v1: a big receive buffer absorbs token bursts (capped by net.core.rmem_max)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self.sock.connect(infos[0][4])
 
     @property
