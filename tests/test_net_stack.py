@@ -7,6 +7,7 @@ Raw Ethernet frames (ARP, ICMP, UDP from a non-peer address) are built and check
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 import socket
@@ -459,3 +460,16 @@ def test_out_of_range_prompts_get_bad_request(server: Server, fields: tuple, tex
         with pytest.raises(RemoteError, match="BAD_REQUEST"):
             c.request(p.FrameType.PROMPT, p.PROMPT_FIXED.pack(*fields) + text, p.FrameType.TOKENS)
         assert c.ping() < 1.0
+
+
+def test_frame_size_boundary_1472_served_1473_too_large(server: Server) -> None:
+    with server.client() as c:
+        longest = p.Prompt("y" * 1388, n_predict=1, seed=0).encode()          # 28 + 1412 + 32 = 1472 bytes
+        assert len(p.encode_frame(KEY, p.Frame(1, 1, 1, longest))) == 1472
+        result = c.generate(p.Prompt("y" * 1388, n_predict=1, seed=0))
+        assert result.prompt_ids == [ord("y")] * 1388
+        before = c.stats()
+        body = p.HEADER.pack(p.MAGIC, 1, p.FrameType.PING, 0, c.session, 1000, 1413) + bytes(1413)
+        c.sock.send(body + hmac.new(KEY, body, hashlib.sha256).digest())    # authentic, but 1473 bytes
+        after = c.stats()
+        assert after["too_large"] == before["too_large"] + 1 and after["bad_tag"] == before["bad_tag"]
