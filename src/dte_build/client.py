@@ -236,11 +236,12 @@ class Client:
 
 
 def generate_remote(host: str, port: int, key: bytes, prompt: str, n: int, temp: float = 0.0, *,
-                    top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                    top_k: int = 40, top_p: float = 0.95, seed: int = 0,
                     timeout: float = DEFAULT_TIMEOUT_S,
                     on_token: Callable[[p.Token], None] | None = None) -> dict:
     """One generation on a remote appliance; returns the hosted `dte generate --json` shape:
-    {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}."""
+    {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}. Sampling defaults are the hosted
+    engine's (`engine.Engine.generate`), so equal arguments give equal tokens."""
     request = p.Prompt(prompt, n_predict=n, temperature=temp, top_k=top_k, top_p=top_p, seed=seed)
     with Client(host, port, key, timeout=timeout) as client:
         return client.generate(request, on_token=on_token).to_json()

@@ -46,8 +46,8 @@ _timeout_option = click.option("--timeout", default=10.0, show_default=True,
 @_key_option
 @click.option("-n", "n_predict", default=128, show_default=True, help="Tokens to generate per answer.")
 @click.option("--temp", default=0.0, show_default=True, help="Sampling temperature (0 = greedy).")
-@click.option("--top-k", default=0, show_default=True, help="Top-k cut (0 = off).")
-@click.option("--top-p", default=1.0, show_default=True, help="Nucleus cut (1 = off).")
+@click.option("--top-k", default=40, show_default=True, help="Top-k cut (0 = off).")
+@click.option("--top-p", default=0.95, show_default=True, help="Nucleus cut (1 = off).")
 @click.option("--seed", default=None, type=int, help="Sampling seed (default: random per answer).")
 @click.option("--history/--no-history", default=False, show_default=True,
               help="Prefix each prompt with the conversation so far (trimmed to fit one frame).")
