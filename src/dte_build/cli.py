@@ -11,6 +11,7 @@ from .commands import boards_cmd
 from .commands import build_cmd, run_cmd
 from .commands import flash_cmd
 from .commands import net_cmd
+from .commands import inspect_cmd
 from .console import err
 from .errors import DteError
 
@@ -51,3 +52,4 @@ main.add_command(run_cmd.run)
 main.add_command(net_cmd.keygen)
 main.add_command(net_cmd.chat)
 main.add_command(net_cmd.remote)
+main.add_command(inspect_cmd.inspect)

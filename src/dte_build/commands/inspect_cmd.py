@@ -1,0 +1,106 @@
+"""`dte inspect IMAGE`: partition table, ESP files, firmware, manifest and model of a dte image."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..console import err, warn
+from ..errors import DteError
+from ..inspect import inspect_image
+
+MIB = 1024 * 1024
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} B"
+
+
+def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("key", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in rows:
+        table.add_row(key, "-" if value is None else str(value))
+    return table
+
+
+def _print(report: dict[str, Any]) -> None:
+    image = report["image"]
+    err.print(f"{image['path']}: {_size(image['size'])}, {image['sector_size']}-byte sectors, "
+              f"disk GUID {image['disk_guid']}", markup=False)
+    parts = Table("#", "name", "type", "first LBA", "last LBA", "size", title="partitions", title_justify="left")
+    for p in report["partitions"]:
+        parts.add_row(str(p["number"]), p["name"], p["type_name"], str(p["first_lba"]), str(p["last_lba"]),
+                      _size(p["size"]))
+    err.print(parts)
+    esp = report["esp"]
+    if "error" in esp:
+        warn(f"ESP: {esp['error']}")
+    else:
+        files = Table("path", "size", title=f"ESP files (volume {esp['label']}, id {esp['volume_id']})",
+                      title_justify="left")
+        for f in esp["files"]:
+            files.add_row(f["path"] + ("/" if f["dir"] else ""), "" if f["dir"] else str(f["size"]))
+        err.print(files)
+    efi = report.get("efi")
+    if efi:
+        rows = [("size", efi["size"]), ("sha256", efi["sha256"])]
+        if "error" in efi:
+            rows.append(("problem", efi["error"]))
+        else:
+            rows += [("format", efi["format"]), ("machine", efi["machine"]), ("subsystem", efi["subsystem"]),
+                     ("relocations", efi["relocations"]), ("signed", efi["signed"]),
+                     ("sections", ", ".join(f"{s['name']} ({s['virtual_size']} B)" for s in efi["sections"]))]
+        err.print(_kv("firmware EFI/BOOT/BOOTX64.EFI", rows))
+    manifest = report.get("manifest")
+    if manifest and "error" not in manifest:
+        model = manifest["model"]
+        rows = [("board", manifest["board"]), ("build id", manifest["build_id"]),
+                ("source date epoch", manifest["source_date_epoch"]),
+                ("firmware sha256", manifest["firmware"]["sha256"]), ("weights LBA", manifest["weights"]["lba"])]
+        if model is None:
+            rows.append(("model", "none (this image carries no weights)"))
+        else:
+            rows += [("model", model["name"]), ("model size", f"{model['size']} ({_size(model['size'])})"),
+                     ("model sha256", model["sha256"]),
+                     ("CRC32C chunks", f"{len(model['crc32c'])} x {model['chunk_size']} B")]
+        err.print(_kv("manifest /DTE/MANIFEST.JSN", rows))
+    elif manifest:
+        warn(f"manifest: {manifest['error']}")
+    model = report.get("model")
+    if model and "error" in model:
+        warn(f"model: {model['error']}")
+    elif model:
+        types = ", ".join(f"{k} x{v}" for k, v in model["types"].items())
+        err.print(_kv(f"model (partition {model['partition']})", [
+            ("architecture", model["architecture"]), ("GGUF version", model["version"]),
+            ("tensors", model["tensor_count"]), ("types", types), ("layers", model["n_layer"]),
+            ("embedding", model["n_embd"]), ("vocabulary", model["n_vocab"]), ("context", model["context_length"]),
+        ]))
+
+
+@click.command("inspect")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole description as JSON to stdout.")
+def inspect(image: str, as_json: bool) -> None:
+    """Show what is inside a dte disk IMAGE (a file or a drive).
+
+    \b
+    Prints the GPT partition table, the files on the EFI System Partition, the firmware
+    (machine, subsystem, sections, size, SHA-256, signed or not), the manifest, and a summary
+    of the model read in place from the weights partition (architecture, tensors, types).
+    Exits non-zero when the parts disagree (e.g. the firmware's hash differs from the manifest's).
+    """
+    report = inspect_image(image)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    if report["problems"]:
+        for problem in report["problems"]:
+            warn(problem)
+        raise DteError(f"{image}: {len(report['problems'])} problem(s) found", "rebuild the image with dte build")
