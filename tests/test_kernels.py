@@ -161,3 +161,12 @@ def test_kernel_object_is_reproducible_and_cached(tmp_path: Path) -> None:
     stamp = first.stat().st_mtime_ns
     assert kernel_object(board, "coff", tmp_path / "a") == first and first.stat().st_mtime_ns == stamp
     assert int.from_bytes(first.read_bytes()[4:8], "little") == 0  # COFF TimeDateStamp (PE/COFF spec 3.3)
+
+
+def test_epyc9654_firmware_contains_vnni_kernels(tmp_path: Path) -> None:
+    """build_firmware links the board's kernel object and compiles the dispatch table with it."""
+    from dte_build.toolchain import build_firmware
+
+    fw = build_firmware(load_board("epyc9654"), build_dir=tmp_path)
+    text = objdump(fw.efi_path)
+    assert "vpdpbusd" in text and re.search(r"zmm\d+", text)

@@ -28,6 +28,7 @@ from pathlib import Path
 from . import __version__
 from .board import Board
 from .errors import DteError
+from .kernels import DISPATCH_DEFINE, DISPATCH_SOURCE, board_isa, kernel_object
 from .paths import FIRMWARE_DIR, LINKER_DIR, build_root
 
 LLVM_VERSION = 19
@@ -221,6 +222,8 @@ def compute_build_id(board: Board, options: FirmwareOptions, toolchain: Toolchai
         for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".toml", ".rsp")):
             h.update(str(path.relative_to(root.parent)).encode() + b"\0")
             h.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):  # the SIMD kernel generator
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     h.update(board.source.read_bytes() if board.source else json.dumps(board.to_dict()).encode())
     h.update(json.dumps(asdict(options), sort_keys=True).encode())
     h.update(" ".join(FIRMWARE_CFLAGS + (board.march, toolchain.version)).encode())
@@ -232,9 +235,10 @@ def _first_errors(stderr: str, limit: int = 3) -> str:
     return "; ".join(errors[:limit]) or stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
 
 
-def _compile_one(tc: Toolchain, relative: str, board: Board, build_dir: Path) -> Path:
+def _compile_one(tc: Toolchain, relative: str, board: Board, build_dir: Path, kernels: bool = False) -> Path:
     obj = build_dir / "obj" / (relative.replace("/", "_").removesuffix(".c") + ".obj")
-    cmd = [tc.clang, *_cflags_for(relative, board), f"-I{FIRMWARE_DIR}", f"-I{build_dir}",
+    defines = [DISPATCH_DEFINE] if kernels and relative == DISPATCH_SOURCE else []
+    cmd = [tc.clang, *_cflags_for(relative, board), *defines, f"-I{FIRMWARE_DIR}", f"-I{build_dir}",
            "-c", str(FIRMWARE_DIR / relative), "-o", str(obj)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -290,6 +294,15 @@ def check_efi(path: Path) -> EfiCheck:
                     pe.optional_header.imagebase)
 
 
+def _kernel_object(board: Board, build_dir: Path) -> Path | None:
+    """The board's llvmlite SIMD kernel object (dte_build.kernels), or None for a board without SIMD kernels."""
+    try:
+        board_isa(board)
+    except DteError:
+        return None
+    return kernel_object(board, "coff", build_dir / "obj")
+
+
 def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
                    build_dir: Path | None = None) -> FirmwareBuild:
     """Compile and link BOOTX64.EFI for `board` into `build_dir` (default build/<board>/), check it, return it."""
@@ -307,7 +320,11 @@ def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
     if not sources:
         raise DteError("firmware/sources.toml lists no firmware sources")
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        objects = list(pool.map(lambda rel: _compile_one(tc, rel, board, build_dir), sources))
+        kernel_obj = _kernel_object(board, build_dir)
+        objects = list(pool.map(lambda rel: _compile_one(tc, rel, board, build_dir, kernel_obj is not None),
+                                sources))
+    if kernel_obj is not None:
+        objects.append(kernel_obj)
     efi = build_dir / EFI_NAME
     tmp = build_dir / (EFI_NAME + ".tmp")
     _link(tc, objects, tmp)
