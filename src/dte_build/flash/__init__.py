@@ -28,7 +28,7 @@ def verify(source: Source, target: str | Path, *, system: System | None = None) 
     if t.kind == "file" and not t.exists:
         from ..errors import DteError
         raise DteError(f"target {t.path} does not exist (or is empty)", "flash it first with `dte flash`")
-    return verify_chunks(source, t.path, source.chunks(), block=t.is_block)
+    return verify_chunks(source, t.path, source.chunks())
 
 
 __all__ = ["FlashReport", "FlashVerifyError", "Source", "System", "Target", "VerifyResult", "flash",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import ctypes.util
 import fcntl
 import mmap
@@ -74,9 +75,21 @@ def zero_range(fd: int, offset: int, length: int, *, block: bool) -> None:
 
 
 def write_all(fd: int, view: memoryview, offset: int) -> None:
+    """pwrite until done. A write O_DIRECT refuses (EINVAL: unaligned, or a filesystem without it) is
+    retried once through the page cache by clearing O_DIRECT on the descriptor for that write."""
     done = 0
     while done < len(view):
-        n = os.pwritev(fd, [view[done:]], offset + done)
+        try:
+            n = os.pwritev(fd, [view[done:]], offset + done)
+        except OSError as exc:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
+                raise
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+            try:
+                n = os.pwritev(fd, [view[done:]], offset + done)
+            finally:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         if n <= 0:
             raise OSError(f"short write at {offset + done}")
         done += n
@@ -86,7 +99,17 @@ def read_all(fd: int, view: memoryview, offset: int) -> int:
     """Read into `view` until full or end of file; returns bytes read."""
     done = 0
     while done < len(view):
-        n = os.preadv(fd, [view[done:]], offset + done)
+        try:
+            n = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as exc:  # O_DIRECT refused this (unaligned) read: once through the page cache
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
+                raise
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+            try:
+                n = os.preadv(fd, [view[done:]], offset + done)
+            finally:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         if n <= 0:
             break
         done += n

@@ -297,13 +297,10 @@ def inspect_target(path: str | Path, image_size: int, image_sector: int = 512, *
 
 
 def open_exclusive(target: Target, *, direct: bool) -> int:
-    """Open the target for writing; a block device with O_EXCL (fails if anything else has it open
-    exclusively: a mount, md, LVM, another dte flash) and O_DIRECT when asked."""
-    flags = os.O_RDWR | os.O_CLOEXEC
-    if target.is_block:
-        flags |= os.O_EXCL | (os.O_DIRECT if direct else 0)
-    else:
-        flags |= os.O_CREAT
+    """Open the target for writing, with O_DIRECT when asked (and the filesystem allows it); a block device
+    with O_EXCL, which fails if anything else has it open exclusively: a mount, md, LVM, another dte flash."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_DIRECT if direct else 0)
+    flags |= os.O_EXCL if target.is_block else os.O_CREAT
     try:
         return os.open(target.path, flags, 0o644)
     except OSError as exc:

@@ -65,9 +65,10 @@ def gpt_problem(fd: int, source: Source) -> str | None:
     return None
 
 
-def open_for_readback(path: Path, *, block: bool) -> int:
-    """A read fd that bypasses the page cache: O_DIRECT on a block device, fadvise(DONTNEED) on a file."""
-    if block:
+def open_for_readback(path: Path, *, direct: bool) -> int:
+    """A read fd that bypasses the page cache: O_DIRECT where the device or filesystem allows it, else a plain
+    one after fadvise(DONTNEED) has dropped the file's cached pages."""
+    if direct:
         try:
             return os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
         except OSError:
@@ -80,7 +81,7 @@ def open_for_readback(path: Path, *, block: bool) -> int:
 def first_difference(source: Source, path: Path, chunk: Chunk) -> int:
     """Exact byte offset of the first difference inside a chunk whose CRC did not match."""
     want = source.read(chunk.offset, chunk.length)
-    fd = open_for_readback(path, block=False)
+    fd = open_for_readback(path, direct=False)
     try:
         got = os.pread(fd, chunk.length, chunk.offset)
     finally:
@@ -99,17 +100,17 @@ def source_crc(source: Source, chunk: Chunk, buf: memoryview) -> int:
     return blockio.crc(view)
 
 
-def verify_chunks(source: Source, path: Path, chunks: Iterable[Chunk], *, block: bool,
+def verify_chunks(source: Source, path: Path, chunks: Iterable[Chunk], *,
                   expected: dict[int, int] | None = None, label: str = "verify") -> VerifyResult:
     """Read every chunk back from `path`; compare CRC32C with `expected` (offset -> crc) or the source."""
     chunks = list(chunks)
     start = time.monotonic()
-    plain = open_for_readback(path, block=False)
+    plain = open_for_readback(path, direct=False)
     try:
         problem = gpt_problem(plain, source)
     finally:
         os.close(plain)
-    fd = open_for_readback(path, block=block)
+    fd = open_for_readback(path, direct=True)
     try:
         if problem:
             detail = problem + "; an interrupted flash looks like this: run `dte flash` again"

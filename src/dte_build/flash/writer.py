@@ -74,7 +74,7 @@ def flash(source: Source, target_path: str | Path, *, confirm: Confirm | None = 
     if not dry_run and confirm is not None and not confirm(target, source):
         raise DteError("flash cancelled; nothing was written")
     chunks = source.chunks()
-    use_direct = direct and target.is_block and source.size % target.sector_size == 0
+    use_direct = direct and source.size % target.sector_size == 0
     fd = _open(target, dry_run=dry_run, direct=use_direct)
     report.direct_io = use_direct and bool(os.O_DIRECT & _flags(fd))
     try:
@@ -99,7 +99,7 @@ def flash(source: Source, target_path: str | Path, *, confirm: Confirm | None = 
         os.close(fd)
     report.write_seconds = time.monotonic() - start
     if verify and not dry_run and todo:
-        result = verify_chunks(source, target.path, todo, block=target.is_block, expected=expected)
+        result = verify_chunks(source, target.path, todo, expected=expected)
         _record(report, result)
     report.seconds = time.monotonic() - start
     moved = report.bytes_written + report.bytes_zeroed
@@ -217,7 +217,16 @@ def _write_file_extents(source: Source, fd: int, c: Chunk, view: memoryview, *, 
     """On a regular file, write only the source's data ranges of a chunk and keep (or punch) the gaps as holes.
     Returns the bytes written."""
     written, pos, end = 0, c.offset, c.offset + c.length
-    for lo, hi in source.data_ranges(c.offset, c.length) + [(end, end)]:
+    # Widen each range to 4 KiB (the view holds the zeros around it) so O_DIRECT accepts every write.
+    ranges = [(max(c.offset, lo - lo % blockio.ALIGN), min(end, -(-hi // blockio.ALIGN) * blockio.ALIGN))
+              for lo, hi in source.data_ranges(c.offset, c.length)]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    for lo, hi in merged + [(end, end)]:
         if lo > pos and not fresh:
             blockio.zero_range(fd, pos, lo - pos, block=False)
         if hi > lo:

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Benchmark `dte flash` against `dd bs=4M oflag=direct conv=fsync` and `bmaptool copy`, same image, same run.
+
+Two 2 GiB GPT images (sgdisk + random payload): "dense" (every byte data) and "sparse" (25 % data, the rest
+holes). Each is written to a regular file and, as root with loop devices, to a loop device, by:
+  dte flash --no-verify | dte flash (read-back on) | dd bs=4M oflag=direct conv=fsync | bmaptool copy (+ .bmap)
+Every tool runs as a separate process (start-up included). The image is read once first so every tool starts
+with it in the page cache; the target's cache is dropped before each run where /proc/sys/vm/drop_caches allows.
+
+    python scripts/bench_flash.py [--size-mib 2048] [--dir /tmp] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MIB = 1 << 20
+DTE = [sys.executable, "-c", "from dte_build.cli import main; main()"]
+
+
+def make_image(path: Path, size_mib: int, data_fraction: float) -> int:
+    """A GPT disk (sgdisk) whose one partition holds random bytes over `data_fraction` of the disk."""
+    with open(path, "wb") as f:
+        f.truncate(size_mib * MIB)
+    data_mib = max(1, int(size_mib * data_fraction) - 2)
+    subprocess.run(["sgdisk", "-n", f"1:2048:+{data_mib}M", str(path)], check=True, capture_output=True)
+    with open(path, "r+b") as f:
+        f.seek(MIB)
+        for _ in range(data_mib // 16):
+            f.write(os.urandom(16 * MIB))
+        f.write(os.urandom((data_mib % 16) * MIB))
+    return data_mib * MIB
+
+
+def drop_caches() -> None:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        pass
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(16 * MIB):
+            pass
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return seconds
+
+
+class FileTarget:
+    def __init__(self, path: Path) -> None:
+        self.path, self.kind = path, "file"
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class LoopTarget:
+    def __init__(self, backing: Path, size: int) -> None:
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        self.backing, self.kind = backing, "loop device"
+        self.path = Path(subprocess.run(["losetup", "-f", "--show", str(backing)], check=True,
+                                        capture_output=True, text=True).stdout.strip())
+
+    def reset(self) -> None:
+        pass  # a disk is never "fresh": every tool overwrites what the previous one wrote
+
+    def close(self) -> None:
+        subprocess.run(["losetup", "-d", str(self.path)], check=False)
+        self.backing.unlink(missing_ok=True)
+
+
+def loop_available() -> bool:
+    return os.geteuid() == 0 and shutil.which("losetup") is not None and \
+        subprocess.run(["losetup", "-f"], capture_output=True).returncode == 0
+
+
+def bench(image: Path, bmap: Path, target: FileTarget | LoopTarget) -> dict[str, float]:
+    runs = {
+        "dte flash --no-verify": DTE + ["flash", "-y", "--no-verify", str(image), str(target.path)],
+        "dte flash (verify)": DTE + ["flash", "-y", str(image), str(target.path)],
+        "dd bs=4M oflag=direct conv=fsync": ["dd", f"if={image}", f"of={target.path}", "bs=4M", "oflag=direct",
+                                             "conv=fsync,notrunc", "status=none"],
+        "bmaptool copy": ["bmaptool", "-q", "copy", "--bmap", str(bmap), str(image), str(target.path)],
+    }
+    out = {}
+    for name, cmd in runs.items():
+        target.reset()
+        drop_caches()
+        warm(image)
+        out[name] = timed(cmd)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=2048)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for tool in ("sgdisk", "dd", "bmaptool"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed")
+    work = args.dir / f"dte-bench-flash-{os.getpid()}"
+    work.mkdir(parents=True)
+    results = []
+    try:
+        for kind, fraction in (("dense", 1.0), ("sparse", 0.25)):
+            image = work / f"{kind}.img"
+            data = make_image(image, args.size_mib, fraction)
+            bmap = work / f"{kind}.bmap"
+            subprocess.run(["bmaptool", "-q", "create", "-o", str(bmap), str(image)], check=True)
+            targets: list[FileTarget | LoopTarget] = [FileTarget(work / "target.img")]
+            if loop_available():
+                targets.append(LoopTarget(work / "loop-backing", args.size_mib * MIB))
+            for target in targets:
+                try:
+                    times = bench(image, bmap, target)
+                finally:
+                    target.close()
+                results.append({"image": kind, "data_mib": data // MIB, "target": target.kind, "seconds": times})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(table(results, args.size_mib))
+
+
+def table(results: list[dict], size_mib: int) -> str:
+    lines = [f"Image {size_mib} MiB. Seconds per tool (MiB/s of the image size); ratios > 1 mean dte is faster.", "",
+             "| image | target | dte (no verify) | dte (verify) | dd 4M direct | bmaptool copy "
+             "| dd / dte | bmaptool / dte | verify overhead |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t = r["seconds"]
+        nv, v, dd, bm = (t["dte flash --no-verify"], t["dte flash (verify)"], t["dd bs=4M oflag=direct conv=fsync"],
+                         t["bmaptool copy"])
+        cell = [f"{s:.2f} s ({size_mib / s:.0f})" for s in (nv, v, dd, bm)]
+        lines.append(f"| {r['image']} ({r['data_mib']} MiB data) | {r['target']} | " + " | ".join(cell)
+                     + f" | {dd / nv:.2f}x | {bm / nv:.2f}x | {v / nv:.2f}x |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
