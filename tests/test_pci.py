@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes as C
 import struct
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -202,3 +203,21 @@ def test_acpi_revision_0_uses_rsdt() -> None:
     lib = B.lib()
     buf, rsdp, mcfg = acpi_image(revision=0)
     assert lib.acpi_find_table(rsdp, b"MCFG") == mcfg
+
+
+def test_rsdp_from_uefi_configuration_table_prefers_acpi_20() -> None:
+    lib = B.lib()
+    # UEFI 2.10 section 4.6: EFI_CONFIGURATION_TABLE = {EFI_GUID VendorGuid; VOID *VendorTable}; GUID bytes are the
+    # mixed-endian form uuid.bytes_le gives. GUIDs from UEFI 2.10 section 4.6.1.1.
+    acpi10 = uuid.UUID("eb9d2d30-2d88-11d3-9a16-0090273fc14d")
+    acpi20 = uuid.UUID("8868e871-e4f1-11d3-bc22-0080c73c8881")
+    smbios = uuid.UUID("eb9d2d31-2d88-11d3-9a16-0090273fc14d")
+
+    def table(entries: list[tuple[uuid.UUID, int]]) -> bytes:
+        return b"".join(g.bytes_le + struct.pack("<Q", p) for g, p in entries)
+
+    both = C.create_string_buffer(table([(smbios, 0x1000), (acpi10, 0x2000), (acpi20, 0x3000)]))
+    assert lib.acpi_rsdp_from_uefi(both, 3) == 0x3000
+    only_v1 = C.create_string_buffer(table([(acpi10, 0x2000), (smbios, 0x1000)]))
+    assert lib.acpi_rsdp_from_uefi(only_v1, 2) == 0x2000
+    assert lib.acpi_rsdp_from_uefi(only_v1, 0) is None

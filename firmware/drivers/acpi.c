@@ -82,6 +82,36 @@ const void *acpi_find_table(const void *rsdp_ptr, const char *sig)
     return NULL;
 }
 
+/* EFI_ACPI_20_TABLE_GUID 8868e871-e4f1-11d3-bc22-0080c73c8881 and ACPI_TABLE_GUID (1.0)
+ * eb9d2d30-2d88-11d3-9a16-0090273fc14d, in their in-memory (little-endian fields) byte order. */
+static const uint8_t acpi20_guid[16] = {0x71, 0xe8, 0x68, 0x88, 0xf1, 0xe4, 0xd3, 0x11,
+                                        0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81};
+static const uint8_t acpi10_guid[16] = {0x30, 0x2d, 0x9d, 0xeb, 0x88, 0x2d, 0xd3, 0x11,
+                                        0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d};
+
+static bool same_guid(const uint8_t *a, const uint8_t *b)
+{
+    for (int i = 0; i < 16; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+const void *acpi_rsdp_from_uefi(const void *configuration_table, uint64_t entries)
+{
+    const uint8_t *t = configuration_table;
+    const void *v1 = NULL;
+    for (uint64_t i = 0; t && i < entries; i++) {
+        const uint8_t *e = t + 24u * i;
+        const void *table = (const void *)(uintptr_t)rd64(e + 16);
+        if (same_guid(e, acpi20_guid))
+            return table;
+        if (same_guid(e, acpi10_guid))
+            v1 = table;
+    }
+    return v1;
+}
+
 int acpi_mcfg_entry(const void *mcfg, int index, struct acpi_mcfg_entry *out)
 {
     /* MCFG: SDT header (36) + 8 reserved bytes, then 16-byte allocations: base u64, segment u16, start bus u8,

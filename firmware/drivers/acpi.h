@@ -9,6 +9,11 @@
 
 #define ACPI_SDT_HEADER_BYTES 36u
 
+/* The RSDP from the UEFI configuration table (UEFI 2.10 section 4.6: an array of {EFI_GUID, VOID *} entries,
+ * 24 bytes each): the ACPI 2.0+ entry (EFI_ACPI_20_TABLE_GUID) if present, else the ACPI 1.0 one; NULL if neither.
+ * Call before ExitBootServices, keep the pointer (the tables stay in ACPI reclaim memory). */
+const void *acpi_rsdp_from_uefi(const void *configuration_table, uint64_t entries);
+
 /* The first table with signature `sig` (4 chars, e.g. "MCFG", "APIC" for the MADT) reachable from the XSDT
  * (ACPI 2.0+ RSDP) or the RSDT (revision 0 RSDP), whose checksum is valid; NULL if none or the RSDP is bad.
  * The result points at the table's 36-byte header; its length is acpi_table_length(). */

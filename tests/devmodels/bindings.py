@@ -112,6 +112,7 @@ def lib() -> C.CDLL:
         "pci_log_devices": (None, []),
         "pci_config_read32": (C.c_uint32, [C.c_uint8, C.c_uint8, C.c_uint8, C.c_uint16]),
         "acpi_find_table": (C.c_void_p, [C.c_void_p, C.c_char_p]),
+        "acpi_rsdp_from_uefi": (C.c_void_p, [C.c_void_p, C.c_uint64]),
         "acpi_mcfg_entry": (C.c_int, [C.c_void_p, C.c_int, C.POINTER(AcpiMcfgEntry)]),
         "storage_load": (C.c_int, [C.POINTER(StorageLoad), C.POINTER(StorageResult)]),
         "storage_read_bytes": (C.c_int, [C.c_void_p, C.c_uint32, C.c_uint64, C.c_uint64, C.c_void_p]),
