@@ -235,15 +235,44 @@ def _first_errors(stderr: str, limit: int = 3) -> str:
     return "; ".join(errors[:limit]) or stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
 
 
+def _dependencies(depfile: Path) -> list[str]:
+    """The files a clang -MD depfile lists after `target:` (line continuations and `\\ ` escapes undone)."""
+    text = depfile.read_text().replace("\\\n", " ")
+    body = text.split(":", 1)[1] if ":" in text else ""
+    return [re.sub(r"\\(.)", r"\1", word) for word in re.findall(r"(?:\\.|\S)+", body)]
+
+
+def _input_key(cmd: list[str], depfile: Path) -> str | None:
+    """Hash of the command and every file the last compile read; None when unknown (compile again)."""
+    if not depfile.is_file():
+        return None
+    h = hashlib.sha256("\0".join(cmd).encode())
+    for name in _dependencies(depfile):
+        try:
+            h.update(name.encode() + b"\0" + Path(name).read_bytes())
+        except OSError:
+            return None
+    return h.hexdigest()
+
+
 def _compile_one(tc: Toolchain, relative: str, board: Board, build_dir: Path, kernels: bool = False) -> Path:
+    """Compile one firmware file; skipped when the command and every file it read are unchanged."""
     obj = build_dir / "obj" / (relative.replace("/", "_").removesuffix(".c") + ".obj")
+    depfile, stamp = obj.with_suffix(".d"), obj.with_suffix(".key")
     defines = [DISPATCH_DEFINE] if kernels and relative == DISPATCH_SOURCE else []
     cmd = [tc.clang, *_cflags_for(relative, board), *defines, f"-I{FIRMWARE_DIR}", f"-I{build_dir}",
            "-c", str(FIRMWARE_DIR / relative), "-o", str(obj)]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    key = _input_key(cmd, depfile)
+    if key is not None and obj.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return obj
+    stamp.unlink(missing_ok=True)
+    result = subprocess.run([*cmd, "-MD", "-MF", str(depfile)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise DteError(f"compile failed: firmware/{relative}: {_first_errors(result.stderr)}",
                        "fix the C error above (the build uses -Wall -Wextra -Werror)")
+    key = _input_key(cmd, depfile)
+    if key is not None:
+        stamp.write_text(key)
     return obj
 
 
