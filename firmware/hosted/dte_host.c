@@ -1,0 +1,178 @@
+/* Hosted C API over the engine (see dte_host.h): mmap the GGUF, parse, build model/tokenizer/context. */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include "dte_host.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../engine/gguf.h"
+#include "../engine/llama.h"
+#include "../engine/platform.h"
+#include "../engine/sampler.h"
+#include "../engine/tokenizer.h"
+#include "platform_hosted.h"
+
+struct dte_host {
+    dte_arena arena;
+    void *map;
+    size_t map_size;
+    dte_gguf gguf;
+    dte_llama_model model;
+    dte_tokenizer tok;
+    dte_llama_ctx *ctx;
+    float *logits;
+};
+
+static int set_err(char *err, size_t errlen, const char *msg) {
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+static int map_file(const char *path, dte_host *h, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return set_err(err, errlen, "cannot open the model file");
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+        close(fd);
+        return set_err(err, errlen, "model file is empty or unreadable");
+    }
+    h->map_size = (size_t)st.st_size;
+    h->map = mmap(NULL, h->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (h->map == MAP_FAILED) {
+        h->map = NULL;
+        return set_err(err, errlen, "cannot mmap the model file");
+    }
+    return 0;
+}
+
+static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx, char *err,
+                 size_t errlen) {
+    int rc = dte_gguf_parse(buf, size, &h->gguf, err, errlen);
+    if (rc) return rc;
+    if ((rc = dte_llama_load(&h->gguf, &h->model, err, errlen)) != 0) return rc;
+    if ((rc = dte_tokenizer_load(&h->gguf, &h->tok, err, errlen)) != 0) return rc;
+    if (h->tok.n_vocab != h->model.hp.n_vocab) return set_err(err, errlen, "tokenizer and token_embd disagree on the vocabulary size");
+    if (!with_ctx) return 0;
+    h->ctx = dte_llama_ctx_new(&h->model, n_ctx > 0 ? (uint32_t)n_ctx : 0, n_batch > 0 ? (uint32_t)n_batch : 512);
+    h->logits = dte_alloc((size_t)h->model.hp.n_vocab * sizeof(float), 64);
+    if (!h->ctx || !h->logits) return set_err(err, errlen, "out of memory for the KV cache");
+    return 0;
+}
+
+int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, dte_host **out, char *err,
+                  size_t errlen) {
+    *out = NULL;
+    if (dte_hosted_set_threads(threads > 0 ? threads : 1) != 0) return set_err(err, errlen, "engine busy");
+    dte_host *h = calloc(1, sizeof *h);
+    if (!h) return set_err(err, errlen, "out of memory");
+    dte_arena *prev = dte_hosted_arena_enter(&h->arena);
+    int rc = map_file(path, h, err, errlen);
+    if (rc == 0) rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, err, errlen);
+    dte_hosted_arena_enter(prev);
+    if (rc) {
+        dte_host_free(h);
+        return rc < 0 ? rc : -1;
+    }
+    *out = h;
+    return 0;
+}
+
+void dte_host_free(dte_host *h) {
+    if (!h) return;
+    dte_hosted_arena_free(&h->arena);
+    if (h->map) munmap(h->map, h->map_size);
+    free(h);
+}
+
+void dte_host_get_info(const dte_host *h, dte_host_info *info) {
+    const dte_llama_hparams *hp = &h->model.hp;
+    *info = (dte_host_info){(int32_t)hp->n_vocab, (int32_t)hp->n_embd, (int32_t)hp->n_layer, (int32_t)hp->n_head,
+                            (int32_t)hp->n_head_kv, (int32_t)hp->n_ff, (int32_t)hp->n_ctx_train,
+                            (int32_t)dte_llama_ctx_size(h->ctx), h->tok.bos, h->tok.eos, h->tok.add_bos};
+}
+
+int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t *ids, int64_t max_ids) {
+    dte_arena *prev = dte_hosted_arena_enter(&h->arena);
+    int64_t n = dte_tokenize(&h->tok, text, len, add_bos != 0, ids, max_ids);
+    dte_hosted_arena_enter(prev);
+    return n;
+}
+
+int32_t dte_host_token_piece(dte_host *h, int32_t id, char *buf, int32_t cap) {
+    return dte_token_piece(&h->tok, id, buf, cap);
+}
+
+void dte_host_reset(dte_host *h) { dte_llama_ctx_reset(h->ctx); }
+int32_t dte_host_pos(const dte_host *h) { return (int32_t)dte_llama_ctx_pos(h->ctx); }
+
+int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen) {
+    uint32_t room = dte_llama_ctx_size(h->ctx) - dte_llama_ctx_pos(h->ctx);
+    if (n <= 0) return set_err(err, errlen, "no tokens to evaluate");
+    if ((uint64_t)n > room) return set_err(err, errlen, "tokens do not fit in the context");
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= h->model.hp.n_vocab) return set_err(err, errlen, "token id out of range");
+    int64_t batch = 512;
+    for (int64_t done = 0; done < n;) {
+        int64_t step = n - done < batch ? n - done : batch;
+        int rc = dte_llama_eval(h->ctx, ids + done, (uint32_t)step, h->logits);
+        if (rc == -1 && step > 1 && batch > 1) { batch /= 2; continue; } /* n_batch smaller than asked */
+        if (rc) return set_err(err, errlen, "evaluation failed (engine busy or bad arguments)");
+        done += step;
+    }
+    if (logits)
+        for (uint32_t i = 0; i < h->model.hp.n_vocab; i++) logits[i] = h->logits[i];
+    return 0;
+}
+
+int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int32_t n_predict, float temp,
+                      int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
+                      int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen) {
+    *n_out = 0;
+    *prompt_seconds = *gen_seconds = 0.0;
+    dte_sampler s;
+    dte_arena *prev = dte_hosted_arena_enter(&h->arena);
+    int rc = dte_sampler_init(&s, h->model.hp.n_vocab, temp, top_k, top_p, seed);
+    dte_hosted_arena_enter(prev);
+    if (rc) return set_err(err, errlen, "out of memory for the sampler");
+    dte_host_reset(h);
+    uint64_t t0 = dte_time_ns();
+    if ((rc = dte_host_eval(h, prompt, n_prompt, NULL, err, errlen)) != 0) return rc;
+    uint64_t t1 = dte_time_ns();
+    *prompt_seconds = (double)(t1 - t0) * 1e-9;
+    char piece[256];
+    for (int32_t i = 0; i < n_predict; i++) {
+        int32_t id = dte_sample(&s, h->logits);
+        if (id == h->tok.eos) break;
+        out_ids[(*n_out)++] = id;
+        int32_t len = dte_token_piece(&h->tok, id, piece, (int)sizeof piece);
+        if (cb && cb(user, id, piece, len < (int32_t)sizeof piece ? len : (int32_t)sizeof piece)) break;
+        if (i + 1 == n_predict) break;
+        if (dte_llama_ctx_pos(h->ctx) >= dte_llama_ctx_size(h->ctx)) break; /* context full */
+        if ((rc = dte_host_eval(h, &id, 1, NULL, err, errlen)) != 0) return rc;
+    }
+    *gen_seconds = (double)(dte_time_ns() - t1) * 1e-9;
+    return 0;
+}
+
+static int check_in_arena(const void *buf, uint64_t size, bool model, char *err, size_t errlen) {
+    dte_host h = {0};
+    dte_arena *prev = dte_hosted_arena_enter(&h.arena);
+    int rc = model ? build(&h, buf, size, 0, 1, false, err, errlen) : dte_gguf_parse(buf, size, &h.gguf, err, errlen);
+    dte_hosted_arena_enter(prev);
+    dte_hosted_arena_free(&h.arena);
+    return rc;
+}
+
+int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+    return check_in_arena(buf, size, false, err, errlen);
+}
+
+int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+    return check_in_arena(buf, size, true, err, errlen);
+}
