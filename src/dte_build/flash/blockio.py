@@ -8,20 +8,29 @@ import ctypes.util
 import fcntl
 import mmap
 import os
+import queue
 import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import crc32c
 
 from .target import BLKFLSBUF, BLKZEROOUT
 
 CHUNK = 8 << 20  # bytes per write: large enough to stream, small enough to retry and report precisely
+DEPTH = 4  # chunks in flight at once: queue depth for the device (dd keeps one)
 ALIGN = 4096  # covers 512-byte and 4Kn logical sectors for O_DIRECT
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,39 @@ class Chunk:
 def aligned_buffer(size: int) -> mmap.mmap:
     """A page-aligned anonymous buffer (what O_DIRECT needs)."""
     return mmap.mmap(-1, size)
+
+
+def pipeline(chunks: list[Chunk], work: Callable[[Chunk, memoryview], T], depth: int = DEPTH
+             ) -> Iterator[tuple[Chunk, T]]:
+    """Run `work(chunk, buffer)` on up to `depth` chunks at once (threads; the I/O and CRC32C calls release the
+    GIL), each with its own aligned CHUNK-sized buffer; yield results in chunk order. On an exception or when
+    the consumer stops, chunks not yet started are cancelled and those running finish before this returns."""
+    free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+    for _ in range(depth):
+        free.put(aligned_buffer(CHUNK))
+
+    def run(c: Chunk) -> T:
+        buf = free.get()
+        view = memoryview(buf)[:c.length]
+        try:
+            return work(c, view)
+        finally:
+            view.release()
+            free.put(buf)
+
+    pool = ThreadPoolExecutor(depth, thread_name_prefix="dte-flash")
+    pending: deque[tuple[Chunk, Future[T]]] = deque()
+    try:
+        for c in chunks:
+            pending.append((c, pool.submit(run, c)))
+            if len(pending) >= 2 * depth:
+                done, fut = pending.popleft()
+                yield done, fut.result()
+        while pending:
+            done, fut = pending.popleft()
+            yield done, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def plan_chunks(size: int, gpt_ranges: list[tuple[int, int]], has_data, chunk: int = CHUNK) -> list[Chunk]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class Source:
         if self.extents and self.extents[-1].end > size:
             raise DteError(f"{name}: an extent ends at {self.extents[-1].end}, past the disk size {size}")
         self._files: dict[Path, int] = {}
+        self._lock = threading.Lock()  # read_into runs in several threads at once
         self.sector_size, self.gpt_ranges = _gpt_geometry(self)
 
     def chunks(self) -> list[Chunk]:
@@ -127,9 +129,10 @@ class Source:
         return out
 
     def _fd(self, path: Path) -> int:
-        if path not in self._files:
-            self._files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return self._files[path]
+        with self._lock:
+            if path not in self._files:
+                self._files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return self._files[path]
 
 
 _ZEROS = memoryview(bytes(1 << 20))

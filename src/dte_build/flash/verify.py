@@ -119,19 +119,20 @@ def verify_chunks(source: Source, path: Path, chunks: Iterable[Chunk], *,
         size = os.lseek(fd, 0, os.SEEK_END)
         if size < source.size:
             return VerifyResult("mismatch", first_bad_offset=size, detail=f"target ends at byte {size}")
-        target_buf = blockio.aligned_buffer(blockio.CHUNK)
-        source_buf = memoryview(blockio.aligned_buffer(blockio.CHUNK))
+        def check(c: Chunk, view: memoryview) -> bool:
+            got = blockio.read_all(fd, view, c.offset)
+            have = blockio.crc(view)
+            want = expected[c.offset] if expected is not None else source_crc(source, c, view)
+            return got == c.length and have == want
+
         checked = 0
         with progress(label, sum(c.length for c in chunks)) as bar:
-            for c in sorted(chunks, key=lambda c: c.offset):
-                view = memoryview(target_buf)[:c.length]
-                got = blockio.read_all(fd, view, c.offset)
-                want = expected[c.offset] if expected is not None else source_crc(source, c, source_buf)
-                if got != c.length or blockio.crc(view) != want:
-                    view.release()
+            results = blockio.pipeline(sorted(chunks, key=lambda c: c.offset), check)
+            for c, good in results:
+                if not good:
+                    results.close()
                     return VerifyResult("mismatch", checked, time.monotonic() - start,
                                         first_difference(source, path, c))
-                view.release()
                 checked += c.length
                 bar.advance(c.length)
         return VerifyResult("ok", checked, time.monotonic() - start)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,29 +152,26 @@ def _select(source: Source, chunks: list[Chunk], fd: int, target: Target, *, cha
             report: FlashReport) -> list[Chunk]:
     """The chunks to write: all of them, minus holes of a fresh file, minus (with --changed-only) every
     chunk whose CRC32C on the target already equals the image's."""
-    todo = []
     compare = changed_only and target.exists
-    buf_t = memoryview(blockio.aligned_buffer(blockio.CHUNK))
-    buf_s = memoryview(blockio.aligned_buffer(blockio.CHUNK))
-    with progress("compare", sum(c.length for c in chunks) if compare else 0) as bar:
-        for c in chunks:
-            skip = fresh and not c.data
-            if compare and not skip:
-                got = blockio.read_all(fd, buf_t[:c.length], c.offset)
-                skip = got == c.length and blockio.crc(buf_t[:c.length]) == source_crc(source, c, buf_s)
+    skip = {c.offset for c in chunks if fresh and not c.data}
+    if compare:
+        def same(c: Chunk, view: memoryview) -> bool:
+            got = blockio.read_all(fd, view, c.offset)
+            have = blockio.crc(view)
+            return got == c.length and have == source_crc(source, c, view)
+
+        candidates = [c for c in chunks if c.offset not in skip]
+        with progress("compare", sum(c.length for c in candidates)) as bar:
+            for c, equal in blockio.pipeline(candidates, same):
+                if equal:
+                    skip.add(c.offset)
                 bar.advance(c.length)
-            if skip:
-                report.chunks_skipped += 1
-                report.bytes_skipped += c.length
-            else:
-                todo.append(c)
+    todo = [c for c in chunks if c.offset not in skip]
     if any(not c.gpt for c in todo) and not fresh:
         # The old GPT is invalidated before any data is written, so every GPT chunk must be written again.
-        for c in chunks:
-            if c.gpt and c not in todo:
-                todo.append(c)
-                report.chunks_skipped -= 1
-                report.bytes_skipped -= c.length
+        todo += [c for c in chunks if c.gpt and c not in todo]
+    report.chunks_skipped = len(chunks) - len(todo)
+    report.bytes_skipped = sum(c.length for c in chunks) - sum(c.length for c in todo)
     return todo
 
 
@@ -186,27 +182,6 @@ def _invalidate_gpt(fd: int, target: Target, gpt_chunks: list[Chunk]) -> None:
     if target.size > max(c.offset + c.length for c in gpt_chunks):
         blockio.zero_range(fd, target.size - blockio.ALIGN, blockio.ALIGN, block=target.is_block)
     blockio.flush(fd, block=target.is_block)
-
-
-def _prefetch(source: Source, chunks: list[Chunk]) -> Iterator[tuple[Chunk, memoryview, int]]:
-    """Yield (chunk, bytes, crc32c), reading the next chunk while the caller writes this one."""
-    bufs = [memoryview(blockio.aligned_buffer(blockio.CHUNK)) for _ in range(2)]
-
-    def load(i: int) -> tuple[Chunk, memoryview, int]:
-        c = chunks[i]
-        if not c.data:
-            return c, blockio.zeros(c.length), blockio.zero_crc(c.length)
-        view = bufs[i % 2][:c.length]
-        source.read_into(view, c.offset)
-        return c, view, blockio.crc(view)
-
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(load, 0) if chunks else None
-        for i in range(len(chunks)):
-            assert pending is not None
-            item = pending.result()
-            pending = pool.submit(load, i + 1) if i + 1 < len(chunks) else None
-            yield item
 
 
 def _is_zero(view: memoryview, crc: int) -> bool:
@@ -238,26 +213,36 @@ def _write_file_extents(source: Source, fd: int, c: Chunk, view: memoryview, *, 
 
 def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected: dict[int, int],
            report: FlashReport, on_chunk: Callable[[Chunk], None] | None, *, fresh: bool) -> None:
-    """Write the body chunks in disk order, flush, then the GPT chunks, flush. All-zero chunks become
+    """Write the body chunks (DEPTH at a time), flush, then the GPT chunks, flush. All-zero chunks become
     BLKZEROOUT / punched holes (or nothing on a fresh file) instead of zeros sent over the bus."""
     block = target.is_block
+
+    def put(c: Chunk, buf: memoryview) -> tuple[int, int, int, int]:
+        """(crc, bytes written, bytes zeroed, bytes skipped) for one chunk."""
+        view = buf
+        if c.data:
+            source.read_into(buf, c.offset)
+        else:
+            view = blockio.zeros(c.length)
+        crc = blockio.crc(view)
+        if not c.gpt and _is_zero(view, crc):
+            if fresh:
+                return crc, 0, 0, c.length
+            blockio.zero_range(fd, c.offset, c.length, block=block)
+            return crc, 0, c.length, 0
+        if block:
+            blockio.write_all(fd, view, c.offset)
+            return crc, c.length, 0, 0
+        written = _write_file_extents(source, fd, c, view, fresh=fresh)
+        return crc, written, 0, c.length - written
+
     with progress(f"flash {target.path}", sum(c.length for c in todo)) as bar:
         for part in ([c for c in todo if not c.gpt], [c for c in todo if c.gpt]):
-            for c, view, crc in _prefetch(source, part):
-                if _is_zero(view, crc) and not c.gpt:
-                    if fresh:
-                        report.bytes_skipped += c.length
-                    else:
-                        blockio.zero_range(fd, c.offset, c.length, block=block)
-                        report.bytes_zeroed += c.length
-                elif block:
-                    blockio.write_all(fd, view, c.offset)
-                    report.bytes_written += c.length
-                else:
-                    written = _write_file_extents(source, fd, c, view, fresh=fresh)
-                    report.bytes_written += written
-                    report.bytes_skipped += c.length - written
+            for c, (crc, written, zeroed, skipped) in blockio.pipeline(part, put):
                 expected[c.offset] = crc
+                report.bytes_written += written
+                report.bytes_zeroed += zeroed
+                report.bytes_skipped += skipped
                 report.chunks_written += 1
                 bar.advance(c.length)
                 if on_chunk:
