@@ -111,6 +111,19 @@ def test_undefined_symbol_is_a_dte_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert not (tmp_path / "out" / "BOOTX64.EFI").exists()
 
 
+@needs_toolchain
+def test_header_edit_triggers_a_recompile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake_firmware(monkeypatch, tmp_path / "fw", '#include "x/value.h"\nconst char *volatile table[] = {"a", "b"};\n'
+                   "int _fltused = 0;\nint efi_main(void) { return VALUE + (table[1] != 0); }\n")
+    header = tmp_path / "fw" / "x" / "value.h"
+    header.write_text("#define VALUE 1\n")
+    board = load_board("qemu-q35")
+    first = build_firmware(board, build_dir=tmp_path / "out").efi_path.read_bytes()
+    assert build_firmware(board, build_dir=tmp_path / "out").efi_path.read_bytes() == first   # cached objects
+    header.write_text("#define VALUE 2\n")
+    assert build_firmware(board, build_dir=tmp_path / "out").efi_path.read_bytes() != first
+
+
 def test_missing_clang_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("DTE_CLANG", raising=False)
