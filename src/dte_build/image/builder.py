@@ -6,6 +6,7 @@ import errno
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ..board import Board
 from ..console import info, progress, warn
 from ..errors import DteError
+from .manifest import ModelDigest, digest_model
 from .model_check import ModelInfo, check_model
 from .plan import Extent, ImagePlan, plan_image
 
@@ -118,11 +120,31 @@ def write_extent(extent: Extent, dst: int, *, fresh: bool, bar: Any = None) -> N
         os.close(src)
 
 
-def write_plan(plan: ImagePlan, dst: int, *, fresh: bool, description: str = "writing image") -> None:
-    """Write every extent of `plan`, in order, to descriptor `dst` (a file sized to plan.disk_size, or a drive)."""
-    with progress(description, plan.written_bytes) as bar:
-        for extent in plan.extents:
+def write_plan(plan: ImagePlan, dst: int, *, fresh: bool, description: str = "writing image",
+               skip_kinds: frozenset[str] = frozenset()) -> None:
+    """Write every extent of `plan`, in order, to descriptor `dst` (a file sized to plan.disk_size, or a drive).
+
+    `skip_kinds`: extents already written by the caller (build_image copies the weights while hashing them).
+    """
+    extents = [e for e in plan.extents if e.kind not in skip_kinds]
+    with progress(description, sum(e.length for e in extents)) as bar:
+        for extent in extents:
             write_extent(extent, dst, fresh=fresh, bar=bar)
+
+
+def _copy_model_while_hashing(model: Path, dst: int, offset: int) -> ModelDigest:
+    """Copy the GGUF to `offset` in `dst` while another thread hashes it (SHA-256 and CRC32C release the GIL,
+    copy_file_range runs in the kernel): the build costs about one read of the model, not two."""
+    size = model.stat().st_size
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(digest_model, model)
+        src = os.open(model, os.O_RDONLY)
+        try:
+            with progress(f"copying {model.name}", size) as bar:
+                _copy(src, 0, dst, offset, size, skip_zeros=False, bar=bar)
+        finally:
+            os.close(src)
+        return hashing.result()
 
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
@@ -139,35 +161,41 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         raise DteError(f"output {out_path} is a directory", "give a file name, e.g. -o dte_boot.img")
     if not out_path.parent.is_dir():
         raise DteError(f"output directory {out_path.parent} does not exist")
+    if not Path(efi_path).is_file():
+        raise DteError(f"firmware {efi_path} does not exist", "build the firmware first")
     if model_path is None and not no_model:
         model_path = default_model(board)
     model_info = check_model(model_path, board) if model_path is not None else None
     if model_info is None:
         warn(f"no model: the image carries no weights partition (board default "
              f"{board.default_model or 'none'} not found); pass --model PATH.gguf")
-    with plan_image(board, efi_path, model_path=model_path, build_id=build_id, extra_esp_files=extra_esp_files,
-                    source_date_epoch=source_date_epoch, model_info=model_info) as plan:
-        fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f"{out_path.name}.tmp-")
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
+    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f"{out_path.name}.tmp-")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        digest = None
+        if model_path is not None:
+            digest = _copy_model_while_hashing(Path(model_path), fd, board.weights_offset)
+        with plan_image(board, efi_path, model_path=model_path, build_id=build_id,
+                        extra_esp_files=extra_esp_files, source_date_epoch=source_date_epoch,
+                        model_info=model_info, model_digest=digest) as plan:
             os.ftruncate(fd, plan.disk_size)
-            write_plan(plan, fd, fresh=True)
-            os.fsync(fd)
+            write_plan(plan, fd, fresh=True, skip_kinds=frozenset({"weights"}))
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        if fd >= 0:
             os.close(fd)
-            fd = -1
-            os.replace(tmp_name, out_path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(out_path.parent)
-        seconds = time.monotonic() - start
-        info(f"wrote {out_path} ({plan.disk_size / (1024 * 1024):.0f} MiB, "
-             f"{'model ' + model_info.name if model_info else 'no model'}) in {seconds:.2f} s")
-        return ImageResult(out_path, plan.disk_size, plan.manifest, seconds, plan.model)
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(out_path.parent)
+    seconds = time.monotonic() - start
+    info(f"wrote {out_path} ({plan.disk_size / (1024 * 1024):.0f} MiB, "
+         f"{'model ' + model_info.name if model_info else 'no model'}) in {seconds:.2f} s")
+    return ImageResult(out_path, plan.disk_size, plan.manifest, seconds, plan.model)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -110,11 +110,13 @@ def _content_hash(files: dict[str, bytes]) -> str:
 
 def plan_image(board: Board, efi_path: Path, *, model_path: Path | None, build_id: str,
                extra_esp_files: dict[str, bytes | Path] | None = None, source_date_epoch: int | None = None,
-               disk_size: int | None = None, model_info: ModelInfo | None = None) -> ImagePlan:
+               disk_size: int | None = None, model_info: ModelInfo | None = None,
+               model_digest: mf.ModelDigest | None = None) -> ImagePlan:
     """Validate the inputs and lay out the image.
 
     `disk_size`: the target's size (a drive for `dte flash`); default the smallest disk that holds everything,
-    with 1 MiB after the last partition for the backup GPT. `model_info`: skip re-validating a checked model.
+    with 1 MiB after the last partition for the backup GPT. `model_info` / `model_digest`: skip re-validating /
+    re-hashing a model the caller already checked / hashed.
     """
     epoch = resolve_epoch(source_date_epoch)
     ss = board.sector_size
@@ -126,8 +128,12 @@ def plan_image(board: Board, efi_path: Path, *, model_path: Path | None, build_i
     if model_path is not None:
         model_info = model_info or check_model(model_path, board)
         size = Path(model_path).stat().st_size
-        with progress("hashing model", size) as bar:
-            digest = mf.digest_model(Path(model_path), on_bytes=bar.advance)
+        digest = model_digest
+        if digest is None:
+            with progress("hashing model", size) as bar:
+                digest = mf.digest_model(Path(model_path), on_bytes=bar.advance)
+        elif digest.size != size:
+            raise DteError(f"model {model_path} is {size} bytes now but {digest.size} when it was hashed")
     manifest = mf.make_manifest(
         board=board.name, build_id=build_id, source_date_epoch=epoch, efi=efi, weights_lba=board.weights_lba,
         sector_size=ss, model_name=Path(model_path).name if model_path else None,
