@@ -12,6 +12,7 @@ from .commands import build_cmd, run_cmd
 from .commands import flash_cmd
 from .commands import net_cmd
 from .commands import inspect_cmd
+from .commands import generate_cmd
 from .console import err
 from .errors import DteError
 
@@ -53,3 +54,4 @@ main.add_command(net_cmd.keygen)
 main.add_command(net_cmd.chat)
 main.add_command(net_cmd.remote)
 main.add_command(inspect_cmd.inspect)
+main.add_command(generate_cmd.generate)

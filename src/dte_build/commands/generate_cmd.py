@@ -1,0 +1,76 @@
+"""`dte generate`: run a GGUF model with the hosted engine on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..console import info
+from ..engine import Engine
+from ..errors import DteError
+
+
+class _Utf8Stream:
+    """Writes token bytes to stdout as soon as they form complete UTF-8 characters."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def __call__(self, piece: bytes) -> None:
+        data = self._pending + piece
+        cut = len(data)
+        for back in range(1, min(4, len(data)) + 1):  # hold back an incomplete trailing sequence
+            byte = data[-back]
+            if byte & 0xC0 == 0x80:
+                continue
+            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+            if need > back:
+                cut = len(data) - back
+            break
+        self._pending = data[cut:]
+        sys.stdout.write(data[:cut].decode("utf-8", errors="replace"))
+        sys.stdout.flush()
+
+    def finish(self) -> None:
+        if self._pending:
+            sys.stdout.write(self._pending.decode("utf-8", errors="replace"))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+@click.command("generate")
+@click.option("--model", "-m", "model", required=True, type=click.Path(path_type=Path),
+              help="A llama-architecture GGUF file (F32/F16/BF16, Q4_0..Q8_0, Q2_K..Q6_K).")
+@click.option("--prompt", "-p", required=True, help="Text to continue.")
+@click.option("-n", "n_predict", default=64, show_default=True, help="Most tokens to generate (stops early at EOS).")
+@click.option("--temp", default=0.0, show_default=True, help="Sampling temperature; 0 = greedy (argmax).")
+@click.option("--top-k", default=40, show_default=True, help="Sample among the K most likely tokens (0 = all).")
+@click.option("--top-p", default=0.95, show_default=True, help="Nucleus sampling mass (1 = off).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampler's RNG (same seed, same text).")
+@click.option("--threads", "-t", default=None, type=int, help="Worker threads (default: all CPUs).")
+@click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ids, text, speeds) instead of text.")
+def generate(model: Path, prompt: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
+             threads: int | None, n_ctx: int, as_json: bool) -> None:
+    """Generate text with dte's own engine on this host (the same C code the firmware runs).
+
+    Streams the continuation to stdout; with --json prints
+    {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}.
+    """
+    if n_predict < 0:
+        raise DteError("-n must be >= 0", hint="pass the number of tokens to generate")
+    with Engine(model, n_ctx=n_ctx, threads=threads) as engine:
+        stream = None if as_json else _Utf8Stream()
+        result = engine.generate(prompt, n_predict=n_predict, temp=temp, top_k=top_k, top_p=top_p, seed=seed,
+                                 on_piece=stream)
+    if stream is not None:
+        stream.finish()
+        info(f"{len(result.prompt_ids)} prompt tokens at {result.prompt_tok_per_s:.1f} tok/s, "
+             f"{len(result.ids)} generated at {result.tok_per_s:.1f} tok/s")
+        return
+    click.echo(json.dumps({"prompt_ids": result.prompt_ids, "ids": result.ids, "text": result.text,
+                           "tok_per_s": round(result.tok_per_s, 3),
+                           "prompt_tok_per_s": round(result.prompt_tok_per_s, 3)}, ensure_ascii=False))
