@@ -91,6 +91,8 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
         dte_fail("appliance setup stopped with code %d", before);
     }
 
+    /* After this, boot-services memory is ours: OVMF's GDT, page tables and this stack live there and stay
+     * valid because nothing reuses it (the allocator hands out only the reserved regions). */
     status_detach_conout();
     unsigned tries = memmap_exit_boot_services(bs, image);
     if (tries == 0) {

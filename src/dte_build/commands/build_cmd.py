@@ -67,7 +67,9 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    table = Table("what", "value", show_header=False)
+    table = Table(show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")
     table.add_row("board", board.name)
     table.add_row("build id", firmware.build_id)
     table.add_row("firmware", f"{firmware.efi_path} ({firmware.size} bytes, {firmware.seconds:.2f} s)")
