@@ -72,7 +72,6 @@ def _model_summary(path: Path, table: gpt.GptTable, manifest: dict[str, Any] | N
     except DteError as exc:
         return {"partition": part.number, "error": str(exc)}
     info = summarize(reader, name=str(model.get("name", "")), size=length).to_dict()
-    info.pop("extra", None)
     return {"partition": part.number, "offset": start, **info}
 
 

@@ -163,10 +163,14 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         raise DteError(f"output directory {out_path.parent} does not exist")
     if not Path(efi_path).is_file():
         raise DteError(f"firmware {efi_path} does not exist", "build the firmware first")
+    if no_model and model_path is not None:
+        raise DteError("a model path and no_model (--no-model) were both given", "pick one")
     if model_path is None and not no_model:
         model_path = default_model(board)
     model_info = check_model(model_path, board) if model_path is not None else None
-    if model_info is None:
+    if no_model:
+        info("no model (asked for): the image carries no weights partition")
+    elif model_info is None:
         warn(f"no model: the image carries no weights partition (board default "
              f"{board.default_model or 'none'} not found); pass --model PATH.gguf")
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f"{out_path.name}.tmp-")

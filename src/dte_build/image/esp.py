@@ -99,10 +99,11 @@ class FatReader:
         boot = self._read(0, 512)
         if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
             raise DteError(f"no FAT boot sector at byte {offset} (missing 0x55AA signature)")
-        (self.bytes_per_sector, self.sectors_per_cluster, reserved, fats, root_entries, total16, fat16,
-         ) = struct.unpack_from("<HBHBHxxH", boot, 11)[:6] + struct.unpack_from("<H", boot, 22)
-        total32, fat32, self.root_cluster = struct.unpack_from("<I", boot, 32)[0], *struct.unpack_from(
-            "<I4xI", boot, 36)
+        # BPB (fatgen103 §3.1/§3.3): BytsPerSec@11 SecPerClus@13 RsvdSecCnt@14 NumFATs@16 RootEntCnt@17
+        # TotSec16@19 Media@21 FATSz16@22 ... TotSec32@32 FATSz32@36 ExtFlags@40 FSVer@42 RootClus@44
+        (self.bytes_per_sector, self.sectors_per_cluster, reserved, fats, root_entries, total16, _media,
+         fat16) = struct.unpack_from("<HBHBHHBH", boot, 11)
+        total32, fat32, self.root_cluster = struct.unpack_from("<II4xI", boot, 32)
         if self.bytes_per_sector not in (512, 1024, 2048, 4096) or self.sectors_per_cluster == 0:
             raise DteError(f"FAT boot sector at byte {offset} has an invalid geometry")
         if fat16 != 0 or root_entries != 0 or fat32 == 0:
