@@ -16,7 +16,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build.board import load_board
-from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, emit_kernel_object, kernel_ir
+from dte_build.kernels import (KERNEL_SYMBOLS, MULTI_SYMBOLS, TOKENS, VEC_DOT_SYMBOLS, Isa, Jit, Target,
+                               emit_kernel_object, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
 KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_K": T.Q2_K,
@@ -52,9 +53,11 @@ def symbol(kind: str) -> str:
 
 def test_symbols_match_kernels_header() -> None:
     header = (FIRMWARE_DIR / "engine/kernels.h").read_text()
-    declared = re.findall(r"^float (dte_k_vec_dot_\w+)\(", header, re.M)
+    declared = re.findall(r"^(?:float|void) (dte_k_vec_dot\w+)\(", header, re.M)
     assert declared == list(KERNEL_SYMBOLS)
-    assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(KERNEL_SYMBOLS)
+    assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
+    assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
+                                           if KERNEL_TYPES[k] not in FLOATS)
 
 
 @pytest.mark.parametrize("kind", list(KERNEL_TYPES))
@@ -78,6 +81,29 @@ def test_kernel_matches_reference(q: Quants, jit: Jit, kind: str) -> None:
             ad = np.abs(q.dequantize(ACTIVATION[t], a, n).astype(np.float64))
             bound = 1e-5 * float(np.abs(wd) @ ad) + 1e-6
             assert abs(got - ref) <= bound, (kind, n, trial, got, ref)
+
+
+MULTI_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                   ctypes.POINTER(ctypes.c_float))
+
+
+@pytest.mark.parametrize("kind", [k for k, t in KERNEL_TYPES.items() if t not in FLOATS])
+def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str) -> None:
+    t = KERNEL_TYPES[kind]
+    fn = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", "vec_dot4")))
+    rng = np.random.default_rng(int(t) + 100)
+    for blocks in (1, 3, 8):
+        n = GGML_QUANT_SIZES[t][0] * blocks
+        w = random_weight_bytes(t, n, rng)
+        rows = [q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(TOKENS)]
+        stride = rows[0].size + 40  # rows need not be adjacent
+        acts = np.zeros(stride * TOKENS, dtype=np.uint8)
+        for i, r in enumerate(rows):
+            acts[i * stride:i * stride + r.size] = r
+        out = (ctypes.c_float * TOKENS)()
+        fn(n, w.ctypes.data, acts.ctypes.data, stride, out)
+        for i, r in enumerate(rows):
+            assert out[i] == pytest.approx(q.vec_dot(t, n, w, r), rel=1e-5, abs=1e-4), (kind, n, i)
 
 
 def test_extreme_values_are_exact(q: Quants, jit: Jit) -> None:
@@ -136,6 +162,19 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
         a = lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32))
         ref, fast = lib.vec_dot(t, n, w, a, ref=True), lib.vec_dot(t, n, w, a, ref=False)
         assert fast == pytest.approx(ref, rel=1e-4, abs=1e-3)
+    tokens_fn = lib.lib.dte_vec_dot_tokens
+    tokens_fn.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_int64, ctypes.POINTER(ctypes.c_float), ctypes.c_int64]
+    for t in (T.Q4_0, T.Q4_K, T.F16):
+        w = random_weight_bytes(t, n, rng)
+        rows = [lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(7)]
+        acts = np.concatenate(rows)
+        out = np.full(7 * 3, np.nan, dtype=np.float32)
+        tokens_fn(int(t), n, w.ctypes.data, acts.ctypes.data, rows[0].size, 7,
+                  out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 3)
+        expected = [lib.vec_dot(t, n, w, r) for r in rows]
+        np.testing.assert_allclose(out[::3], expected, rtol=1e-4, atol=1e-3)
+        assert np.isnan(out[1::3]).all()
     table = lib.lib.dte_kernel_vec_dot
     table.restype, table.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
     assert all(table(int(t)) for t in KERNEL_TYPES.values())

@@ -29,3 +29,25 @@ dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type)
     return NULL;
 #endif
 }
+
+dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type)
+{
+#ifdef DTE_HAVE_GENERATED_KERNELS
+    switch (weight_type) {
+    case DTE_TYPE_Q8_0: return dte_k_vec_dot4_q8_0_q8_0;
+    case DTE_TYPE_Q4_0: return dte_k_vec_dot4_q4_0_q8_0;
+    case DTE_TYPE_Q4_1: return dte_k_vec_dot4_q4_1_q8_1;
+    case DTE_TYPE_Q5_0: return dte_k_vec_dot4_q5_0_q8_0;
+    case DTE_TYPE_Q5_1: return dte_k_vec_dot4_q5_1_q8_1;
+    case DTE_TYPE_Q2_K: return dte_k_vec_dot4_q2_K_q8_K;
+    case DTE_TYPE_Q3_K: return dte_k_vec_dot4_q3_K_q8_K;
+    case DTE_TYPE_Q4_K: return dte_k_vec_dot4_q4_K_q8_K;
+    case DTE_TYPE_Q5_K: return dte_k_vec_dot4_q5_K_q8_K;
+    case DTE_TYPE_Q6_K: return dte_k_vec_dot4_q6_K_q8_K;
+    default: return NULL;
+    }
+#else
+    (void)weight_type;
+    return NULL;
+#endif
+}

@@ -11,6 +11,10 @@
 #include <stdint.h>
 
 typedef float (*dte_vec_dot_fn)(int64_t n, const void *weights, const void *activations);
+/* One weight row against DTE_KERNEL_TOKENS activation rows act_row_bytes apart: out[t] = dot(w, a_t). */
+#define DTE_KERNEL_TOKENS 4
+typedef void (*dte_vec_dot4_fn)(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                                float *out);
 
 float dte_k_vec_dot_q8_0_q8_0(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q4_0_q8_0(int64_t n, const void *weights, const void *activations);
@@ -26,7 +30,30 @@ float dte_k_vec_dot_f32_f32(int64_t n, const void *weights, const void *activati
 float dte_k_vec_dot_f16_f16(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_bf16_bf16(int64_t n, const void *weights, const void *activations);
 
+void dte_k_vec_dot4_q8_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q4_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q4_1_q8_1(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q5_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q5_1_q8_1(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q2_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q3_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q4_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q5_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+void dte_k_vec_dot4_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+    float *out);
+
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
+/* The multi-token kernel for a weight type, or NULL (loop over dte_vec_dot). */
+dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type);
 
 #endif

@@ -498,3 +498,23 @@ float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const vo
     }
     return dte_vec_dot_ref(weight_type, n, weights, activations);
 }
+
+void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, const void *activations,
+                        int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride)
+{
+    const uint8_t *a = activations;
+    int64_t t = 0;
+    const dte_vec_dot4_fn kernel4 = dte_kernel_vec_dot4(weight_type);
+    if (kernel4 != NULL) {
+        float four[DTE_KERNEL_TOKENS];
+        for (; t + DTE_KERNEL_TOKENS <= tokens; t += DTE_KERNEL_TOKENS) {
+            kernel4(n, weights, a + t * act_row_bytes, act_row_bytes, four);
+            for (int k = 0; k < DTE_KERNEL_TOKENS; ++k) {
+                out[(t + k) * out_stride] = four[k];
+            }
+        }
+    }
+    for (; t < tokens; ++t) {
+        out[t * out_stride] = dte_vec_dot(weight_type, n, weights, a + t * act_row_bytes);
+    }
+}

@@ -17,17 +17,23 @@ from ..board import Board
 from ..errors import DteError
 from .ir import Isa
 from .target import COFF_TRIPLE, Jit, Target, emit_assembly, emit_object
-from .vecdot import KERNELS, module_ir
+from .ir import TOKENS
+from .vecdot import KERNELS, MULTI_KERNELS, module_ir
 
-KERNEL_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
-"""Every generated function, in firmware/engine/kernels.h order."""
+VEC_DOT_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
+"""The vec_dot kernels (dte_vec_dot_ref's ABI), in firmware/engine/kernels.h order."""
+MULTI_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in MULTI_KERNELS.values())
+"""The TOKENS-row kernels (kernels.h dte_vec_dot4_fn ABI), in kernels.h order."""
+KERNEL_SYMBOLS: tuple[str, ...] = VEC_DOT_SYMBOLS + MULTI_SYMBOLS
+"""Every generated function."""
 
 DISPATCH_SOURCE = "engine/kernels.c"
 """The firmware source (relative to firmware/) to compile with DISPATCH_DEFINE when the kernel object is linked."""
 DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
 
-__all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "KERNEL_SYMBOLS", "Isa", "Jit", "Target", "assembly", "board_isa",
-           "board_target", "emit_kernel_object", "kernel_ir", "kernel_object"]
+__all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "TOKENS", "VEC_DOT_SYMBOLS",
+           "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object", "kernel_ir",
+           "kernel_object"]
 
 
 def board_isa(board: Board) -> Isa:

@@ -49,8 +49,9 @@ def splat_const(n: int, ty: str, value: int | str) -> str:
 class Fn:
     """Builds one function as text: `emit` appends an instruction and returns its fresh SSA name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tokens: int = 1) -> None:
         self.name = name
+        self.tokens = tokens  # activation rows per call: 1 = vec_dot ABI, >1 = multi-token ABI (see text())
         self.lines: list[str] = []
         self.counter = 0
         self.declares: set[str] = set()
@@ -126,20 +127,29 @@ class Fn:
 
     # ---- integer dot products ----
 
-    def dot4(self, isa: Isa, n: int, w: str, x: str, w_unsigned: bool) -> str:
-        """<n x i8> weights . <n x i8> activations -> <n/4 x i32>, lane l = sum of products 4l..4l+3.
+    def weight_sign(self, n: int, w: str, unsigned: bool) -> tuple[str, str | None]:
+        """(|w|, w < 0) of <n x i8> weights; (w, None) when they are known to be >= 0."""
+        if unsigned:
+            return w, None
+        t8 = vec(n, "i8")
+        self.declare(f"declare {t8} @llvm.abs.v{n}i8({t8}, i1)")
+        return (self.emit(f"call {t8} @llvm.abs.v{n}i8({t8} {w}, i1 false)"),
+                self.emit(f"icmp slt {t8} {w}, zeroinitializer"))
+
+    def signed_by(self, n: int, neg: str | None, x: str) -> str:
+        """x * sign(w): activations negated where the weight is negative."""
+        if neg is None:
+            return x
+        t8 = vec(n, "i8")
+        minus_x = self.emit(f"sub {t8} zeroinitializer, {x}")
+        return self.emit(f"select {vec(n, 'i1')} {neg}, {t8} {minus_x}, {t8} {x}")
+
+    def dot4(self, isa: Isa, n: int, u: str, sx: str) -> str:
+        """|w| (<n x i8>, unsigned) . x*sign(w) (<n x i8>) -> <n/4 x i32>, lane l = sum of products 4l..4l+3.
 
         Exact for |w| * |x| * 2 < 32768 (all ggml types against Q8 activations clamped to [-127, 127]).
         """
         t8 = vec(n, "i8")
-        if w_unsigned:
-            u, sx = w, x
-        else:
-            self.declare(f"declare {t8} @llvm.abs.v{n}i8({t8}, i1)")
-            u = self.emit(f"call {t8} @llvm.abs.v{n}i8({t8} {w}, i1 false)")
-            neg = self.emit(f"icmp slt {t8} {w}, zeroinitializer")
-            minus_x = self.emit(f"sub {t8} zeroinitializer, {x}")
-            sx = self.emit(f"select {vec(n, 'i1')} {neg}, {t8} {minus_x}, {t8} {x}")
         if isa.vnni:
             t32 = vec(n // 4, "i32")
             name = f"@llvm.x86.avx512.vpdpbusd.{n * 8}"
@@ -202,11 +212,32 @@ class Fn:
         self.declare(f"declare i32 @llvm.vector.reduce.add.v{n}i32({t})")
         return self.emit(f"call i32 @llvm.vector.reduce.add.v{n}i32({t} {v})")
 
-    def text(self) -> str:
-        body = "\n".join(self.lines)
-        return (f"define float @{self.name}(i64 %n, ptr noalias nocapture readonly %w, "
-                f"ptr noalias nocapture readonly %a) #0 {{\n{body}\n}}\n")
+    def activation_bases(self) -> list[str]:
+        """Pointers to the activation rows: %a, then %a + t * %astride (emitted in the entry block)."""
+        if self.tokens == 1:
+            return ["%a"]
+        return ["%a"] + [self.gep("%a", self.op("mul", "i64", "%astride", t)) for t in range(1, self.tokens)]
 
+    def store_results(self, values: list[str]) -> None:
+        """Multi-token ABI: out[t] = values[t]."""
+        for t, v in enumerate(values):
+            self.raw(f"store float {v}, ptr {self.emit(f'getelementptr inbounds float, ptr %out, i64 {t}', 'p')}, "
+                     "align 4")
+
+    def text(self) -> str:
+        """vec_dot ABI: float f(int64_t n, const void *w, const void *a).
+        multi-token ABI: void f(int64_t n, const void *w, const void *a, int64_t astride, float *out)."""
+        body = "\n".join(self.lines)
+        w = "ptr noalias nocapture readonly %w"
+        a = "ptr noalias nocapture readonly %a"
+        if self.tokens == 1:
+            return f"define float @{self.name}(i64 %n, {w}, {a}) #0 {{\n{body}\n}}\n"
+        return (f"define void @{self.name}(i64 %n, {w}, {a}, i64 %astride, ptr noalias nocapture writeonly %out) "
+                f"#0 {{\n{body}\n}}\n")
+
+
+TOKENS = 4
+"""Activation rows of the multi-token kernels (dte_k_vec_dot4_*): one pass over a weight row serves four tokens."""
 
 FUNCTION_ATTRIBUTES = 'attributes #0 = { nounwind noredzone "no-builtins" "no-trapping-math"="true" }'
 
@@ -238,8 +269,8 @@ def counted_loop(fn: Fn, count: str, accs: list[tuple[str, str]],
     return phis
 
 
-def new_fn(name: str) -> Fn:
-    fn = Fn(name)
+def new_fn(name: str, tokens: int = 1) -> Fn:
+    fn = Fn(name, tokens)
     fn.block = "entry"
     fn.raw("entry:")
     return fn

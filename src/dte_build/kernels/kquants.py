@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 QK_K = 256
 Q8_K_BYTES = 292
@@ -23,19 +23,29 @@ def scale_lanes(fn: Fn, scales16: str, elems: int, first: int, group: int) -> st
     return fn.shuffle(vec(16, "i32"), scales16, None, [(first + 4 * lane) // group for lane in range(elems // 4)])
 
 
-def k_dot(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int, unsigned: bool, aoff: str) -> str:
-    """Sum over the super-block of scale * dot(weights, activations) per i32 lane; pieces: 8 x <32 x i8>."""
+def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
+              unsigned: bool) -> list[tuple[str, str | None, str]]:
+    """Per vector of the super-block: (|w|, w < 0 or None, <lanes x i32> scales); pieces: 8 x <32 x i8>."""
     n = isa.bytes
     per = n // 32
-    lanes = vec(n // 4, "i32")
-    sumi = "zeroinitializer"
+    out = []
     for v in range(QK_K // n):
         parts = pieces[v * per:(v + 1) * per]
         w = parts[0] if per == 1 else fn.concat(vec(32, "i8"), parts[0], parts[1], 32)
-        x = fn.load(vec(n, "i8"), "%a", fn.emit(f"add i64 {aoff}, {4 + v * n}"))
-        dot = fn.dot4(isa, n, w, x, w_unsigned=unsigned)
-        scaled = fn.emit(f"mul nsw {lanes} {dot}, {scale_lanes(fn, scales16, n, v * n, group)}")
-        sumi = scaled if sumi == "zeroinitializer" else fn.emit(f"add nsw {lanes} {sumi}, {scaled}")
+        u, neg = fn.weight_sign(n, w, unsigned)
+        out.append((u, neg, scale_lanes(fn, scales16, n, v * n, group)))
+    return out
+
+
+def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
+    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane."""
+    n = isa.bytes
+    lanes = vec(n // 4, "i32")
+    sumi = None
+    for v, (u, neg, scales) in enumerate(weights):
+        x = fn.load(vec(n, "i8"), base, fn.emit(f"add i64 {aoff}, {4 + v * n}"))
+        scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, fn.signed_by(n, neg, x)), scales)
+        sumi = scaled if sumi is None else fn.op("add nsw", lanes, sumi, scaled)
     return sumi
 
 
@@ -53,9 +63,9 @@ def q45_scales_mins(fn: Fn, woff: str) -> tuple[str, str]:
     return fn.emit(f"zext {vec(16, 'i8')} {bytes16} to {vec(16, 'i32')}"), bytes16
 
 
-def min_sum(fn: Fn, mins16: str, aoff: str) -> str:
+def min_sum(fn: Fn, mins16: str, base: str, aoff: str) -> str:
     """sum_j bsums[j] * mins16[j] (one min per 16 activations) as float."""
-    bsums = fn.load(vec(16, "i16"), "%a", fn.emit(f"add i64 {aoff}, 260"))
+    bsums = fn.load(vec(16, "i16"), base, fn.emit(f"add i64 {aoff}, 260"))
     b32 = fn.emit(f"sext {vec(16, 'i16')} {bsums} to {vec(16, 'i32')}")
     m32 = fn.emit(f"zext {vec(16, 'i8')} {mins16} to {vec(16, 'i32')}")
     prod = fn.emit(f"mul nsw {vec(16, 'i32')} {b32}, {m32}")
@@ -173,31 +183,47 @@ def load_scale(fn: Fn, woff: str, at: int, block_bytes: int) -> str:
     return fn.load_half_as_float("%w", fn.emit(f"add i64 {woff}, {at}") if at else woff, lane=lane)
 
 
-def k_kernel(isa: Isa, kind: str) -> Fn:
+def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
+    """vec_dot (tokens == 1) or one weight row against `tokens` activation rows."""
     k = K_TYPES[kind]
-    fn = new_fn(k.symbol)
+    fn = new_fn(k.symbol if tokens == 1 else k.symbol.replace("vec_dot", f"vec_dot{tokens}"), tokens)
+    bases = fn.activation_bases()
     nb = fn.emit(f"sdiv i64 %n, {QK_K}")
     lanes = isa.bytes // 4
 
     def body(i: str, accs: list[str]) -> list[str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
         aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
-        ad = fn.load("float", "%a", aoff)
         pieces, scales, mins = unpack(fn, kind, woff)
-        sumi = k_dot(fn, isa, pieces, scales, k.group, k.unsigned, aoff)
-        d = fn.op("fmul", "float", load_scale(fn, woff, k.d_at, k.w_bytes), ad)
-        macc = accs[1]
-        if mins is not None:
-            dmin = fn.op("fmul", "float", load_scale(fn, woff, k.d_at + 2, k.w_bytes), ad)
-            macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, aoff)))
-        fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
-        return [fn.fma(lanes, fn.splat(d, "float", lanes), fsum, accs[0]), macc]
+        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
+        dw = load_scale(fn, woff, k.d_at, k.w_bytes)
+        dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
+        vaccs, maccs = [], []
+        for base, acc, macc in zip(bases, accs[:tokens], accs[tokens:]):
+            ad = fn.load("float", base, aoff)
+            sumi = k_dot(fn, isa, weights, base, aoff)
+            if dminw is not None:
+                dmin = fn.op("fmul", "float", dminw, ad)
+                macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, base, aoff)))
+            fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
+            d = fn.op("fmul", "float", dw, ad)
+            vaccs.append(fn.fma(lanes, fn.splat(d, "float", lanes), fsum, acc))
+            maccs.append(macc)
+        return vaccs + maccs
 
-    acc, macc = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer"), ("float", "0.0")], body)
-    total = fn.emit(f"fsub float {fn.reduce_fadd(lanes, acc)}, {macc}")
-    fn.raw(f"ret float {total}")
+    accs = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer")] * tokens + [("float", "0.0")] * tokens,
+                        body)
+    results = [fn.op("fsub", "float", fn.reduce_fadd(lanes, a), m) for a, m in zip(accs[:tokens], accs[tokens:])]
+    if tokens == 1:
+        fn.raw(f"ret float {results[0]}")
+    else:
+        fn.store_results(results)
+        fn.raw("ret void")
     return fn
 
 
 KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     kind: (k.symbol, (lambda isa, kind=kind: k_kernel(isa, kind))) for kind, k in K_TYPES.items()}
+MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (k.symbol.replace("vec_dot", f"vec_dot{TOKENS}"), (lambda isa, kind=kind: k_kernel(isa, kind, TOKENS)))
+    for kind, k in K_TYPES.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 
 @dataclass(frozen=True)
@@ -29,49 +29,60 @@ LEGACY = {
 }
 
 
-def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, acc: str, macc: str) -> tuple[str, str]:
-    """Multiply-accumulate `blocks` consecutive 32-element blocks (1 per 256 bits of vector)."""
-    ws, xs, ds = [], [], []
-    for b in range(blocks):
-        idx = fn.emit(f"add nuw nsw i64 {first}, {b}")
-        woff = fn.emit(f"mul nuw nsw i64 {idx}, {k.w_bytes}")
-        aoff = fn.emit(f"mul nuw nsw i64 {idx}, {k.a_bytes}")
-        if k.nibbles:
-            w = fn.nibbles(fn.load(vec(16, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}")))
-            if k.qh >= 0:
-                bits = fn.emit(f"bitcast i32 {fn.load('i32', '%w', fn.emit(f'add i64 {woff}, {k.qh}'))} "
-                               f"to {vec(32, 'i1')}")
-                high = fn.emit(f"select {vec(32, 'i1')} {bits}, {vec(32, 'i8')} {splat_const(32, 'i8', 16)}, "
-                               f"{vec(32, 'i8')} zeroinitializer")
-                w = fn.op("or", vec(32, "i8"), w, high)
-        else:
-            w = fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}"))
-        if k.offset:
-            w = fn.emit(f"sub {vec(32, 'i8')} {w}, {splat_const(32, 'i8', k.offset)}")
-        x = fn.load(vec(32, "i8"), "%a", fn.emit(f"add i64 {aoff}, {k.a_bytes - 32}"))
-        dw, da = fn.load_half_as_float("%w", woff), fn.load_half_as_float("%a", aoff)
-        ds.append(fn.emit(f"fmul float {dw}, {da}"))
-        if k.has_min:
-            m = fn.load_half_as_float("%w", fn.emit(f"add i64 {woff}, 2"))
-            s = fn.load_half_as_float("%a", fn.emit(f"add i64 {aoff}, 2"))
-            macc = fn.emit(f"call float @llvm.fma.f32(float {m}, float {s}, float {macc})")
-            fn.declare("declare float @llvm.fma.f32(float, float, float)")
-        ws.append(w)
-        xs.append(x)
+def load_weight_block(fn: Fn, k: Legacy, woff: str) -> str:
+    """The 32 weight quants of one block as <32 x i8> (Q4/Q5: nibbles plus fifth bits, minus the offset)."""
+    if not k.nibbles:
+        return fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}"))
+    w = fn.nibbles(fn.load(vec(16, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}")))
+    if k.qh >= 0:
+        bits = fn.emit(f"bitcast i32 {fn.load('i32', '%w', fn.emit(f'add i64 {woff}, {k.qh}'))} to {vec(32, 'i1')}")
+        high = fn.emit(f"select {vec(32, 'i1')} {bits}, {vec(32, 'i8')} {splat_const(32, 'i8', 16)}, "
+                       f"{vec(32, 'i8')} zeroinitializer")
+        w = fn.op("or", vec(32, "i8"), w, high)
+    if k.offset:
+        w = fn.vop("sub", 32, w, k.offset)
+    return w
+
+
+def joined(fn: Fn, parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else fn.concat(vec(32, "i8"), parts[0], parts[1], 32)
+
+
+def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: list[str],
+                accs: list[str], maccs: list[str]) -> tuple[list[str], list[str]]:
+    """Multiply-accumulate `blocks` consecutive 32-element blocks (1 per 256 bits of vector) of the weight row
+    against each activation row in `bases`; one vector and one scalar (min term) accumulator per row."""
     n = 32 * blocks
-    w, x = (ws[0], xs[0]) if blocks == 1 else (fn.concat(vec(32, "i8"), ws[0], ws[1], 32),
-                                             fn.concat(vec(32, "i8"), xs[0], xs[1], 32))
-    sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, w, x, w_unsigned=k.offset == 0 and k.nibbles)} "
-                   f"to {vec(n // 4, 'float')}")
-    if blocks == 1:
-        dd = fn.splat(ds[0], "float", 8)
-    else:
-        dd = fn.shuffle(vec(2, "float"), fn.from_scalars(ds, "float"), None, [0] * 8 + [1] * 8)
-    return fn.fma(n // 4, dd, sums, acc), macc
+    idxs = [fn.emit(f"add nuw nsw i64 {first}, {b}") for b in range(blocks)]
+    woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}") for i in idxs]
+    aoffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.a_bytes}") for i in idxs]
+    u, neg = fn.weight_sign(n, joined(fn, [load_weight_block(fn, k, o) for o in woffs]),
+                            unsigned=k.offset == 0 and k.nibbles)
+    dws = [fn.load_half_as_float("%w", o) for o in woffs]
+    mins = [fn.load_half_as_float("%w", fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
+    new_accs, new_maccs = [], []
+    for base, acc, macc in zip(bases, accs, maccs):
+        x = joined(fn, [fn.load(vec(32, "i8"), base, fn.emit(f"add i64 {o}, {k.a_bytes - 32}")) for o in aoffs])
+        sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, u, fn.signed_by(n, neg, x))} "
+                       f"to {vec(n // 4, 'float')}")
+        ds = [fn.op("fmul", "float", dw, fn.load_half_as_float(base, o)) for dw, o in zip(dws, aoffs)]
+        if blocks == 1:
+            dd = fn.splat(ds[0], "float", 8)
+        else:
+            dd = fn.shuffle(vec(2, "float"), fn.from_scalars(ds, "float"), None, [0] * 8 + [1] * 8)
+        new_accs.append(fn.fma(n // 4, dd, sums, acc))
+        for m, o in zip(mins, aoffs):
+            s = fn.load_half_as_float(base, fn.emit(f"add i64 {o}, 2"))
+            fn.declare("declare float @llvm.fma.f32(float, float, float)")
+            macc = fn.emit(f"call float @llvm.fma.f32(float {m}, float {s}, float {macc})")
+        new_maccs.append(macc)
+    return new_accs, new_maccs
 
 
-def legacy_kernel(isa: Isa, k: Legacy) -> Fn:
-    fn = new_fn(k.name)
+def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1) -> Fn:
+    """vec_dot (tokens == 1) or one weight row against `tokens` activation rows."""
+    fn = new_fn(k.name if tokens == 1 else k.name.replace("vec_dot", f"vec_dot{tokens}"), tokens)
+    bases = fn.activation_bases()
     per_step = isa.width // 256
     nb = fn.emit("sdiv i64 %n, 32")
     steps = fn.emit(f"sdiv i64 {nb}, {per_step}")
@@ -80,10 +91,12 @@ def legacy_kernel(isa: Isa, k: Legacy) -> Fn:
 
     def main(i: str, accs: list[str]) -> list[str]:
         first = fn.emit(f"mul nuw nsw i64 {i}, {per_step}")
-        return list(legacy_step(fn, isa, k, first, per_step, accs[0], accs[1]))
+        vaccs, maccs = legacy_step(fn, isa, k, first, per_step, bases, accs[:tokens], accs[tokens:])
+        return vaccs + maccs
 
-    acc, macc = counted_loop(fn, steps, [(vec(lanes, "float"), zero), ("float", "0.0")], main)
-    total = fn.reduce_fadd(lanes, acc)
+    accs = counted_loop(fn, steps, [(vec(lanes, "float"), zero)] * tokens + [("float", "0.0")] * tokens, main)
+    totals = [fn.reduce_fadd(lanes, acc) for acc in accs[:tokens]]
+    maccs = accs[tokens:]
     if per_step > 1:  # leftover blocks, one at a time, at 256 bits
         done = fn.emit(f"mul nuw nsw i64 {steps}, {per_step}")
         left = fn.emit(f"sub nsw i64 {nb}, {done}")
@@ -91,13 +104,21 @@ def legacy_kernel(isa: Isa, k: Legacy) -> Fn:
 
         def tail(i: str, accs: list[str]) -> list[str]:
             first = fn.emit(f"add nuw nsw i64 {done}, {i}")
-            return list(legacy_step(fn, tail_isa, k, first, 1, accs[0], accs[1]))
+            vaccs, maccs = legacy_step(fn, tail_isa, k, first, 1, bases, accs[:tokens], accs[tokens:])
+            return vaccs + maccs
 
-        tacc, macc = counted_loop(fn, left, [(vec(8, "float"), zero), ("float", macc)], tail)
-        total = fn.emit(f"fadd reassoc float {total}, {fn.reduce_fadd(8, tacc)}")
-    total = fn.emit(f"fadd float {total}, {macc}")
-    fn.raw(f"ret float {total}")
+        taccs = counted_loop(fn, left, [(vec(8, "float"), zero)] * tokens + [("float", m) for m in maccs], tail)
+        totals = [fn.emit(f"fadd reassoc float {t}, {fn.reduce_fadd(8, a)}") for t, a in zip(totals, taccs)]
+        maccs = taccs[tokens:]
+    results = [fn.op("fadd", "float", t, m) for t, m in zip(totals, maccs)]
+    if tokens == 1:
+        fn.raw(f"ret float {results[0]}")
+    else:
+        fn.store_results(results)
+        fn.raw("ret void")
     return fn
 
 
 KERNELS = {kind: (k.name, (lambda isa, k=k: legacy_kernel(isa, k))) for kind, k in LEGACY.items()}
+MULTI_KERNELS = {kind: (k.name.replace("vec_dot", f"vec_dot{TOKENS}"), (lambda isa, k=k: legacy_kernel(isa, k, TOKENS)))
+                 for kind, k in LEGACY.items()}

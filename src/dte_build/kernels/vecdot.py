@@ -13,7 +13,9 @@ from collections.abc import Callable
 from .ir import FUNCTION_ATTRIBUTES, Fn, Isa
 from .floats import KERNELS as FLOAT_KERNELS
 from .kquants import KERNELS as K_KERNELS
+from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
 from .legacy import KERNELS as LEGACY_KERNELS
+from .legacy import MULTI_KERNELS as LEGACY_MULTI_KERNELS
 
 
 # Every kernel, in firmware/engine/kernels.h order: weight type -> (symbol, builder).
@@ -22,11 +24,13 @@ KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     **K_KERNELS,
     **FLOAT_KERNELS,
 }
+# One weight row against TOKENS activation rows, for the quantized types: weight type -> (symbol, builder).
+MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_MULTI_KERNELS, **K_MULTI_KERNELS}
 
 
 def module_ir(isa: Isa, triple: str) -> str:
     """The whole kernel module as LLVM IR text."""
-    fns = [build(isa) for _, build in KERNELS.values()]
+    fns = [build(isa) for _, build in [*KERNELS.values(), *MULTI_KERNELS.values()]]
     declares = sorted({d for fn in fns for d in fn.declares})
     return "\n".join([f'target triple = "{triple}"', "", *declares, "", *(fn.text() for fn in fns),
                       FUNCTION_ATTRIBUTES, ""])
