@@ -1,0 +1,100 @@
+"""Fuzzing the engine's GGUF parser + model/tokenizer construction under ASan/UBSan.
+
+A child Python process preloads the ASan runtime, loads the sanitizer build of the hosted library and feeds it
+a few thousand mutations of a valid model (truncations, flipped bytes, huge counts/lengths/dims/offsets), each in
+an exact-size malloc buffer so any read past the end is caught. The child aborts on the first sanitizer report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dte_build import engine
+from dte_build.errors import DteError
+from model_factory import ModelSpec, make_model
+
+DRIVER = r'''
+import ctypes, json, random, struct, sys
+lib = ctypes.CDLL(sys.argv[1])
+data = open(sys.argv[2], "rb").read()
+n_random = int(sys.argv[3])
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+lib.dte_host_model_check.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+err = ctypes.create_string_buffer(256)
+stats = {"cases": 0, "ok": 0, "rejected": 0, "codes": {}}
+
+def check(buf):
+    p = libc.malloc(max(1, len(buf)))
+    ctypes.memmove(p, buf, len(buf))
+    rc = lib.dte_host_model_check(p, len(buf), err, 256)
+    libc.free(p)
+    stats["cases"] += 1
+    stats["ok" if rc == 0 else "rejected"] += 1
+    stats["codes"][str(rc)] = stats["codes"].get(str(rc), 0) + 1
+    return rc
+
+assert check(data) == 0, err.value
+rng = random.Random(1234)
+# the metadata region: header, kv pairs, tensor infos (before the tensor data)
+meta = int(sys.argv[4])
+for n in list(range(0, min(meta, 600))) + list(range(600, len(data), max(1, len(data) // 400))):
+    check(data[:n])
+for _ in range(n_random):
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        b[rng.randrange(meta)] = rng.randrange(256)
+    check(bytes(b))
+# huge values written over every 8-byte-aligned-ish position of the metadata (counts, lengths, dims, offsets)
+for pos in range(4, meta - 8, 3):
+    for value in (2**64 - 1, 2**63, 2**32, 2**31 - 1, 0xFFFFFFFF):
+        b = bytearray(data)
+        b[pos:pos + 8] = struct.pack("<Q", value)
+        check(bytes(b))
+    b = bytearray(data)
+    b[pos:pos + 4] = struct.pack("<I", 0xFFFFFFFF)
+    check(bytes(b))
+print(json.dumps(stats))
+'''
+
+
+@pytest.fixture(scope="module")
+def asan_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, int]:
+    try:
+        lib = engine.build_host_library(sanitize=True)
+        runtime = engine.asan_runtime()
+    except DteError as exc:
+        pytest.skip(f"sanitizer build unavailable: {exc}")
+    tmp = tmp_path_factory.mktemp("fuzz")
+    model = make_model(tmp / "small.gguf", ModelSpec(n_vocab=40, n_embd=32, n_ff=32, n_head=2, n_head_kv=1,
+                                                     n_layer=1))
+    import gguf
+
+    meta = gguf.GGUFReader(str(model)).data_offset
+    return lib, runtime, model, meta
+
+
+def run_driver(asan_setup: tuple[Path, Path, Path, int], n_random: int) -> dict:
+    lib, runtime, model, meta = asan_setup
+    env = dict(os.environ, LD_PRELOAD=str(runtime),
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(lib), str(model), str(n_random), str(meta)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, f"sanitizer/crash report:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_parser_survives_mutations_under_asan(asan_setup: tuple[Path, Path, Path, int]) -> None:
+    stats = run_driver(asan_setup, n_random=2000)
+    assert stats["cases"] > 3000
+    assert stats["rejected"] > stats["cases"] // 2   # most mutations must be refused, not silently accepted
+    assert stats["ok"] >= 1
