@@ -166,3 +166,14 @@ def test_plan_onto_a_dirty_bigger_target(tmp_path: Path, inputs: tuple[Path, Pat
     data = inputs[1].read_bytes()
     raw = target.read_bytes()[131072 * 512: 131072 * 512 + 2 * MIB]
     assert raw == data + bytes(2 * MIB - len(data))
+
+
+def test_extra_esp_files(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+    persona = tmp_path / "persona.txt"
+    persona.write_bytes(b"Deep Tree Echo persona\n" * 100)
+    result = _build(tmp_path, inputs, extra_esp_files={"DTE/PERSONA.TXT": persona, "dte/Board-Notes.txt": b"hi"})
+    assert _mcopy(result.path, "DTE/PERSONA.TXT", tmp_path / "p") == persona.read_bytes()
+    assert _mcopy(result.path, "dte/Board-Notes.txt", tmp_path / "n") == b"hi"
+    with pytest.raises(DteError, match="would replace one dte writes itself"):
+        _build(tmp_path, inputs, "x.img", extra_esp_files={"dte/manifest.jsn": b"{}"})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dte.img"]

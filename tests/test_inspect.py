@@ -108,3 +108,13 @@ def test_cli_json_and_problem_exit(built: tuple[Path, Path, Path], tmp_path: Pat
     junk.write_bytes(bytes(1 << 20))
     result = runner.invoke(main, ["inspect", str(junk)])
     assert result.exit_code != 0 and "protective MBR" in result.output
+
+
+def test_image_without_model(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, efi, _ = built
+    image = build_image(load_board("qemu-q35"), efi, tmp_path / "bare.img", no_model=True,
+                        build_id="00000000deadbeef").path
+    report = inspect_image(image)
+    assert report["model"] is None and report["manifest"]["model"] is None
+    assert [p["number"] for p in report["partitions"]] == [1]
+    assert report["weights_manifest"]["model_size"] == 0 and report["problems"] == []

@@ -36,13 +36,18 @@ def _tool(name: str) -> str:
 def _run(args: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise DteError(f"{Path(args[0]).name} failed building the ESP: {detail[-1] if detail else proc.returncode}")
 
 
 def _dirs_of(paths: list[str]) -> list[str]:
-    dirs = {str(parent) for p in paths for parent in PurePosixPath(p).parents if str(parent) != "."}
-    return sorted(dirs, key=lambda d: (d.count("/"), d))
+    """Every directory the files need, parents first; FAT names are case-insensitive, so "DTE" and "dte" are one."""
+    dirs: dict[str, str] = {}
+    for p in sorted(paths):
+        for parent in PurePosixPath(p).parents:
+            if str(parent) != ".":
+                dirs.setdefault(str(parent).upper(), str(parent))
+    return sorted(dirs.values(), key=lambda d: (d.count("/"), d.upper()))
 
 
 def build_esp(path: Path, files: dict[str, bytes | Path], *, size_mib: int, sector_size: int = 512,
@@ -52,7 +57,11 @@ def build_esp(path: Path, files: dict[str, bytes | Path], *, size_mib: int, sect
     `files` maps a path inside the ESP ("EFI/BOOT/BOOTX64.EFI") to its bytes or a file on disk. Directories are
     created and files copied in sorted order so cluster allocation is reproducible.
     """
+    seen: set[str] = set()
     for name in files:
+        if name.upper() in seen:
+            raise DteError(f"ESP path '{name}' is given twice (FAT names ignore case)")
+        seen.add(name.upper())
         if name.startswith("/") or ".." in PurePosixPath(name).parts or not name:
             raise DteError(f"ESP path '{name}' must be relative, without '..'")
     if not 0 <= volume_id <= 0xFFFFFFFF:
