@@ -8,6 +8,10 @@
 
 #include "quants_blocks.h"
 
+/* No fused multiply-add: each product and sum rounds separately, as in ggml's generic C (built without
+ * contraction), so the reference is bit-identical to ggml_vec_dot_*_generic whatever -march allows. */
+#pragma STDC FP_CONTRACT OFF
+
 static uint32_t load_u32(const uint8_t b[4])
 {
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
