@@ -143,3 +143,20 @@ def test_missing_image_is_a_dte_error(tmp_path: Path) -> None:
         pytest.skip("qemu-system-x86 and ovmf not installed")
     with pytest.raises(DteError, match="does not exist"):
         run_image(tmp_path / "nope.img")
+
+
+@pytest.mark.qemu
+@needs_qemu
+def test_metal_board_halts_on_a_cpu_it_was_not_built_for(tmp_path: Path) -> None:
+    """epyc9654 is an AVX-512 build; TCG -cpu max has no AVX-512F: the firmware says so and, being a metal
+    build, halts instead of exiting QEMU (so run_image stops it after the grace period)."""
+    board = load_board("epyc9654")
+    fw = build_firmware(board, build_dir=tmp_path / "build")
+    build_image(board, fw.efi_path, tmp_path / "epyc.img", build_id=fw.build_id, no_model=True)
+    result = run_image(tmp_path / "epyc.img", board=board, timeout=BOOT_TIMEOUT,
+                       stop_when=lambda line: line.startswith("dte: exit "))
+    assert result.stopped and not result.timed_out and not result.ok
+    assert result.rc not in (33, 35, 37)                     # QEMU did not exit by itself: the CPU halted
+    assert result.status["banner"]["platform"] == "metal"
+    assert "lacks AVX-512F" in result.status["error"]["text"]
+    assert result.status["exit"]["status"] == "fail"

@@ -114,6 +114,7 @@ class RunResult:
     rc: int
     ok: bool
     timed_out: bool
+    stopped: bool          # ended early by stop_when (QEMU killed after the grace period)
     seconds: float
     accel: str
     console: str
@@ -125,7 +126,8 @@ class RunResult:
         return [fields for w, fields in self.lines if w == word]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out, "seconds": round(self.seconds, 3),
+        return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out,
+                "stopped": self.stopped, "seconds": round(self.seconds, 3),
                 "accel": self.accel, "status": self.status,
                 "lines": [{"word": w, **f} for w, f in self.lines]}
 
@@ -183,46 +185,66 @@ def make_config(board: Board | None = None, *, smp: int | None = None, memory_mi
     )
 
 
-def _pump(stream: Any, on_line: Callable[[str], None], sink: list[str]) -> None:
-    """Read QEMU's stdout line by line (bytes), clean each line, hand it on."""
+def _pump(stream: Any, on_line: Callable[[str], None], sink: list[str],
+          stop_when: Callable[[str], bool] | None, stop: threading.Event) -> None:
+    """Read QEMU's stdout line by line (bytes), clean each line, hand it on; set `stop` when asked to."""
     for raw in iter(stream.readline, b""):
         line = strip_escapes(raw.decode("utf-8", errors="replace")).rstrip("\n")
         sink.append(line)
         on_line(line)
+        if stop_when is not None and not stop.is_set() and stop_when(line):
+            stop.set()
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, stop: threading.Event, grace: float) -> int | None:
+    """QEMU's exit code; None when the deadline passed, or `grace` seconds after `stop` was set."""
+    stop_deadline: float | None = None
+    while True:
+        if stop_deadline is None and stop.is_set():
+            stop_deadline = time.monotonic() + grace
+        limit = deadline if stop_deadline is None else min(deadline, stop_deadline)
+        try:
+            return proc.wait(timeout=max(0.0, min(0.2, limit - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= limit:
+                return None
 
 
 def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIMEOUT,
-               on_line: Callable[[str], None] | None = None) -> RunResult:
-    """Boot `image` with `config`; returns when QEMU exits or after `timeout` seconds (then it is killed)."""
+               on_line: Callable[[str], None] | None = None, stop_when: Callable[[str], bool] | None = None,
+               grace: float = 2.0) -> RunResult:
+    """Boot `image` with `config`; returns when QEMU exits or after `timeout` seconds (then it is killed).
+
+    `stop_when(line)` returning True ends the run early: QEMU gets `grace` seconds to exit by itself, then it
+    is killed (RunResult.stopped). Use it for boards that halt instead of exiting, or to stop at a line.
+    """
     image = Path(image)
     if not image.is_file():
         raise DteError(f"image {image} does not exist", "build one with `dte build --board qemu-q35`")
     start = time.monotonic()
     console: list[str] = []
     callback = on_line or (lambda _line: None)
+    stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="dte-run-") as tmp:
         vars_copy = Path(tmp) / "OVMF_VARS.fd"
         shutil.copyfile(config.ovmf_vars_template, vars_copy)
         proc = subprocess.Popen(config.command(image.resolve(), vars_copy), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        reader = threading.Thread(target=_pump, args=(proc.stdout, callback, console), daemon=True)
+        reader = threading.Thread(target=_pump, args=(proc.stdout, callback, console, stop_when, stop),
+                                  daemon=True)
         reader.start()
-        timed_out = False
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            rc = proc.wait()
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
+            rc = _wait(proc, start + timeout, stop, grace)
+        finally:   # timeout, stop or an exception (Ctrl-C): never leave QEMU running
+            if proc.poll() is None:
+                _kill_group(proc)
+                proc.wait()
             reader.join(timeout=5)
             if proc.stdout:
                 proc.stdout.close()
-    return _result(rc, timed_out, time.monotonic() - start, config.accel, console)
+    stopped = rc is None and stop.is_set()
+    return _result(proc.returncode if rc is None else rc, rc is None and not stopped, stopped,
+                   time.monotonic() - start, config.accel, console)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -232,7 +254,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _result(rc: int, timed_out: bool, seconds: float, accel: str, console: list[str]) -> RunResult:
+def _result(rc: int, timed_out: bool, stopped: bool, seconds: float, accel: str, console: list[str]) -> RunResult:
     lines: list[tuple[str, dict[str, Any]]] = []
     for text in console:
         parsed = parse_status_line(text)
@@ -242,16 +264,17 @@ def _result(rc: int, timed_out: bool, seconds: float, accel: str, console: list[
     for word, fields in lines:
         status[word] = fields
     ok = (not timed_out and rc == RC_OK and status.get("exit", {}).get("status") == "ok")
-    return RunResult(rc=rc, ok=ok, timed_out=timed_out, seconds=seconds, accel=accel,
+    return RunResult(rc=rc, ok=ok, timed_out=timed_out, stopped=stopped, seconds=seconds, accel=accel,
                      console="\n".join(console), status=status, lines=lines)
 
 
 def run_image(image: Path, *, board: Board | None = None, smp: int = 1, memory_mib: int | None = None,
               timeout: float = DEFAULT_TIMEOUT, extra_args: Sequence[str] = (), drive: str = "nvme",
-              on_line: Callable[[str], None] | None = None) -> RunResult:
-    """Boot a dte image under QEMU + OVMF and parse its status lines (see RunResult).
+              on_line: Callable[[str], None] | None = None,
+              stop_when: Callable[[str], bool] | None = None) -> RunResult:
+    """Boot a dte image under QEMU + OVMF and parse its status lines (see RunResult and run_config).
 
     `ok` is True only when the firmware printed `dte: exit status=ok` and QEMU exited with rc 33.
     """
     config = make_config(board, smp=smp, memory_mib=memory_mib, drive=drive, extra_args=extra_args)
-    return run_config(image, config, timeout=timeout, on_line=on_line)
+    return run_config(image, config, timeout=timeout, on_line=on_line, stop_when=stop_when)
