@@ -242,6 +242,20 @@ const struct pci_device *pci_find_address(uint8_t bus, uint8_t dev, uint8_t fn)
     return 0;
 }
 
+uint8_t pci_find_capability(const struct pci_device *d, uint8_t cap_id, int nth)
+{
+    if (!(pci_config_read32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND) >> 16 & PCI_STATUS_CAP_LIST))
+        return 0;
+    uint8_t off = config_byte(d->bus, d->dev, d->fn, PCI_CFG_CAP_POINTER) & 0xFCu;
+    for (int guard = 0; off >= 0x40 && guard < 48; guard++) {
+        uint32_t head = pci_config_read32(d->bus, d->dev, d->fn, off);
+        if ((head & 0xFFu) == cap_id && nth-- == 0)
+            return off;
+        off = (uint8_t)(head >> 8) & 0xFCu;
+    }
+    return 0;
+}
+
 void pci_enable(const struct pci_device *d)
 {
     uint32_t cmd = pci_config_read32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND) & 0xFFFFu;

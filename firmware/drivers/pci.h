@@ -26,6 +26,11 @@
 #define PCI_CFG_CLASS         0x0B
 #define PCI_CFG_HEADER_TYPE   0x0E   /* bits 6:0 layout (0 device, 1 bridge), bit 7 multi-function */
 #define PCI_CFG_BAR0          0x10
+#define PCI_CFG_STATUS        0x06
+#define PCI_CFG_CAP_POINTER   0x34   /* type 0 and type 1 */
+
+#define PCI_STATUS_CAP_LIST     (1u << 4)
+#define PCI_CAP_ID_VENDOR       0x09   /* vendor-specific (PCI 3.0 Appendix H); virtio 1.2 section 4.1.4 uses it */
 #define PCI_CFG_SECONDARY_BUS 0x19   /* type 1 only */
 #define PCI_CFG_SUBORDINATE   0x1A   /* type 1 only */
 
@@ -75,6 +80,10 @@ const struct pci_device *pci_device_at(int index);
 const struct pci_device *pci_find_class(uint8_t class_code, uint8_t subclass, uint8_t prog_if, int nth);
 const struct pci_device *pci_find_id(uint16_t vendor_id, uint16_t device_id, int nth);
 const struct pci_device *pci_find_address(uint8_t bus, uint8_t dev, uint8_t fn);
+
+/* Capability list (PCI 3.0 section 6.7): the config offset of the nth (0-based) capability with ID cap_id, or 0
+ * when there is none (or no list: Status bit 4 clear). Follows at most 48 entries, so a looped list ends. */
+uint8_t pci_find_capability(const struct pci_device *d, uint8_t cap_id, int nth);
 
 /* Set memory space decode and bus mastering in the command register (needed before MMIO and DMA). */
 void pci_enable(const struct pci_device *d);
