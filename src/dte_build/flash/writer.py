@@ -184,6 +184,17 @@ def _invalidate_gpt(fd: int, target: Target, gpt_chunks: list[Chunk]) -> None:
     blockio.flush(fd, block=target.is_block)
 
 
+def _runs(chunks: list[Chunk]) -> list[tuple[int, int]]:
+    """Merge adjacent chunks into [lo, hi) runs."""
+    runs: list[tuple[int, int]] = []
+    for c in sorted(chunks, key=lambda c: c.offset):
+        if runs and runs[-1][1] == c.offset:
+            runs[-1] = (runs[-1][0], c.offset + c.length)
+        else:
+            runs.append((c.offset, c.offset + c.length))
+    return runs
+
+
 def _is_zero(view: memoryview, crc: int) -> bool:
     return crc == blockio.zero_crc(len(view)) and view == blockio.zeros(len(view))
 
@@ -218,12 +229,9 @@ def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected:
     block = target.is_block
 
     def put(c: Chunk, buf: memoryview) -> tuple[int, int, int, int]:
-        """(crc, bytes written, bytes zeroed, bytes skipped) for one chunk."""
+        """(crc, bytes written, bytes zeroed, bytes skipped) for one data chunk."""
+        source.read_into(buf, c.offset)
         view = buf
-        if c.data:
-            source.read_into(buf, c.offset)
-        else:
-            view = blockio.zeros(c.length)
         crc = blockio.crc(view)
         if not c.gpt and _is_zero(view, crc):
             if fresh:
@@ -237,7 +245,19 @@ def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected:
         return crc, written, 0, c.length - written
 
     with progress(f"flash {target.path}", sum(c.length for c in todo)) as bar:
-        for part in ([c for c in todo if not c.gpt], [c for c in todo if c.gpt]):
+        holes = [c for c in todo if not c.data]
+        for lo, hi in _runs(holes):  # one BLKZEROOUT / punch per run of holes: cheap, and parallel ones contend
+            if not fresh:
+                blockio.zero_range(fd, lo, hi - lo, block=block)
+        for c in holes:
+            expected[c.offset] = blockio.zero_crc(c.length)
+            report.bytes_skipped += c.length if fresh else 0
+            report.bytes_zeroed += 0 if fresh else c.length
+            report.chunks_written += 1
+            bar.advance(c.length)
+            if on_chunk:
+                on_chunk(c)
+        for part in ([c for c in todo if c.data and not c.gpt], [c for c in todo if c.gpt]):
             for c, (crc, written, zeroed, skipped) in blockio.pipeline(part, put):
                 expected[c.offset] = crc
                 report.bytes_written += written
