@@ -232,7 +232,10 @@ def compute_build_id(board: Board, options: FirmwareOptions, toolchain: Toolchai
 
 def _first_errors(stderr: str, limit: int = 3) -> str:
     errors = [line.strip() for line in stderr.splitlines() if "error" in line]
-    return "; ".join(errors[:limit]) or stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+    if errors:
+        return "; ".join(errors[:limit])
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def _dependencies(depfile: Path) -> list[str]:
