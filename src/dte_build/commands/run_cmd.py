@@ -53,6 +53,8 @@ def run(image: Path, board_name: str, smp: int, memory_mib: int | None, timeout:
         result.rc, f"QEMU exited with code {result.rc}")
     if result.timed_out:
         why = f"timed out after {timeout:.0f} s"
-    detail = result.status.get("error", {}).get("text") or result.status.get("panic")
+    panic = result.status.get("panic")
+    detail = result.status.get("error", {}).get("text") or (
+        "panic " + " ".join(f"{k}={v}" for k, v in panic.items()) if panic else None)
     raise DteError(f"run failed: {why}" + (f" ({detail})" if detail else ""),
                    "see the console output above", exit_code=2)
