@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
@@ -13,6 +14,13 @@ from _hostc import build, firmware
 QUANTS_SOURCES = ("engine/quants.c", "engine/quants_dot.c", "engine/kernels.c")
 LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_TYPES = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+ACTIVATION = {T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
+              **{t: T.Q8_K for t in K_TYPES}}
+F32P = ctypes.POINTER(ctypes.c_float)
+
+
+def ggml_name(t: T) -> str:
+    return t.name.lower().replace("_k", "_K")
 
 
 class Quants:
@@ -80,3 +88,51 @@ def random_weight_bytes(t: int, n: int, rng: np.random.Generator) -> np.ndarray:
     width = 2 if t in (T.Q3_K, T.Q6_K) else 4
     blocks[:, at:at + width] = scales[:, :width]
     return blocks.ravel()
+
+
+class Ggml:
+    """The ggml CPU functions llama.cpp itself calls (ggml-cpu/quants.c, ggml-quants.c)."""
+
+    def __init__(self, lib_dir: Path) -> None:
+        self.base = ctypes.CDLL(str(lib_dir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        self.cpu = ctypes.CDLL(str(lib_dir / "libggml-cpu.so"))
+        self.cpu.ggml_cpu_init()
+
+    def dequantize(self, t: T, data: np.ndarray, n: int) -> np.ndarray:
+        fn = getattr(self.base, f"dequantize_row_{ggml_name(t)}")
+        fn.argtypes, fn.restype = [ctypes.c_void_p, F32P, ctypes.c_int64], None
+        out = np.zeros(n, dtype=np.float32)
+        fn(np.ascontiguousarray(data).ctypes.data, out.ctypes.data_as(F32P), n)
+        return out
+
+    def quantize(self, t: T, x: np.ndarray, suffix: str = "") -> np.ndarray:
+        """ggml's quantize_row_<t><suffix>: suffix "" is the CPU path llama.cpp runs, "_generic" the reference,
+        "_ref" (libggml-base: every weight type, K-quants included) what llama-quantize writes to files."""
+        lib = self.base if suffix == "_ref" else self.cpu
+        fn = getattr(lib, f"quantize_row_{ggml_name(t)}{suffix}")
+        fn.argtypes, fn.restype = [F32P, ctypes.c_void_p, ctypes.c_int64], None
+        elems, size = GGML_QUANT_SIZES[t]
+        size = 36 if t == T.Q8_1 else size  # gguf-py's Q8_1 size is stale (ggml-common.h: 2 halves + 32)
+        out = np.zeros(x.size // elems * size, dtype=np.uint8)
+        fn(np.ascontiguousarray(x, dtype=np.float32).ctypes.data_as(F32P), out.ctypes.data, x.size)
+        return out
+
+    def vec_dot(self, t: T, n: int, w: np.ndarray, a: np.ndarray, generic: bool) -> float:
+        act = ggml_name(ACTIVATION[t])
+        fn = getattr(self.cpu, f"ggml_vec_dot_{ggml_name(t)}_{act}{'_generic' if generic else ''}")
+        fn.argtypes = [ctypes.c_int, F32P, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                       ctypes.c_size_t, ctypes.c_int]
+        fn.restype = None
+        s = ctypes.c_float()
+        fn(n, ctypes.byref(s), 0, w.ctypes.data, 0, a.ctypes.data, 0, 1)
+        return s.value
+
+
+def load_ggml() -> Ggml | None:
+    """llama.cpp's libggml from llama-cpp-python, or None when that is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    return Ggml(lib_dir) if (lib_dir / "libggml-cpu.so").is_file() else None

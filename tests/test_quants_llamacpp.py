@@ -4,64 +4,22 @@ byte for byte with the x86 CPU path llama.cpp runs here, the dot products within
 
 from __future__ import annotations
 
-import ctypes
-from pathlib import Path
-
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
-from _quantlib import Quants, load_quants, random_weight_bytes
+from _quantlib import ACTIVATION, Ggml, Quants, load_ggml, load_quants, random_weight_bytes
 from dte_build.kernels import Isa, Jit, Target, kernel_ir
 
 QUANT_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
-ACTIVATION = {T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
-              **{t: T.Q8_K for t in (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)}}
-F32P = ctypes.POINTER(ctypes.c_float)
-
-
-class Ggml:
-    """The ggml CPU functions llama.cpp itself calls (ggml-cpu/quants.c, ggml-quants.c)."""
-
-    def __init__(self, lib_dir: Path) -> None:
-        self.base = ctypes.CDLL(str(lib_dir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
-        self.cpu = ctypes.CDLL(str(lib_dir / "libggml-cpu.so"))
-        self.cpu.ggml_cpu_init()
-
-    def dequantize(self, t: T, data: np.ndarray, n: int) -> np.ndarray:
-        fn = getattr(self.base, f"dequantize_row_{t.name.lower().replace('_k', '_K')}")
-        fn.argtypes, fn.restype = [ctypes.c_void_p, F32P, ctypes.c_int64], None
-        out = np.zeros(n, dtype=np.float32)
-        fn(np.ascontiguousarray(data).ctypes.data, out.ctypes.data_as(F32P), n)
-        return out
-
-    def quantize(self, t: T, x: np.ndarray, suffix: str = "") -> np.ndarray:
-        fn = getattr(self.cpu, f"quantize_row_{t.name.lower().replace('_k', '_K')}{suffix}")
-        fn.argtypes, fn.restype = [F32P, ctypes.c_void_p, ctypes.c_int64], None
-        elems, size = GGML_QUANT_SIZES[t]
-        size = 36 if t == T.Q8_1 else size  # gguf-py's Q8_1 size is stale (ggml-common.h: 2 halves + 32)
-        out = np.zeros(x.size // elems * size, dtype=np.uint8)
-        fn(np.ascontiguousarray(x, dtype=np.float32).ctypes.data_as(F32P), out.ctypes.data, x.size)
-        return out
-
-    def vec_dot(self, t: T, n: int, w: np.ndarray, a: np.ndarray, generic: bool) -> float:
-        act = ACTIVATION[t].name.lower().replace("_k", "_K")
-        fn = getattr(self.cpu, f"ggml_vec_dot_{t.name.lower().replace('_k', '_K')}_{act}{'_generic' if generic else ''}")
-        fn.argtypes = [ctypes.c_int, F32P, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
-                       ctypes.c_size_t, ctypes.c_int]
-        fn.restype = None
-        s = ctypes.c_float()
-        fn(n, ctypes.byref(s), 0, w.ctypes.data, 0, a.ctypes.data, 0, 1)
-        return s.value
 
 
 @pytest.fixture(scope="module")
 def ggml() -> Ggml:
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (ships libggml) is not installed")
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    if not (lib_dir / "libggml-cpu.so").is_file():
-        pytest.skip(f"no libggml-cpu.so under {lib_dir}")
-    return Ggml(lib_dir)
+    ggml = load_ggml()
+    if ggml is None:
+        pytest.skip("llama-cpp-python (which ships libggml) is not installed")
+    return ggml
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +73,16 @@ def test_generated_kernels_close_to_llamacpp_simd(q: Quants, ggml: Ggml, width: 
         a = q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32))
         scale = float(np.abs(q.dequantize(t, w, n)) @ np.abs(q.dequantize(ACTIVATION[t], a, n)))
         assert abs(fn(n, w.ctypes.data, a.ctypes.data) - ggml.vec_dot(t, n, w, a, generic=False)) <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("t", QUANT_TYPES)
+def test_llamacpp_quantized_rows_round_trip(q: Quants, ggml: Ggml, t: T) -> None:
+    """Rows written by llama.cpp's own quantizer (as llama-quantize does) dequantize here as in ggml."""
+    n = GGML_QUANT_SIZES[t][0] * 8
+    x = np.random.default_rng(int(t) + 7).standard_normal(n).astype(np.float32)
+    w = ggml.quantize(t, x, "_ref")
+    got = q.dequantize(t, w, n)
+    assert np.array_equal(got.view(np.uint32), ggml.dequantize(t, w, n).view(np.uint32))
+    # a real quantization of unit-variance x: RMS error of the right order for the bit width
+    bound = {T.Q8_0: 0.01, T.Q6_K: 0.03, T.Q5_0: 0.07, T.Q5_1: 0.07, T.Q5_K: 0.07, T.Q3_K: 0.25, T.Q2_K: 0.45}
+    assert np.sqrt(np.mean((got - x) ** 2)) < bound.get(t, 0.12)
