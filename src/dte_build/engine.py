@@ -33,11 +33,23 @@ def build_host_library(sanitize: bool = False) -> Path:
     build/host/ by a hash of sources, headers and flags. `sanitize` gives the ASan/UBSan variant (load it in a
     process started with LD_PRELOAD=asan_runtime())."""
     sources = toolchain.hosted_sources()
-    flags = (SANITIZE_FLAGS if sanitize else []) + LINK_FLAGS
+    flags = (SANITIZE_FLAGS if sanitize else _kernel_flags()) + LINK_FLAGS
     out = build_root() / "host" / f"libdte_host-{'asan-' if sanitize else ''}{_digest(sources, flags)}.so"
     if not out.exists():
         toolchain.compile_hosted_library(sources, out, flags)
     return out
+
+
+def _kernel_flags() -> list[str]:
+    """Link the llvmlite SIMD kernels (256-bit, this host's CPU) when they can be generated here; the engine
+    falls back to the scalar reference dot products otherwise."""
+    try:
+        from .kernels import kernel_object
+
+        obj = kernel_object(256, "elf", build_root() / "host" / "obj")
+    except (DteError, ImportError, RuntimeError):
+        return []
+    return ["-DDTE_HAVE_GENERATED_KERNELS=1", str(obj)]
 
 
 def asan_runtime() -> Path:
