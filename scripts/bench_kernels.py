@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
 """Micro-benchmark of the vec_dot kernels: scalar reference (clang -O2) vs llvmlite-generated (JIT, this host)
-vs numpy's float32 dot of the same element count, as GB/s of weight bytes read. One thread, one long row of
-4096 x 11008 elements (a llama-7B FFN matrix), so the weights do not fit in cache.
+vs llama.cpp's own ggml_vec_dot_* (libggml from llama-cpp-python, when installed) vs numpy's float32 dot of the
+same element count, as GB/s of weight bytes read. One thread, one long row of 4096 x 11008 elements (a
+llama-7B FFN matrix), so the weights do not fit in cache.
 
     python scripts/bench_kernels.py [--elements N] [--repeat R] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import json
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's dot: one thread, like the kernels
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, kernel_ir
-from dte_build.paths import FIRMWARE_DIR
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from gguf import GGMLQuantizationType as T  # noqa: E402
+
+from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, kernel_ir  # noqa: E402
+from dte_build.paths import FIRMWARE_DIR, REPO_ROOT  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from _quantlib import load_ggml  # noqa: E402  (llama.cpp's libggml, shared with the tests)
 
 # kind: (ggml type id, block elements, weight block bytes, activation block bytes, fp16 scale offsets)
 # (ggml-common.h); the float types are timed with 256-element "blocks" of their own type.
@@ -42,13 +53,15 @@ def reference_library(out_dir: Path) -> ctypes.CDLL:
     return cdll
 
 
-def best_time(fn, repeat: int) -> float:
-    times = []
+def best_times(fns: dict[str, object], repeat: int) -> dict[str, float]:
+    """Best wall time of each callable, runs interleaved so that load from other processes hits all alike."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def random_blocks(rng: np.random.Generator, count: int, size: int, scale_offsets: tuple[int, ...]) -> np.ndarray:
@@ -71,8 +84,9 @@ def main() -> int:
     widths = [Isa(256), Isa(512, intrinsics=False)] if "+avx2" in host.features.split(",") else []
     jits = {isa.tag: Jit(kernel_ir(isa, host.triple), host) for isa in widths}
     x32 = rng.standard_normal(n).astype(np.float32)
-    t_np = best_time(lambda: float(np.dot(x32, x32)), args.repeat)
+    t_np = best_times({"np": lambda: float(np.dot(x32, x32))}, args.repeat)["np"]
     results = []
+    ggml = load_ggml()
     with tempfile.TemporaryDirectory() as tmp:
         ref = reference_library(Path(tmp))
         for name, (tid, be, wb, ab, scales) in TYPES.items():
@@ -89,12 +103,14 @@ def main() -> int:
                 if be == 256:  # Q8_K: float d
                     a.reshape(nb, ab)[:, :4] = np.array([0.01], dtype=np.float32).view(np.uint8)
             row = {"type": name, "weight_mib": round(w.nbytes / 2**20, 1)}
-            t = best_time(lambda: ref.dte_vec_dot_ref(tid, n, w.ctypes.data, a.ctypes.data), max(1, args.repeat // 2))
-            row["ref_gbs"] = round(w.nbytes / t / 1e9, 2)
+            fns = {}
             for tag, jit in jits.items():
-                fn = jit.function(sym)
-                t = best_time(lambda: fn(n, w.ctypes.data, a.ctypes.data), args.repeat)
-                row[f"gen{tag}_gbs"] = round(w.nbytes / t / 1e9, 2)
+                fns[f"gen{tag}"] = functools.partial(jit.function(sym), n, w.ctypes.data, a.ctypes.data)
+            if ggml is not None and name != "f16":
+                fns["llamacpp"] = functools.partial(ggml.vec_dot, T[name.upper()], n, w, a, False)
+            times = {"ref": best_times({"ref": lambda: ref.dte_vec_dot_ref(tid, n, w.ctypes.data, a.ctypes.data)},
+                                       1)["ref"], **best_times(fns, args.repeat)}
+            row.update({f"{k}_gbs": round(w.nbytes / v / 1e9, 2) for k, v in times.items()})
             row["numpy_f32_gbs"] = round(x32.nbytes / t_np / 1e9, 2)
             results.append(row)
     if args.json:
@@ -103,7 +119,7 @@ def main() -> int:
         keys = list(results[0])
         print(" ".join(f"{k:>18}" for k in keys), file=sys.stderr)
         for r in results:
-            print(" ".join(f"{str(r[k]):>18}" for k in keys), file=sys.stderr)
+            print(" ".join(f"{str(r.get(k, '-')):>18}" for k in keys), file=sys.stderr)
     return 0
 
 
