@@ -182,6 +182,19 @@ class Fn:
         hi = self.emit(f"call {h} @llvm.smin.v{n // 2}i32({h} {lo}, {h} {splat_const(n // 2, 'i32', 32767)})")
         return self.emit(f"trunc {h} {hi} to {vec(n // 2, 'i16')}")
 
+    def madd_i16(self, isa: Isa, m: int, v: str, factors: str) -> str:
+        """<m x i16> * <m x i16> factors, adjacent pairs added -> <m/2 x i32> (vpmaddwd)."""
+        t16, t32 = vec(m, "i16"), vec(m // 2, "i32")
+        if isa.intrinsics and m in (16, 32):
+            name = "@llvm.x86.avx2.pmadd.wd" if m == 16 else "@llvm.x86.avx512.pmaddw.d.512"
+            self.declare(f"declare {t32} {name}({t16}, {t16})")
+            return self.emit(f"call {t32} {name}({t16} {v}, {t16} {factors})")
+        wide = vec(m, "i32")
+        p = self.op("mul nsw", wide, self.emit(f"sext {t16} {v} to {wide}"), self.emit(f"sext {t16} {factors} to {wide}"))
+        even = self.shuffle(wide, p, None, list(range(0, m, 2)))
+        odd = self.shuffle(wide, p, None, list(range(1, m, 2)))
+        return self.op("add nsw", t32, even, odd)
+
     def pair_sum_i16(self, isa: Isa, m: int, v: str) -> str:
         """<m x i16> -> <m/2 x i32>, adjacent pairs added (vpmaddwd with ones)."""
         t16, t32 = vec(m, "i16"), vec(m // 2, "i32")

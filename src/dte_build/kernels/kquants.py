@@ -18,14 +18,20 @@ def lo_hi_nibbles(fn: Fn, v: str, n: int) -> tuple[str, str]:
             fn.emit(f"lshr {t} {v}, {splat_const(n, 'i8', 4)}"))
 
 
-def scale_lanes(fn: Fn, scales16: str, elems: int, first: int, group: int) -> str:
-    """<elems/4 x i32> whose lane l is the scale of element first+4l (one scale per `group` elements)."""
-    return fn.shuffle(vec(16, "i32"), scales16, None, [(first + 4 * lane) // group for lane in range(elems // 4)])
+def scale_lanes(fn: Fn, scales16: str, elems: int, first: int, group: int, per_lane: int, ty: str) -> str:
+    """<elems/per_lane x ty> whose lane l is the scale of element first + per_lane*l (one per `group` elements)."""
+    picked = fn.shuffle(vec(16, "i32"), scales16, None,
+                        [(first + per_lane * lane) // group for lane in range(elems // per_lane)])
+    return picked if ty == "i32" else fn.emit(f"trunc {vec(elems // per_lane, 'i32')} {picked} to "
+                                              f"{vec(elems // per_lane, ty)}")
 
 
 def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
               unsigned: bool) -> list[tuple[str, str | None, str]]:
-    """Per vector of the super-block: (|w|, w < 0 or None, <lanes x i32> scales); pieces: 8 x <32 x i8>."""
+    """Per vector of the super-block: (|w|, w < 0 or None, scales); pieces: 8 x <32 x i8>.
+
+    Scales are per i16 lane of the vpmaddubsw result (vpmaddwd multiplies by them while adding pairs) or, with
+    VNNI, per i32 lane of the vpdpbusd result."""
     n = isa.bytes
     per = n // 32
     out = []
@@ -33,7 +39,9 @@ def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
         parts = pieces[v * per:(v + 1) * per]
         w = parts[0] if per == 1 else fn.concat(vec(32, "i8"), parts[0], parts[1], 32)
         u, neg = fn.weight_sign(n, w, unsigned)
-        out.append((u, neg, scale_lanes(fn, scales16, n, v * n, group)))
+        scales = (scale_lanes(fn, scales16, n, v * n, group, 4, "i32") if isa.vnni else
+                  scale_lanes(fn, scales16, n, v * n, group, 2, "i16"))
+        out.append((u, neg, scales))
     return out
 
 
@@ -44,7 +52,11 @@ def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: st
     sumi = None
     for v, (u, neg, scales) in enumerate(weights):
         x = fn.load(vec(n, "i8"), base, fn.emit(f"add i64 {aoff}, {4 + v * n}"))
-        scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, fn.signed_by(n, neg, x)), scales)
+        sx = fn.signed_by(n, neg, x)
+        if isa.vnni:
+            scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, sx), scales)
+        else:  # llama.cpp's shape: vpmaddubsw, then vpmaddwd by the scales
+            scaled = fn.madd_i16(isa, n // 2, fn.maddubs(isa, n, u, sx), scales)
         sumi = scaled if sumi is None else fn.op("add nsw", lanes, sumi, scaled)
     return sumi
 
