@@ -18,30 +18,31 @@ def lo_hi_nibbles(fn: Fn, v: str, n: int) -> tuple[str, str]:
             fn.emit(f"lshr {t} {v}, {splat_const(n, 'i8', 4)}"))
 
 
-def scale_lanes(fn: Fn, scales16: str, elems: int, first: int, group: int, per_lane: int, ty: str) -> str:
-    """<elems/per_lane x ty> whose lane l is the scale of element first + per_lane*l (one per `group` elements)."""
-    picked = fn.shuffle(vec(16, "i32"), scales16, None,
-                        [(first + per_lane * lane) // group for lane in range(elems // per_lane)])
-    return picked if ty == "i32" else fn.emit(f"trunc {vec(elems // per_lane, 'i32')} {picked} to "
-                                              f"{vec(elems // per_lane, ty)}")
+def scale_lanes(fn: Fn, scales: str, ty: str, elems: int, first: int, group: int, per_lane: int) -> str:
+    """<elems/per_lane x ty> whose lane l is the scale of element first + per_lane*l (one per `group` elements);
+    scales: <16 x ty>."""
+    return fn.shuffle(vec(16, ty), scales, None, [(first + per_lane * lane) // group for lane in range(elems // per_lane)])
 
 
 def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
               unsigned: bool) -> list[tuple[str, str | None, str]]:
-    """Per vector of the super-block: (|w|, w < 0 or None, scales); pieces: 8 x <32 x i8>.
+    """Per vector of the super-block: (|w|, w < 0 or None, scales); pieces: 8 x <32 x i8>, scales16 <16 x i32>.
 
     Scales are per i16 lane of the vpmaddubsw result (vpmaddwd multiplies by them while adding pairs) or, with
     VNNI, per i32 lane of the vpdpbusd result."""
     n = isa.bytes
     per = n // 32
+    if isa.vnni:
+        lane_ty, per_lane, source = "i32", 4, scales16
+    else:
+        lane_ty, per_lane = "i16", 2
+        source = fn.emit(f"trunc {vec(16, 'i32')} {scales16} to {vec(16, 'i16')}")
     out = []
     for v in range(QK_K // n):
         parts = pieces[v * per:(v + 1) * per]
         w = parts[0] if per == 1 else fn.concat(vec(32, "i8"), parts[0], parts[1], 32)
         u, neg = fn.weight_sign(n, w, unsigned)
-        scales = (scale_lanes(fn, scales16, n, v * n, group, 4, "i32") if isa.vnni else
-                  scale_lanes(fn, scales16, n, v * n, group, 2, "i16"))
-        out.append((u, neg, scales))
+        out.append((u, neg, scale_lanes(fn, source, lane_ty, n, v * n, group, per_lane)))
     return out
 
 
