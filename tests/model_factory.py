@@ -51,15 +51,15 @@ class ModelSpec:
 
 
 def synthetic_vocab(n: int) -> list[tuple[str, float, int]]:
-    """<unk>, <s>, </s> then distinct normal pieces with decreasing scores."""
+    """<unk>, <s>, </s>, the 256 byte pieces when n >= 300, then distinct normal pieces with decreasing scores."""
     out = [("<unk>", 0.0, gguf.TokenType.UNKNOWN), ("<s>", 0.0, gguf.TokenType.CONTROL),
            ("</s>", 0.0, gguf.TokenType.CONTROL)]
+    if n >= 300:  # byte-fallback pieces like a SentencePiece export (llama.cpp needs <0x0A>)
+        out += [(f"<0x{b:02X}>", 0.0, gguf.TokenType.BYTE) for b in range(256)]
     letters = "abcdefghijklmnopqrstuvwxyz"
     i = 0
     while len(out) < n:
-        piece = ("\u2581" if i % 2 else "") + letters[i % 26] + (letters[(i // 26) % 26] if i >= 26 else "")
-        if i >= 52 * 26:
-            piece += str(i)
+        piece = ("\u2581" if i % 2 else "") + letters[i % 26] + (str(i) if i >= 26 else "")
         out.append((piece, -float(i), gguf.TokenType.NORMAL))
         i += 1
     return out

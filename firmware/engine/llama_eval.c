@@ -93,12 +93,17 @@ static void mm_rows(void *arg, int64_t begin, int64_t end, int worker) {
     for (int j = 0; j < t->n_jobs; j++) {
         const dte_weight *w = t->jobs[j].w;
         int64_t lo = begin > base ? begin - base : 0, hi = end - base < w->n_rows ? end - base : w->n_rows;
-        for (int64_t r0 = lo; r0 < hi; r0 += 16) { /* tile rows so the activations stay in cache */
+        for (int64_t r0 = lo; r0 < hi; r0 += 16) { /* tiles of rows x tokens that stay in cache */
             int64_t r1 = r0 + 16 < hi ? r0 + 16 : hi;
-            for (uint32_t tok = 0; tok < t->n_tokens; tok++) {
-                const uint8_t *a = t->act + (int64_t)tok * t->act_row_bytes;
-                float *out = t->jobs[j].out + (int64_t)tok * w->n_rows;
-                for (int64_t r = r0; r < r1; r++) out[r] = dte_vec_dot(w->type, w->n_cols, w->data + r * w->row_bytes, a);
+            for (int64_t t0 = 0; t0 < t->n_tokens; t0 += 64) {
+                int64_t nt = t->n_tokens - t0 < 64 ? t->n_tokens - t0 : 64;
+                const uint8_t *a = t->act + t0 * t->act_row_bytes;
+                float *out = t->jobs[j].out + t0 * w->n_rows;
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *row = w->data + r * w->row_bytes;
+                    if (nt == 1) out[r] = dte_vec_dot(w->type, w->n_cols, row, a);
+                    else dte_vec_dot_tokens(w->type, w->n_cols, row, a, t->act_row_bytes, nt, out + r, w->n_rows);
+                }
             }
         }
         base += w->n_rows;

@@ -4,6 +4,7 @@ build/host/ by a hash of the sources and flags) and binds its C API (firmware/ho
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import toolchain
+from .console import warn
 from .errors import DteError
 from .paths import FIRMWARE_DIR, build_root
 
@@ -28,6 +30,7 @@ def _digest(sources: Sequence[Path], flags: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=None)
 def build_host_library(sanitize: bool = False) -> Path:
     """Build (or reuse) the hosted engine library from firmware/sources.toml [common] + [hosted], cached under
     build/host/ by a hash of sources, headers and flags. `sanitize` gives the ASan/UBSan variant (load it in a
@@ -47,7 +50,8 @@ def _kernel_flags() -> list[str]:
         from .kernels import kernel_object
 
         obj = kernel_object(256, "elf", build_root() / "host" / "obj")
-    except (DteError, ImportError, RuntimeError):
+    except Exception as exc:  # a broken or missing generator must not stop the engine: scalar fallback
+        warn(f"SIMD kernels unavailable for the hosted engine ({exc}); using the scalar reference")
         return []
     return ["-DDTE_HAVE_GENERATED_KERNELS=1", str(obj)]
 
