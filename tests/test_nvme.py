@@ -262,3 +262,29 @@ def test_model_flags_host_protocol_violations() -> None:
         assert "size 128 outside 2..CAP.MQES+1=64" in found
         assert "doorbell written for SQ 5, which does not exist" in found
         bar[0x14 // 4] = 0                                   # disable before the model goes away
+
+
+def test_reopen_resets_an_enabled_controller() -> None:
+    # NVMe 2.0 section 3.5.2: a controller left enabled (as UEFI's own driver leaves it) is reset, then brought up.
+    with rig() as r:
+        assert r.open(io_queues=2) == B.NVME_OK
+        assert r.read(2, 5, 4096)[0] == B.NVME_OK
+        assert r.open(io_queues=1) == B.NVME_OK
+        rc, got = r.read(1, 6, 8192)
+        assert rc == B.NVME_OK and np.array_equal(got, r.expected(6, 8192))
+        assert r.violations() == ""
+
+
+@pytest.mark.parametrize("fill,rc,text", [
+    (0xFF, B.NVME_ERR_NO_DEVICE, "controller registers read all-ones"),
+    (0x00, B.NVME_ERR_UNSUPPORTED, "lacks the NVM command set"),
+])
+def test_absent_or_foreign_bar_fails_fast(fill: int, rc: int, text: str) -> None:
+    bar = np.full(0x2000, fill, dtype=np.uint8)
+    ctrl = C.c_void_p()
+    cfg = B.NvmeConfig(io_queues=1, queue_depth=8, command_timeout_ms=100, nsid=0)
+    B.take_log()
+    t0 = time.monotonic()
+    assert B.lib().nvme_open(bar.ctypes.data, C.byref(cfg), C.byref(ctrl)) == rc
+    assert time.monotonic() - t0 < 1.0
+    assert text in B.take_log()
