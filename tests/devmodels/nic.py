@@ -12,7 +12,8 @@ from dte_build.paths import REPO_ROOT
 DEVMODELS = REPO_ROOT / "tests/devmodels"
 FIRMWARE = ["drivers/drvlog.c", "drivers/pci.c", "drivers/virtio_net.c", "drivers/mlx5.c", "drivers/mlx5_cmd.c",
             "drivers/mlx5_queues.c", "lib/fmt.c", "net/net_stack.c"]
-MODELS = ["mmio_trap.c", "virtio_net_model.c", "mlx5_model.c", "nic_glue.c", "platform_shim.c"]
+MODELS = ["mmio_trap.c", "virtio_net_model.c", "mlx5_model.c", "mlx5_model_rings.c", "nic_glue.c",
+          "platform_shim.c"]
 
 VP, U8, U16, U32, U64, SZ = C.c_void_p, C.c_uint8, C.c_uint16, C.c_uint32, C.c_uint64, C.c_size_t
 
@@ -20,6 +21,25 @@ VP, U8, U16, U32, U64, SZ = C.c_void_p, C.c_uint8, C.c_uint16, C.c_uint32, C.c_u
 class VnetModelConfig(C.Structure):
     _fields_ = [("features", U64), ("mac", U8 * 6), ("device_id", U16), ("queue_max", U16),
                 ("refuse_features_ok", U32), ("link_up", U32), ("omit_cfg_type", U32)]
+
+
+class Mlx5ModelConfig(C.Structure):
+    _fields_ = [("fw_major", U16), ("fw_minor", U16), ("fw_subminor", U16), ("cmdif_rev", U16),
+                ("init_reads", U32), ("never_ready", U32), ("boot_pages", C.c_int32), ("init_pages", C.c_int32),
+                ("supported_issi", U32), ("port_type", U32), ("reserved_lkey", U32), ("link_up", U32),
+                ("mac", U8 * 6)]
+
+
+class Mlx5Config(C.Structure):
+    _fields_ = [("init_timeout_ms", U32), ("command_timeout_ms", U32), ("queue_log_size", U32)]
+
+
+class Mlx5Info(C.Structure):
+    _fields_ = [("fw_major", U16), ("fw_minor", U16), ("fw_subminor", U16), ("cmdif_rev", U16),
+                ("boot_pages", U32), ("init_pages", U32),
+                *[(n, U32) for n in ("uar", "pd", "transport_domain", "eqn", "tx_cqn", "rx_cqn", "tisn", "sqn",
+                                     "rqn", "tirn", "flow_table", "flow_group", "reserved_lkey")],
+                ("mac", U8 * 6)]
 
 
 SIGNATURES: dict[str, tuple[object, list[object]]] = {
@@ -46,6 +66,23 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "vnet_model_violations": (C.c_int, [VP, C.c_char_p, SZ]),
     "glue_stack_open_virtio": (C.c_int, [VP, U32]),
     "glue_stack_poll": (C.c_int, [C.c_int]),
+    "mlx5_create": (VP, [VP, U64, C.POINTER(Mlx5Config)]),
+    "mlx5_init": (C.c_int, [VP]),
+    "mlx5_link_up": (C.c_bool, [VP]),
+    "mlx5_transmit": (C.c_int, [VP, C.c_char_p, SZ]),
+    "mlx5_poll_receive": (SZ, [VP, C.c_char_p, SZ]),
+    "mlx5_mac": (None, [VP, C.c_char_p]),
+    "mlx5_get_info": (C.POINTER(Mlx5Info), [VP]),
+    "mlx5_status_name": (C.c_char_p, [U8]),
+    "mlx5_model_create": (VP, [C.POINTER(Mlx5ModelConfig)]),
+    "mlx5_model_destroy": (None, [VP]),
+    "mlx5_model_bar": (VP, [VP]),
+    "mlx5_model_fail": (None, [VP, U16, U8, U32]),
+    "mlx5_model_command_log": (C.c_int, [VP, C.POINTER(U32), C.c_int]),
+    "mlx5_model_pages": (None, [VP, C.POINTER(C.c_int32)]),
+    "mlx5_model_inject": (C.c_int, [VP, C.c_char_p, SZ]),
+    "mlx5_model_take_tx": (SZ, [VP, C.c_char_p, SZ]),
+    "mlx5_model_violations": (C.c_int, [VP, C.c_char_p, SZ]),
     "shim_take_log": (SZ, [C.c_char_p, SZ]),
 }
 
