@@ -18,6 +18,7 @@ from .errors import DteError
 from .paths import FIRMWARE_DIR, build_root
 
 ERRLEN = 512
+DEFAULT_CTX_CAP = 4096
 LINK_FLAGS = ["-lm", "-Wl,-z,defs"]
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                   "-fno-sanitize-recover=all", "-shared-libasan"]
@@ -137,6 +138,9 @@ class Engine:
         threads = threads or min(os.cpu_count() or 1, 64)
         err = ctypes.create_string_buffer(ERRLEN)
         handle = ctypes.c_void_p()
+        # n_ctx 0: the model's training context, capped (like llama.cpp's default) so a 128K-context model does
+        # not allocate a many-GiB KV cache unasked.
+        n_ctx = n_ctx if n_ctx > 0 else DEFAULT_CTX_CAP
         rc = self._lib.dte_host_load(str(path).encode(), n_ctx, n_batch, threads, ctypes.byref(handle), err, ERRLEN)
         if rc != 0:
             raise DteError(f"cannot load {path.name}: {err.value.decode(errors='replace')}",

@@ -51,7 +51,7 @@ class _Utf8Stream:
 @click.option("--top-p", default=0.95, show_default=True, help="Nucleus sampling mass (1 = off).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the sampler's RNG (same seed, same text).")
 @click.option("--threads", "-t", default=None, type=int, help="Worker threads (default: all CPUs).")
-@click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's).")
+@click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's, at most 4096).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ids, text, speeds) instead of text.")
 def generate(model: Path, prompt: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
              threads: int | None, n_ctx: int, as_json: bool) -> None:
