@@ -30,6 +30,7 @@ BRING_UP = [
     (0x107, 1, "QUERY_PAGES boot"), (0x108, 1, "MANAGE_PAGES give"),
     (0x100, 1, "QUERY_HCA_CAP general current"), (0x109, 0, "SET_HCA_CAP general"),
     (0x107, 2, "QUERY_PAGES init"), (0x108, 1, "MANAGE_PAGES give"), (0x102, 0, "INIT_HCA"),
+    (0x107, 3, "QUERY_PAGES regular"), (0x108, 1, "MANAGE_PAGES give"),
     (0x203, 0, "QUERY_SPECIAL_CONTEXTS"), (0x802, 0, "ALLOC_UAR"), (0x800, 0, "ALLOC_PD"),
     (0x816, 0, "ALLOC_TRANSPORT_DOMAIN"), (0x754, 0, "QUERY_NIC_VPORT_CONTEXT"), (0x301, 0, "CREATE_EQ"),
     (0x400, 0, "CREATE_CQ"), (0x400, 0, "CREATE_CQ"), (0x912, 0, "CREATE_TIS"), (0x904, 0, "CREATE_SQ"),
@@ -40,13 +41,14 @@ BRING_UP = [
 
 
 class Rig:
-    def __init__(self, *, boot_pages: int = 3, init_pages: int = 5, queue_log_size: int = 3, **kw: int) -> None:
+    def __init__(self, *, boot_pages: int = 3, init_pages: int = 5, regular_pages: int = 2, queue_log_size: int = 3,
+                 **kw: int) -> None:
         self.lib = nic.lib()
         cfg = nic.Mlx5ModelConfig(fw_major=16, fw_minor=35, fw_subminor=2000, cmdif_rev=kw.get("cmdif_rev", 5),
                                   init_reads=kw.get("init_reads", 3), never_ready=kw.get("never_ready", 0),
                                   boot_pages=boot_pages, init_pages=init_pages,
                                   supported_issi=kw.get("supported_issi", 0x3), port_type=kw.get("port_type", 1),
-                                  reserved_lkey=0x100, link_up=kw.get("link_up", 1))
+                                  reserved_lkey=0x100, link_up=kw.get("link_up", 1), regular_pages=regular_pages)
         cfg.mac[:] = list(MAC)
         self.model = self.lib.mlx5_model_create(C.byref(cfg))
         assert self.model
@@ -63,7 +65,7 @@ class Rig:
         return [(v >> 16, v & 0xFFFF) for v in buf[:n]]
 
     def pages(self) -> list[int]:
-        out = (C.c_int32 * 4)()
+        out = (C.c_int32 * 6)()
         self.lib.mlx5_model_pages(self.model, out)
         return list(out)
 
@@ -116,15 +118,15 @@ def test_bring_up_follows_the_prm_order() -> None:
         assert "dte: mlx5 ready fw=16.35.2000 mac=b8:ce:f6:a1:b2:c3 boot_pages=3 init_pages=5" in log
 
 
-@pytest.mark.parametrize("boot,init,manage_commands", [(0, 0, 0), (1, 4096, 2), (7, 5000, 3)])
-def test_page_handoff_matches_query_pages(boot: int, init: int, manage_commands: int) -> None:
-    with rig(boot_pages=boot, init_pages=init) as r:
+@pytest.mark.parametrize("boot,init,regular,manage_commands", [(0, 0, 0, 0), (1, 4096, 0, 2), (7, 5000, 9, 4)])
+def test_page_handoff_matches_query_pages(boot: int, init: int, regular: int, manage_commands: int) -> None:
+    with rig(boot_pages=boot, init_pages=init, regular_pages=regular) as r:
         assert r.init() == OK, nic.take_log() + r.violations()
-        assert r.pages() == [boot, init, boot, init]      # given == announced, per stage
+        assert r.pages() == [boot, init, regular] * 2    # given == announced, per stage
         # at most 4096 pages per MANAGE_PAGES: 5000 init pages take two commands
         assert sum(1 for op, _ in r.commands() if op == 0x108) == manage_commands
         info = r.lib.mlx5_get_info(r.dev).contents
-        assert (info.boot_pages, info.init_pages) == (boot, init)
+        assert (info.boot_pages, info.init_pages, info.regular_pages) == (boot, init, regular)
         assert r.violations() == ""
 
 

@@ -7,6 +7,7 @@
 
 #define BOOT_PAGES 1
 #define INIT_PAGES 2
+#define REGULAR_PAGES 3
 #define PAGES_PER_COMMAND 4096u
 #define ISSI_1 1u
 #define HCA_CAP_GENERAL 0u             /* capability type 0 (op_mod 15:1) */
@@ -47,7 +48,7 @@ static int set_issi(struct mlx5 *m)
     return mlx5_cmd_exec(m);
 }
 
-/* query_pages_in op_mod 1 boot / 2 init; query_pages_out num_pages 0x0C (signed). manage_pages_in op_mod 1
+/* query_pages_in op_mod 1 boot / 2 init / 3 regular; query_pages_out num_pages 0x0C (signed). manage_pages_in op_mod 1
  * (ALLOCATION_SUCCESS: pages given), input_num_entries 0x0C, pas[] from 0x10 (64-bit, 4 KiB aligned). */
 static int supply_pages(struct mlx5 *m, uint16_t which, uint32_t *given)
 {
@@ -135,6 +136,7 @@ static int bring_up(struct mlx5 *m)
     if ((rc = mlx5_cmd_setup(m)) || (rc = enable_hca(m)) || (rc = set_issi(m)) ||
         (rc = supply_pages(m, BOOT_PAGES, &m->info.boot_pages)) || (rc = set_caps(m)) ||
         (rc = supply_pages(m, INIT_PAGES, &m->info.init_pages)) || (rc = init_hca(m)) ||
+        (rc = supply_pages(m, REGULAR_PAGES, &m->info.regular_pages)) ||
         (rc = query_reserved_lkey(m)) || (rc = alloc_object(m, OP_ALLOC_UAR, &m->info.uar)) ||
         (rc = alloc_object(m, OP_ALLOC_PD, &m->info.pd)) ||
         (rc = alloc_object(m, OP_ALLOC_TRANSPORT_DOMAIN, &m->info.transport_domain)) || (rc = query_mac(m)))

@@ -8,7 +8,8 @@
  *
  * Bring-up (mlx5_init): wait !initializing -> command queue address -> wait !initializing -> ENABLE_HCA ->
  * QUERY_ISSI/SET_ISSI(1) -> QUERY_PAGES(boot)+MANAGE_PAGES -> QUERY_HCA_CAP/SET_HCA_CAP (general, current) ->
- * QUERY_PAGES(init)+MANAGE_PAGES -> INIT_HCA -> QUERY_SPECIAL_CONTEXTS (reserved lkey: buffers are physical
+ * QUERY_PAGES(init)+MANAGE_PAGES -> INIT_HCA -> QUERY_PAGES(regular)+MANAGE_PAGES (a polled driver never sees
+ * the EQ's page-request events, so it gives the run-time pages up front) -> QUERY_SPECIAL_CONTEXTS (reserved lkey: buffers are physical
  * addresses) -> ALLOC_UAR, ALLOC_PD, ALLOC_TRANSPORT_DOMAIN -> QUERY_NIC_VPORT_CONTEXT (MAC) -> CREATE_EQ (one EQ:
  * a CQ context must name one; it is never armed or polled) -> CREATE_CQ x2 -> CREATE_TIS -> CREATE_SQ + MODIFY_SQ
  * RST->RDY -> CREATE_RQ + MODIFY_RQ RST->RDY -> CREATE_TIR (direct to the RQ) -> CREATE_FLOW_TABLE (NIC RX) ->
@@ -48,7 +49,7 @@ struct mlx5_config {
 struct mlx5_info {
     uint16_t fw_major, fw_minor, fw_subminor;
     uint16_t cmdif_rev;
-    uint32_t boot_pages, init_pages;   /* pages handed over with MANAGE_PAGES */
+    uint32_t boot_pages, init_pages, regular_pages;   /* pages handed over with MANAGE_PAGES */
     uint32_t uar, pd, transport_domain, eqn, tx_cqn, rx_cqn, tisn, sqn, rqn, tirn, flow_table, flow_group;
     uint32_t reserved_lkey;
     uint8_t mac[DTE_ETH_ADDR_SIZE];

@@ -125,13 +125,15 @@ static int cmd_setup(struct ctx *c)
                 ST_BAD_PARAM, "ISSI %u not supported", model_get(c->in, 0x08, 15, 0));
         m->issi = model_get(c->in, 0x08, 15, 0);
         return 0;
-    case 0x107: { /* QUERY_PAGES: op_mod 1 boot, 2 init; query_pages_out num_pages 0x0C */
-        REQUIRE(c->op_mod == 1 || c->op_mod == 2, ST_BAD_PARAM, "QUERY_PAGES op_mod %u", c->op_mod);
+    case 0x107: { /* QUERY_PAGES: op_mod 1 boot, 2 init, 3 regular; query_pages_out num_pages 0x0C */
+        REQUIRE(c->op_mod >= 1 && c->op_mod <= 3, ST_BAD_PARAM, "QUERY_PAGES op_mod %u", c->op_mod);
+        REQUIRE(c->op_mod != 3 || m->hca_inited, ST_BAD_SYS_STATE, "QUERY_PAGES(regular) before INIT_HCA");
         REQUIRE(m->issi == 1, ST_BAD_SYS_STATE, "QUERY_PAGES before SET_ISSI(1)");
         REQUIRE(c->op_mod == 1 || m->cap_set, ST_BAD_SYS_STATE, "QUERY_PAGES(init) before SET_HCA_CAP");
         m->page_stage = c->op_mod;
         m->pages_queried[c->op_mod] = true;
-        m->pages_wanted[c->op_mod] = c->op_mod == 1 ? m->cfg.boot_pages : m->cfg.init_pages;
+        m->pages_wanted[c->op_mod] = c->op_mod == 1 ? m->cfg.boot_pages :
+                                     c->op_mod == 2 ? m->cfg.init_pages : m->cfg.regular_pages;
         model_put(c->out, 0x0C, 31, 0, (uint32_t)m->pages_wanted[c->op_mod]);
         return 0;
     }
@@ -528,12 +530,12 @@ int mlx5_model_command_log(struct mlx5_model *m, uint32_t *out, int cap)
     return m->log_count;
 }
 
-void mlx5_model_pages(struct mlx5_model *m, int32_t out[4])
+void mlx5_model_pages(struct mlx5_model *m, int32_t out[6])
 {
-    out[0] = m->pages_given[1];
-    out[1] = m->pages_given[2];
-    out[2] = m->pages_wanted[1];
-    out[3] = m->pages_wanted[2];
+    for (int i = 0; i < 3; i++) {
+        out[i] = m->pages_given[i + 1];
+        out[3 + i] = m->pages_wanted[i + 1];
+    }
 }
 
 int mlx5_model_violations(struct mlx5_model *m, char *buf, size_t cap)

@@ -22,6 +22,7 @@ struct mlx5_model_config {
     uint32_t reserved_lkey;
     uint32_t link_up;
     uint8_t mac[6];
+    int32_t regular_pages;       /* QUERY_PAGES(regular) after INIT_HCA */
 };
 
 struct mlx5_model;
@@ -33,8 +34,8 @@ void *mlx5_model_bar(struct mlx5_model *m);
 void mlx5_model_fail(struct mlx5_model *m, uint16_t opcode, uint8_t status, uint32_t syndrome);
 /* Commands executed so far, (opcode << 16 | op_mod) each, in order; returns how many (may exceed cap). */
 int mlx5_model_command_log(struct mlx5_model *m, uint32_t *out, int cap);
-/* Pages handed over with MANAGE_PAGES: out[0] boot, out[1] init; announced: out[2] boot, out[3] init. */
-void mlx5_model_pages(struct mlx5_model *m, int32_t out[4]);
+/* Pages handed over with MANAGE_PAGES: out[0..2] boot, init, regular; announced: out[3..5] the same. */
+void mlx5_model_pages(struct mlx5_model *m, int32_t out[6]);
 /* Deliver a frame through the flow table into the next RQ WQE and write its CQE: 0, or -1 when not possible. */
 int mlx5_model_inject(struct mlx5_model *m, const uint8_t *frame, size_t size);
 /* The oldest transmitted frame (inline headers + data segments joined): its size, 0 when none. */

@@ -35,9 +35,9 @@ struct mlx5_model {
     bool enabled, issi_queried, hca_inited, cap_queried, cap_set, eq_live, tis_live, tir_live;
     bool table_live, group_live, fte_live, root_set;
     uint32_t issi;
-    int page_stage;                  /* 1 boot, 2 init: the last QUERY_PAGES */
-    bool pages_queried[3];
-    int32_t pages_wanted[3], pages_given[3];
+    int page_stage;                  /* 1 boot, 2 init, 3 regular: the last QUERY_PAGES */
+    bool pages_queried[4];
+    int32_t pages_wanted[4], pages_given[4];
     uint64_t page_addrs[MODEL_MAX_PAGES];
     int page_count;
     uint32_t uar_alloc, pd_alloc, td_alloc;

@@ -27,7 +27,7 @@ class Mlx5ModelConfig(C.Structure):
     _fields_ = [("fw_major", U16), ("fw_minor", U16), ("fw_subminor", U16), ("cmdif_rev", U16),
                 ("init_reads", U32), ("never_ready", U32), ("boot_pages", C.c_int32), ("init_pages", C.c_int32),
                 ("supported_issi", U32), ("port_type", U32), ("reserved_lkey", U32), ("link_up", U32),
-                ("mac", U8 * 6)]
+                ("mac", U8 * 6), ("regular_pages", C.c_int32)]
 
 
 class Mlx5Config(C.Structure):
@@ -36,7 +36,7 @@ class Mlx5Config(C.Structure):
 
 class Mlx5Info(C.Structure):
     _fields_ = [("fw_major", U16), ("fw_minor", U16), ("fw_subminor", U16), ("cmdif_rev", U16),
-                ("boot_pages", U32), ("init_pages", U32),
+                ("boot_pages", U32), ("init_pages", U32), ("regular_pages", U32),
                 *[(n, U32) for n in ("uar", "pd", "transport_domain", "eqn", "tx_cqn", "rx_cqn", "tisn", "sqn",
                                      "rqn", "tirn", "flow_table", "flow_group", "reserved_lkey")],
                 ("mac", U8 * 6)]
