@@ -252,7 +252,8 @@ class Fn:
 TOKENS = 4
 """Activation rows of the multi-token kernels (dte_k_vec_dot4_*): one pass over a weight row serves four tokens."""
 
-FUNCTION_ATTRIBUTES = 'attributes #0 = { nounwind noredzone "no-builtins" "no-trapping-math"="true" }'
+FUNCTION_ATTRIBUTES = ('attributes #0 = { nounwind noredzone "no-builtins" "no-stack-arg-probe" '
+                       '"no-trapping-math"="true" }')
 
 
 def counted_loop(fn: Fn, count: str, accs: list[tuple[str, str]],
