@@ -7,8 +7,10 @@
 #include "boot/memmap.h"
 #include "boot/panic.h"
 #include "boot/serial.h"
+#include "boot/smp.h"
 #include "boot/status.h"
 #include "boot/timer.h"
+#include "drivers/acpi.h"
 #include "dte_config.h"
 
 #define MIB (1024ULL * 1024ULL)
@@ -85,6 +87,10 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
     dte_status("timer tsc_mhz=%llu", (unsigned long long)(info.tsc_hz / 1000000ULL));
     survey_memory(bs, &info);
     memmap_reserve_regions(bs);
+    const void *rsdp = acpi_rsdp_from_uefi(system_table->configuration_table, system_table->number_of_table_entries);
+    if (dte_smp_reserve_low_memory(bs) != 0) {
+        dte_status("smp error=low_memory_unavailable");   /* the APs stay parked; the BSP works alone */
+    }
     dte_set_subsystem("appliance");
     int before = dte_main_before_exit(image, system_table, &info);
     if (before != 0) {
@@ -101,6 +107,8 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
     cpu_interrupts_off();
     idt_install();
     dte_status("exit_boot_services ok tries=%u", tries);
+    dte_set_subsystem("smp");
+    dte_smp_start(rsdp, 0);   /* every core the board allows joins dte_parallel_for's pool */
 
 #ifdef DTE_TEST_FAULT
     trigger_test_fault();

@@ -6,6 +6,7 @@
 #include "boot/cpu.h"
 #include "boot/io.h"
 #include "boot/panic.h"
+#include "boot/smp.h"
 #include "boot/status.h"
 
 #define EXCEPTION_VECTORS 32
@@ -40,7 +41,7 @@ struct exception_frame {
 
 static struct idt_gate idt[EXCEPTION_VECTORS] __attribute__((aligned(16)));
 static const char *subsystem = "boot";
-static int panicking;
+static int panicking;          /* 1 + APIC id of the core that panicked first; 0: none */
 
 void dte_exception_panic(const struct exception_frame *frame);
 
@@ -112,14 +113,28 @@ void idt_install(void)
     __asm__ volatile("lidt %0" : : "m"(pointer) : "memory");
 }
 
+/* The first panicking core reports; it stops the others first (smp.c: stop flag + NMI, whose vector-2 entry
+ * lands here and halts). A second fault on the reporting core itself leaves without printing. */
+static void claim_panic(void)
+{
+    int me = (int)cpu_apic_id() + 1;
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&panicking, &expected, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (expected == me) {
+            dte_exit(DTE_EXIT_PANIC);   /* a fault while reporting a fault */
+        }
+        cpu_halt_forever();             /* another core reports: this one stops */
+    }
+    dte_smp_stop_others();
+}
+
 void dte_exception_panic(const struct exception_frame *frame)
 {
-    if (panicking++) {   /* a fault while reporting a fault: leave without printing */
-        dte_exit(DTE_EXIT_PANIC);
-    }
-    dte_status("panic vector=%llu error=0x%llx rip=0x%llx cr2=0x%llx core=%u subsystem=%s",
+    claim_panic();
+    dte_status("panic vector=%llu error=0x%llx rip=0x%llx cr2=0x%llx core=%u worker=%d subsystem=%s",
                (unsigned long long)frame->vector, (unsigned long long)frame->error_code,
-               (unsigned long long)frame->rip, (unsigned long long)cpu_read_cr2(), cpu_apic_id(), subsystem);
+               (unsigned long long)frame->rip, (unsigned long long)cpu_read_cr2(), cpu_apic_id(),
+               dte_smp_current_worker(), subsystem);
     dte_status("exit status=panic");
     dte_exit(DTE_EXIT_PANIC);
 }
@@ -127,11 +142,9 @@ void dte_exception_panic(const struct exception_frame *frame)
 void dte_panic(const char *reason)
 {
     char escaped[256];
-    if (panicking++) {
-        dte_exit(DTE_EXIT_PANIC);
-    }
-    dte_status("panic text=\"%s\" core=%u subsystem=%s", status_escape(escaped, sizeof escaped, reason),
-               cpu_apic_id(), subsystem);
+    claim_panic();
+    dte_status("panic text=\"%s\" core=%u worker=%d subsystem=%s", status_escape(escaped, sizeof escaped, reason),
+               cpu_apic_id(), dte_smp_current_worker(), subsystem);
     dte_status("exit status=panic");
     dte_exit(DTE_EXIT_PANIC);
 }

@@ -189,6 +189,7 @@ def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
         ("DTE_PLATFORM_METAL", "1" if board.platform == "metal" else "0"),
         ("DTE_VECTOR_BITS", str(board.vector_bits)),
         ("DTE_MAX_WORKERS", str(board.max_workers)),
+        ("DTE_USE_SMT", "1" if board.use_smt else "0"),
         ("DTE_REGION_COUNT", str(len(board.regions))),
         ("DTE_REGIONS(X)", regions),
         ("DTE_WEIGHTS_LBA", f"{board.weights_lba}ULL"),
