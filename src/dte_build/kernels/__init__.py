@@ -32,8 +32,8 @@ DISPATCH_SOURCE = "engine/kernels.c"
 DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
 
 __all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "TOKENS", "VEC_DOT_SYMBOLS",
-           "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object", "kernel_ir",
-           "kernel_object"]
+           "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object", "hosted_link_inputs",
+           "kernel_ir", "kernel_object"]
 
 
 def board_isa(board: Board) -> Isa:
@@ -102,3 +102,11 @@ def kernel_object(board_or_width: Board | int, fmt: str, out_dir: Path) -> Path:
     if not out.is_file():
         emit_kernel_object(board_or_width, fmt, out)
     return out
+
+
+def hosted_link_inputs(out_dir: Path) -> tuple[list[Path], list[str]]:
+    """What the hosted library adds to its clang command line for SIMD kernels: ([object], [define]), or
+    ([], []) on a host without AVX2 (the scalar reference is used then)."""
+    if "+avx2" not in Target.host().features.split(","):
+        return [], []
+    return [kernel_object(256, "elf", out_dir)], [DISPATCH_DEFINE]
