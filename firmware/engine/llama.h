@@ -35,6 +35,11 @@ typedef struct {
     const float *output_norm;
     const float *rope_freqs;     /* optional per-pair frequency factors (rope_freqs.weight), else NULL */
     dte_layer *layers;
+    /* Optional (NULL: off): called before layer il runs (il < n_layer) and before the output head (il == n_layer);
+     * it makes that part's weights resident and may repoint their dte_weight.data (weights streamed from storage
+     * by the firmware, boot/weights_stream.c). Non-zero fails the evaluation. */
+    int (*ensure_resident)(void *user, uint32_t il);
+    void *ensure_user;
 } dte_llama_model;
 
 /* Per-sequence state: F16 KV cache and scratch buffers sized for n_ctx positions and n_batch tokens per call. */

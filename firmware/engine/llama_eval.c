@@ -270,8 +270,11 @@ int dte_llama_eval(dte_llama_ctx *c, const int32_t *tokens, uint32_t n, float *l
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) return -1;
         dte_dequantize_row(m->tok_embd.type, m->tok_embd.data + (int64_t)tokens[t] * m->tok_embd.row_bytes, c->x + t * E, E);
     }
-    for (uint32_t il = 0; il < hp->n_layer; il++)
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        if (m->ensure_resident && m->ensure_resident(m->ensure_user, il)) return -1;
         if (attention_block(c, il, n) || ffn_block(c, il, n)) return -1;
+    }
+    if (m->ensure_resident && m->ensure_resident(m->ensure_user, hp->n_layer)) return -1;
     rms_norm(c->x + (int64_t)(n - 1) * E, m->output_norm, c->xn, E, hp->rms_eps);
     mm_job out = {&m->output, logits};
     if (matmul(&out, 1, c->xn, 1, c->act)) return -1;

@@ -86,10 +86,12 @@ class QemuConfig:
     ovmf_vars_template: Path = OVMF_PAIRS[0][1]
     nic: bool = False
     extra_args: tuple[str, ...] = ()
+    nvme_options: str = ""     # appended to -device nvme (e.g. "logical_block_size=4096,physical_block_size=4096")
 
     def disk_args(self, image: Path) -> list[str]:
         if self.drive == "nvme":
-            return ["-drive", f"if=none,id=nvm,file={image},format=raw", "-device", "nvme,serial=dte0,drive=nvm"]
+            opts = f",{self.nvme_options}" if self.nvme_options else ""
+            return ["-drive", f"if=none,id=nvm,file={image},format=raw", "-device", f"nvme,serial=dte0,drive=nvm{opts}"]
         if self.drive == "virtio":
             return ["-drive", f"if=virtio,file={image},format=raw"]
         return ["-drive", f"if=ide,file={image},format=raw"]
@@ -128,8 +130,53 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out,
                 "stopped": self.stopped, "seconds": round(self.seconds, 3),
-                "accel": self.accel, "status": self.status,
+                "cpus": workers_checked_in(self.status),
+                "accel": self.accel, **generation_summary(self), "status": self.status,
                 "lines": [{"word": w, **f} for w, f in self.lines]}
+
+
+def _ids(value: Any) -> list[int]:
+    return [int(v) for v in str(value).split(",") if v] if isinstance(value, str) else []
+
+
+def _number(fields: dict[str, Any], key: str) -> float | int | None:
+    value = fields.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+
+
+def generation_summary(result: RunResult) -> dict[str, Any]:
+    """What the appliance generated, from its status lines (firmware/boot/run_engine.c): prompt and generated
+    ids, text, speeds, load throughput, boot-to-first-token parts, the Block I/O benchmark. {} when the firmware
+    printed none of it."""
+    st = result.status
+    out: dict[str, Any] = {}
+    if "tokens" in st:
+        out["prompt_ids"] = _ids(st.get("prompt", {}).get("ids"))
+        out["ids"] = _ids(st["tokens"].get("ids"))
+    if "text" in st:
+        out["text"] = st["text"].get("text", "")
+    gen, weights = st.get("generate", {}), st.get("weights", {})
+    picks = [("tok_per_s", gen, "tok_per_s"), ("prompt_tok_per_s", gen, "prompt_tok_per_s"),
+             ("load_mib_per_s", weights, "load_mib_per_s"), ("streaming", weights, "streaming")]
+    for key, fields, name in picks:
+        if (value := _number(fields, name)) is not None:
+            out[key] = value
+    first = st.get("first_token", {})
+    if first:
+        out["first_token_ms"] = _number(first, "ms")
+        out["boot_ms"] = {k[:-3]: _number(first, k) for k in first if k.endswith("_ms")}
+    bench = st.get("bench", {})
+    if "blockio_mib_per_s" in bench:
+        out["bench"] = {k: _number(bench, k) for k in bench}
+    return out
 
 
 def kvm_usable() -> bool:

@@ -96,7 +96,7 @@ def find_toolchain() -> Toolchain:
 class FirmwareOptions:
     """What the firmware is configured with at build time (goes into the generated dte_config.h)."""
 
-    prompt: str = "Once upon a time"
+    prompt: str = "Hello. I am Deep Tree Echo,"   # a greeting in the persona's voice
     n_predict: int = 64
     temperature: float = 0.8
     top_k: int = 40
@@ -194,6 +194,7 @@ def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
         ("DTE_REGIONS(X)", regions),
         ("DTE_WEIGHTS_LBA", f"{board.weights_lba}ULL"),
         ("DTE_SECTOR_SIZE", str(board.sector_size)),
+        ("DTE_STORAGE_SELECT", c_string(str(board.storage.get("select", "first")))),
         ("DTE_PROMPT", c_string(options.prompt)),
         ("DTE_N_PREDICT", str(options.n_predict)),
         ("DTE_TEMPERATURE", _c_float(options.temperature)),

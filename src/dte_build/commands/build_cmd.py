@@ -33,9 +33,13 @@ _DEFAULTS = FirmwareOptions()
 @click.option("--top-p", type=float, default=_DEFAULTS.top_p, show_default=True, help="Nucleus top-p.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Sampler RNG seed.")
 @click.option("--threads", type=int, default=None, help="Worker cores (default: all the board allows).")
+@click.option("--bench-blockio", is_flag=True,
+              help="Benchmark build: also read the weights through UEFI Block I/O before ExitBootServices and "
+                   "print both throughputs (`dte: bench ...`). Slows the boot.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON to stdout.")
 def build(board_name: str, model_path: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
-          temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, as_json: bool) -> None:
+          temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
+          as_json: bool) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
 
     \b
@@ -50,7 +54,8 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     start = time.monotonic()
     board = load_board(board_name)
     options = FirmwareOptions(prompt=prompt, n_predict=n_predict, temperature=temperature, top_k=top_k,
-                              top_p=top_p, seed=seed, threads=threads)
+                              top_p=top_p, seed=seed, threads=threads,
+                              extra_defines={"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {})
     firmware = build_firmware(board, options=options)
     image = build_image(board, firmware.efi_path, output, model_path=model_path, build_id=firmware.build_id,
                         no_model=no_model)

@@ -1,0 +1,224 @@
+/* Boot to tokens: the engine on the build-time prompt (see run_engine.h). The generation loop is the hosted
+ * engine's (firmware/hosted/dte_host.c dte_host_generate): same prompt evaluation in one batch, same sampler,
+ * same stopping rules, so the ids equal `dte generate`'s for the same model and settings. */
+#include "boot/run_engine.h"
+
+#include "boot/io.h"
+#include "boot/panic.h"
+#include "boot/serial.h"
+#include "boot/status.h"
+#include "boot/timer.h"
+#include "boot/weights_stream.h"
+#include "dte_config.h"
+#include "engine/gguf.h"
+#include "engine/llama.h"
+#include "engine/platform.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+#include "lib/fmt.h"
+
+#define MS(ns) ((unsigned long long)((ns) / 1000000u))
+
+struct engine {
+    dte_gguf gguf;
+    dte_llama_model model;
+    dte_tokenizer tok;
+    dte_llama_ctx *ctx;
+    float *logits;
+    dte_sampler sampler;
+};
+
+struct generation {
+    int32_t *prompt_ids;
+    int64_t n_prompt;
+    int32_t *ids;
+    int32_t n_ids;
+    char *text;            /* the pieces, NUL-terminated */
+    uint64_t text_len, text_cap;
+    uint64_t start_ns, prompt_done_ns, first_token_ns, end_ns;
+};
+
+static int engine_error(const char *what, const char *detail)
+{
+    char escaped[256];
+    dte_status("engine error=%s text=\"%s\"", what, status_escape(escaped, sizeof escaped, detail));
+    return -1;
+}
+
+static int build_engine(const struct weights_loaded *w, struct engine *e)
+{
+    char err[160] = "";
+    /* The parser validates every offset against the whole file; on a streamed model the part past
+     * resident_bytes is not read through these pointers (weights_stream repoints it first). */
+    if (dte_gguf_parse(w->data, w->model_size, &e->gguf, err, sizeof err) != 0) {
+        return engine_error("gguf", err);
+    }
+    if (w->streaming && weights_stream_prepare(&e->gguf, w) != 0) {
+        return engine_error("stream", "the model's metadata and token embeddings do not fit the weights region");
+    }
+    if (dte_llama_load(&e->gguf, &e->model, err, sizeof err) != 0) {
+        return engine_error("model", err);
+    }
+    if (w->streaming && weights_stream_attach(&e->model) != 0) {
+        return engine_error("stream", "no memory for the streaming window");
+    }
+    if (dte_tokenizer_load(&e->gguf, &e->tok, err, sizeof err) != 0) {
+        return engine_error("tokenizer", err);
+    }
+    if (e->tok.n_vocab != e->model.hp.n_vocab) {
+        return engine_error("tokenizer", "tokenizer and token_embd disagree on the vocabulary size");
+    }
+    /* n_ctx 0: the model's training context; n_batch = n_ctx so the prompt is one evaluation, as hosted. */
+    e->ctx = dte_llama_ctx_new(&e->model, 0, e->model.hp.n_ctx_train);
+    e->logits = dte_alloc((size_t)e->model.hp.n_vocab * sizeof(float), 64);
+    if (!e->ctx || !e->logits ||
+        dte_sampler_init(&e->sampler, e->model.hp.n_vocab, DTE_TEMPERATURE, DTE_TOP_K, DTE_TOP_P, DTE_SEED) != 0) {
+        return engine_error("memory", "out of memory for the KV cache, logits or sampler");
+    }
+    const dte_llama_hparams *hp = &e->model.hp;
+    dte_status("model layers=%u embd=%u heads=%u kv_heads=%u ff=%u vocab=%u ctx=%u", hp->n_layer, hp->n_embd,
+               hp->n_head, hp->n_head_kv, hp->n_ff, hp->n_vocab, dte_llama_ctx_size(e->ctx));
+    return 0;
+}
+
+static int tokenize_prompt(struct engine *e, struct generation *g)
+{
+    static const char prompt[] = DTE_PROMPT;
+    int64_t n = dte_tokenize(&e->tok, prompt, sizeof prompt - 1, e->tok.add_bos, NULL, 0);
+    if (n <= 0) {
+        return engine_error("prompt", "the prompt is empty or could not be tokenized");
+    }
+    if (n >= (int64_t)dte_llama_ctx_size(e->ctx)) {
+        return engine_error("prompt", "the prompt does not fit in the model's context");
+    }
+    g->prompt_ids = dte_alloc((size_t)n * sizeof(int32_t), 64);
+    if (!g->prompt_ids) {
+        return engine_error("memory", "no memory for the prompt ids");
+    }
+    g->n_prompt = dte_tokenize(&e->tok, prompt, sizeof prompt - 1, e->tok.add_bos, g->prompt_ids, n);
+    return 0;
+}
+
+static void append_text(struct generation *g, const char *piece, int len)
+{
+    for (int i = 0; i < len && g->text_len + 1 < g->text_cap; i++) {
+        g->text[g->text_len++] = piece[i];
+    }
+    g->text[g->text_len] = '\0';
+}
+
+/* Sample, stream, feed back: dte_host_generate's loop. */
+static int generate(struct engine *e, struct generation *g)
+{
+    uint32_t room = dte_llama_ctx_size(e->ctx) - (uint32_t)g->n_prompt;
+    int32_t n_predict = DTE_N_PREDICT < room ? DTE_N_PREDICT : (int32_t)room;
+    g->ids = dte_alloc((size_t)(n_predict > 0 ? n_predict : 1) * sizeof(int32_t), 64);
+    g->text_cap = (uint64_t)(n_predict > 0 ? n_predict : 1) * 64u + 1u;
+    g->text = dte_alloc(g->text_cap, 64);
+    if (!g->ids || !g->text) {
+        return engine_error("memory", "no memory for the generated ids");
+    }
+    g->start_ns = timer_ns();
+    if (dte_llama_eval(e->ctx, g->prompt_ids, (uint32_t)g->n_prompt, e->logits) != 0) {
+        return engine_error("eval", "prompt evaluation failed");
+    }
+    g->prompt_done_ns = timer_ns();
+    char piece[256];
+    for (int32_t i = 0; i < n_predict; i++) {
+        int32_t id = dte_sample(&e->sampler, e->logits);
+        if (i == 0) {
+            g->first_token_ns = timer_ns();
+        }
+        if (id == e->tok.eos) {
+            break;
+        }
+        g->ids[g->n_ids++] = id;
+        int len = dte_token_piece(&e->tok, id, piece, (int)sizeof piece);
+        len = len < (int)sizeof piece ? len : (int)sizeof piece;
+        serial_write(piece, (size_t)len);   /* the text as it comes */
+        append_text(g, piece, len);
+        if (i + 1 == n_predict || dte_llama_ctx_pos(e->ctx) >= dte_llama_ctx_size(e->ctx)) {
+            break;
+        }
+        if (dte_llama_eval(e->ctx, &id, 1, e->logits) != 0) {
+            return engine_error("eval", "token evaluation failed");
+        }
+    }
+    g->end_ns = timer_ns();
+    if (!g->first_token_ns) {
+        g->first_token_ns = g->end_ns;
+    }
+    serial_write("\n", 1);
+    return 0;
+}
+
+/* `dte: <word> <key>=a,b,c` for an id list (one line, no length limit). */
+static void report_ids(const char *word, const char *key, const int32_t *ids, int64_t n)
+{
+    uint64_t cap = 32u + (uint64_t)n * 12u;
+    char *line = dte_alloc(cap, 8);
+    if (!line) {
+        return;
+    }
+    uint64_t len = dte_fmt(line, cap, "dte: %s %s=", word, key);
+    for (int64_t i = 0; i < n && len < cap; i++) {
+        len += dte_fmt(line + len, cap - len, i ? ",%d" : "%d", ids[i]);
+    }
+    status_write_line(line);
+}
+
+static void report_text(const struct generation *g)
+{
+    uint64_t cap = 32u + g->text_len * 2u;
+    char *line = dte_alloc(cap, 8);
+    if (!line) {
+        return;
+    }
+    uint64_t len = dte_fmt(line, cap, "dte: text text=\"");
+    status_escape(line + len, cap - len - 2, g->text);
+    while (line[len]) {
+        len++;
+    }
+    line[len] = '"';
+    line[len + 1] = '\0';
+    status_write_line(line);
+}
+
+static double per_second(uint64_t count, uint64_t ns)
+{
+    return ns ? (double)count * 1e9 / (double)ns : 0.0;
+}
+
+static void report_speeds(const struct generation *g, const struct boot_times *t, uint64_t model_ns)
+{
+    uint64_t prompt_ns = g->prompt_done_ns - g->start_ns, gen_ns = g->end_ns - g->prompt_done_ns;
+    dte_status("generate prompt_tokens=%lld tokens=%d prompt_ms=%llu gen_ms=%llu prompt_tok_per_s=%.2f "
+               "tok_per_s=%.2f", (long long)g->n_prompt, g->n_ids, MS(prompt_ns), MS(gen_ns),
+               per_second((uint64_t)g->n_prompt, prompt_ns), per_second((uint64_t)g->n_ids, gen_ns));
+    dte_status("first_token ms=%llu platform_ms=%llu firmware_ms=%llu load_ms=%llu verify_ms=%llu model_ms=%llu "
+               "prompt_ms=%llu", MS(g->first_token_ns), MS(t->platform_ns), MS(t->firmware_ns), MS(t->load_ns),
+               MS(t->verify_ns), MS(model_ns), MS(g->first_token_ns - g->start_ns));
+}
+
+int run_engine(const struct weights_loaded *weights, const struct boot_times *times)
+{
+    static struct engine e;
+    static struct generation g;
+    dte_set_subsystem("engine");
+    uint64_t t0 = timer_ns();
+    if (build_engine(weights, &e) != 0 || tokenize_prompt(&e, &g) != 0) {
+        return -1;
+    }
+    uint64_t model_ns = timer_ns() - t0;
+    report_ids("prompt", "ids", g.prompt_ids, g.n_prompt);
+    dte_status("generate begin n_predict=%d temp=%.3f top_k=%d top_p=%.3f seed=%llu", DTE_N_PREDICT,
+               (double)DTE_TEMPERATURE, DTE_TOP_K, (double)DTE_TOP_P, (unsigned long long)DTE_SEED);
+    if (generate(&e, &g) != 0) {
+        return -1;
+    }
+    dte_set_subsystem("appliance");
+    report_ids("tokens", "ids", g.ids, g.n_ids);
+    report_text(&g);
+    report_speeds(&g, times, model_ns);
+    return 0;
+}
