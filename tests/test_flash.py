@@ -113,6 +113,7 @@ def test_changed_only_writes_only_changed_chunks(tmp_path: Path, image: Path) ->
     total_chunks = len(image_source(image).chunks())
     again = flash(image_source(image), out, changed_only=True)
     assert again.chunks_written == 0 and again.bytes_written == 0 and again.chunks_skipped == total_chunks
+    assert again.verified is True  # every chunk was read and matched
     # Change two bytes in two different data chunks of the image, and flash only what changed.
     offsets = [WEIGHTS_OFFSET + 10, WEIGHTS_OFFSET + CHUNK + 10]
     with open(image, "r+b") as f:
@@ -242,3 +243,13 @@ def test_missing_image_and_bad_args(tmp_path: Path) -> None:
     not_gpt.write_bytes(bytes(4 * MIB))
     rc, _, stderr = run("flash", "-y", str(not_gpt), str(tmp_path / "out.img"))
     assert rc != 0 and "no valid GPT" in stderr
+
+
+def test_no_verify_writes_the_same_bytes(tmp_path: Path, image: Path) -> None:
+    out = tmp_path / "out.img"
+    out.write_bytes(b"\x5a" * image.stat().st_size)
+    rc, stdout, _ = run("flash", "-y", "--no-verify", "--json", str(image), str(out))
+    report = json.loads(stdout)
+    assert rc == 0 and report["verified"] is None and report["verify_seconds"] == 0.0
+    assert out.read_bytes() == image.read_bytes()
+    assert verify(image_source(image), out).ok

@@ -22,19 +22,16 @@ def _say(line: str) -> None:
     err.print(line, markup=False, soft_wrap=True, highlight=False)
 
 
-def _board_source(board_name: str, model: Path | None, target: Path, stack: ExitStack) -> Source:
-    """An image plan for BOARD + MODEL, sized to the target, streamed without writing an image file."""
+def _board_source(board_name: str, model: Path | None, no_model: bool, target: Path, stack: ExitStack) -> Source:
+    """BOARD's firmware (default options, as `dte build`) + MODEL (default: the board's) as an image plan, sized
+    to the target when it is a disk or an existing file, streamed without writing an image file."""
     from ..board import load_board
+    from ..image.builder import default_model
     from ..image.plan import plan_image
-    try:
-        from ..toolchain import build_firmware  # type: ignore[attr-defined]
-    except ImportError:
-        raise DteError("--board needs the firmware toolchain (dte_build.toolchain.build_firmware), not available",
-                       "run `dte build` and flash the image file instead") from None
+    from ..toolchain import FirmwareOptions, build_firmware
     board = load_board(board_name)
-    firmware = build_firmware(board)
-    efi_path = Path(getattr(firmware, "efi_path", firmware))
-    build_id = str(getattr(firmware, "build_id", "0" * 16))
+    model = None if no_model else (model if model is not None else default_model(board))
+    firmware = build_firmware(board, options=FirmwareOptions())
     disk_size = None
     if target.exists() and (target.is_block_device() or target.stat().st_size > 0):
         fd = os.open(target, os.O_RDONLY)
@@ -42,19 +39,22 @@ def _board_source(board_name: str, model: Path | None, target: Path, stack: Exit
             disk_size = os.lseek(fd, 0, os.SEEK_END)
         finally:
             os.close(fd)
-    plan = stack.enter_context(plan_image(board, efi_path, model_path=model, build_id=build_id,
+    plan = stack.enter_context(plan_image(board, firmware.efi_path, model_path=model, build_id=firmware.build_id,
                                           disk_size=disk_size))
     return plan_source(plan, f"{board.name} + {model.name if model else 'no model'}")
 
 
-def _source(args: tuple[str, ...], board: str | None, model: Path | None, stack: ExitStack) -> tuple[Source, Path]:
+def _source(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool,
+            stack: ExitStack) -> tuple[Source, Path]:
+    if no_model and model is not None:
+        raise DteError("--model and --no-model contradict each other")
     if board:
         if len(args) != 1:
             raise DteError("with --board give only the DEVICE",
                            "e.g. dte flash --board qemu-q35 --model m.gguf out.img")
-        return _board_source(board, model, Path(args[0]), stack), Path(args[0])
-    if model is not None:
-        raise DteError("--model needs --board", "or flash an image made by `dte build`")
+        return _board_source(board, model, no_model, Path(args[0]), stack), Path(args[0])
+    if model is not None or no_model:
+        raise DteError("--model/--no-model need --board", "or flash an image made by `dte build`")
     if len(args) != 2:
         raise DteError("give IMAGE and DEVICE", "e.g. dte flash dte_boot.img /dev/nvme0n1")
     source = image_source(args[0])
@@ -90,15 +90,17 @@ def _confirm(target: Target, source: Source) -> bool:
 @click.command("flash")
 @click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
 @click.option("--board", help="Write BOARD's firmware (+ --model) directly, without an image file.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="GGUF model, with --board (default: the board's default model when present).")
+@click.option("--no-model", is_flag=True, help="With --board: no weights partition.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before erasing the target.")
 @click.option("--dry-run", is_flag=True, help="Run every check and show what would be written; write nothing.")
 @click.option("--no-verify", is_flag=True, help="Skip reading the target back after writing.")
 @click.option("--changed-only", is_flag=True,
               help="Re-flash: read each chunk first and write only those whose CRC32C differs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, yes: bool, dry_run: bool,
-                  no_verify: bool, changed_only: bool, as_json: bool) -> None:
+def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool, yes: bool,
+                  dry_run: bool, no_verify: bool, changed_only: bool, as_json: bool) -> None:
     """Write a dte image to DEVICE (a whole disk such as /dev/nvme0n1, or a file) and read it back.
 
     \b
@@ -114,7 +116,7 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
       dte flash --board qemu-q35 --model models/tiny.gguf disk.img
     """
     with ExitStack() as stack:
-        source, target = _source(args, board, model, stack)
+        source, target = _source(args, board, model, no_model, stack)
         image_path = Path(args[0]) if not board else None
         try:
             report = flash(source, target, confirm=None if yes else _confirm, dry_run=dry_run,
@@ -139,12 +141,14 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
 @click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
 @click.option("--board", help="Check against BOARD's firmware (+ --model) instead of an image file.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
+@click.option("--no-model", is_flag=True, help="With --board: no weights partition.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def verify_command(args: tuple[str, ...], board: str | None, model: Path | None, as_json: bool) -> None:
+def verify_command(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool,
+                   as_json: bool) -> None:
     """Read DEVICE back and check it holds IMAGE: prints OK, "incomplete: no GPT ..." (an interrupted flash;
     run `dte flash` again) or "mismatch at offset N". Exits non-zero unless OK."""
     with ExitStack() as stack:
-        source, target = _source(args, board, model, stack)
+        source, target = _source(args, board, model, no_model, stack)
         result = verify(source, target)
     if as_json:
         click.echo(json.dumps({"target": str(target), "image": source.name, "status": result.status,

@@ -13,6 +13,7 @@ GPT, read with `dte_build.image.gpt.read_gpt`; the writer puts them last.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import threading
 from collections.abc import Iterable
@@ -58,6 +59,7 @@ class Source:
         if self.extents and self.extents[-1].end > size:
             raise DteError(f"{name}: an extent ends at {self.extents[-1].end}, past the disk size {size}")
         self._files: dict[Path, int] = {}
+        self._maps: dict[Path, mmap.mmap] = {}
         self._lock = threading.Lock()  # read_into runs in several threads at once
         self.sector_size, self.gpt_ranges = _gpt_geometry(self)
 
@@ -107,7 +109,29 @@ class Source:
         self.read_into(memoryview(buf), offset)
         return bytes(buf)
 
+    def mapped(self, offset: int, length: int) -> memoryview | None:
+        """Zero-copy: a view of the page cache (mmap) when one file extent covers the whole range, else None.
+        The caller releases the view when done."""
+        near = self._near(offset, offset + length)
+        if len(near) != 1 or near[0].path is None or near[0].offset > offset or near[0].end < offset + length:
+            return None
+        e = near[0]
+        with self._lock:
+            if e.path not in self._maps:
+                self._maps[e.path] = mmap.mmap(self._fd_locked(e.path), 0, prot=mmap.PROT_READ)
+            m = self._maps[e.path]
+        start = e.file_offset + offset - e.offset
+        if start + length > len(m):
+            return None
+        return memoryview(m)[start:start + length]
+
     def close(self) -> None:
+        for m in self._maps.values():
+            try:
+                m.close()
+            except BufferError:  # a view is still alive somewhere; the mapping goes with it
+                pass
+        self._maps.clear()
         for fd in self._files.values():
             os.close(fd)
         self._files.clear()
@@ -130,9 +154,12 @@ class Source:
 
     def _fd(self, path: Path) -> int:
         with self._lock:
-            if path not in self._files:
-                self._files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            return self._files[path]
+            return self._fd_locked(path)
+
+    def _fd_locked(self, path: Path) -> int:
+        if path not in self._files:
+            self._files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._files[path]
 
 
 _ZEROS = memoryview(bytes(1 << 20))
