@@ -19,8 +19,9 @@ struct dte_llama_ctx {
     uint32_t n_ctx, n_batch, pos;
     uint16_t *k_cache; /* [layer][kv_head][n_ctx][head_dim] F16 */
     uint16_t *v_cache; /* [layer][kv_head][head_dim][n_ctx] F16 (transposed) */
-    float *x, *xn, *q, *k, *v, *attn, *tmp, *gate, *up;
-    uint8_t *act, *act2;  /* quantized activations (two inputs in flight: h and the FFN hidden state) */
+    float *x, *xn, *q, *k, *v, *gate, *up;
+    float *attn, *tmp;    /* aliases of xn and q (see dte_llama_ctx_new) */
+    uint8_t *act;         /* quantized activations of the current product's input */
     float *scores;        /* per worker: n_ctx */
     uint16_t *scratch16;  /* per worker: n_ctx + head_dim */
     int n_workers;
@@ -29,6 +30,25 @@ struct dte_llama_ctx {
 static void *alloc_array(uint64_t count, uint64_t elem) {
     if (count == 0 || count > (uint64_t)SIZE_MAX / elem) return 0;
     return dte_alloc((size_t)(count * elem), 64);
+}
+
+/* The widest quantized activation row any product of this model needs (bytes). */
+static int64_t act_row_bytes_max(const dte_llama_model *m) {
+    int64_t best = 0;
+    const dte_weight *all[2] = {&m->output, &m->tok_embd};
+    for (int i = 0; i < 2; i++) {
+        int64_t rb = dte_type_row_bytes(dte_vec_dot_type(all[i]->type), all[i]->n_cols);
+        if (rb > best) best = rb;
+    }
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const dte_layer *L = &m->layers[il];
+        const dte_weight *w[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) {
+            int64_t rb = dte_type_row_bytes(dte_vec_dot_type(w[i]->type), w[i]->n_cols);
+            if (rb > best) best = rb;
+        }
+    }
+    return best;
 }
 
 dte_llama_ctx *dte_llama_ctx_new(const dte_llama_model *m, uint32_t n_ctx, uint32_t n_batch) {
@@ -43,26 +63,23 @@ dte_llama_ctx *dte_llama_ctx_new(const dte_llama_model *m, uint32_t n_ctx, uint3
     c->n_batch = n_batch;
     c->n_workers = dte_worker_count() + 1;
     uint64_t kv = (uint64_t)hp->n_layer * hp->n_head_kv * hp->head_dim * n_ctx;
-    uint64_t wide = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
     uint64_t kvdim = (uint64_t)hp->n_head_kv * hp->head_dim;
     c->k_cache = alloc_array(kv, 2);
     c->v_cache = alloc_array(kv, 2);
     c->x = alloc_array((uint64_t)n_batch * hp->n_embd, 4);
     c->xn = alloc_array((uint64_t)n_batch * hp->n_embd, 4);
     c->q = alloc_array((uint64_t)n_batch * hp->n_embd, 4);
-    c->attn = alloc_array((uint64_t)n_batch * hp->n_embd, 4);
-    c->tmp = alloc_array((uint64_t)n_batch * hp->n_embd, 4);
+    c->attn = c->xn; /* xn is dead once q, k, v are computed */
+    c->tmp = c->q;   /* q is dead once attention has run */
     c->k = alloc_array((uint64_t)n_batch * kvdim, 4);
     c->v = alloc_array((uint64_t)n_batch * kvdim, 4);
     c->gate = alloc_array((uint64_t)n_batch * hp->n_ff, 4);
     c->up = alloc_array((uint64_t)n_batch * hp->n_ff, 4);
-    /* 4 bytes per element covers every activation type (F32 is the widest). */
-    c->act = alloc_array((uint64_t)n_batch * wide, 4);
-    c->act2 = alloc_array((uint64_t)n_batch * wide, 4);
+    c->act = alloc_array((uint64_t)n_batch, (uint64_t)act_row_bytes_max(m));
     c->scores = alloc_array((uint64_t)c->n_workers * n_ctx, 4);
     c->scratch16 = alloc_array((uint64_t)c->n_workers * (n_ctx + hp->head_dim), 2);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->attn || !c->tmp || !c->k || !c->v ||
-        !c->gate || !c->up || !c->act || !c->act2 || !c->scores || !c->scratch16)
+        !c->gate || !c->up || !c->act || !c->scores || !c->scratch16)
         return 0;
     return c;
 }
@@ -256,7 +273,7 @@ static int ffn_block(dte_llama_ctx *c, uint32_t il, uint32_t n) {
     if (matmul(gu, 2, c->xn, n, c->act)) return -1;
     for (int64_t i = 0; i < (int64_t)n * F; i++) c->gate[i] = dte_siluf(c->gate[i]) * c->up[i]; /* ggml_swiglu */
     mm_job down = {&L->w_down, c->tmp};
-    if (matmul(&down, 1, c->gate, n, c->act2)) return -1;
+    if (matmul(&down, 1, c->gate, n, c->act)) return -1;
     for (int64_t i = 0; i < (int64_t)n * E; i++) c->x[i] += c->tmp[i];
     return 0;
 }
