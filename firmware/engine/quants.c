@@ -188,17 +188,12 @@ static void dequantize_q4_1(const dte_block_q4_1 *x, float *y, int64_t nb)
     }
 }
 
-static uint32_t load_u32(const uint8_t b[4])
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
 /* Q5_0/Q5_1: bit j of qh is the fifth bit of element j, bit j+16 that of element j+16. */
 static void dequantize_q5_0(const dte_block_q5_0 *x, float *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; ++i, y += 32) {
         const float d = dte_f16_to_f32(x[i].d);
-        const uint32_t qh = load_u32(x[i].qh);
+        const uint32_t qh = dte_qh_word(x[i].qh);
         for (int j = 0; j < 16; ++j) {
             const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
             const int x1 = (int)((x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
@@ -212,7 +207,7 @@ static void dequantize_q5_1(const dte_block_q5_1 *x, float *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; ++i, y += 32) {
         const float d = dte_f16_to_f32(x[i].d), m = dte_f16_to_f32(x[i].m);
-        const uint32_t qh = load_u32(x[i].qh);
+        const uint32_t qh = dte_qh_word(x[i].qh);
         for (int j = 0; j < 16; ++j) {
             const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
             const int x1 = (int)((x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));

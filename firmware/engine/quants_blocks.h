@@ -41,6 +41,12 @@ _Static_assert(sizeof(dte_block_q8_K) == 292, "block_q8_K");
 /* Unpacking helpers shared by dequantization and the reference dot products. Each turns one super-block's packed
  * quants into one small signed integer per element (index = element position in the block) and its sub-block
  * scales; the float combination is left to the caller so that it follows ggml's order of operations. */
+/* Q5_0/Q5_1 qh: the 4 bytes of fifth bits as a little-endian word (bit e belongs to element e). */
+static inline uint32_t dte_qh_word(const uint8_t b[4])
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
 /* Q4_K / Q5_K: eight 6-bit scales and mins packed in 12 bytes (ggml-quants.c get_scale_min_k4). */
 static inline void dte_unpack_scale_min_k4(const uint8_t q[12], uint8_t sc[8], uint8_t mn[8])
 {

@@ -12,11 +12,6 @@
  * contraction), so the reference is bit-identical to ggml_vec_dot_*_generic whatever -march allows. */
 #pragma STDC FP_CONTRACT OFF
 
-static uint32_t load_u32(const uint8_t b[4])
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
 static float dot_q4_0_q8_0(int64_t nb, const dte_block_q4_0 *x, const dte_block_q8_0 *y)
 {
     float sumf = 0.0f;
@@ -50,7 +45,7 @@ static float dot_q5_0_q8_0(int64_t nb, const dte_block_q5_0 *x, const dte_block_
 {
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        const uint32_t qh = load_u32(x[i].qh);
+        const uint32_t qh = dte_qh_word(x[i].qh);
         int sumi0 = 0, sumi1 = 0;
         for (int j = 0; j < 16; ++j) {
             const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
@@ -67,7 +62,7 @@ static float dot_q5_1_q8_1(int64_t nb, const dte_block_q5_1 *x, const dte_block_
 {
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        const uint32_t qh = load_u32(x[i].qh);
+        const uint32_t qh = dte_qh_word(x[i].qh);
         int sumi0 = 0, sumi1 = 0;
         for (int j = 0; j < 16; ++j) {
             const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
