@@ -94,20 +94,22 @@ int32_t dte_sample(dte_sampler *s, float *logits) {
     k = select_top(logits, n, k, s->cand);
     const float max = logits[s->cand[0]];
     double sum = 0.0;
+    if (s->top_p > 0.0f && s->top_p < 1.0f) {
+        /* llama.cpp's default chain order: top-k, then top-p on the untempered softmax, then temperature. */
+        for (int64_t i = 0; i < k; i++) {
+            s->prob[i] = (float)dte_exp_d((double)(logits[s->cand[i]] - max));
+            sum += s->prob[i];
+        }
+        double cum = 0.0;
+        for (int64_t i = 0; i < k; i++) {
+            cum += s->prob[i] / sum;
+            if (cum >= s->top_p) { k = i + 1; break; }
+        }
+        sum = 0.0;
+    }
     for (int64_t i = 0; i < k; i++) {
         s->prob[i] = (float)dte_exp_d((double)(logits[s->cand[i]] - max) / (double)s->temp);
         sum += s->prob[i];
-    }
-    if (s->top_p > 0.0f && s->top_p < 1.0f) { /* smallest prefix whose probability reaches top_p */
-        double cum = 0.0;
-        int64_t keep = k;
-        for (int64_t i = 0; i < k; i++) {
-            cum += s->prob[i] / sum;
-            if (cum >= s->top_p) { keep = i + 1; break; }
-        }
-        k = keep;
-        sum = 0.0;
-        for (int64_t i = 0; i < k; i++) sum += s->prob[i];
     }
     const double u = (double)(dte_sampler_next_u64(s) >> 11) * (1.0 / 9007199254740992.0) * sum; /* [0, sum) */
     double acc = 0.0;

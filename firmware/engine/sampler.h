@@ -1,4 +1,5 @@
-/* Token sampling: greedy (temp <= 0), or temperature + top-k + top-p with a seeded xoshiro256** generator,
+/* Token sampling: greedy (temp <= 0), or top-k, top-p (on the untempered distribution, llama.cpp's default
+ * order), then temperature, drawn with a seeded xoshiro256** generator,
  * so the same seed gives the same tokens everywhere. An optional per-logit stage runs first (the identity hook
  * the firmware can enable; off by default). Platform-free.
  */
