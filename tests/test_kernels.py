@@ -213,3 +213,21 @@ def test_epyc9654_firmware_contains_vnni_kernels(tmp_path: Path) -> None:
     fw = build_firmware(load_board("epyc9654"), build_dir=tmp_path)
     text = objdump(fw.efi_path)
     assert "vpdpbusd" in text and re.search(r"zmm\d+", text)
+
+
+def test_cli_lists_and_disassembles_kernels() -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from dte_build.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["kernels", "list", "--board", "epyc9654", "--json"])
+    assert listed.exit_code == 0, listed.output
+    data = _json.loads(listed.stdout)
+    assert data["width"] == 512 and data["vnni"] is True and data["symbols"] == list(KERNEL_SYMBOLS)
+    asm = runner.invoke(main, ["kernels", "asm", "--board", "epyc9654", "--symbol", "dte_k_vec_dot_q4_K_q8_K"])
+    assert asm.exit_code == 0 and "vpdpbusd" in asm.stdout and "dte_k_vec_dot_q6_K_q8_K:" not in asm.stdout
+    bad = runner.invoke(main, ["kernels", "asm", "--symbol", "dte_k_nope"])
+    assert bad.exit_code != 0 and "no kernel named dte_k_nope" in bad.output
