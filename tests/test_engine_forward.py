@@ -85,3 +85,13 @@ def test_context_limit(tmp_path: Path) -> None:
         e.eval([1] * 8)
         with pytest.raises(Exception, match="context"):
             e.eval([1])
+
+
+def test_two_engines_with_different_thread_counts(tmp_path: Path) -> None:
+    path = make_model(tmp_path / "m.gguf", ModelSpec(wtype=T.Q8_0))
+    with Engine(path, threads=1) as one, Engine(path, threads=3) as three:
+        a = three.eval_numpy(TOKENS)
+        b = one.eval_numpy(TOKENS)      # the pool goes back to 1 worker
+        three.reset()
+        c = three.eval_numpy(TOKENS)
+    assert np.array_equal(a, b) and np.array_equal(a, c)

@@ -278,11 +278,25 @@ static int ffn_block(dte_llama_ctx *c, uint32_t il, uint32_t n) {
     return 0;
 }
 
+/* The platform's worker count grew since the context was made (hosted: another thread count): per-worker
+ * attention scratch must cover every worker index. */
+static int grow_worker_scratch(dte_llama_ctx *c) {
+    int n_workers = dte_worker_count() + 1;
+    float *scores = alloc_array((uint64_t)n_workers * c->n_ctx, 4);
+    uint16_t *scratch16 = alloc_array((uint64_t)n_workers * (c->n_ctx + c->m->hp.head_dim), 2);
+    if (!scores || !scratch16) return -1;
+    c->scores = scores;
+    c->scratch16 = scratch16;
+    c->n_workers = n_workers;
+    return 0;
+}
+
 int dte_llama_eval(dte_llama_ctx *c, const int32_t *tokens, uint32_t n, float *logits) {
     const dte_llama_model *m = c->m;
     const dte_llama_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
     if (n == 0 || n > c->n_batch || n > c->n_ctx - c->pos) return -1;
+    if (dte_worker_count() + 1 > c->n_workers && grow_worker_scratch(c)) return -1;
     for (uint32_t t = 0; t < n; t++) {
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) return -1;
         dte_dequantize_row(m->tok_embd.type, m->tok_embd.data + (int64_t)tokens[t] * m->tok_embd.row_bytes, c->x + t * E, E);

@@ -26,6 +26,7 @@ struct dte_host {
     dte_tokenizer tok;
     dte_llama_ctx *ctx;
     float *logits;
+    int32_t threads;
 };
 
 static int set_err(char *err, size_t errlen, const char *msg) {
@@ -71,6 +72,7 @@ int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t thre
     if (dte_hosted_set_threads(threads > 0 ? threads : 1) != 0) return set_err(err, errlen, "engine busy");
     dte_host *h = calloc(1, sizeof *h);
     if (!h) return set_err(err, errlen, "out of memory");
+    h->threads = threads > 0 ? threads : 1;
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
     int rc = map_file(path, h, err, errlen);
     if (rc == 0) rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, err, errlen);
@@ -117,10 +119,13 @@ int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, cha
     if ((uint64_t)n > room) return set_err(err, errlen, "tokens do not fit in the context");
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || (uint32_t)ids[i] >= h->model.hp.n_vocab) return set_err(err, errlen, "token id out of range");
+    if (dte_hosted_set_threads(h->threads) != 0) return set_err(err, errlen, "engine busy");
     int64_t batch = 512;
     for (int64_t done = 0; done < n;) {
         int64_t step = n - done < batch ? n - done : batch;
+        dte_arena *prev = dte_hosted_arena_enter(&h->arena); /* per-worker scratch may grow */
         int rc = dte_llama_eval(h->ctx, ids + done, (uint32_t)step, h->logits);
+        dte_hosted_arena_enter(prev);
         if (rc == -1 && step > 1 && batch > 1) { batch /= 2; continue; } /* n_batch smaller than asked */
         if (rc) return set_err(err, errlen, "evaluation failed (engine busy or bad arguments)");
         done += step;
