@@ -11,7 +11,7 @@ from gguf import quants as gq
 
 from _hostc import build, firmware
 
-QUANTS_SOURCES = ("engine/quants.c", "engine/quants_dot.c", "engine/kernels.c")
+QUANTS_SOURCES = ("engine/quants.c", "engine/quants_dot.c", "engine/kernels.c", "engine/quants_k_quantize.c")
 LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_TYPES = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 ACTIVATION = {T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
@@ -43,6 +43,7 @@ class Quants:
             "dte_f16_to_f32": (ctypes.c_float, [ctypes.c_uint16]),
             "dte_f32_to_f16": (ctypes.c_uint16, [ctypes.c_float]),
             "dte_f32_to_bf16": (ctypes.c_uint16, [ctypes.c_float]),
+            "dte_quantize_row_k": (ctypes.c_int, [u32, f32p, vp, i64]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(lib, name)
@@ -63,6 +64,16 @@ class Quants:
         out = np.zeros(self.row_bytes(t, x.size), dtype=np.uint8)
         fn = self.lib.dte_quantize_row_ref if ref else self.lib.dte_quantize_row
         fn(int(t), x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.ctypes.data, x.size)
+        return out
+
+    def quantize_k(self, t: int, x: np.ndarray) -> np.ndarray:
+        """Weights to a K-quant type with quants_k_quantize.c."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.zeros(self.row_bytes(t, x.size), dtype=np.uint8)
+        rc = self.lib.dte_quantize_row_k(int(t), x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.ctypes.data,
+                                         x.size)
+        if rc != 0:
+            raise ValueError(f"dte_quantize_row_k({t}, n={x.size}) failed")
         return out
 
     def vec_dot(self, t: int, n: int, w: np.ndarray, a: np.ndarray, ref: bool = True) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
@@ -204,3 +206,31 @@ def test_vec_dot_zero_activations(q: Quants) -> None:
         a = q.quantize(VEC_DOT_TYPE[t], np.zeros(n, dtype=np.float32))
         assert not a.any()
         assert q.vec_dot(t, n, random_weight_bytes(t, n, rng), a) == 0.0
+
+
+# RMS error of each K quantizer on unit-variance data, as llama.cpp's quantize_row_q*_K_ref measured it
+# (tests/test_quants_llamacpp.py prints the same quantity): ours must be within 1.35x of it.
+LLAMACPP_K_RMSE = {T.Q2_K: 0.297, T.Q3_K: 0.151, T.Q4_K: 0.069, T.Q5_K: 0.037, T.Q6_K: 0.0167}
+
+
+@pytest.mark.parametrize("t", K_TYPES)
+def test_k_quantizer_round_trips_through_gguf(q: Quants, t: T) -> None:
+    rng = np.random.default_rng(int(t) + 7)
+    x = rng.standard_normal(256 * 8).astype(np.float32)
+    x[:256] *= 1e-3            # a block of tiny values
+    x[256:512] = np.abs(x[256:512])  # an all-positive block (min 0)
+    w = q.quantize_k(t, x)
+    back = gq.dequantize(w, t).astype(np.float32).ravel()
+    np.testing.assert_allclose(q.dequantize(t, w, x.size), back, rtol=1e-6, atol=1e-9)
+    rmse = np.sqrt(np.mean((back[512:] - x[512:]) ** 2))
+    assert rmse < 1.35 * LLAMACPP_K_RMSE[t], rmse
+    assert np.sqrt(np.mean((back[:256] - x[:256]) ** 2)) < 1.35 * LLAMACPP_K_RMSE[t] * 1e-3 * 2
+
+
+def test_k_quantizer_rejects_other_types(q: Quants) -> None:
+    with pytest.raises(ValueError):
+        q.quantize_k(T.Q4_0, np.zeros(256, dtype=np.float32))
+    x, out = np.zeros(300, dtype=np.float32), np.zeros(1024, dtype=np.uint8)
+    assert q.lib.dte_quantize_row_k(int(T.Q4_K), x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                    out.ctypes.data, 300) == -1  # not a whole super-block
+    assert not out.any()

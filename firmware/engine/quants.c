@@ -360,13 +360,6 @@ static int round_half_away(float v)
     return v < 0 ? -i : i;
 }
 
-/* Round half to even (x86 _MM_ROUND_NEAREST; ggml-quants.c nearest_int). Valid for |v| < 2^22. */
-static int round_half_even(float v)
-{
-    const float biased = v + 12582912.0f; /* 1.5 * 2^23: the FPU rounds to an integer */
-    return (int)(f32_bits(biased) & 0x007FFFFFu) - 0x00400000;
-}
-
 static float max_abs(const float *x, int n)
 {
     float amax = 0.0f;
@@ -389,7 +382,7 @@ static int quantize_block_q8(const float *x, uint16_t *d_out, float *d_f32, int8
     if (x86) {
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         for (int j = 0; j < 32; ++j) {
-            qs[j] = (int8_t)round_half_even(x[j] * id);
+            qs[j] = (int8_t)dte_nearest_int(x[j] * id);
             sum += qs[j];
         }
     } else {
@@ -422,7 +415,7 @@ static void quantize_block_q8_K(const float *x, dte_block_q8_K *y)
     }
     const float iscale = -127.0f / max;
     for (int j = 0; j < DTE_QK_K; ++j) {
-        const int v = round_half_even(iscale * x[j]);
+        const int v = dte_nearest_int(iscale * x[j]);
         y->qs[j] = (int8_t)(v < 127 ? v : 127);
     }
     for (int j = 0; j < 16; ++j) {

@@ -41,6 +41,13 @@ _Static_assert(sizeof(dte_block_q8_K) == 292, "block_q8_K");
 /* Unpacking helpers shared by dequantization and the reference dot products. Each turns one super-block's packed
  * quants into one small signed integer per element (index = element position in the block) and its sub-block
  * scales; the float combination is left to the caller so that it follows ggml's order of operations. */
+/* Round half to even (x86 _MM_ROUND_NEAREST; ggml-quants.c nearest_int). Valid for |v| < 2^22. */
+static inline int dte_nearest_int(float v)
+{
+    union { float f; uint32_t u; } biased = {.f = v + 12582912.0f}; /* 1.5 * 2^23: the FPU rounds to an integer */
+    return (int)(biased.u & 0x007FFFFFu) - 0x00400000;
+}
+
 /* Q5_0/Q5_1 qh: the 4 bytes of fifth bits as a little-endian word (bit e belongs to element e). */
 static inline uint32_t dte_qh_word(const uint8_t b[4])
 {
