@@ -72,6 +72,12 @@ def parse_status_line(line: str) -> tuple[str, dict[str, Any]] | None:
     return match.group(1), fields
 
 
+def workers_checked_in(status: dict[str, dict[str, Any]]) -> int | None:
+    """`cpus=N` of the firmware's `dte: smp` summary line (workers that checked in, BSP included); None if absent."""
+    value = status.get("smp", {}).get("cpus")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 @dataclass(frozen=True)
 class QemuConfig:
     """One QEMU invocation. Later features (network, TPM, secure boot) add fields + args in `command()`."""
