@@ -72,10 +72,10 @@ def test_recorded_files_are_the_committed_files(ref: dict) -> None:
 
 def test_every_model_has_every_prompt_and_consistent_metadata(ref: dict) -> None:
     for m in ref["models"]:
-        v = _vocab(MODELS / m["file"])
-        assert m["n_vocab"] == len(v["tokens"])
-        assert m["n_ctx"] == v["n_ctx"]
-        assert m["eos"] == v["eos"]
+        f = gguf.GGUFReader(MODELS / m["file"]).fields
+        assert m["n_vocab"] == len(f["tokenizer.ggml.tokens"].data)
+        assert m["n_ctx"] == f["llama.context_length"].contents()
+        assert m["eos"] == f["tokenizer.ggml.eos_token_id"].contents()
         assert [c["prompt"] for c in m["cases"]] == ref["prompts"]
 
 
