@@ -20,8 +20,8 @@ from dte_build.paths import FIRMWARE_DIR
 
 pytestmark = pytest.mark.qemu
 
-PROBE = Path(__file__).resolve().parent / "qemu" / "virtio_net_probe.c"
-SOURCES = [PROBE] + [FIRMWARE_DIR / s for s in (
+PROBE_DIR = Path(__file__).resolve().parent / "qemu"
+SOURCES = [PROBE_DIR / "virtio_net_probe.c", PROBE_DIR / "probe_platform.c"] + [FIRMWARE_DIR / s for s in (
     "drivers/drvlog.c", "drivers/pci.c", "drivers/acpi.c", "drivers/virtio_net.c", "net/net_stack.c",
     "lib/fmt.c", "lib/mem.c")]
 MAC = "52:54:00:12:34:56"
