@@ -2,7 +2,8 @@
 
 A child Python process preloads the ASan runtime, loads the sanitizer build of the hosted library and feeds it
 a few thousand mutations of a valid model (truncations, flipped bytes, huge counts/lengths/dims/offsets), each in
-an exact-size malloc buffer so any read past the end is caught. The child aborts on the first sanitizer report.
+an exact-size malloc buffer so any read past the end is caught, then random bytes through the tokenizer and
+detokenizer (small output buffers). The child aborts on the first sanitizer report.
 """
 
 from __future__ import annotations
@@ -62,6 +63,32 @@ for pos in range(4, meta - 8, 3):
     b = bytearray(data)
     b[pos:pos + 4] = struct.pack("<I", 0xFFFFFFFF)
     check(bytes(b))
+# the tokenizer on random bytes (invalid UTF-8, lone continuation bytes, escapes split by lead bytes)
+lib.dte_host_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+lib.dte_host_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
+                                  ctypes.c_void_p, ctypes.c_int64]
+lib.dte_host_tokenize.restype = ctypes.c_int64
+lib.dte_host_token_piece.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p, ctypes.c_int32]
+h = ctypes.c_void_p()
+assert lib.dte_host_load(sys.argv[2].encode(), 16, 4, 1, ctypes.byref(h), err, 256) == 0, err.value
+alphabet = [b" ", b"a", b"b", b"\xe2", b"\x96", b"\x81", b"\xc3", b"\xa9", b"\xf0", b"\x80", b"\xff", b"\n"]
+piece = ctypes.create_string_buffer(8)
+for i in range(600):
+    text = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) if i % 2 else rng.randbytes(rng.randint(0, 60))
+    p = libc.malloc(max(1, len(text)))
+    ctypes.memmove(p, text, len(text))
+    cap = rng.randint(0, 4)
+    ids = libc.malloc(4 * max(1, cap))
+    n = lib.dte_host_tokenize(h, p, len(text), i % 3 == 0, ids, cap)
+    assert n >= 0
+    out = (ctypes.c_int32 * max(1, n))()
+    assert lib.dte_host_tokenize(h, p, len(text), 0, out, n) <= n
+    for t in list(out[:n]) + [-1, 10**6]:
+        lib.dte_host_token_piece(h, t, piece, rng.randint(0, 8))
+    libc.free(ids)
+    libc.free(p)
+    stats["tokenized"] = stats.get("tokenized", 0) + 1
 print(json.dumps(stats))
 '''
 
@@ -98,3 +125,4 @@ def test_parser_survives_mutations_under_asan(asan_setup: tuple[Path, Path, Path
     assert stats["cases"] > 3000
     assert stats["rejected"] > stats["cases"] // 2   # most mutations must be refused, not silently accepted
     assert stats["ok"] >= 1
+    assert stats["tokenized"] == 600
