@@ -81,7 +81,59 @@ double dte_log_d(double x) {
     return 2.0 * sum + (double)e * LN2_LO + (double)e * LN2_HI;
 }
 
-float dte_expf(float x) { return (float)dte_exp_d((double)x); }
+/* 2^(i/32), i = 0..31, as double bit patterns (table-driven expf in the style of musl / ARM optimized-routines). */
+static const uint64_t EXP2_TABLE[32] = {
+    0x3ff0000000000000ULL,
+    0x3ff059b0d3158574ULL,
+    0x3ff0b5586cf9890fULL,
+    0x3ff11301d0125b51ULL,
+    0x3ff172b83c7d517bULL,
+    0x3ff1d4873168b9aaULL,
+    0x3ff2387a6e756238ULL,
+    0x3ff29e9df51fdee1ULL,
+    0x3ff306fe0a31b715ULL,
+    0x3ff371a7373aa9cbULL,
+    0x3ff3dea64c123422ULL,
+    0x3ff44e086061892dULL,
+    0x3ff4bfdad5362a27ULL,
+    0x3ff5342b569d4f82ULL,
+    0x3ff5ab07dd485429ULL,
+    0x3ff6247eb03a5585ULL,
+    0x3ff6a09e667f3bcdULL,
+    0x3ff71f75e8ec5f74ULL,
+    0x3ff7a11473eb0187ULL,
+    0x3ff82589994cce13ULL,
+    0x3ff8ace5422aa0dbULL,
+    0x3ff93737b0cdc5e5ULL,
+    0x3ff9c49182a3f090ULL,
+    0x3ffa5503b23e255dULL,
+    0x3ffae89f995ad3adULL,
+    0x3ffb7f76f2fb5e47ULL,
+    0x3ffc199bdd85529cULL,
+    0x3ffcb720dcef9069ULL,
+    0x3ffd5818dcfba487ULL,
+    0x3ffdfc97337b9b5fULL,
+    0x3ffea4afa2a490daULL,
+    0x3fff50765b6e4540ULL
+
+};
+
+/* exp(x) = 2^(k/32) * 2^(r/32) with z = x*32/ln2 = k + r, |r| <= 1/2; the cubic in r is good to 2^-31 relative,
+ * far below a float ulp, so the result is within about 0.5 ulp. Tiny/huge arguments take the double path. */
+float dte_expf(float x) {
+    if (!(x > -87.0f && x < 88.0f)) return (float)dte_exp_d((double)x); /* NaN, overflow, subnormal results */
+    static const double INV_LN2_N = 46.166241308446828;                 /* 32 / ln 2 */
+    static const double C1 = 2.1660849392498290e-02;                    /* ln2/32 */
+    static const double C2 = 2.3459619820224677e-04;                    /* (ln2/32)^2 / 2 */
+    static const double C3 = 1.6938509724371819e-06;                    /* (ln2/32)^3 / 6 */
+    const double z = INV_LN2_N * (double)x;
+    const double kd = round_half_even(z);
+    const double r = z - kd;
+    const int64_t ki = (int64_t)kd;
+    const uint64_t bits = EXP2_TABLE[ki & 31] + ((uint64_t)(ki >> 5) << 52);
+    const double p = 1.0 + r * (C1 + r * (C2 + r * C3));
+    return (float)(from_bits(bits) * p);
+}
 float dte_logf(float x) { return (float)dte_log_d((double)x); }
 
 float dte_powf(float base, float exponent) {
@@ -155,4 +207,5 @@ float dte_tanhf(float x) {
     return (float)((e - 1.0) / (e + 1.0));
 }
 
-float dte_siluf(float x) { return (float)((double)x / (1.0 + dte_exp_d(-(double)x))); }
+/* ggml_silu_f32: x / (1 + expf(-x)) in float. */
+float dte_siluf(float x) { return x / (1.0f + dte_expf(-x)); }
