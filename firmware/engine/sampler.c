@@ -25,13 +25,17 @@ uint64_t dte_sampler_next_u64(dte_sampler *s) {
     return result;
 }
 
-int dte_sampler_init(dte_sampler *s, uint32_t n_vocab, float temp, int32_t top_k, float top_p, uint64_t seed) {
-    *s = (dte_sampler){0};
-    s->n_vocab = n_vocab;
+void dte_sampler_configure(dte_sampler *s, float temp, int32_t top_k, float top_p, uint64_t seed) {
     s->temp = temp;
     s->top_k = top_k;
     s->top_p = top_p;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&seed);
+}
+
+int dte_sampler_init(dte_sampler *s, uint32_t n_vocab, float temp, int32_t top_k, float top_p, uint64_t seed) {
+    *s = (dte_sampler){0};
+    s->n_vocab = n_vocab;
+    dte_sampler_configure(s, temp, top_k, top_p, seed);
     s->cand = dte_alloc((size_t)n_vocab * sizeof(int32_t), 64);
     s->prob = dte_alloc((size_t)n_vocab * sizeof(float), 64);
     return s->cand && s->prob ? 0 : -1;

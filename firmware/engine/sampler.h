@@ -25,6 +25,9 @@ typedef struct {
 
 /* Returns 0, or -1 when out of memory. */
 int dte_sampler_init(dte_sampler *s, uint32_t n_vocab, float temp, int32_t top_k, float top_p, uint64_t seed);
+/* New settings and seed, keeping the scratch and the stage (no allocation): the state dte_sampler_init leaves
+ * for these values. For a long-lived sampler serving many requests (the appliance's network server). */
+void dte_sampler_configure(dte_sampler *s, float temp, int32_t top_k, float top_p, uint64_t seed);
 void dte_sampler_set_stage(dte_sampler *s, dte_logit_stage_fn fn, void *user);
 /* Pick the next token from n_vocab logits (the array may be modified). */
 int32_t dte_sample(dte_sampler *s, float *logits);
