@@ -23,6 +23,7 @@ from _hostc import build, firmware
 from dte_build.board import load_board
 from dte_build.cli import main
 from dte_build.image.builder import build_image
+from dte_build.qemu import run_image
 from dte_build.paths import FIRMWARE_DIR, MODELS_DIR, REPO_ROOT
 from dte_build.toolchain import HOSTED_CFLAGS, FirmwareOptions, build_firmware, find_clang
 
@@ -209,6 +210,18 @@ def test_every_vcpu_checks_in_and_computes_the_same_result(smp_image: Path, host
     assert (test["workers"], test["active"], test["rc"]) == (str(smp), str(smp), "0")
     assert test["nested_rc"] == "-1"                            # a nested dte_parallel_for is rejected
     assert run["ids"] == hosted_ids and len(hosted_ids) == OPTIONS.n_predict   # same tokens at any core count
+
+
+@pytest.mark.qemu
+@needs_qemu
+def test_smt_siblings_stay_parked_when_the_board_says_so(smp_image: Path) -> None:
+    """2 cores x 2 threads: CPUID leaf 0BH gives 1 SMT bit of the APIC id; qemu-q35 has use_smt = false, so the
+    odd APIC ids (the second thread of each core) are not woken."""
+    result = run_image(smp_image, smp=4, extra_args=["-smp", "4,sockets=1,cores=2,threads=2"],
+                       timeout=BOOT_TIMEOUT, stop_when=lambda line: line.startswith("dte: smp_selftest"))
+    summary = result.status["smp"]
+    assert (summary["cpus"], summary["listed"], summary["smt_bits"], summary["use_smt"]) == ("2", "4", "1", "0")
+    assert int(result.status["smp_selftest"]["checksum"], 16) == _selftest_checksum()
 
 
 @pytest.mark.qemu

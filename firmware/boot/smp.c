@@ -286,7 +286,7 @@ int dte_smp_start(const void *rsdp, int max_workers)
 int dte_smp_current_worker(void)
 {
     uint32_t id = apic_current_id();
-    for (int i = 0; i < online || i == 0; i++) {
+    for (int i = 0; i <= online && i < SMP_MAX_CPUS; i++) {   /* <= : an AP checking in right now */
         if (cpus[i].apic_id == id) {
             return i;
         }
