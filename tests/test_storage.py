@@ -109,6 +109,19 @@ def test_read_bytes_at_any_dword_offset(dev: Rig, offset: int, size: int) -> Non
     assert np.array_equal(dst, dev.expected(0, offset + size)[offset:])
 
 
+def test_streaming_reads_allocate_nothing(dev: Rig) -> None:
+    # dte_alloc never frees on the firmware, so reads repeated while streaming weights must not allocate.
+    rc, res, _ = load(0, 4096, None)
+    assert rc == 0
+    dst = np.zeros(3000, dtype=np.uint8)
+    before = B.lib().shim_alloc_calls()
+    for i in range(50):
+        offset = 4 * (1000 * i + 7)
+        assert B.lib().storage_read_bytes(res.ctrl, 1, offset, 3000, dst.ctypes.data) == 0
+        assert np.array_equal(dst, dev.expected(0, offset + 3000)[offset:])
+    assert B.lib().shim_alloc_calls() == before
+
+
 def test_no_pci_functions() -> None:
     ConfigSpace({}).install()
     B.lib().pci_enumerate()

@@ -65,6 +65,10 @@ const struct nvme_info *nvme_get_info(const struct nvme_ctrl *ctrl);
  * not a multiple of the block size reads the last block into a bounce buffer and copies the part asked for. */
 int nvme_read(struct nvme_ctrl *ctrl, uint32_t qid, uint64_t lba, uint64_t byte_count, void *dst);
 
+/* Read `bytes` at namespace byte offset `byte_offset` into dst on queue `qid`: like nvme_read, and a start inside a
+ * block is read through the queue's bounce buffer too. byte_offset and dst must be multiples of 4 (dword PRPs). */
+int nvme_read_at(struct nvme_ctrl *ctrl, uint32_t qid, uint64_t byte_offset, uint64_t bytes, void *dst);
+
 /* Clear CC.EN and wait for CSTS.RDY = 0 (bounded by CAP.TO). The controller can be opened again afterwards. */
 int nvme_disable(struct nvme_ctrl *ctrl);
 

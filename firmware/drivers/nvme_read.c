@@ -92,3 +92,28 @@ int nvme_read(struct nvme_ctrl *c, uint32_t qid, uint64_t lba, uint64_t byte_cou
         out[i] = q->bounce[i];
     return NVME_OK;
 }
+
+int nvme_read_at(struct nvme_ctrl *c, uint32_t qid, uint64_t byte_offset, uint64_t bytes, void *dst)
+{
+    uint32_t block = c->info.block_bytes;
+    uint64_t lba = byte_offset / block;
+    uint32_t head = (uint32_t)(byte_offset % block);
+    uint8_t *out = dst;
+    if (head && bytes) { /* the first block starts before the data: read it whole into the queue's bounce buffer */
+        int rc = check_read(c, qid, lba, block, dst);
+        if (rc != NVME_OK)
+            return rc;
+        struct nvme_queue *q = &c->io[qid - 1u];
+        q->error = NVME_OK;
+        rc = read_blocks(q, lba, 1, q->bounce);
+        if (rc != NVME_OK)
+            return rc;
+        uint64_t n = block - head < bytes ? block - head : bytes;
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = q->bounce[head + i];
+        out += n;
+        bytes -= n;
+        lba++;
+    }
+    return bytes ? nvme_read(c, qid, lba, bytes, out) : NVME_OK;
+}

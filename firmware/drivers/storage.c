@@ -28,25 +28,7 @@ static int init_pci(const struct storage_load *req)
 
 int storage_read_bytes(struct nvme_ctrl *ctrl, uint32_t qid, uint64_t byte_offset, uint64_t bytes, void *dst)
 {
-    const struct nvme_info *info = nvme_get_info(ctrl);
-    uint64_t lba = byte_offset / info->block_bytes;
-    uint32_t head = (uint32_t)(byte_offset % info->block_bytes);
-    uint8_t *out = dst;
-    if (head && bytes) { /* the first block starts before the data: read it whole, keep the part asked for */
-        uint8_t *block = dte_alloc(info->block_bytes, info->page_bytes);
-        if (!block)
-            return NVME_ERR_NO_MEMORY;
-        int rc = nvme_read(ctrl, qid, lba, info->block_bytes, block);
-        if (rc != NVME_OK)
-            return rc;
-        uint64_t n = info->block_bytes - head < bytes ? info->block_bytes - head : bytes;
-        for (uint64_t i = 0; i < n; i++)
-            out[i] = block[head + i];
-        out += n;
-        bytes -= n;
-        lba++;
-    }
-    return bytes ? nvme_read(ctrl, qid, lba, bytes, out) : NVME_OK;
+    return nvme_read_at(ctrl, qid, byte_offset, bytes, dst);
 }
 
 struct load_job {

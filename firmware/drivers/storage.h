@@ -51,7 +51,8 @@ struct storage_result {
 int storage_load(const struct storage_load *req, struct storage_result *out);
 
 /* Read `bytes` at namespace byte offset `byte_offset` (any multiple of 4; the head and tail may fall inside a
- * block) into dst on I/O queue `qid`. For streaming weights after the initial load. */
+ * block) into dst on I/O queue `qid`. For streaming weights after the initial load; allocates nothing (the
+ * queue's bounce buffer takes partial blocks), so it can be called any number of times. Same as nvme_read_at. */
 int storage_read_bytes(struct nvme_ctrl *ctrl, uint32_t qid, uint64_t byte_offset, uint64_t bytes, void *dst);
 
 #endif /* DTE_DRIVERS_STORAGE_H */

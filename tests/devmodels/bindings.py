@@ -118,6 +118,7 @@ def lib() -> C.CDLL:
         "storage_load": (C.c_int, [C.POINTER(StorageLoad), C.POINTER(StorageResult)]),
         "storage_read_bytes": (C.c_int, [C.c_void_p, C.c_uint32, C.c_uint64, C.c_uint64, C.c_void_p]),
         "shim_set_workers": (None, [C.c_int]),
+        "shim_alloc_calls": (C.c_size_t, []),
         "shim_take_log": (C.c_size_t, [C.c_char_p, C.c_size_t]),
         "crc32c_update": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),
         "crc32c_update_table": (C.c_uint32, [C.c_uint32, C.c_void_p, C.c_size_t]),
