@@ -1,6 +1,7 @@
 /* The engine platform interface on a POSIX host (firmware/engine/platform.h): calloc-backed allocations
  * recorded in per-thread arenas, stderr logging, CLOCK_MONOTONIC, and a persistent pthreads pool for
- * dte_parallel_for (workers spin briefly on a generation counter, then sleep on a condition variable). */
+ * dte_parallel_for (workers spin briefly on a generation counter, then sleep on a condition variable; the range
+ * is cut into a few contiguous chunks per thread that any thread, the caller included, may claim). */
 #define _POSIX_C_SOURCE 200809L
 #include "platform_hosted.h"
 
@@ -69,30 +70,43 @@ uint64_t dte_time_ns(void) {
 
 #define MAX_THREADS 256
 #define SPIN_ROUNDS 20000
+#define CHUNKS_PER_THREAD 4
 
+/* Work is handed out in chunks through one atomic ticket: job id (32 bits) | chunk count (16) | next chunk (16).
+ * Whoever claims a chunk by compare-and-swap runs it, so a worker the OS has not scheduled yet cannot hold the
+ * caller up (it finds the job done and goes back to waiting), as in ggml's chunked mul_mat. */
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t threads[MAX_THREADS];
     int n_threads;               /* including the caller */
     atomic_uint_fast64_t generation;
-    atomic_int pending;          /* workers still running the current job */
+    atomic_uint_fast64_t ticket;
+    atomic_int done;             /* chunks finished in the current job */
     atomic_int busy;             /* a parallel_for is in progress */
     atomic_int stop;
     int sleepers;
     uint64_t created_generation; /* generation when the workers were started (constant while they live) */
-    dte_range_fn fn;
+    dte_range_fn fn;             /* read only after claiming a chunk of the job they belong to */
     void *arg;
     int64_t n;
 } pool_t;
 
 static pool_t pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .n_threads = 1};
 
-static void run_share(int worker) {
-    int64_t per = pool.n / pool.n_threads, rem = pool.n % pool.n_threads;
-    int64_t begin = worker * per + (worker < rem ? worker : rem);
-    int64_t end = begin + per + (worker < rem ? 1 : 0);
-    if (begin < end) pool.fn(pool.arg, begin, end, worker);
+/* Claim and run chunks of job `job` until none are left. */
+static void run_chunks(uint32_t job, int worker) {
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+        uint64_t chunks = (t >> 16) & 0xffff, next = t & 0xffff;
+        if ((uint32_t)(t >> 32) != job || next >= chunks) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        int64_t begin = (int64_t)next * pool.n / (int64_t)chunks, end = (int64_t)(next + 1) * pool.n / (int64_t)chunks;
+        if (begin < end) pool.fn(pool.arg, begin, end, worker);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
 }
 
 static void *worker_main(void *arg) {
@@ -110,9 +124,8 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&pool.lock);
         }
         if (atomic_load(&pool.stop)) return NULL;
-        seen = atomic_load(&pool.generation);
-        run_share(worker);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+        seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        run_chunks((uint32_t)seen, worker);
     }
 }
 
@@ -148,21 +161,24 @@ int dte_worker_count(void) { return pool.n_threads; }
 int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return -1;
-    if (n > 0) {
+    if (n > 0 && (pool.n_threads == 1 || n == 1)) {
+        fn(arg, 0, n, 0);
+    } else if (n > 0) {
+        int64_t chunks = (int64_t)pool.n_threads * CHUNKS_PER_THREAD;
+        if (chunks > n) chunks = n;
         pool.fn = fn;
         pool.arg = arg;
         pool.n = n;
-        if (pool.n_threads == 1 || n == 1) {
-            fn(arg, 0, n, 0);
-        } else {
-            atomic_store(&pool.pending, pool.n_threads - 1);
-            pthread_mutex_lock(&pool.lock);
-            atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-            if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
-            pthread_mutex_unlock(&pool.lock);
-            run_share(0);
-            while (atomic_load_explicit(&pool.pending, memory_order_acquire) != 0) sched_yield();
-        }
+        atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+        uint64_t gen = atomic_load(&pool.generation) + 1;
+        uint32_t job = (uint32_t)gen;
+        atomic_store_explicit(&pool.ticket, (uint64_t)job << 32 | (uint64_t)chunks << 16, memory_order_release);
+        pthread_mutex_lock(&pool.lock);
+        atomic_store_explicit(&pool.generation, gen, memory_order_release);
+        if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+        run_chunks(job, 0);
+        while (atomic_load_explicit(&pool.done, memory_order_acquire) != (int)chunks) sched_yield();
     }
     atomic_store(&pool.busy, 0);
     return 0;
