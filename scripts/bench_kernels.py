@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Micro-benchmark of the vec_dot kernels: scalar reference (clang -O2) vs llvmlite-generated (JIT, this host)
+"""Micro-benchmark of the vec_dot kernels: scalar reference (clang -O2) vs llvmlite-generated (JIT, this host: 256
+with intrinsics, 512 generic IR, and epyc9654's 512-bit VNNI kernels where the host has AVX-512 VNNI)
 vs llama.cpp's own ggml_vec_dot_* (libggml from llama-cpp-python, when installed) vs numpy's float32 dot of the
 same element count, as GB/s of weight bytes read. One thread, one long row of 4096 x 11008 elements (a
 llama-7B FFN matrix), so the weights do not fit in cache.
@@ -27,7 +28,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from gguf import GGMLQuantizationType as T  # noqa: E402
 
-from dte_build.kernels import KERNEL_SYMBOLS, Isa, Jit, Target, kernel_ir  # noqa: E402
+from dte_build.board import load_board  # noqa: E402
+from dte_build.kernels import (KERNEL_SYMBOLS, Isa, Jit, Target, board_isa, board_target,  # noqa: E402
+                               host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR, REPO_ROOT  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -83,6 +86,10 @@ def main() -> int:
     host = Target.host()
     widths = [Isa(256), Isa(512, intrinsics=False)] if "+avx2" in host.features.split(",") else []
     jits = {isa.tag: Jit(kernel_ir(isa, host.triple), host) for isa in widths}
+    if host_has_avx512_vnni():  # the epyc9654 board's own kernels (vpdpbusd on zmm, znver4 + its features)
+        board = load_board("epyc9654")
+        target = board_target(board, host.triple)
+        jits[board_isa(board).tag] = Jit(kernel_ir(board_isa(board), host.triple), target)
     x32 = rng.standard_normal(n).astype(np.float32)
     t_np = best_times({"np": lambda: float(np.dot(x32, x32))}, args.repeat)["np"]
     results = []

@@ -1,6 +1,7 @@
 """Generated SIMD kernels (dte_build.kernels) against the scalar reference dte_vec_dot_ref, at every vector width a
-board uses (512-bit IR is legalised and run on this AVX2 host by llvmlite's JIT), plus the firmware objects'
-instruction sets as seen by the disassembler."""
+board uses: 256-bit with x86 intrinsics (qemu-q35), the generic twins at 256 and 512 bits (legalised by llvmlite's JIT
+on any AVX2 host), and -- on a host with AVX-512 VNNI -- the exact epyc9654 kernels (vpdpbusd on zmm, cpu znver4
+and the board's features); plus the firmware objects' instruction sets as seen by the disassembler."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build.board import load_board
 from dte_build.kernels import (KERNEL_SYMBOLS, MULTI_SYMBOLS, TOKENS, VEC_DOT_SYMBOLS, Isa, Jit, Target,
-                               emit_kernel_object, kernel_ir)
+                               board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
 KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_K": T.Q2_K,
@@ -27,9 +28,14 @@ ACTIVATION = {T.Q8_0: T.Q8_0, T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q4_1: T.Q8_1, T.
               **{t: T.Q8_K for t in (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)}, T.F32: T.F32, T.F16: T.F16,
               T.BF16: T.BF16}
 FLOATS = (T.F32, T.F16, T.BF16)
-# 256: qemu-q35 with x86 intrinsics and its generic twin; 512: epyc9654's width, generic twin (no VNNI here).
-ISAS = [Isa(256), Isa(256, intrinsics=False), Isa(512, intrinsics=False)]
+# 256: qemu-q35 with x86 intrinsics and its generic twin; 512: epyc9654's width, generic twin; "epyc9654": the
+# board's own kernels (Isa(512, vnni=True), its march and features), run only where the host CPU has AVX-512 VNNI.
+ISAS = [Isa(256), Isa(256, intrinsics=False), Isa(512, intrinsics=False), "epyc9654"]
 OBJDUMP = shutil.which("llvm-objdump-19") or shutil.which("objdump")
+
+
+def isa_id(isa: Isa | str) -> str:
+    return isa if isinstance(isa, str) else isa.tag
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +43,24 @@ def q() -> Quants:
     return load_quants()
 
 
-@pytest.fixture(scope="module", params=ISAS, ids=lambda isa: isa.tag)
+def board_jit(name: str) -> Jit:
+    """The board's exact kernels (its Isa, march and features), JIT-compiled for this host's triple."""
+    if not host_has_avx512_vnni():
+        pytest.skip("host CPU lacks AVX-512 VNNI (avx512f/bw/vl/vnni): the epyc9654 kernels cannot run here")
+    board = load_board(name)
+    isa = board_isa(board)
+    assert isa == Isa(512, intrinsics=True, vnni=True)
+    target = board_target(board, Target.host().triple)
+    return Jit(kernel_ir(isa, target.triple), target)
+
+
+@pytest.fixture(scope="module", params=ISAS, ids=isa_id)
 def jit(request: pytest.FixtureRequest) -> Jit:
     host = Target.host()
     if "+avx2" not in host.features.split(","):
         pytest.skip("this host has no AVX2: the kernels cannot run here")
+    if isinstance(request.param, str):
+        return board_jit(request.param)
     return Jit(kernel_ir(request.param, host.triple), host)
 
 
@@ -145,17 +164,25 @@ def test_qemu_q35_object_uses_ymm_only(tmp_path: Path) -> None:
     assert "vpmaddubsw" in text and "vpmaddwd" in text
 
 
-def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [256, 512])
+def test_elf_object_links_into_hosted_library(tmp_path: Path, width: int) -> None:
     """The hosted ELF object + quants.c built with DTE_HAVE_GENERATED_KERNELS: dte_vec_dot dispatches to it."""
     from _quantlib import QUANTS_SOURCES
     from dte_build.toolchain import compile_hosted_library
 
     from dte_build.kernels import hosted_link_inputs
 
-    objects, defines = hosted_link_inputs(tmp_path)
+    if width == 512 and not host_has_avx512_vnni():
+        pytest.skip("host CPU lacks AVX-512 VNNI: the hosted library uses the 256-bit kernels")
+    objects, defines = hosted_link_inputs(tmp_path, width)
     if not objects:
         pytest.skip("this host has no AVX2: the hosted library uses the scalar reference")
     assert defines == ["-DDTE_HAVE_GENERATED_KERNELS"]
+    text = objdump(objects[0])
+    if width == 512:  # the host's VNNI kernels, as on epyc9654
+        assert "vpdpbusd" in text and re.search(r"zmm\d+", text)
+    else:  # (LLVM may still pick zmm for the float loops on an AVX-512 host: znver4 prefers 512-bit vectors)
+        assert "vpdpbusd" not in text and "vpmaddubsw" in text
     so = compile_hosted_library([FIRMWARE_DIR / s for s in QUANTS_SOURCES] + objects, tmp_path / "quants-kernels.so",
                                 defines)
     lib = Quants(str(so))
@@ -183,6 +210,17 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path) -> None:
     table.restype, table.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
     assert all(table(int(t)) for t in KERNEL_TYPES.values())
     assert table(int(T.Q8_K)) is None  # activation-only type: no kernel
+
+
+def test_epyc9654_jit_code_is_vnni() -> None:
+    """What the "epyc9654" jit fixture runs is the VNNI form (same IR and target as board_jit)."""
+    from dte_build.kernels import assembly
+
+    if not host_has_avx512_vnni():
+        pytest.skip("host CPU lacks AVX-512 VNNI: the epyc9654 kernels cannot run here")
+    board = load_board("epyc9654")
+    text = assembly(board_isa(board), board_target(board, Target.host().triple))
+    assert "vpdpbusd" in text and re.search(r"zmm\d+", text)
 
 
 def test_avx512_without_vnni_uses_zmm_maddubs() -> None:

@@ -44,13 +44,33 @@ def build_host_library(sanitize: bool = False) -> Path:
     return out
 
 
+KERNEL_WIDTH_ENV = "DTE_KERNEL_WIDTH"
+"""Environment variable forcing the hosted kernels' vector width (256 or 512); default: the host's best."""
+
+
+def kernel_width() -> int:
+    """The SIMD kernel width the hosted library links: $DTE_KERNEL_WIDTH when set, else 512 on a host with
+    AVX-512 VNNI (the epyc9654 kernels, vpdpbusd), else 256."""
+    forced = os.environ.get(KERNEL_WIDTH_ENV, "").strip()
+    if forced:
+        if forced not in ("256", "512"):
+            raise DteError(f"{KERNEL_WIDTH_ENV}={forced} is not a kernel width",
+                           hint="set it to 256 or 512, or unset it")
+        return int(forced)
+    from .kernels import host_kernel_width
+
+    return host_kernel_width() or 256
+
+
 def _kernel_flags() -> list[str]:
-    """Link the llvmlite SIMD kernels (256-bit, this host's CPU) when they can be generated here; the engine
-    falls back to the scalar reference dot products otherwise."""
+    """Link the llvmlite SIMD kernels (kernel_width() bits, this host's CPU) when they can be generated here; the
+    engine falls back to the scalar reference dot products otherwise. The object's name (its ISA tag and IR hash)
+    is among the flags, so the library cache is keyed on the width."""
+    width = kernel_width()
     try:
         from .kernels import kernel_object
 
-        obj = kernel_object(256, "elf", build_root() / "host" / "obj")
+        obj = kernel_object(width, "elf", build_root() / "host" / "obj")
     except Exception as exc:  # a broken or missing generator must not stop the engine: scalar fallback
         warn(f"SIMD kernels unavailable for the hosted engine ({exc}); using the scalar reference")
         return []

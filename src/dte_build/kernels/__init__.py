@@ -32,8 +32,28 @@ DISPATCH_SOURCE = "engine/kernels.c"
 DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
 
 __all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "TOKENS", "VEC_DOT_SYMBOLS",
-           "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object", "hosted_link_inputs",
-           "kernel_ir", "kernel_object"]
+           "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object",
+           "host_has_avx512_vnni", "host_kernel_width", "hosted_link_inputs", "kernel_ir", "kernel_object"]
+
+AVX512_VNNI_FEATURES = ("avx512f", "avx512bw", "avx512vl", "avx512vnni")
+"""What the 512-bit VNNI kernels (epyc9654's) need from a CPU."""
+
+
+def _host_features() -> set[str]:
+    """This host's enabled CPU features as LLVM names, without the '+' (LLVM drops AVX-512 when XCR0 lacks it)."""
+    return {f[1:] for f in Target.host().features.split(",") if f.startswith("+")}
+
+
+def host_has_avx512_vnni() -> bool:
+    """True when this host can execute the 512-bit VNNI kernels (avx512f/bw/vl/vnni, OS-enabled)."""
+    return set(AVX512_VNNI_FEATURES) <= _host_features()
+
+
+def host_kernel_width() -> int | None:
+    """The widest kernels this host runs natively: 512 (AVX-512 VNNI), 256 (AVX2), or None (scalar reference)."""
+    if host_has_avx512_vnni():
+        return 512
+    return 256 if "avx2" in _host_features() else None
 
 
 def board_isa(board: Board) -> Isa:
@@ -66,17 +86,21 @@ def _isa_and_target(board_or_width: Board | int, fmt: str) -> tuple[Isa, Target]
         return board_isa(board), board_target(board, COFF_TRIPLE if fmt == "coff" else Target.host().triple)
     if board_or_width not in (256, 512):
         raise DteError(f"kernel vector width must be 256 or 512, not {board_or_width}")
-    host = Target.host()
-    isa = Isa(board_or_width, intrinsics=board_or_width == 256 and "+avx2" in host.features.split(","))
+    host, features = Target.host(), _host_features()
+    if board_or_width == 512:  # x86 intrinsics (vpdpbusd with VNNI) where this host has them, else generic IR
+        isa = Isa(512, intrinsics={"avx512f", "avx512bw"} <= features, vnni=host_has_avx512_vnni())
+    else:
+        isa = Isa(256, intrinsics="avx2" in features)
     return isa, Target(COFF_TRIPLE if fmt == "coff" else host.triple, host.cpu, host.features)
 
 
 def emit_kernel_object(board_or_width: Board | int, fmt: str, out: Path) -> list[str]:
     """Write the kernel object to `out` and return its symbol names.
 
-    board_or_width: a Board (its march, features, width, VNNI) or a vector width (256/512: generic x86 code
-    for this host's CPU, the form the hosted library uses). fmt: "coff" (x86_64-unknown-windows, for the
-    firmware's lld-link) or "elf" (this host's triple, PIC, for the hosted shared library).
+    board_or_width: a Board (its march, features, width, VNNI) or a vector width (256/512: code for this host's
+    CPU, with x86 intrinsics -- vpdpbusd at 512 -- where the host has them; the form the hosted library uses).
+    fmt: "coff" (x86_64-unknown-windows, for the firmware's lld-link) or "elf" (this host's triple, PIC, for the
+    hosted shared library).
     """
     isa, target = _isa_and_target(board_or_width, fmt)
     data = emit_object(kernel_ir(isa, target.triple), target)
@@ -104,9 +128,11 @@ def kernel_object(board_or_width: Board | int, fmt: str, out_dir: Path) -> Path:
     return out
 
 
-def hosted_link_inputs(out_dir: Path) -> tuple[list[Path], list[str]]:
+def hosted_link_inputs(out_dir: Path, width: int | None = None) -> tuple[list[Path], list[str]]:
     """What the hosted library adds to its clang command line for SIMD kernels: ([object], [define]), or
-    ([], []) on a host without AVX2 (the scalar reference is used then)."""
-    if "+avx2" not in Target.host().features.split(","):
+    ([], []) on a host without AVX2 (the scalar reference is used then). `width`: 256 or 512, default
+    `host_kernel_width()` (512-bit VNNI kernels where the host has AVX-512 VNNI)."""
+    width = width or host_kernel_width()
+    if width is None:
         return [], []
-    return [kernel_object(256, "elf", out_dir)], [DISPATCH_DEFINE]
+    return [kernel_object(width, "elf", out_dir)], [DISPATCH_DEFINE]
