@@ -36,10 +36,13 @@ _DEFAULTS = FirmwareOptions()
 @click.option("--bench-blockio", is_flag=True,
               help="Benchmark build: also read the weights through UEFI Block I/O before ExitBootServices and "
                    "print both throughputs (`dte: bench ...`). Slows the boot.")
+@click.option("--stream-weights", is_flag=True,
+              help="Accept a model larger than the board's weights region: the firmware keeps what fits and "
+                   "streams the other layers from NVMe as it runs (slower per token).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON to stdout.")
 def build(board_name: str, model_path: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
           temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
-          as_json: bool) -> None:
+          stream_weights: bool, as_json: bool) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
 
     \b
@@ -58,7 +61,7 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
                               extra_defines={"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {})
     firmware = build_firmware(board, options=options)
     image = build_image(board, firmware.efi_path, output, model_path=model_path, build_id=firmware.build_id,
-                        no_model=no_model)
+                        no_model=no_model, stream_weights=stream_weights)
     model = image.manifest.get("model")
     result = {
         "board": board.name,

@@ -149,11 +149,13 @@ def _copy_model_while_hashing(model: Path, dst: int, offset: int) -> ModelDigest
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
                 build_id: str, extra_esp_files: dict[str, bytes | Path] | None = None,
-                source_date_epoch: int | None = None, no_model: bool = False) -> ImageResult:
+                source_date_epoch: int | None = None, no_model: bool = False,
+                stream_weights: bool = False) -> ImageResult:
     """Validate the model, then write the GPT image to `out_path` atomically and sparsely.
 
     Without `model_path` the board's default model is used if it exists (`no_model` forces none); an image without
     a model has no weights partition and `"model": null` in its manifest. On any error no file is left behind.
+    `stream_weights`: accept a model larger than the board's weights region (the firmware streams it).
     """
     start = time.monotonic()
     out_path = Path(out_path)
@@ -167,7 +169,7 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         raise DteError("a model path and no_model (--no-model) were both given", "pick one")
     if model_path is None and not no_model:
         model_path = default_model(board)
-    model_info = check_model(model_path, board) if model_path is not None else None
+    model_info = check_model(model_path, board, stream_weights=stream_weights) if model_path is not None else None
     if no_model:
         info("no model (asked for): the image carries no weights partition")
     elif model_info is None:

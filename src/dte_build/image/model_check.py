@@ -17,6 +17,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from ..board import Board
+from ..console import warn
 from ..errors import DteError
 
 MIB = 1024 * 1024
@@ -164,8 +165,11 @@ def summarize(reader: GGUFReader, *, name: str, size: int) -> ModelInfo:
     )
 
 
-def check_model(path: str | os.PathLike[str], board: Board | None = None) -> ModelInfo:
-    """Validate a GGUF for the engine (and for `board`'s weights region); one-line DteError on any problem."""
+def check_model(path: str | os.PathLike[str], board: Board | None = None, *, stream_weights: bool = False) -> ModelInfo:
+    """Validate a GGUF for the engine (and for `board`'s weights region); one-line DteError on any problem.
+
+    `stream_weights`: a model larger than the weights region is accepted (with a warning): the firmware keeps
+    what fits resident and streams the other layers from NVMe (firmware/boot/weights_stream.h)."""
     p = Path(path)
     if not p.is_file():
         raise DteError(f"model {p} does not exist or is not a file")
@@ -181,7 +185,11 @@ def check_model(path: str | os.PathLike[str], board: Board | None = None) -> Mod
         raise DteError(f"model {p.name} has no tensors")
     if board is not None:
         region = board.region("weights")
-        if size > region.size_mib * MIB:
+        if size > region.size_mib * MIB and stream_weights:
+            warn(f"model {p.name} is {size / MIB:.1f} MiB, board {board.name}'s weights region holds "
+                 f"{region.size_mib} MiB: the firmware will stream the layers that do not fit from NVMe")
+        elif size > region.size_mib * MIB:
             raise DteError(f"model {p.name} is {size / MIB:.1f} MiB but board {board.name}'s weights region holds "
-                           f"{region.size_mib} MiB", "pick a smaller quantization or a bigger board")
+                           f"{region.size_mib} MiB", "pick a smaller quantization or a bigger board, or build with "
+                           "--stream-weights")
     return info
