@@ -6,6 +6,7 @@
 #include "boot/alloc.h"
 #include "boot/blockio_bench.h"
 #include "boot/io.h"
+#include "boot/net_serve.h"
 #include "boot/run_engine.h"
 #include "boot/status.h"
 #include "boot/timer.h"
@@ -88,6 +89,9 @@ int dte_main_after_exit(const struct dte_boot_info *info)
     }
     if (weights.streaming) {
         weights_stream_report();
+    }
+    if (net_serve_enabled() && net_serve() != 0) {   /* serves forever on success */
+        return 5;
     }
     return 0;
 }

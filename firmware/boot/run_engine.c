@@ -123,6 +123,11 @@ static int generate(struct engine *e, struct generation *g)
         return engine_error("eval", "prompt evaluation failed");
     }
     g->prompt_done_ns = timer_ns();
+#ifdef DTE_TEST_ENGINE_FAULT
+    /* Test builds only: a store to a non-canonical address raises #GP (vector 13; Intel SDM Vol. 3A §6.15)
+     * in the middle of inference, to exercise the panic path with subsystem=engine. */
+    *(volatile uint64_t *)(uintptr_t)0x8000000000000000ULL = 1;
+#endif
     char piece[256];
     for (int32_t i = 0; i < n_predict; i++) {
         int32_t id = dte_sample(&e->sampler, e->logits);
@@ -200,6 +205,18 @@ static void report_speeds(const struct generation *g, const struct boot_times *t
                MS(t->verify_ns), MS(model_ns), MS(g->first_token_ns - g->start_ns));
 }
 
+static struct engine *built;   /* set once run_engine succeeded */
+
+int run_engine_parts(struct engine_parts *out)
+{
+    if (!built) {
+        return -1;
+    }
+    *out = (struct engine_parts){.model = &built->model, .tok = &built->tok, .ctx = built->ctx,
+                                 .logits = built->logits, .sampler = &built->sampler};
+    return 0;
+}
+
 int run_engine(const struct weights_loaded *weights, const struct boot_times *times)
 {
     static struct engine e;
@@ -220,5 +237,6 @@ int run_engine(const struct weights_loaded *weights, const struct boot_times *ti
     report_ids("tokens", "ids", g.ids, g.n_ids);
     report_text(&g);
     report_speeds(&g, times, model_ns);
+    built = &e;
     return 0;
 }

@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 #include "boot/weights_load.h"
+#include "engine/llama.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
 
 /* Times (timer_ns) that make up boot-to-first-token, filled in by the appliance. */
 struct boot_times {
@@ -18,5 +21,16 @@ struct boot_times {
 
 /* 0 on success; -1 after logging `dte: engine error=... text="..."`. */
 int run_engine(const struct weights_loaded *weights, const struct boot_times *times);
+
+/* The engine run_engine built (model, tokenizer, KV cache, logits, sampler), for the network server
+ * (boot/net_engine.c). Returns -1 when run_engine has not succeeded. */
+struct engine_parts {
+    const dte_llama_model *model;
+    dte_tokenizer *tok;
+    dte_llama_ctx *ctx;
+    float *logits;
+    dte_sampler *sampler;
+};
+int run_engine_parts(struct engine_parts *out);
 
 #endif /* DTE_BOOT_RUN_ENGINE_H */

@@ -265,11 +265,12 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, stop: threading.Event,
 
 def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIMEOUT,
                on_line: Callable[[str], None] | None = None, stop_when: Callable[[str], bool] | None = None,
-               grace: float = 2.0) -> RunResult:
+               grace: float = 2.0, stop_event: threading.Event | None = None) -> RunResult:
     """Boot `image` with `config`; returns when QEMU exits or after `timeout` seconds (then it is killed).
 
     `stop_when(line)` returning True ends the run early: QEMU gets `grace` seconds to exit by itself, then it
     is killed (RunResult.stopped). Use it for boards that halt instead of exiting, or to stop at a line.
+    `stop_event`, set from another thread, ends the run the same way (a firmware that serves forever).
     """
     image = Path(image)
     if not image.is_file():
@@ -277,7 +278,7 @@ def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIME
     start = time.monotonic()
     console: list[str] = []
     callback = on_line or (lambda _line: None)
-    stop = threading.Event()
+    stop = stop_event if stop_event is not None else threading.Event()
     with tempfile.TemporaryDirectory(prefix="dte-run-") as tmp:
         vars_copy = Path(tmp) / "OVMF_VARS.fd"
         shutil.copyfile(config.ovmf_vars_template, vars_copy)

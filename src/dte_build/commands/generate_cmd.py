@@ -42,8 +42,12 @@ class _Utf8Stream:
 
 
 @click.command("generate")
-@click.option("--model", "-m", "model", required=True, type=click.Path(path_type=Path),
+@click.option("--model", "-m", "model", type=click.Path(path_type=Path),
               help="A llama-architecture GGUF file (F32/F16/BF16, Q4_0..Q8_0, Q2_K..Q6_K).")
+@click.option("--remote", metavar="HOST:PORT", default=None,
+              help="Generate on a running appliance over the token protocol instead of here (needs --key).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False), default=None,
+              help="The appliance key file (`dte keygen`), with --remote.")
 @click.option("--prompt", "-p", required=True, help="Text to continue.")
 @click.option("-n", "n_predict", default=64, show_default=True, help="Most tokens to generate (stops early at EOS).")
 @click.option("--temp", default=0.0, show_default=True, help="Sampling temperature; 0 = greedy (argmax).")
@@ -53,15 +57,22 @@ class _Utf8Stream:
 @click.option("--threads", "-t", default=None, type=int, help="Worker threads (default: all CPUs).")
 @click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's, at most 4096).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ids, text, speeds) instead of text.")
-def generate(model: Path, prompt: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
-             threads: int | None, n_ctx: int, as_json: bool) -> None:
-    """Generate text with dte's own engine on this host (the same C code the firmware runs).
+def generate(model: Path | None, remote: str | None, key_file: str | None, prompt: str, n_predict: int, temp: float,
+             top_k: int, top_p: float, seed: int, threads: int | None, n_ctx: int, as_json: bool) -> None:
+    """Generate text with dte's own engine on this host (the same C code the firmware runs),
+    or with --remote HOST:PORT --key KEYFILE on a running appliance.
 
     Streams the continuation to stdout; with --json prints
-    {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}.
+    {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"} (the same shape both ways:
+    equal settings and model give equal ids).
     """
     if n_predict < 0:
         raise DteError("-n must be >= 0", hint="pass the number of tokens to generate")
+    if remote is not None:
+        _generate_remote(remote, key_file, model, prompt, n_predict, temp, top_k, top_p, seed, as_json)
+        return
+    if model is None:
+        raise DteError("no model to run", hint="pass --model GGUF, or --remote HOST:PORT --key KEYFILE")
     with Engine(model, n_ctx=n_ctx, threads=threads) as engine:
         stream = None if as_json else _Utf8Stream()
         result = engine.generate(prompt, n_predict=n_predict, temp=temp, top_k=top_k, top_p=top_p, seed=seed,
@@ -74,3 +85,26 @@ def generate(model: Path, prompt: str, n_predict: int, temp: float, top_k: int, 
     click.echo(json.dumps({"prompt_ids": result.prompt_ids, "ids": result.ids, "text": result.text,
                            "tok_per_s": round(result.tok_per_s, 3),
                            "prompt_tok_per_s": round(result.prompt_tok_per_s, 3)}, ensure_ascii=False))
+
+
+def _generate_remote(remote: str, key_file: str | None, model: Path | None, prompt: str, n_predict: int,
+                     temp: float, top_k: int, top_p: float, seed: int, as_json: bool) -> None:
+    from ..client import generate_remote, parse_endpoint
+    from ..protocol import load_key
+
+    if key_file is None:
+        raise DteError("--remote needs the appliance key", hint="pass --key KEYFILE (the file given to dte build)")
+    if model is not None:
+        raise DteError("--model and --remote were both given", hint="the appliance runs its own model; drop --model")
+    host, port = parse_endpoint(remote)
+    stream = None if as_json else _Utf8Stream()
+    result = generate_remote(host, port, load_key(key_file), prompt, n_predict, temp, top_k=top_k, top_p=top_p,
+                             seed=seed, on_token=(lambda token: stream(token.piece)) if stream else None)
+    if stream is not None:
+        stream.finish()
+        info(f"{len(result['prompt_ids'])} prompt tokens at {result['prompt_tok_per_s']:.1f} tok/s, "
+             f"{len(result['ids'])} generated at {result['tok_per_s']:.1f} tok/s (on {remote})")
+        return
+    result["tok_per_s"] = round(result["tok_per_s"], 3)
+    result["prompt_tok_per_s"] = round(result["prompt_tok_per_s"], 3)
+    click.echo(json.dumps(result, ensure_ascii=False))
