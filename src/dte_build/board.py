@@ -49,6 +49,7 @@ class Board:
     default_model: Path | None
     qemu: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    persona_file: Path | None = None   # [persona] file: the identity compiled into the firmware (docs/identity.md)
 
     @property
     def weights_lba(self) -> int:
@@ -92,6 +93,7 @@ class Board:
             "network": dict(self.network),
             "model": {"default": str(self.default_model) if self.default_model else None},
             "qemu": dict(self.qemu),
+            "persona": {"file": str(self.persona_file) if self.persona_file else None},
         }
 
 
@@ -166,6 +168,7 @@ def _parse(data: dict[str, Any], path: Path) -> Board:
     network = _table(data, "network", path)
     model = _table(data, "model", path, required=False)
     qemu = _table(data, "qemu", path, required=False)
+    persona = _table(data, "persona", path, required=False)
 
     name = board.get("name", str)
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
@@ -198,6 +201,9 @@ def _parse(data: dict[str, Any], path: Path) -> Board:
     _check_network(network)
 
     default_model = model.get("default", str, None)
+    persona_file = persona.get("file", str, None)
+    if persona_file is not None and not (REPO_ROOT / persona_file).is_file():
+        raise persona.fail("file", f"'{persona_file}' does not exist (paths are relative to the repository)")
     return Board(
         name=name,
         description=board.get("description", str, ""),
@@ -216,6 +222,7 @@ def _parse(data: dict[str, Any], path: Path) -> Board:
         default_model=(REPO_ROOT / default_model) if default_model else None,
         qemu=dict(qemu.data),
         source=path,
+        persona_file=(REPO_ROOT / persona_file) if persona_file else None,
     )
 
 

@@ -41,10 +41,19 @@ def describe_efi(data: bytes) -> dict[str, Any]:
         "entry_rva": int(pe.optional_header.addressof_entrypoint),
         "relocations": bool(pe.has_relocations),
         "signed": bool(pe.has_signatures),
+        "signature": _signature(data) if pe.has_signatures else None,
         "sections": [{"name": s.name, "virtual_size": int(s.virtual_size), "raw_size": int(s.size)}
                      for s in pe.sections],
     })
     return out
+
+
+def _signature(data: bytes) -> dict[str, Any]:
+    """The Authenticode signature (signing.signature_info: issuer, serial, digest, lief's verification)."""
+    from .signing import signature_info
+
+    info = signature_info(data)
+    return info.to_dict() if info is not None else {}
 
 
 def _find_table(f: Any, size: int) -> gpt.GptTable:

@@ -22,14 +22,19 @@ from typing import Any
 
 from .board import Board, load_board
 from .errors import DteError
+from .tpm_sim import swtpm_socket
 
 QEMU_BINARY = "qemu-system-x86_64"
 OVMF_PAIRS = (
     (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
     (Path("/usr/share/OVMF/OVMF_CODE.fd"), Path("/usr/share/OVMF/OVMF_VARS.fd")),
 )
+OVMF_SECURE_PAIRS = (   # Debian ovmf: secboot code + VARS with the snakeoil key as PK, KEK and db
+    (Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")),
+)
 DEBUG_EXIT_IOBASE = 0xF4
 RC_OK, RC_FAIL, RC_PANIC = 33, 35, 37          # (value << 1) | 1 for 0x10, 0x11, 0x12
+SECURE_BOOT_REFUSAL = "Access Denied"           # OVMF BdsDxe: "failed to load Boot000N ...: Access Denied"
 DRIVES = ("nvme", "ide", "virtio")
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_BOARD = "qemu-q35"
@@ -93,6 +98,8 @@ class QemuConfig:
     nic: bool = False
     extra_args: tuple[str, ...] = ()
     nvme_options: str = ""     # appended to -device nvme (e.g. "logical_block_size=4096,physical_block_size=4096")
+    secure_boot: bool = False  # SMM + secure pflash: needs the secboot OVMF code (find_ovmf(secure_boot=True))
+    tpm: bool = False          # a TPM 2.0 (tpm-tis) backed by swtpm, started per run (tpm_sim.py)
 
     def disk_args(self, image: Path) -> list[str]:
         if self.drive == "nvme":
@@ -102,9 +109,10 @@ class QemuConfig:
             return ["-drive", f"if=virtio,file={image},format=raw"]
         return ["-drive", f"if=ide,file={image},format=raw"]
 
-    def command(self, image: Path, vars_copy: Path) -> list[str]:
+    def command(self, image: Path, vars_copy: Path, tpm_socket: Path | None = None) -> list[str]:
+        machine = f"{self.machine},smm=on" if self.secure_boot else self.machine
         args = [
-            QEMU_BINARY, "-machine", self.machine, "-accel", self.accel, "-cpu", self.cpu,
+            QEMU_BINARY, "-machine", machine, "-accel", self.accel, "-cpu", self.cpu,
             "-m", str(self.memory_mib), "-smp", str(self.smp),
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self.ovmf_code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
@@ -114,6 +122,11 @@ class QemuConfig:
         ]
         if not self.nic:
             args += ["-nic", "none"]
+        if self.secure_boot:   # OVMF's SMM variable store: only SMM code may write the secure pflash
+            args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+        if tpm_socket is not None:
+            args += ["-chardev", f"socket,id=chrtpm,path={tpm_socket}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+                     "-device", "tpm-tis,tpmdev=tpm0"]
         return args + list(self.extra_args)
 
 
@@ -199,13 +212,15 @@ def kvm_usable() -> bool:
     return re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE) is not None
 
 
-def find_ovmf() -> tuple[Path, Path]:
-    """(OVMF code, VARS template): $DTE_OVMF_CODE/$DTE_OVMF_VARS, else the Debian `ovmf` package's files."""
-    code, vars_ = os.environ.get("DTE_OVMF_CODE"), os.environ.get("DTE_OVMF_VARS")
+def find_ovmf(secure_boot: bool = False) -> tuple[Path, Path]:
+    """(OVMF code, VARS template): $DTE_OVMF_CODE/$DTE_OVMF_VARS, else the Debian `ovmf` package's files.
+    `secure_boot`: the SMM secure-boot build with the snakeoil keys enrolled (PK/KEK/db), $DTE_OVMF_SB_CODE/_VARS."""
+    prefix = "DTE_OVMF_SB" if secure_boot else "DTE_OVMF"
+    code, vars_ = os.environ.get(f"{prefix}_CODE"), os.environ.get(f"{prefix}_VARS")
     if code and vars_:
         pairs: Sequence[tuple[Path, Path]] = ((Path(code), Path(vars_)),)
     else:
-        pairs = OVMF_PAIRS
+        pairs = OVMF_SECURE_PAIRS if secure_boot else OVMF_PAIRS
     for code_path, vars_path in pairs:
         if code_path.is_file() and vars_path.is_file():
             return code_path, vars_path
@@ -214,7 +229,8 @@ def find_ovmf() -> tuple[Path, Path]:
 
 
 def make_config(board: Board | None = None, *, smp: int | None = None, memory_mib: int | None = None,
-                drive: str = "nvme", extra_args: Sequence[str] = (), nic: bool = False) -> QemuConfig:
+                drive: str = "nvme", extra_args: Sequence[str] = (), nic: bool = False, secure_boot: bool = False,
+                tpm: bool = False) -> QemuConfig:
     """The QemuConfig for a board (default qemu-q35): accelerator probed, OVMF located."""
     if shutil.which(QEMU_BINARY) is None:
         raise DteError(f"{QEMU_BINARY} not found", "install it: apt-get install qemu-system-x86")
@@ -223,7 +239,7 @@ def make_config(board: Board | None = None, *, smp: int | None = None, memory_mi
     board = board or load_board(DEFAULT_BOARD)
     qemu = board.qemu
     kvm = kvm_usable()
-    code, vars_template = find_ovmf()
+    code, vars_template = find_ovmf(secure_boot)
     return QemuConfig(
         machine=str(qemu.get("machine", "q35")),
         accel="kvm" if kvm else "tcg",
@@ -235,6 +251,8 @@ def make_config(board: Board | None = None, *, smp: int | None = None, memory_mi
         ovmf_vars_template=vars_template,
         nic=nic,
         extra_args=tuple(extra_args),
+        secure_boot=secure_boot,
+        tpm=tpm,
     )
 
 
@@ -279,10 +297,10 @@ def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIME
     console: list[str] = []
     callback = on_line or (lambda _line: None)
     stop = stop_event if stop_event is not None else threading.Event()
-    with tempfile.TemporaryDirectory(prefix="dte-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dte-run-") as tmp, swtpm_socket(Path(tmp), config.tpm) as tpm_socket:
         vars_copy = Path(tmp) / "OVMF_VARS.fd"
         shutil.copyfile(config.ovmf_vars_template, vars_copy)
-        proc = subprocess.Popen(config.command(image.resolve(), vars_copy), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(config.command(image.resolve(), vars_copy, tpm_socket), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc.stdout, callback, console, stop_when, stop),
                                   daemon=True)
@@ -325,10 +343,12 @@ def _result(rc: int, timed_out: bool, stopped: bool, seconds: float, accel: str,
 def run_image(image: Path, *, board: Board | None = None, smp: int = 1, memory_mib: int | None = None,
               timeout: float = DEFAULT_TIMEOUT, extra_args: Sequence[str] = (), drive: str = "nvme",
               on_line: Callable[[str], None] | None = None,
-              stop_when: Callable[[str], bool] | None = None) -> RunResult:
+              stop_when: Callable[[str], bool] | None = None, secure_boot: bool = False,
+              tpm: bool = False) -> RunResult:
     """Boot a dte image under QEMU + OVMF and parse its status lines (see RunResult and run_config).
 
     `ok` is True only when the firmware printed `dte: exit status=ok` and QEMU exited with rc 33.
     """
-    config = make_config(board, smp=smp, memory_mib=memory_mib, drive=drive, extra_args=extra_args)
+    config = make_config(board, smp=smp, memory_mib=memory_mib, drive=drive, extra_args=extra_args,
+                         secure_boot=secure_boot, tpm=tpm)
     return run_config(image, config, timeout=timeout, on_line=on_line, stop_when=stop_when)

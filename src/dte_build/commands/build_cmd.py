@@ -12,6 +12,7 @@ from rich.table import Table
 from ..board import board_names, load_board
 from ..console import err
 from ..toolchain import FirmwareOptions, build_firmware
+from .identity_opts import identity_options, sign_options
 
 _DEFAULTS = FirmwareOptions()
 
@@ -39,10 +40,14 @@ _DEFAULTS = FirmwareOptions()
 @click.option("--stream-weights", is_flag=True,
               help="Accept a model larger than the board's weights region: the firmware keeps what fits and "
                    "streams the other layers from NVMe as it runs (slower per token).")
+@identity_options
+@sign_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON to stdout.")
 def build(board_name: str, model_path: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
           temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
-          stream_weights: bool, as_json: bool) -> None:
+          stream_weights: bool, as_json: bool,
+          persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
+          sign_cert: Path | None = None) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
 
     \b
@@ -53,14 +58,19 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     Example:  dte build --board qemu-q35 -o dte_boot.img && dte run dte_boot.img
     """
     from ..image.builder import build_image   # the image part; imported late so `dte --help` stays fast
+    from ..identity_build import resolve_identity, sign_firmware
 
     start = time.monotonic()
     board = load_board(board_name)
-    options = FirmwareOptions(prompt=prompt, n_predict=n_predict, temperature=temperature, top_k=top_k,
+    identity = resolve_identity(board, persona_path, identity_strength)
+    options = FirmwareOptions(**identity.firmware_options(),
+                              prompt=prompt, n_predict=n_predict, temperature=temperature, top_k=top_k,
                               top_p=top_p, seed=seed, threads=threads,
                               extra_defines={"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {})
     firmware = build_firmware(board, options=options)
-    image = build_image(board, firmware.efi_path, output, model_path=model_path, build_id=firmware.build_id,
+    signed = sign_firmware(firmware, sign_key, sign_cert)
+    image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
+                        model_path=model_path, build_id=firmware.build_id,
                         no_model=no_model, stream_weights=stream_weights)
     model = image.manifest.get("model")
     result = {
@@ -70,6 +80,8 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
                      "seconds": round(firmware.seconds, 3)},
         "image": {"path": str(image.path), "size": image.size, "seconds": round(image.seconds, 3)},
         "model": model,
+        "persona": identity.manifest_entry(),
+        "signature": signed.to_dict(),
         "seconds": round(time.monotonic() - start, 3),
     }
     if as_json:
@@ -82,6 +94,8 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     table.add_row("build id", firmware.build_id)
     table.add_row("firmware", f"{firmware.efi_path} ({firmware.size} bytes, {firmware.seconds:.2f} s)")
     table.add_row("firmware SHA-256", firmware.sha256)
+    identity.add_rows(table)
+    signed.add_rows(table)
     table.add_row("model", f"{model['name']} ({model['size']} bytes)" if model else "none")
     table.add_row("image", f"{image.path} ({image.size / 2**20:.0f} MiB, {image.seconds:.2f} s)")
     err.print(table)

@@ -28,6 +28,13 @@ def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
     return table
 
 
+def _signature_rows(sig: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if not sig:
+        return []
+    return [("signed by", f"{sig['signer_issuer']} (serial {sig['signer_serial']})"),
+            ("signature", f"{sig['digest_algorithm']}, lief verification {sig['verification']}")]
+
+
 def _print(report: dict[str, Any]) -> None:
     image = report["image"]
     err.print(f"{image['path']}: {_size(image['size'])}, {image['sector_size']}-byte sectors, "
@@ -54,6 +61,7 @@ def _print(report: dict[str, Any]) -> None:
         else:
             rows += [("format", efi["format"]), ("machine", efi["machine"]), ("subsystem", efi["subsystem"]),
                      ("relocations", efi["relocations"]), ("signed", efi["signed"]),
+                     *_signature_rows(efi.get("signature")),
                      ("sections", ", ".join(f"{s['name']} ({s['virtual_size']} B)" for s in efi["sections"]))]
         err.print(_kv("firmware EFI/BOOT/BOOTX64.EFI", rows))
     manifest = report.get("manifest")
@@ -62,6 +70,10 @@ def _print(report: dict[str, Any]) -> None:
         rows = [("board", manifest["board"]), ("build id", manifest["build_id"]),
                 ("source date epoch", manifest["source_date_epoch"]),
                 ("firmware sha256", manifest["firmware"]["sha256"]), ("weights LBA", manifest["weights"]["lba"])]
+        persona = manifest.get("persona")
+        if persona:
+            rows += [("persona", f"{persona['name']} (identity strength {persona['strength']:g})"),
+                     ("persona sha256", persona["sha256"])]
         if model is None:
             rows.append(("model", "none (this image carries no weights)"))
         else:

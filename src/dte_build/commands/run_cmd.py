@@ -13,7 +13,7 @@ import click
 from ..board import Board, load_board
 from ..console import err
 from ..errors import DteError
-from ..qemu import DEFAULT_TIMEOUT, DRIVES, RC_FAIL, RC_OK, RC_PANIC, run_image
+from ..qemu import DEFAULT_TIMEOUT, DRIVES, RC_FAIL, RC_OK, RC_PANIC, SECURE_BOOT_REFUSAL, run_image
 
 NET_TIMEOUT = 24 * 3600.0   # --net without --timeout: serve until Ctrl-C, but never leave QEMU behind for ever
 
@@ -34,10 +34,15 @@ NET_TIMEOUT = 24 * 3600.0   # --net without --timeout: serve until Ctrl-C, but n
               help="With --net: the 127.0.0.1 UDP port to forward (default: a free one).")
 @click.option("--drive", type=click.Choice(DRIVES), default="nvme", show_default=True, help="How the disk attaches.")
 @click.option("--qemu-arg", "qemu_args", multiple=True, metavar="ARG", help="Extra QEMU argument (repeatable).")
+@click.option("--secure-boot", is_flag=True,
+              help="Boot OVMF's Secure Boot build with the snakeoil keys enrolled (SMM on): only an image built with "
+                   "--sign-key/--sign-cert /usr/share/ovmf/PkKek-1-snakeoil.{key,pem} starts.")
+@click.option("--tpm", is_flag=True, help="Attach a software TPM 2.0 (swtpm, fresh state per run) for measured boot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed status lines as JSON to stdout.")
 @click.option("--quiet", is_flag=True, help="Do not stream the console to stderr.")
 def run(image: Path, board_name: str, smp: int, memory_mib: int | None, timeout: float | None, net: bool,
-        host_port: int | None, drive: str, qemu_args: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+        host_port: int | None, drive: str, qemu_args: tuple[str, ...], as_json: bool, quiet: bool,
+        secure_boot: bool = False, tpm: bool = False) -> None:
     """Boot IMAGE in QEMU q35 + OVMF (TCG unless KVM really works) and stream its console.
 
     \b
@@ -62,7 +67,7 @@ def run(image: Path, board_name: str, smp: int, memory_mib: int | None, timeout:
         return
     timeout = timeout or DEFAULT_TIMEOUT
     result = run_image(image, board=board, smp=smp, memory_mib=memory_mib, timeout=timeout,
-                       extra_args=qemu_args, drive=drive, on_line=show)
+                       extra_args=qemu_args, drive=drive, on_line=show, secure_boot=secure_boot, tpm=tpm)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     if result.ok:
@@ -73,6 +78,8 @@ def run(image: Path, board_name: str, smp: int, memory_mib: int | None, timeout:
         result.rc, f"QEMU exited with code {result.rc}")
     if result.timed_out:
         why = f"timed out after {timeout:.0f} s"
+    if secure_boot and "banner" not in result.status and SECURE_BOOT_REFUSAL in result.console:
+        why = "the Secure Boot firmware refused the image (Access Denied: unsigned, or signed by a key not in db)"
     panic = result.status.get("panic")
     detail = result.status.get("error", {}).get("text") or (
         "panic " + " ".join(f"{k}={v}" for k, v in panic.items()) if panic else None)

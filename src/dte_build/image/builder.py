@@ -149,12 +149,13 @@ def _copy_model_while_hashing(model: Path, dst: int, offset: int) -> ModelDigest
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
                 build_id: str, extra_esp_files: dict[str, bytes | Path] | None = None,
-                source_date_epoch: int | None = None, no_model: bool = False,
+                source_date_epoch: int | None = None, no_model: bool = False, persona: dict[str, Any] | None = None,
                 stream_weights: bool = False) -> ImageResult:
     """Validate the model, then write the GPT image to `out_path` atomically and sparsely.
 
     Without `model_path` the board's default model is used if it exists (`no_model` forces none); an image without
     a model has no weights partition and `"model": null` in its manifest. On any error no file is left behind.
+    `persona`: the manifest's "persona" entry ({"name", "sha256", "strength"}, docs/identity.md).
     `stream_weights`: accept a model larger than the board's weights region (the firmware streams it).
     """
     start = time.monotonic()
@@ -185,7 +186,7 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
             digest = _copy_model_while_hashing(Path(model_path), fd, board.weights_offset)
         with plan_image(board, efi_path, model_path=model_path, build_id=build_id,
                         extra_esp_files=extra_esp_files, source_date_epoch=source_date_epoch,
-                        model_info=model_info, model_digest=digest) as plan:
+                        model_info=model_info, model_digest=digest, persona=persona) as plan:
             os.ftruncate(fd, plan.disk_size)
             write_plan(plan, fd, fresh=True, skip_kinds=frozenset({"weights"}))
         os.fsync(fd)

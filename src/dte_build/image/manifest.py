@@ -74,15 +74,17 @@ def firmware_entry(efi: bytes) -> dict[str, Any]:
 
 def make_manifest(*, board: str, build_id: str, source_date_epoch: int, efi: bytes, weights_lba: int,
                   sector_size: int, model_name: str | None = None, architecture: str | None = None,
-                  tensor_count: int | None = None, digest: ModelDigest | None = None) -> dict[str, Any]:
-    """The manifest dict in the design's key order; `model` is None when the image carries no weights."""
+                  tensor_count: int | None = None, digest: ModelDigest | None = None,
+                  persona: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest dict in the design's key order; `model` is None when the image carries no weights.
+    `persona`: {"name", "sha256", "strength"} of the identity compiled into the firmware (docs/identity.md)."""
     if not re.fullmatch(r"[0-9a-f]{16}", build_id):
         raise DteError(f"build id '{build_id}' must be 16 lowercase hex characters")
     model = None
     if digest is not None:
         model = {"name": model_name, "size": digest.size, "sha256": digest.sha256, "architecture": architecture,
                  "tensor_count": tensor_count, "chunk_size": digest.chunk_size, "crc32c": list(digest.crc32c)}
-    return {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "board": board,
         "build_id": build_id,
@@ -92,6 +94,9 @@ def make_manifest(*, board: str, build_id: str, source_date_epoch: int, efi: byt
                     "partition": WEIGHTS_PARTITION if model else None},
         "model": model,
     }
+    if persona is not None:
+        manifest["persona"] = persona
+    return manifest
 
 
 def manifest_json(manifest: dict[str, Any]) -> bytes:

@@ -111,12 +111,12 @@ def _content_hash(files: dict[str, bytes]) -> str:
 def plan_image(board: Board, efi_path: Path, *, model_path: Path | None, build_id: str,
                extra_esp_files: dict[str, bytes | Path] | None = None, source_date_epoch: int | None = None,
                disk_size: int | None = None, model_info: ModelInfo | None = None,
-               model_digest: mf.ModelDigest | None = None) -> ImagePlan:
+               model_digest: mf.ModelDigest | None = None, persona: dict[str, Any] | None = None) -> ImagePlan:
     """Validate the inputs and lay out the image.
 
     `disk_size`: the target's size (a drive for `dte flash`); default the smallest disk that holds everything,
     with 1 MiB after the last partition for the backup GPT. `model_info` / `model_digest`: skip re-validating /
-    re-hashing a model the caller already checked / hashed.
+    re-hashing a model the caller already checked / hashed. `persona`: the manifest's "persona" entry.
     """
     epoch = resolve_epoch(source_date_epoch)
     ss = board.sector_size
@@ -138,7 +138,7 @@ def plan_image(board: Board, efi_path: Path, *, model_path: Path | None, build_i
         board=board.name, build_id=build_id, source_date_epoch=epoch, efi=efi, weights_lba=board.weights_lba,
         sector_size=ss, model_name=Path(model_path).name if model_path else None,
         architecture=model_info.architecture if digest else None,
-        tensor_count=model_info.tensor_count if digest else None, digest=digest)
+        tensor_count=model_info.tensor_count if digest else None, digest=digest, persona=persona)
     files = _esp_files(efi, mf.manifest_json(manifest), mf.weights_man(board.weights_lba, digest), extra_esp_files)
     content = _content_hash(files)
 

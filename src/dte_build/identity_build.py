@@ -1,0 +1,67 @@
+"""What `dte build` adds for identity: the persona (hash, strength, system prompt) it compiles in and the Secure
+Boot signature of BOOTX64.EFI. Library functions; the CLI only wires them (commands/build_cmd.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .board import Board
+from .errors import DteError
+from .image.plan import resolve_epoch
+from .persona import Persona, board_persona, check_strength
+from .signing import SignatureInfo, sign_efi, signature_info
+from .toolchain import FirmwareBuild
+
+SIGNED_NAME = "BOOTX64.signed.EFI"
+
+
+@dataclass(frozen=True)
+class Identity:
+    persona: Persona
+    strength: float
+
+    def firmware_options(self) -> dict[str, Any]:
+        """The FirmwareOptions fields that compile this identity in."""
+        return {"persona_name": self.persona.name, "persona_sha256": self.persona.sha256,
+                "system_prompt": self.persona.system, "identity_strength": self.strength}
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return self.persona.manifest_entry(self.strength)
+
+    def add_rows(self, table: Any) -> None:
+        table.add_row("persona", f"{self.persona.name} ({self.persona.path}), identity strength {self.strength:g}")
+        table.add_row("persona SHA-256", self.persona.sha256)
+
+
+def resolve_identity(board: Board, persona_path: Path | None = None, strength: float | None = None) -> Identity:
+    """The persona a build compiles in (`persona_path`, else the board's) and the identity stage strength
+    (`strength`, else the persona's own)."""
+    persona = board_persona(board, persona_path)
+    return Identity(persona, persona.strength if strength is None else check_strength(strength))
+
+
+@dataclass(frozen=True)
+class SignedFirmware:
+    efi_path: Path                    # what goes into the ESP (the signed copy, or the unsigned build)
+    signature: SignatureInfo | None
+
+    def to_dict(self) -> dict[str, Any] | None:
+        return None if self.signature is None else self.signature.to_dict()
+
+    def add_rows(self, table: Any) -> None:
+        sig = self.signature
+        table.add_row("Secure Boot", "unsigned" if sig is None else
+                      f"signed ({sig.digest_algorithm}) by {sig.signer_issuer}, serial {sig.signer_serial}")
+
+
+def sign_firmware(firmware: FirmwareBuild, key: Path | None, cert: Path | None) -> SignedFirmware:
+    """Sign the build's BOOTX64.EFI (next to it, as BOOTX64.signed.EFI) when a key and certificate are given."""
+    if key is None and cert is None:
+        return SignedFirmware(firmware.efi_path, None)
+    if key is None or cert is None:
+        raise DteError("--sign-key and --sign-cert go together", "pass both (a PEM key and its certificate)")
+    out = sign_efi(firmware.efi_path, key, cert, firmware.build_dir / SIGNED_NAME,
+                   source_date_epoch=resolve_epoch(None))
+    return SignedFirmware(out, signature_info(out))
