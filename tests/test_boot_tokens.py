@@ -208,3 +208,14 @@ def test_dte_run_json_reports_the_generation(tmp_path: Path) -> None:
     bench = out["bench"]
     assert bench["blockio_bytes"] == bench["dte_bytes"] == model.stat().st_size
     assert bench["blockio_mib_per_s"] > 0 and bench["ratio"] > 0
+
+
+def test_fault_during_inference_panics_naming_the_engine(tmp_path: Path) -> None:
+    model = _need(Q8_0)
+    board = load_board("qemu-q35")
+    options = dataclasses.replace(OPTIONS, extra_defines={"DTE_TEST_ENGINE_FAULT": "1"})
+    result = boot(build(tmp_path, board, model, options), board)
+    assert result.rc == qemu.RC_PANIC and not result.timed_out, result.console[-2000:]
+    panic = result.status["panic"]
+    assert panic["vector"] == "13" and panic["subsystem"] == "engine"   # #GP, Intel SDM Vol. 3A section 6.15
+    assert result.status["weights"]["status"] == "ok" and "tokens" not in result.status
