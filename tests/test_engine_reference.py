@@ -3,9 +3,10 @@ llama.cpp itself (tests/data/llamacpp/reference.json, made by scripts/record_lla
 
 The reference is llama.cpp's output, never ours: the tokenizer ids and the greedy continuation of each prompt must
 be identical. The one allowance: llama.cpp also recorded, per step, the gap between its top two logits. Where
-that gap is below NEAR_TIE (a few 1e-4 of logits spanning ~20), the choice depends on float summation order —
-llama.cpp's own AVX2 and AVX-512 builds differ there — so a first divergence at such a step ends the comparison
-for that prompt instead of failing it. A divergence anywhere else fails.
+that gap is below NEAR_TIE (0.1 % of logits spanning ~20), the choice depends on float summation order —
+llama.cpp's own AVX2 and AVX-512 builds differ there (16 of its 121 continuations change with flash attention on,
+each at a gap below 0.042) — so a first divergence at such a step ends the comparison for that prompt instead of
+failing it, at most once per model. A divergence anywhere else fails.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dte_build.paths import MODELS_DIR
 REFERENCE = Path(__file__).parent / "data" / "llamacpp" / "reference.json"
 DATA = json.loads(REFERENCE.read_text())
 MODELS = [m["file"] for m in DATA["models"]]
-NEAR_TIE = 2e-3
+NEAR_TIE = 0.02
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -45,6 +46,7 @@ def test_prompt_ids_equal_llamacpp(model_ref: tuple[Engine, dict]) -> None:
 
 def test_greedy_continuations_equal_llamacpp(model_ref: tuple[Engine, dict]) -> None:
     engine, entry = model_ref
+    near_ties = []
     for case in entry["cases"]:
         engine.reset()
         expected = case["ids"]
@@ -55,5 +57,7 @@ def test_greedy_continuations_equal_llamacpp(model_ref: tuple[Engine, dict]) -> 
             expected = expected[:-1]
         first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
         if first_diff is not None and case["margins"][first_diff] < NEAR_TIE:
+            near_ties.append((case["prompt"], first_diff, case["margins"][first_diff]))
             continue
         assert got == expected, (entry["file"], case["prompt"], first_diff)
+    assert len(near_ties) <= 1, near_ties
