@@ -146,6 +146,7 @@ def test_no_confirmation_without_terminal(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
     rc, _, stderr = run("flash", str(image), str(out))
     assert rc != 0 and "--yes" in stderr
+    assert "new file" in stderr and str(image.stat().st_size) in stderr  # what would be destroyed / written
     assert not out.exists() or out.stat().st_size == 0
 
 

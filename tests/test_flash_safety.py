@@ -155,3 +155,15 @@ def test_swap_partition_refuses_the_disk(tmp_path: Path) -> None:
     with pytest.raises(DteError, match=f"{node} is active swap"):
         check_not_swap("sda", system)
     check_not_swap("vda", system)
+
+
+def test_far_larger_target_warns_and_smaller_refuses() -> None:
+    from dte_build.flash.target import Target, check_size
+    big = Target(Path("/dev/fake"), "block", 1 << 40)
+    check_size(big, 1 << 30)
+    assert big.warnings and "far larger" in big.warnings[0] and str(1 << 40) in big.warnings[0]
+    fitting = Target(Path("/dev/fake"), "block", 2 << 30)
+    check_size(fitting, 1 << 30)
+    assert fitting.warnings == []
+    with pytest.raises(DteError, match=f"is 1.0 GiB .*{1 << 30}.*smaller than the image .*{(1 << 30) + 512}"):
+        check_size(Target(Path("/dev/fake"), "block", 1 << 30), (1 << 30) + 512)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import ctypes.util
+import errno
 import fcntl
 import mmap
 import os
