@@ -23,15 +23,18 @@ def _say(line: str) -> None:
 
 
 def _board_source(board_name: str, model: Path | None, no_model: bool, target: Path, stack: ExitStack) -> Source:
-    """BOARD's firmware (default options, as `dte build`) + MODEL (default: the board's) as an image plan, sized
-    to the target when it is a disk or an existing file, streamed without writing an image file."""
+    """What `dte build --board NAME [--model M]` would write with its defaults (the board's persona, no network,
+    unsigned), as an image plan sized to the target when it is a disk or an existing file, streamed without
+    writing an image file."""
     from ..board import load_board
+    from ..identity_build import resolve_identity
     from ..image.builder import default_model
     from ..image.plan import plan_image
     from ..toolchain import FirmwareOptions, build_firmware
     board = load_board(board_name)
     model = None if no_model else (model if model is not None else default_model(board))
-    firmware = build_firmware(board, options=FirmwareOptions())
+    identity = resolve_identity(board)
+    firmware = build_firmware(board, options=FirmwareOptions(**identity.firmware_options()))
     disk_size = None
     if target.exists() and (target.is_block_device() or target.stat().st_size > 0):
         fd = os.open(target, os.O_RDONLY)
@@ -40,7 +43,7 @@ def _board_source(board_name: str, model: Path | None, no_model: bool, target: P
         finally:
             os.close(fd)
     plan = stack.enter_context(plan_image(board, firmware.efi_path, model_path=model, build_id=firmware.build_id,
-                                          disk_size=disk_size))
+                                          disk_size=disk_size, persona=identity.manifest_entry()))
     return plan_source(plan, f"{board.name} + {model.name if model else 'no model'}")
 
 
