@@ -231,6 +231,15 @@ def test_plan_source_flashes_without_an_image(tmp_path: Path) -> None:
         assert verify(source, out).ok
     assert out.read_bytes() == built.read_bytes()
     assert verify(image_source(built), out).ok
+    # Sized to a larger "drive" holding junk: the backup GPT goes to its end; gaps are don't-care.
+    drive = tmp_path / "drive.img"
+    drive.write_bytes(b"\x5a" * (built.stat().st_size + 8 * MIB))
+    with plan_image(board, efi, model_path=model, build_id="0123456789abcdef",
+                    disk_size=drive.stat().st_size) as plan:
+        assert flash(plan_source(plan), drive).verified is True
+        assert verify(plan_source(plan), drive).ok
+    check = subprocess.run(["sgdisk", "-v", str(drive)], capture_output=True, text=True)
+    assert "No problems found" in check.stdout, check.stdout
     weights = out.read_bytes()[board.weights_offset:board.weights_offset + model.stat().st_size]
     assert weights == model.read_bytes()
 
