@@ -150,6 +150,22 @@ def test_no_confirmation_without_terminal(tmp_path: Path, image: Path) -> None:
     assert not out.exists() or out.stat().st_size == 0
 
 
+def test_confirmation_prompt_no_keeps_the_target_yes_flashes(tmp_path: Path, image: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from dte_build.commands import flash_cmd
+    monkeypatch.setattr(flash_cmd, "_stdin_is_terminal", lambda: True)
+    out = tmp_path / "old.img"
+    out.write_bytes(b"old!" * (image.stat().st_size // 4))
+    before = out.read_bytes()
+    result = CliRunner().invoke(main, ["flash", str(image), str(out)], input="n\n")
+    assert result.exit_code != 0 and "cancelled" in result.stderr and "Erase everything" in result.stderr
+    assert "no valid GPT" in " ".join(result.stderr.split())  # what is there now, shown before asking
+    assert out.read_bytes() == before
+    result = CliRunner().invoke(main, ["flash", str(image), str(out)], input="y\n")
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == image.read_bytes()
+
+
 def test_interrupted_flash_is_incomplete_and_rerun_completes(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
     flash(image_source(image), out)

@@ -79,12 +79,16 @@ def _current_table(target: Target) -> str:
     return f"GPT with {len(table.partitions)} partition(s): {parts or 'none'}"
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _confirm(target: Target, source: Source) -> bool:
     """Show what will be destroyed and ask; with no terminal to ask on, refuse."""
     err.print(f"[bold]target[/]  {target.describe()}")
     err.print(f"[bold]now[/]     {_current_table(target)}", markup=True)
     err.print(f"[bold]write[/]   {source.name}: {human(source.size)}, of which {human(source.data_bytes)} data")
-    if not sys.stdin.isatty():
+    if not _stdin_is_terminal():
         raise DteError(f"refusing to overwrite {target.path} without confirmation (stdin is not a terminal)",
                        "pass --yes if you are sure")
     return click.confirm(f"Erase everything on {target.path}?", default=False, err=True)
