@@ -69,9 +69,19 @@ def board_variant(tmp: Path, **edits: str) -> Board:
     return load_board(path)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _shared_build_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One firmware build directory for the module: objects that do not include dte_config.h are compiled once."""
+    global _BUILD_DIR
+    _BUILD_DIR = tmp_path_factory.mktemp("firmware")
+
+
+_BUILD_DIR: Path | None = None
+
+
 def build(tmp: Path, board: Board, model: Path | None, options: FirmwareOptions = OPTIONS,
           stream_weights: bool = False) -> Path:
-    fw = build_firmware(board, options=options, build_dir=tmp / "build")
+    fw = build_firmware(board, options=options, build_dir=_BUILD_DIR or tmp / "build")
     image = tmp / "boot.img"
     build_image(board, fw.efi_path, image, model_path=model, build_id=fw.build_id, no_model=model is None,
                 stream_weights=stream_weights)
