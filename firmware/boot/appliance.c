@@ -4,6 +4,7 @@
 #include "boot/appliance.h"
 
 #include "boot/alloc.h"
+#include "boot/attest.h"
 #include "boot/blockio_bench.h"
 #include "boot/io.h"
 #include "boot/net_serve.h"
@@ -54,6 +55,7 @@ int dte_main_before_exit(efi_handle image, efi_system_table *system_table, struc
     if (weights_manifest_read(image, system_table, &manifest) != 0) {
         return 2;
     }
+    attest_measure(image, system_table, info, &manifest, rsdp);   /* + TPM extend; before ExitBootServices */
     if (DTE_BENCH_BLOCKIO) {
         bench_blockio(system_table->boot_services);
     }
@@ -77,6 +79,9 @@ int dte_main_after_exit(const struct dte_boot_info *info)
     static struct weights_loaded weights;
     struct boot_times times = {.platform_ns = platform_ns, .firmware_ns = timer_ns()};
     if (weights_load(&manifest, rsdp, &weights) != 0) {
+        return 3;
+    }
+    if (attest_weights_loaded(weights.data, weights.resident_bytes, weights.model_size) != 0) {
         return 3;
     }
     times.load_ns = weights.read_ns;

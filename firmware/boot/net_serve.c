@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "boot/attest.h"
 #include "boot/net_engine.h"
 #include "boot/panic.h"
 #include "boot/status.h"
@@ -82,7 +83,7 @@ int net_serve(void)
     }
     dte_proto_config proto = {.key = appliance_key, .key_size = sizeof appliance_key,
                               .engine = net_engine_callbacks(&engine), .send = dte_net_send_to, .send_ctx = &stack,
-                              .attest = NULL, .extra_counters = stack.counters,
+                              .attest = attest_blob, .extra_counters = stack.counters,
                               .extra_counter_count = DTE_NET_COUNTER_COUNT};
     if (dte_proto_init(&server, &proto) != 0) {
         dte_status("net error=proto text=\"the protocol server refused its configuration\"");

@@ -3,6 +3,7 @@
  * same stopping rules, so the ids equal `dte generate`'s for the same model and settings. */
 #include "boot/run_engine.h"
 
+#include "boot/attest.h"
 #include "boot/io.h"
 #include "boot/panic.h"
 #include "boot/serial.h"
@@ -75,6 +76,7 @@ static int build_engine(const struct weights_loaded *w, struct engine *e)
         dte_sampler_init(&e->sampler, e->model.hp.n_vocab, DTE_TEMPERATURE, DTE_TOP_K, DTE_TOP_P, DTE_SEED) != 0) {
         return engine_error("memory", "out of memory for the KV cache, logits or sampler");
     }
+    attest_attach_identity(&e->sampler);   /* the persona's identity stage; off at strength 0 */
     const dte_llama_hparams *hp = &e->model.hp;
     dte_status("model layers=%u embd=%u heads=%u kv_heads=%u ff=%u vocab=%u ctx=%u", hp->n_layer, hp->n_embd,
                hp->n_head, hp->n_head_kv, hp->n_ff, hp->n_vocab, dte_llama_ctx_size(e->ctx));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../engine/gguf.h"
+#include "../engine/identity.h"
 #include "../engine/llama.h"
 #include "../engine/platform.h"
 #include "../engine/sampler.h"
@@ -27,6 +28,7 @@ struct dte_host {
     dte_llama_ctx *ctx;
     float *logits;
     int32_t threads;
+    dte_identity identity; /* the sampler's identity stage (weight 0: off) */
 };
 
 static int set_err(char *err, size_t errlen, const char *msg) {
@@ -145,6 +147,7 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
     int rc = dte_sampler_init(&s, h->model.hp.n_vocab, temp, top_k, top_p, seed);
     dte_hosted_arena_enter(prev);
     if (rc) return set_err(err, errlen, "out of memory for the sampler");
+    dte_identity_attach(&h->identity, &s);
     dte_host_reset(h);
     uint64_t t0 = dte_time_ns();
     if ((rc = dte_host_eval(h, prompt, n_prompt, NULL, err, errlen)) != 0) return rc;
@@ -163,6 +166,10 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
     }
     *gen_seconds = (double)(dte_time_ns() - t1) * 1e-9;
     return 0;
+}
+
+void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength) {
+    dte_identity_init(&h->identity, hash, strength);
 }
 
 static int check_in_arena(const void *buf, uint64_t size, bool model, char *err, size_t errlen) {

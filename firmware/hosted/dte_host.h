@@ -40,6 +40,10 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
                       int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
                       int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen);
 
+/* The identity sampler stage (engine/identity.h) for later dte_host_generate calls: `hash` is the persona's
+ * 32-byte SHA-256; strength 0 turns the stage off. */
+void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength);
+
 /* Parse a GGUF held in memory (no model construction): 0 or a negative DTE_GGUF_E_* code. For fuzzing. */
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen);
 /* Parse + build the llama model + tokenizer views from memory, without a KV cache. For fuzzing. */

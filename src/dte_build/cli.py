@@ -14,6 +14,7 @@ from .commands import net_cmd
 from .commands import inspect_cmd
 from .commands import generate_cmd
 from .commands import kernels_cmd
+from .commands import attest_cmd
 from .console import err
 from .errors import DteError
 
@@ -57,3 +58,4 @@ main.add_command(net_cmd.remote)
 main.add_command(inspect_cmd.inspect)
 main.add_command(generate_cmd.generate)
 main.add_command(kernels_cmd.kernels)
+main.add_command(attest_cmd.attest)

@@ -92,6 +92,10 @@ class _Info(ctypes.Structure):
                                                "n_ctx_train", "n_ctx", "bos", "eos", "add_bos")]
 
 
+class _Identity(ctypes.Structure):   # engine/identity.h dte_identity
+    _fields_ = [("seed", ctypes.c_uint64), ("resonance", ctypes.c_float), ("weight", ctypes.c_float)]
+
+
 TOKEN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_char),
                             ctypes.c_int32)
 
@@ -120,6 +124,9 @@ def load_library(path: Path | None = None) -> ctypes.CDLL:
                                         c.POINTER(c.c_double), c.c_char_p, c.c_size_t]),
         "dte_host_gguf_check": (c.c_int, [c.c_char_p, c.c_uint64, c.c_char_p, c.c_size_t]),
         "dte_host_model_check": (c.c_int, [c.c_char_p, c.c_uint64, c.c_char_p, c.c_size_t]),
+        "dte_host_set_identity": (None, [c.c_void_p, c.c_char_p, c.c_float]),
+        "dte_identity_init": (None, [c.POINTER(_Identity), c.c_char_p, c.c_float]),
+        "dte_identity_apply": (None, [c.POINTER(_Identity), f32p, c.c_int64]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -232,6 +239,12 @@ class Engine:
 
         return np.array(self.eval(ids), dtype=np.float32)
 
+    def set_identity(self, persona_sha256: bytes, strength: float) -> None:
+        """Enable the sampler's identity stage (docs/identity.md) for later generate() calls; strength 0: off."""
+        if len(persona_sha256) != 32:
+            raise DteError("the persona hash must be 32 bytes (a SHA-256)")
+        self._lib.dte_host_set_identity(self._h, persona_sha256, strength)
+
     def generate(self, prompt: str | Sequence[int], n_predict: int = 64, temp: float = 0.0, top_k: int = 40,
                  top_p: float = 0.95, seed: int = 0,
                  on_piece: Callable[[bytes], None] | None = None) -> Generation:
@@ -261,6 +274,19 @@ class Engine:
             raise DteError(f"generation failed: {err.value.decode(errors='replace')}", hint="check the model")
         ids = list(out[: n_out.value])
         return Generation(prompt_ids, ids, self.detokenize(ids), ps.value, gs.value)
+
+
+def identity_apply(persona_sha256: bytes, strength: float, logits: Sequence[float],
+                   library: Path | None = None) -> list[float]:
+    """The C identity stage (engine/identity.c) applied to `logits` (float32): what the sampler sees."""
+    if len(persona_sha256) != 32:
+        raise DteError("the persona hash must be 32 bytes (a SHA-256)")
+    lib = load_library(library)
+    state = _Identity()
+    lib.dte_identity_init(ctypes.byref(state), persona_sha256, strength)
+    arr = (ctypes.c_float * len(logits))(*logits)
+    lib.dte_identity_apply(ctypes.byref(state), arr, len(logits))
+    return list(arr)
 
 
 def gguf_check(data: bytes, model: bool = True, library: Path | None = None) -> tuple[int, str]:

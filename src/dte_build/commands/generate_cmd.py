@@ -11,6 +11,7 @@ import click
 from ..console import info
 from ..engine import Engine
 from ..errors import DteError
+from .identity_opts import persona_option, strength_option
 
 
 class _Utf8Stream:
@@ -56,9 +57,12 @@ class _Utf8Stream:
 @click.option("--seed", default=0, show_default=True, help="Seed of the sampler's RNG (same seed, same text).")
 @click.option("--threads", "-t", default=None, type=int, help="Worker threads (default: all CPUs).")
 @click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's, at most 4096).")
+@persona_option
+@strength_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ids, text, speeds) instead of text.")
 def generate(model: Path | None, remote: str | None, key_file: str | None, prompt: str, n_predict: int, temp: float,
-             top_k: int, top_p: float, seed: int, threads: int | None, n_ctx: int, as_json: bool) -> None:
+             top_k: int, top_p: float, seed: int, threads: int | None, n_ctx: int, as_json: bool,
+             persona_path: Path | None = None, identity_strength: float | None = None) -> None:
     """Generate text with dte's own engine on this host (the same C code the firmware runs),
     or with --remote HOST:PORT --key KEYFILE on a running appliance.
 
@@ -73,7 +77,16 @@ def generate(model: Path | None, remote: str | None, key_file: str | None, promp
         return
     if model is None:
         raise DteError("no model to run", hint="pass --model GGUF, or --remote HOST:PORT --key KEYFILE")
+    identity = None
+    if persona_path is not None or identity_strength is not None:   # as the firmware: system prompt + stage
+        from ..persona import DEFAULT_PERSONA, check_strength, load_persona
+
+        identity = load_persona(persona_path or DEFAULT_PERSONA)
+        prompt = identity.prefix(prompt)
+        identity_strength = identity.strength if identity_strength is None else check_strength(identity_strength)
     with Engine(model, n_ctx=n_ctx, threads=threads) as engine:
+        if identity is not None and identity_strength:
+            engine.set_identity(identity.digest, identity_strength)
         stream = None if as_json else _Utf8Stream()
         result = engine.generate(prompt, n_predict=n_predict, temp=temp, top_k=top_k, top_p=top_p, seed=seed,
                                  on_piece=stream)
