@@ -26,10 +26,8 @@ from dte_build import protocol as p
 from dte_build.board import load_board
 from dte_build.cli import main
 from dte_build.client import Client
-from dte_build.image.builder import build_image
-from dte_build.netboot import NetAppliance, free_udp_port, network_options
+from dte_build.netboot import NetAppliance, free_udp_port
 from dte_build.paths import MODELS_DIR
-from dte_build.toolchain import FirmwareOptions, build_firmware
 from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer
 
 pytestmark = pytest.mark.qemu
@@ -51,15 +49,21 @@ def hosted(prompt: str, n: int, temp: float = 0.0, top_k: int = 40, top_p: float
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return p.write_key(tmp_path_factory.mktemp("key") / "appliance.key", KEY)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory, key_file: Path) -> Path:
+    """`dte build --net --key KEYFILE` (build artifacts in a temp dir, not the shared build/)."""
     if not MODEL.is_file():
         pytest.skip(f"{MODEL.name} is not in models/")
     tmp = tmp_path_factory.mktemp("net")
-    board = load_board("qemu-q35")
-    options = network_options(board, FirmwareOptions(n_predict=2), KEY)
-    fw = build_firmware(board, options=options, build_dir=tmp / "build")
     path = tmp / "boot.img"
-    build_image(board, fw.efi_path, path, model_path=MODEL, build_id=fw.build_id)
+    result = CliRunner(env={"DTE_BUILD_DIR": str(tmp / "build")}).invoke(
+        main, ["build", "--board", "qemu-q35", "--model", str(MODEL), "--net", "--key", str(key_file), "-n", "2",
+               "--identity-strength", "0", "-o", str(path)])   # stage off: plain `dte generate` is the oracle
+    assert result.exit_code == 0, result.output
     return path
 
 
@@ -68,11 +72,6 @@ def appliance(image: Path) -> Iterator[NetAppliance]:
     with NetAppliance(image, timeout=600) as app:
         app.wait_ready(BOOT_TIMEOUT)
         yield app
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return p.write_key(tmp_path_factory.mktemp("key") / "appliance.key", KEY)
 
 
 def test_ready_line_names_the_boards_address_and_the_nic(appliance: NetAppliance) -> None:

@@ -13,6 +13,7 @@ from ..board import board_names, load_board
 from ..console import err
 from ..toolchain import FirmwareOptions, build_firmware
 from .identity_opts import identity_options, sign_options
+from .net_opts import apply_network, net_build_options
 
 _DEFAULTS = FirmwareOptions()
 
@@ -42,12 +43,13 @@ _DEFAULTS = FirmwareOptions()
                    "streams the other layers from NVMe as it runs (slower per token).")
 @identity_options
 @sign_options
+@net_build_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON to stdout.")
 def build(board_name: str, model_path: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
           temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
           stream_weights: bool, as_json: bool,
           persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
-          sign_cert: Path | None = None) -> None:
+          sign_cert: Path | None = None, net: bool = False, key_file: str | None = None) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
 
     \b
@@ -67,6 +69,7 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
                               prompt=prompt, n_predict=n_predict, temperature=temperature, top_k=top_k,
                               top_p=top_p, seed=seed, threads=threads,
                               extra_defines={"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {})
+    options = apply_network(board, options, net, key_file)
     firmware = build_firmware(board, options=options)
     signed = sign_firmware(firmware, sign_key, sign_cert)
     image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
