@@ -113,7 +113,7 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
     \b
     Refuses character devices, directories, partitions, mounted or swap disks, md/LVM/dm members, the disk the
     running system is on, and disks smaller than the image. Asks before erasing unless --yes.
-    Writes in large aligned chunks (O_DIRECT on block devices), zeroes holes without sending them, writes the
+    Writes in large aligned chunks (O_DIRECT where allowed), zeroes holes without sending them, writes the
     GPT last (an interrupted flash leaves no valid GPT: `dte verify` says incomplete, re-running completes it),
     flushes, then reads every chunk back and compares CRC32C.
 
