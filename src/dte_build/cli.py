@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from . import __version__
-from .commands import boards_cmd
-from .commands import build_cmd, run_cmd
-from .commands import flash_cmd
-from .commands import net_cmd
-from .commands import inspect_cmd
-from .commands import generate_cmd
-from .commands import kernels_cmd
-from .commands import attest_cmd
 from .console import err
 from .errors import DteError
 
 
+# name -> (module under dte_build.commands, attribute). Modules are imported only when their command runs (or
+# `--help` lists them), so `dte flash` does not pay for numpy, llvmlite or the toolchain at start-up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "boards": ("boards_cmd", "boards"),
+    "build": ("build_cmd", "build"),
+    "inspect": ("inspect_cmd", "inspect"),
+    "run": ("run_cmd", "run"),
+    "flash": ("flash_cmd", "flash_command"),
+    "verify": ("flash_cmd", "verify_command"),
+    "generate": ("generate_cmd", "generate"),
+    "keygen": ("net_cmd", "keygen"),
+    "chat": ("net_cmd", "chat"),
+    "remote": ("net_cmd", "remote"),
+    "attest": ("attest_cmd", "attest"),
+    "kernels": ("kernels_cmd", "kernels"),
+}
+
+
 class _Group(click.Group):
-    """Turns DteError into one line on stderr and a non-zero exit, never a traceback."""
+    """Loads commands lazily and turns DteError into one line on stderr and a non-zero exit, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(f".commands.{module}", __package__), attr)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -47,15 +67,5 @@ def main() -> None:
     """
 
 
-main.add_command(boards_cmd.boards)
-main.add_command(flash_cmd.flash_command)
-main.add_command(flash_cmd.verify_command)
-main.add_command(build_cmd.build)
-main.add_command(run_cmd.run)
-main.add_command(net_cmd.keygen)
-main.add_command(net_cmd.chat)
-main.add_command(net_cmd.remote)
-main.add_command(inspect_cmd.inspect)
-main.add_command(generate_cmd.generate)
-main.add_command(kernels_cmd.kernels)
-main.add_command(attest_cmd.attest)
+if __name__ == "__main__":
+    main()
