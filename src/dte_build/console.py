@@ -20,6 +20,8 @@ from rich.progress import (
 )
 
 err = Console(stderr=True, highlight=False)
+if not err.is_terminal:
+    err.width = 120  # logs and pipes: rich's 80-column default folds tables into unreadable cells
 
 
 def info(message: str) -> None:
