@@ -6,10 +6,14 @@
 #include "engine/platform.h"
 #include "boot/io.h"
 
+#define CACHE_LINE 64
+
+/* The word every idle worker polls (generation) and the one every worker writes (remaining) sit on separate
+ * cache lines, so finishing workers do not invalidate the line the others spin on. */
 struct pool {
-    uint64_t generation;   /* bumped once per job; workers wait for it to move */
-    int remaining;         /* APs still running the current job */
-    int busy;              /* a dte_parallel_for is in progress */
+    _Alignas(CACHE_LINE) uint64_t generation;   /* bumped once per job; workers wait for it to move */
+    _Alignas(CACHE_LINE) int remaining;         /* APs still running the current job */
+    _Alignas(CACHE_LINE) int busy;              /* a dte_parallel_for is in progress */
     int stop;              /* a panic: everyone halts */
     int workers;           /* BSP + APs that checked in */
     dte_range_fn fn;

@@ -24,7 +24,8 @@
 #define AP_STACK_BYTES (256u * 1024u)
 #define INIT_DELAY_NS 10000000ULL     /* SDM §9.4.4.1: 10 ms after INIT */
 #define SIPI_DELAY_NS 200000ULL       /* 200 µs after each SIPI */
-#define CHECKIN_TIMEOUT_NS 200000000ULL
+/* A core answers in microseconds; under QEMU TCG on a busy host its vCPU thread may wait for a host core. */
+#define CHECKIN_TIMEOUT_NS (DTE_PLATFORM_QEMU ? 2000000000ULL : 100000000ULL)
 #define CLAIMED_TIMEOUT_NS 1000000000ULL
 #define LOW_PAGES 2                   /* trampoline page + top-level page-table copy */
 #define LOW_LIMIT 0x9FFFFULL          /* below the EBDA/VGA hole: a SIPI vector page */
@@ -297,7 +298,14 @@ int dte_smp_current_worker(void)
 void dte_smp_stop_others(void)
 {
     parallel_stop();
-    if (online > 1 && !__atomic_exchange_n(&stopping, true, __ATOMIC_ACQ_REL)) {
-        apic_send_nmi_all_but_self();
+    if (online < 2 || __atomic_exchange_n(&stopping, true, __ATOMIC_ACQ_REL)) {
+        return;
+    }
+    /* Only our workers: parked SMT siblings and CPUs that timed out still run the firmware's AP loop and IDT. */
+    uint32_t self = apic_current_id();
+    for (int i = 0; i < online; i++) {
+        if (cpus[i].apic_id != self) {
+            apic_send_nmi(cpus[i].apic_id);
+        }
     }
 }

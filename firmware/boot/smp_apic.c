@@ -15,7 +15,6 @@
 #define ICR_INIT (5u << 8)
 #define ICR_STARTUP (6u << 8)
 #define ICR_NMI (4u << 8)
-#define ICR_ALL_BUT_SELF (3u << 18)
 
 static bool x2apic;
 static uint64_t xapic_base;
@@ -82,7 +81,7 @@ void apic_send_sipi(uint32_t apic_id, uint8_t vector)
     send_ipi(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | vector);
 }
 
-void apic_send_nmi_all_but_self(void)
+void apic_send_nmi(uint32_t apic_id)
 {
-    send_ipi(0, ICR_NMI | ICR_LEVEL_ASSERT | ICR_ALL_BUT_SELF);
+    send_ipi(apic_id, ICR_NMI | ICR_LEVEL_ASSERT);
 }

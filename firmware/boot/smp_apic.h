@@ -32,6 +32,6 @@ uint32_t apic_current_id(void);
 
 void apic_send_init(uint32_t apic_id);                    /* INIT, level assert */
 void apic_send_sipi(uint32_t apic_id, uint8_t vector);    /* Start-up: CS:IP = vector<<8 : 0 */
-void apic_send_nmi_all_but_self(void);                    /* NMI, shorthand "all excluding self" */
+void apic_send_nmi(uint32_t apic_id);                     /* NMI to one core */
 
 #endif /* DTE_BOOT_SMP_APIC_H */

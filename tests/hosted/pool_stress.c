@@ -1,8 +1,11 @@
 /* Stress test of the hosted thread pool (firmware/hosted/platform_hosted.c) behind dte_parallel_for.
  * Every job fills out[i] = mix(i, job) through the pool; the driver checks each row against a plain loop,
- * that every row ran exactly once, that each worker got one contiguous range in worker order, that nested and
- * concurrent calls return -1 while a job runs, and that the pool survives resizing. Built plain and with
- * -fsanitize=thread by tests/test_smp.py. argv[1]: work scale (default 10). Prints "ok ..." and exits 0, or names the first failure and exits 1. */
+ * that every row ran exactly once, that every call got a non-empty range [begin, end) inside [0, n) with a worker
+ * index below the pool size, that no worker index ran two ranges at the same time (the engine keeps per-worker
+ * scratch), that nested and concurrent calls return -1 while a job runs, and that the pool survives resizing.
+ * (How [0, n) is cut is the pool's choice: one range per worker, or chunks claimed by whoever is free.)
+ * Built plain and with -fsanitize=thread by tests/test_smp.py. argv[1]: work scale (default 10). Prints "ok ..."
+ * and exits 0, or names the first failure and exits 1. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,8 +25,8 @@ struct job {
     uint64_t salt;
     uint64_t out[MAX_N];
     atomic_int hits[MAX_N];
-    int64_t begin[MAX_WORKERS], end[MAX_WORKERS];
-    atomic_int calls[MAX_WORKERS];
+    atomic_int inside[MAX_WORKERS];   /* 1 while that worker index runs fill */
+    atomic_int bad_calls;             /* empty/out-of-range ranges, bad worker index, a worker running twice */
     atomic_int nested_ok;   /* nested calls that were (wrongly) accepted */
 };
 
@@ -40,15 +43,17 @@ static void noop(void *arg, int64_t b, int64_t e, int w) { (void)arg, (void)b, (
 static void fill(void *arg, int64_t b, int64_t e, int w)
 {
     struct job *j = arg;
-    if (w < 0 || w >= MAX_WORKERS) return;
-    j->begin[w] = b;
-    j->end[w] = e;
-    atomic_fetch_add(&j->calls[w], 1);
+    if (w < 0 || w >= dte_worker_count() || w >= MAX_WORKERS || b < 0 || e > j->n || b >= e) {
+        atomic_fetch_add(&j->bad_calls, 1);
+        return;
+    }
+    if (atomic_exchange(&j->inside[w], 1) != 0) atomic_fetch_add(&j->bad_calls, 1);
     if (dte_parallel_for(3, noop, NULL) != -1) atomic_fetch_add(&j->nested_ok, 1);
     for (int64_t i = b; i < e; i++) {
         j->out[i] = mix((uint64_t)i ^ j->salt);
         atomic_fetch_add(&j->hits[i], 1);
     }
+    atomic_store(&j->inside[w], 0);
 }
 
 static int check(struct job *j, int workers, const char *what)
@@ -60,20 +65,9 @@ static int check(struct job *j, int workers, const char *what)
             return 1;
         }
     }
-    int64_t next = 0;
-    for (int w = 0; w < MAX_WORKERS; w++) {
-        int calls = atomic_load(&j->calls[w]);
-        if (calls > 1 || (calls == 1 && (w >= workers || j->begin[w] != next || j->end[w] <= j->begin[w]))) {
-            printf("FAIL %s: n=%lld workers=%d worker %d calls=%d range=[%lld,%lld) expected begin %lld\n", what,
-                   (long long)j->n, workers, w, calls, (long long)j->begin[w], (long long)j->end[w],
-                   (long long)next);
-            return 1;
-        }
-        if (calls == 1) next = j->end[w];
-    }
-    if (next != j->n || atomic_load(&j->nested_ok) != 0) {
-        printf("FAIL %s: covered %lld of %lld, nested accepted %d\n", what, (long long)next, (long long)j->n,
-               atomic_load(&j->nested_ok));
+    if (atomic_load(&j->bad_calls) != 0 || atomic_load(&j->nested_ok) != 0) {
+        printf("FAIL %s: n=%lld workers=%d bad calls %d, nested accepted %d\n", what, (long long)j->n, workers,
+               atomic_load(&j->bad_calls), atomic_load(&j->nested_ok));
         return 1;
     }
     return 0;
