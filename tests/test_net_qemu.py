@@ -25,7 +25,9 @@ from click.testing import CliRunner
 from dte_build import protocol as p
 from dte_build.board import load_board
 from dte_build.cli import main
-from dte_build.client import Client
+from dte_build.client import Client, Generation, RemoteError
+from dte_build.engine import Engine
+from dte_build.errors import DteError
 from dte_build.netboot import NetAppliance, free_udp_port
 from dte_build.paths import MODELS_DIR
 from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer
@@ -212,3 +214,24 @@ def test_dte_run_net_prints_the_address_and_ready_then_serves(image: Path, tmp_p
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_second_client_waits_in_the_queue_then_gets_its_own_tokens(appliance: NetAppliance) -> None:
+    with Client(appliance.host, appliance.port, KEY) as a, Client(appliance.host, appliance.port, KEY) as b:
+        a.send(p.FrameType.PROMPT, p.Prompt(PROMPT, n_predict=20, temperature=0.0).encode())
+        first = a.collect(Generation(), until_first=p.FrameType.TOKENS)   # A is generating
+        waiting = b.generate(p.Prompt("Echo state networks", n_predict=4, temperature=0.0))
+        a.collect(first)
+    assert waiting.queued_at == [1]
+    assert waiting.ids == hosted("Echo state networks", 4)["ids"]
+    assert first.ids == hosted(PROMPT, 20)["ids"] and first.done is not None
+
+
+def test_prompt_longer_than_the_context_is_an_engine_error(appliance: NetAppliance) -> None:
+    text = "the forest keeps the memory of rain " * 38   # 1368 bytes: more tokens than the 256-token context
+    with Engine(MODEL) as engine, pytest.raises(DteError, match="context holds"):   # the hosted engine refuses too
+        engine.generate(text, 1)
+    with Client(appliance.host, appliance.port, KEY) as c, pytest.raises(RemoteError, match="ENGINE"):
+        c.generate(p.Prompt(text, n_predict=4))
+    with Client(appliance.host, appliance.port, KEY) as c:
+        assert c.ping() < 2.0
