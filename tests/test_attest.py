@@ -132,3 +132,27 @@ def test_boot_without_tpm_says_so_and_carries_on(image: Path) -> None:
     assert result.ok, result.console[-3000:]
     assert result.status["tpm"]["present"] == "0"
     assert result.status["attest"]["pcr12"] == "none"
+
+
+@pytest.mark.skipif(not HAVE_SWTPM, reason="swtpm not installed")
+def test_swtpm_is_stopped_when_the_run_ends_even_on_an_error(tmp_path: Path) -> None:
+    import socket
+
+    from dte_build.tpm_sim import swtpm_socket
+
+    def connect(path: Path) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(path))
+
+    (tmp_path / "a").mkdir()
+    with swtpm_socket(tmp_path / "a") as sock:
+        assert sock is not None
+        connect(sock)                       # swtpm is listening
+    with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        connect(sock)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RuntimeError, match="boom"):
+        with swtpm_socket(tmp_path / "b") as sock_b:
+            raise RuntimeError("boom")
+    with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        connect(sock_b)

@@ -132,7 +132,8 @@ def verify(report: dict[str, dict[str, Any]], facts: ImageFacts, persona_file: P
     att = report["attest"]
     persona = facts.persona_sha256
     parts = [
-        _part("efi", att.get("efi_sha256"), facts.efi_sha256, "firmware hash at boot vs EFI/BOOT/BOOTX64.EFI on the ESP"),
+        _part("efi", att.get("efi_sha256"), facts.efi_sha256,
+              "firmware hash at boot vs EFI/BOOT/BOOTX64.EFI on the ESP"),
         _part("efi_manifest", facts.efi_sha256, facts.manifest_efi_sha256, "ESP firmware file vs the manifest"),
         _part("weights", att.get("weights_sha256"), facts.weights_sha256, "weights hash at boot vs the manifest"),
     ]
