@@ -89,8 +89,8 @@ def build(tmp: Path, board: Board, model: Path | None, options: FirmwareOptions 
 
 
 def boot(image: Path, board: Board, *, drive: str = "nvme", nvme_options: str = "",
-         memory_mib: int | None = None) -> qemu.RunResult:
-    config = dataclasses.replace(qemu.make_config(board, drive=drive, memory_mib=memory_mib),
+         memory_mib: int | None = None, smp: int = 1) -> qemu.RunResult:
+    config = dataclasses.replace(qemu.make_config(board, drive=drive, memory_mib=memory_mib, smp=smp),
                                  nvme_options=nvme_options)
     return qemu.run_config(image, config, timeout=TIMEOUT)
 
@@ -131,6 +131,15 @@ def test_qemu_boots_to_the_hosted_engines_tokens_k_quant(tmp_path: Path) -> None
     model = _need(Q4_K_M)
     board = load_board("qemu-q35")
     assert_generated_like_host(boot(build(tmp_path, board, model), board), model)
+
+
+def test_two_cores_read_with_one_queue_each_and_generate_the_same_ids(tmp_path: Path) -> None:
+    model = _need(Q8_0)
+    board = load_board("qemu-q35")
+    options = dataclasses.replace(OPTIONS, n_predict=3)
+    result = boot(build(tmp_path, board, model, options), board, smp=2)
+    assert_generated_like_host(result, model, options)
+    assert result.status["nvme"]["queues"] == "2" and result.status["load"]["queues"] == "2"
 
 
 def test_corrupt_byte_is_refused_naming_the_chunk(tmp_path: Path) -> None:
