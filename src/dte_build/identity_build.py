@@ -3,6 +3,7 @@ Boot signature of BOOTX64.EFI. Library functions; the CLI only wires them (comma
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class SignedFirmware:
         sig = self.signature
         table.add_row("Secure Boot", "unsigned" if sig is None else
                       f"signed ({sig.digest_algorithm}) by {sig.signer_issuer}, serial {sig.signer_serial}")
+        if sig is not None:
+            table.add_row("signed SHA-256", hashlib.sha256(self.efi_path.read_bytes()).hexdigest())
 
 
 def sign_firmware(firmware: FirmwareBuild, key: Path | None, cert: Path | None) -> SignedFirmware:

@@ -72,6 +72,9 @@ def generate(model: Path | None, remote: str | None, key_file: str | None, promp
     """
     if n_predict < 0:
         raise DteError("-n must be >= 0", hint="pass the number of tokens to generate")
+    if remote is not None and (persona_path is not None or identity_strength is not None):
+        raise DteError("--persona/--identity-strength apply to the local engine only",
+                       hint="an appliance's persona is compiled into its firmware (dte build --persona)")
     if remote is not None:
         _generate_remote(remote, key_file, model, prompt, n_predict, temp, top_k, top_p, seed, as_json)
         return
