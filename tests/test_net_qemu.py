@@ -214,6 +214,9 @@ def test_dte_run_net_prints_the_address_and_ready_then_serves(image: Path, tmp_p
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    leftover = subprocess.run(["pgrep", "-f", f"hostfwd=udp:127.0.0.1:{port}-"], capture_output=True, text=True)
+    assert leftover.stdout == "", "QEMU outlived `dte run --net` after Ctrl-C"
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
 def test_second_client_waits_in_the_queue_then_gets_its_own_tokens(appliance: NetAppliance) -> None:
