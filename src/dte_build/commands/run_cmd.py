@@ -56,7 +56,9 @@ def run(image: Path, board_name: str, smp: int, memory_mib: int | None, timeout:
     board = load_board(board_name)
 
     def show(line: str) -> None:
-        if not quiet:
+        # Before ExitBootServices OVMF mirrors the firmware's screen copy of each status line ("dte ...") onto the
+        # same serial port that already carried "dte: ..."; show each line once.
+        if not quiet and not line.startswith("dte "):
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
