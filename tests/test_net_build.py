@@ -55,3 +55,21 @@ def test_qemu_forward_is_bound_to_localhost_only() -> None:
     netdev = args[args.index("-netdev") + 1]
     assert "hostfwd=udp:127.0.0.1:40000-:7777" in netdev and netdev.count("hostfwd") == 1
     assert "restrict=off" in netdev   # slirp drops a restricted guest's UDP (docs/protocol.md)
+
+
+def test_cli_refusals_are_one_line_with_a_hint(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dte_build.cli import main
+
+    runner = CliRunner()
+    cases = [
+        (["build", "--board", "qemu-q35", "--net", "-o", str(tmp_path / "x.img")], "--net needs --key"),
+        (["generate", "--remote", "127.0.0.1:7777", "-p", "hi"], "--remote needs the appliance key"),
+        (["generate", "-p", "hi"], "no model to run"),
+        (["run", "--net", "--drive", "ide", str(p.write_key(tmp_path / "k", KEY))], "--net boots from NVMe only"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(main, args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+    assert not (tmp_path / "x.img").exists()
