@@ -226,6 +226,24 @@ def test_smt_siblings_stay_parked_when_the_board_says_so(smp_image: Path) -> Non
 
 @pytest.mark.qemu
 @needs_qemu
+def test_a_cpu_that_does_not_answer_is_reported_and_skipped(tmp_path: Path) -> None:
+    """APIC id 1 gets no INIT/SIPI in this test build (DTE_TEST_AP_SILENT=1): it is reported as timed out and
+    the next CPU still comes up as worker 1. maxcpus=4 adds a hot-pluggable CPU that QEMU's MADT lists as
+    disabled (flags 0): it is not woken at all."""
+    image = _image(tmp_path, "silent", FirmwareOptions(extra_defines={"DTE_TEST_AP_SILENT": "1"}), model=None)
+    result = run_image(image, smp=3, extra_args=["-smp", "3,maxcpus=4"], timeout=BOOT_TIMEOUT,
+                       stop_when=lambda line: line.startswith("dte: smp_selftest"))
+    per_cpu = [line for line in result.all("smp") if "status" in line]
+    assert per_cpu == [{"cpu": "1", "apic": "1", "status": "timeout"}]
+    summary = result.status["smp"]
+    assert (summary["cpus"], summary["listed"]) == ("2", "3")
+    test = result.status["smp_selftest"]
+    assert (test["workers"], test["active"]) == ("2", "2")
+    assert int(test["checksum"], 16) == _selftest_checksum()
+
+
+@pytest.mark.qemu
+@needs_qemu
 def test_build_threads_caps_the_workers(tmp_path: Path) -> None:
     image = _image(tmp_path, "one", dataclasses.replace(OPTIONS, threads=1))
     code, run = _run_json(image, 2)

@@ -178,11 +178,18 @@ static const char *wake_ap(struct tramp_data *td, struct smp_cpu *cpu, uint64_t 
     td->stack = stack_top;
     td->entry = (uint64_t)(uintptr_t)ap_main;
     __atomic_store_n(tramp_arg(td), (uint64_t)(uintptr_t)cpu, __ATOMIC_RELEASE);
-    apic_send_init(cpu->apic_id);
-    delay_ns(INIT_DELAY_NS);
-    for (int i = 0; i < 2; i++) {   /* SDM: two SIPIs; a started AP ignores the second */
-        apic_send_sipi(cpu->apic_id, vector);
-        delay_ns(SIPI_DELAY_NS);
+#ifdef DTE_TEST_AP_SILENT
+    bool silent = cpu->apic_id == (uint32_t)DTE_TEST_AP_SILENT;   /* test builds: this CPU never answers */
+#else
+    bool silent = false;
+#endif
+    if (!silent) {
+        apic_send_init(cpu->apic_id);
+        delay_ns(INIT_DELAY_NS);
+        for (int i = 0; i < 2; i++) {   /* SDM: two SIPIs; a started AP ignores the second */
+            apic_send_sipi(cpu->apic_id, vector);
+            delay_ns(SIPI_DELAY_NS);
+        }
     }
     if (!wait_state(cpu, CHECKIN_TIMEOUT_NS)) {
         if (__atomic_exchange_n(tramp_arg(td), 0, __ATOMIC_ACQ_REL) != 0) {
