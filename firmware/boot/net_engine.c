@@ -3,6 +3,7 @@
 
 #include "boot/status.h"
 #include "dte_config.h"
+#include "engine/generate.h"
 #include "engine/platform.h"
 
 #ifndef DTE_SYSTEM_PROMPT
@@ -64,89 +65,64 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     ne->n_prompt = n;
     ne->prompt_sent = 0;
     uint32_t room = n_ctx - (uint32_t)n;
-    ne->n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
-    ne->n_generated = 0;
-    ne->prefilled = false;
-    ne->failed = false;
-    ne->reason = DTE_DONE_LENGTH;
-    ne->prompt_ns = ne->generate_ns = 0;
+    int32_t n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
     /* Every request starts from an empty KV cache and a freshly seeded sampler: requests are independent. */
-    dte_llama_ctx_reset(p->ctx);
     dte_sampler_configure(p->sampler, request->temperature, (int32_t)request->top_k, request->top_p, request->seed);
+    dte_generation_begin(&ne->run, &(dte_generation_setup){.ctx = p->ctx, .logits = p->logits, .sampler = p->sampler,
+                                                           .eos = p->tok->eos, .prompt = ne->prompt_ids,
+                                                           .n_prompt = n, .n_predict = n_predict});
     return 0;
-}
-
-static int fail_step(struct net_engine *ne)
-{
-    ne->failed = true;
-    ne->reason = DTE_DONE_ENGINE_ERROR;
-    return -1;
-}
-
-/* Evaluate what the next sample needs: the whole prompt once, then the last generated token. */
-static int advance(struct net_engine *ne)
-{
-    struct engine_parts *p = &ne->parts;
-    if (!ne->prefilled) {
-        uint64_t t0 = dte_time_ns();
-        if (dte_llama_eval(p->ctx, ne->prompt_ids, (uint32_t)ne->n_prompt, p->logits) != 0) {
-            return fail_step(ne);
-        }
-        ne->generate_start_ns = dte_time_ns();
-        ne->prompt_ns = ne->generate_start_ns - t0;
-        ne->prefilled = true;
-        return 0;
-    }
-    return dte_llama_eval(p->ctx, &ne->last_id, 1, p->logits) != 0 ? fail_step(ne) : 0;
 }
 
 /* The token and its text piece into *out (the piece stays valid until the next call). */
 static int emit_token(struct net_engine *ne, int32_t id, bool is_prompt, dte_proto_token *out)
 {
-    int len = dte_token_piece(ne->parts.tok, id, ne->piece, (int)sizeof ne->piece);
-    len = len < 0 ? 0 : len < (int)sizeof ne->piece ? len : (int)sizeof ne->piece;
+    int32_t len = dte_generation_piece(ne->parts.tok, id, ne->piece, (int32_t)sizeof ne->piece);
     *out = (dte_proto_token){.id = (uint32_t)id, .piece = (const uint8_t *)ne->piece, .piece_size = (size_t)len,
                              .is_prompt = is_prompt};
     return DTE_ENGINE_STEP_TOKEN;
 }
 
+/* The prompt's tokens first, then one generated token per step (engine/generate.h's pull loop). */
 static int engine_step(void *ctx, dte_proto_token *out)
 {
     struct net_engine *ne = ctx;
-    struct engine_parts *p = &ne->parts;
-    if (ne->failed) {
-        return -1;
-    }
     if (ne->prompt_sent < ne->n_prompt) {
         return emit_token(ne, ne->prompt_ids[ne->prompt_sent++], true, out);
     }
-    /* Stop rules of dte_host_generate: n_predict reached, or the context is full. */
-    if (ne->n_generated >= ne->n_predict ||
-        (ne->prefilled && dte_llama_ctx_pos(p->ctx) >= dte_llama_ctx_size(p->ctx))) {
-        return DTE_ENGINE_STEP_FINISHED;
-    }
-    if (advance(ne) != 0) {
+    int32_t id;
+    int rc = dte_generation_next(&ne->run, &id);
+    if (rc < 0) {
         return -1;
     }
-    int32_t id = dte_sample(p->sampler, p->logits);
-    if (id == p->tok->eos) {
-        ne->reason = DTE_DONE_END_OF_SEQUENCE;
-        return DTE_ENGINE_STEP_FINISHED;
+    return rc == 0 ? DTE_ENGINE_STEP_FINISHED : emit_token(ne, id, false, out);
+}
+
+static uint8_t done_reason(const dte_generation *g)
+{
+    switch (g->stop) {
+    case DTE_GEN_EOS:
+        return DTE_DONE_END_OF_SEQUENCE;
+    case DTE_GEN_ERROR:
+        return DTE_DONE_ENGINE_ERROR;
+    default:
+        return DTE_DONE_LENGTH;   /* n_predict reached or the context full */
     }
-    ne->last_id = id;
-    ne->n_generated++;
-    return emit_token(ne, id, false, out);
 }
 
 static void engine_finish(void *ctx, dte_proto_result *out)
 {
     struct net_engine *ne = ctx;
-    if (ne->prefilled) {
-        ne->generate_ns = dte_time_ns() - ne->generate_start_ns;
+    const dte_generation *g = &ne->run;
+    uint64_t prompt_ns = 0, generate_ns = 0;
+    if (g->prefilled) {
+        dte_generation_end(&ne->run);
+        prompt_ns = g->prompt_done_ns - g->start_ns;
+        generate_ns = g->end_ns - g->prompt_done_ns;
     }
-    *out = (dte_proto_result){.reason = ne->reason, .prompt_tokens = (uint32_t)ne->n_prompt,
-                              .generated_tokens = (uint32_t)ne->n_generated, .prompt_ns = ne->prompt_ns,
-                              .generate_ns = ne->generate_ns};
+    *out = (dte_proto_result){.reason = done_reason(g), .prompt_tokens = (uint32_t)ne->n_prompt,
+                              .generated_tokens = (uint32_t)g->n_generated, .prompt_ns = prompt_ns,
+                              .generate_ns = generate_ns};
 }
 
 dte_proto_engine net_engine_callbacks(struct net_engine *ne)

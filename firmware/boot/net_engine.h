@@ -1,10 +1,10 @@
 /* The token protocol's engine (firmware/net/proto.h dte_proto_engine) on the appliance's real engine.
  *
  * Each PROMPT is an independent request: the KV cache is reset and the sampler re-seeded with the request's
- * settings, so nothing of one request (or of the boot prompt) leaks into the next. The loop is the hosted
- * engine's (firmware/hosted/dte_host.c dte_host_generate): tokenize with BOS, evaluate the prompt in one batch,
- * sample / stop at EOS / emit / stop at n_predict or a full context / evaluate the token; so for the same model
- * and settings the ids equal `dte generate`'s. The build's system prompt (DTE_SYSTEM_PROMPT, the persona's),
+ * settings, so nothing of one request (or of the boot prompt) leaks into the next. The loop is the one the
+ * hosted engine runs (engine/generate.h, pulled one token per step): tokenize with BOS, evaluate the prompt in
+ * one batch, sample / stop at EOS / emit / stop at n_predict or a full context / evaluate the token; so for the
+ * same model and settings the ids equal `dte generate`'s. The build's system prompt (DTE_SYSTEM_PROMPT, the persona's),
  * when there is one, goes before the request text with a newline, as on the boot prompt.
  *
  * Per step, the evaluation of the previous token runs first and the new token is returned right after it is
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "boot/run_engine.h"
+#include "engine/generate.h"
 #include "net/proto.h"
 
 struct net_engine {
@@ -26,13 +27,7 @@ struct net_engine {
     int32_t *prompt_ids;         /* capacity: the context size */
     int64_t n_prompt;
     int64_t prompt_sent;         /* prompt tokens handed out so far */
-    int32_t n_predict;           /* after the cap to the context's room */
-    int32_t n_generated;
-    int32_t last_id;
-    bool prefilled;
-    bool failed;
-    uint8_t reason;              /* enum dte_proto_done_reason */
-    uint64_t prompt_ns, generate_start_ns, generate_ns;
+    dte_generation run;          /* the generation loop; n_predict capped to the context's room */
     char piece[256];
 };
 

@@ -1,6 +1,6 @@
-/* Boot to tokens: the engine on the build-time prompt (see run_engine.h). The generation loop is the hosted
- * engine's (firmware/hosted/dte_host.c dte_host_generate): same prompt evaluation in one batch, same sampler,
- * same stopping rules, so the ids equal `dte generate`'s for the same model and settings. */
+/* Boot to tokens: the engine on the build-time prompt (see run_engine.h). The generation loop is the one the
+ * hosted engine runs (engine/generate.h): same prompt evaluation in one batch, same sampler, same stopping
+ * rules, so the ids equal `dte generate`'s for the same model and settings. */
 #include "boot/run_engine.h"
 
 #include "boot/attest.h"
@@ -11,6 +11,7 @@
 #include "boot/timer.h"
 #include "boot/weights_stream.h"
 #include "dte_config.h"
+#include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/llama.h"
 #include "engine/platform.h"
@@ -36,7 +37,7 @@ struct generation {
     int32_t n_ids;
     char *text;            /* the pieces, NUL-terminated */
     uint64_t text_len, text_cap;
-    uint64_t start_ns, prompt_done_ns, first_token_ns, end_ns;
+    dte_generation run;    /* the loop's state and times */
 };
 
 static int engine_error(const char *what, const char *detail)
@@ -101,15 +102,20 @@ static int tokenize_prompt(struct engine *e, struct generation *g)
     return 0;
 }
 
-static void append_text(struct generation *g, const char *piece, int len)
+/* Each piece: streamed raw to the console as it comes and kept for the `dte: text` line. */
+static int emit_piece(void *user, int32_t id, const char *piece, int32_t len)
 {
-    for (int i = 0; i < len && g->text_len + 1 < g->text_cap; i++) {
+    (void)id;
+    struct generation *g = user;
+    serial_write(piece, (size_t)len);
+    for (int32_t i = 0; i < len && g->text_len + 1 < g->text_cap; i++) {
         g->text[g->text_len++] = piece[i];
     }
     g->text[g->text_len] = '\0';
+    return 0;
 }
 
-/* Sample, stream, feed back: dte_host_generate's loop. */
+/* The shared loop (engine/generate.h), n_predict capped to the context's room. */
 static int generate(struct engine *e, struct generation *g)
 {
     uint32_t room = dte_llama_ctx_size(e->ctx) - (uint32_t)g->n_prompt;
@@ -120,41 +126,21 @@ static int generate(struct engine *e, struct generation *g)
     if (!g->ids || !g->text) {
         return engine_error("memory", "no memory for the generated ids");
     }
-    g->start_ns = timer_ns();
-    if (dte_llama_eval(e->ctx, g->prompt_ids, (uint32_t)g->n_prompt, e->logits) != 0) {
+    dte_generation_begin(&g->run, &(dte_generation_setup){.ctx = e->ctx, .logits = e->logits, .sampler = &e->sampler,
+                                                          .eos = e->tok.eos, .prompt = g->prompt_ids,
+                                                          .n_prompt = g->n_prompt, .n_predict = n_predict});
+    if (dte_generation_prefill(&g->run) != 0) {
         return engine_error("eval", "prompt evaluation failed");
     }
-    g->prompt_done_ns = timer_ns();
 #ifdef DTE_TEST_ENGINE_FAULT
     /* Test builds only: a store to a non-canonical address raises #GP (vector 13; Intel SDM Vol. 3A §6.15)
      * in the middle of inference, to exercise the panic path with subsystem=engine. */
     *(volatile uint64_t *)(uintptr_t)0x8000000000000000ULL = 1;
 #endif
-    char piece[256];
-    for (int32_t i = 0; i < n_predict; i++) {
-        int32_t id = dte_sample(&e->sampler, e->logits);
-        if (i == 0) {
-            g->first_token_ns = timer_ns();
-        }
-        if (id == e->tok.eos) {
-            break;
-        }
-        g->ids[g->n_ids++] = id;
-        int len = dte_token_piece(&e->tok, id, piece, (int)sizeof piece);
-        len = len < (int)sizeof piece ? len : (int)sizeof piece;
-        serial_write(piece, (size_t)len);   /* the text as it comes */
-        append_text(g, piece, len);
-        if (i + 1 == n_predict || dte_llama_ctx_pos(e->ctx) >= dte_llama_ctx_size(e->ctx)) {
-            break;
-        }
-        if (dte_llama_eval(e->ctx, &id, 1, e->logits) != 0) {
-            return engine_error("eval", "token evaluation failed");
-        }
+    if (dte_generation_run(&g->run, &e->tok, g->ids, emit_piece, g) != 0) {
+        return engine_error("eval", "token evaluation failed");
     }
-    g->end_ns = timer_ns();
-    if (!g->first_token_ns) {
-        g->first_token_ns = g->end_ns;
-    }
+    g->n_ids = g->run.n_generated;
     serial_write("\n", 1);
     return 0;
 }
@@ -198,13 +184,14 @@ static double per_second(uint64_t count, uint64_t ns)
 
 static void report_speeds(const struct generation *g, const struct boot_times *t, uint64_t model_ns)
 {
-    uint64_t prompt_ns = g->prompt_done_ns - g->start_ns, gen_ns = g->end_ns - g->prompt_done_ns;
+    const dte_generation *r = &g->run;
+    uint64_t prompt_ns = r->prompt_done_ns - r->start_ns, gen_ns = r->end_ns - r->prompt_done_ns;
     dte_status("generate prompt_tokens=%lld tokens=%d prompt_ms=%llu gen_ms=%llu prompt_tok_per_s=%.2f "
                "tok_per_s=%.2f", (long long)g->n_prompt, g->n_ids, MS(prompt_ns), MS(gen_ns),
                per_second((uint64_t)g->n_prompt, prompt_ns), per_second((uint64_t)g->n_ids, gen_ns));
     dte_status("first_token ms=%llu platform_ms=%llu firmware_ms=%llu load_ms=%llu verify_ms=%llu model_ms=%llu "
-               "prompt_ms=%llu", MS(g->first_token_ns), MS(t->platform_ns), MS(t->firmware_ns), MS(t->load_ns),
-               MS(t->verify_ns), MS(model_ns), MS(g->first_token_ns - g->start_ns));
+               "prompt_ms=%llu", MS(r->first_token_ns), MS(t->platform_ns), MS(t->firmware_ns), MS(t->load_ns),
+               MS(t->verify_ns), MS(model_ns), MS(r->first_token_ns - r->start_ns));
 }
 
 static struct engine *built;   /* set once run_engine succeeded */

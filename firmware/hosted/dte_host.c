@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../engine/generate.h"
 #include "../engine/gguf.h"
 #include "../engine/identity.h"
 #include "../engine/llama.h"
@@ -137,6 +138,17 @@ int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, cha
     return 0;
 }
 
+struct host_eval {
+    dte_host *h;
+    char *err;
+    size_t errlen;
+};
+
+static int host_eval(void *user, const int32_t *ids, int64_t n) {
+    struct host_eval *e = user;
+    return dte_host_eval(e->h, ids, n, NULL, e->err, e->errlen);
+}
+
 int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int32_t n_predict, float temp,
                       int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
                       int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen) {
@@ -148,23 +160,16 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
     dte_hosted_arena_enter(prev);
     if (rc) return set_err(err, errlen, "out of memory for the sampler");
     dte_identity_attach(&h->identity, &s);
-    dte_host_reset(h);
-    uint64_t t0 = dte_time_ns();
-    if ((rc = dte_host_eval(h, prompt, n_prompt, NULL, err, errlen)) != 0) return rc;
-    uint64_t t1 = dte_time_ns();
-    *prompt_seconds = (double)(t1 - t0) * 1e-9;
-    char piece[256];
-    for (int32_t i = 0; i < n_predict; i++) {
-        int32_t id = dte_sample(&s, h->logits);
-        if (id == h->tok.eos) break;
-        out_ids[(*n_out)++] = id;
-        int32_t len = dte_token_piece(&h->tok, id, piece, (int)sizeof piece);
-        if (cb && cb(user, id, piece, len < (int32_t)sizeof piece ? len : (int32_t)sizeof piece)) break;
-        if (i + 1 == n_predict) break;
-        if (dte_llama_ctx_pos(h->ctx) >= dte_llama_ctx_size(h->ctx)) break; /* context full */
-        if ((rc = dte_host_eval(h, &id, 1, NULL, err, errlen)) != 0) return rc;
-    }
-    *gen_seconds = (double)(dte_time_ns() - t1) * 1e-9;
+    struct host_eval ev = {h, err, errlen};
+    dte_generation g;
+    dte_generation_begin(&g, &(dte_generation_setup){.ctx = h->ctx, .logits = h->logits, .sampler = &s,
+                                                     .eos = h->tok.eos, .eval = host_eval, .eval_user = &ev,
+                                                     .prompt = prompt, .n_prompt = n_prompt, .n_predict = n_predict});
+    rc = dte_generation_run(&g, &h->tok, out_ids, cb, user);
+    *n_out = g.n_generated;
+    if (g.prefilled) *prompt_seconds = (double)(g.prompt_done_ns - g.start_ns) * 1e-9;
+    if (rc) return rc;
+    *gen_seconds = (double)(g.end_ns - g.prompt_done_ns) * 1e-9;
     return 0;
 }
 

@@ -1,0 +1,83 @@
+/* The token-generation loop: see generate.h. */
+#include "generate.h"
+
+#include "platform.h"
+
+void dte_generation_begin(dte_generation *g, const dte_generation_setup *setup) {
+    *g = (dte_generation){.s = *setup};
+    dte_llama_ctx_reset(g->s.ctx);
+}
+
+static int eval(dte_generation *g, const int32_t *ids, int64_t n) {
+    if (g->s.eval) return g->s.eval(g->s.eval_user, ids, n);
+    return dte_llama_eval(g->s.ctx, ids, (uint32_t)n, g->s.logits);
+}
+
+static int fail(dte_generation *g) {
+    g->stop = DTE_GEN_ERROR;
+    return -1;
+}
+
+int dte_generation_prefill(dte_generation *g) {
+    if (g->prefilled) return 0;
+    g->start_ns = dte_time_ns();
+    if (eval(g, g->s.prompt, g->s.n_prompt) != 0) return fail(g);
+    g->prompt_done_ns = dte_time_ns();
+    g->prefilled = true;
+    return 0;
+}
+
+int dte_generation_next(dte_generation *g, int32_t *id) {
+    if (g->stop == DTE_GEN_ERROR) return -1;
+    if (g->stop != DTE_GEN_RUNNING) return 0;
+    if (g->n_generated >= g->s.n_predict) {
+        g->stop = DTE_GEN_LENGTH;
+        return 0;
+    }
+    if (g->n_generated > 0 && dte_llama_ctx_pos(g->s.ctx) >= dte_llama_ctx_size(g->s.ctx)) {
+        g->stop = DTE_GEN_CONTEXT_FULL;
+        return 0;
+    }
+    if (!g->prefilled) {
+        if (dte_generation_prefill(g) != 0) return -1;
+    } else if (g->n_generated > 0 && eval(g, &g->last_id, 1) != 0) {
+        return fail(g);
+    }
+    int32_t next = dte_sample(g->s.sampler, g->s.logits);
+    if (!g->first_token_ns) g->first_token_ns = dte_time_ns();
+    if (next == g->s.eos) {
+        g->stop = DTE_GEN_EOS;
+        return 0;
+    }
+    g->last_id = next;
+    g->n_generated++;
+    *id = next;
+    return 1;
+}
+
+void dte_generation_end(dte_generation *g) { g->end_ns = dte_time_ns(); }
+
+int32_t dte_generation_piece(const dte_tokenizer *tok, int32_t id, char *buf, int32_t cap) {
+    int32_t len = dte_token_piece(tok, id, buf, cap);
+    return len < 0 ? 0 : len < cap ? len : cap;
+}
+
+int dte_generation_run(dte_generation *g, const dte_tokenizer *tok, int32_t *ids, dte_piece_fn cb, void *user) {
+    if (dte_generation_prefill(g) != 0) return -1;
+    char piece[256];
+    int32_t id;
+    int rc;
+    while ((rc = dte_generation_next(g, &id)) == 1) {
+        if (ids) ids[g->n_generated - 1] = id;
+        if (!cb) continue;
+        int32_t len = dte_generation_piece(tok, id, piece, (int32_t)sizeof piece);
+        if (cb(user, id, piece, len) != 0) {
+            g->stop = DTE_GEN_CALLBACK;
+            break;
+        }
+    }
+    if (rc < 0) return -1;
+    dte_generation_end(g);
+    if (!g->first_token_ns) g->first_token_ns = g->end_ns;
+    return 0;
+}
