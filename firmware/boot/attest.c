@@ -1,7 +1,7 @@
 /* Attestation and measured boot (see attest.h; formats in docs/identity.md). */
 #include "boot/attest.h"
 
-#include "boot/efi_proto.h"
+#include "boot/esp_file.h"
 #include "boot/io.h"
 #include "boot/status.h"
 #include "boot/tpm.h"
@@ -40,20 +40,10 @@ static void hex(char *out, const uint8_t *bytes, int n)
 /* SHA-256 of \EFI\BOOT\BOOTX64.EFI on the volume this image was loaded from (UEFI 2.10 §9.1, §13.4, §13.5). */
 static int hash_firmware_file(efi_handle image, efi_boot_services *bs, uint8_t out[32])
 {
-    static const efi_guid loaded_image_guid = EFI_LOADED_IMAGE_PROTOCOL_GUID;
-    static const efi_guid fs_guid = EFI_SIMPLE_FILE_SYSTEM_PROTOCOL_GUID;
     static uint8_t chunk[READ_CHUNK];
-    efi_loaded_image *loaded = NULL;
-    efi_simple_file_system *fs = NULL;
-    efi_file *root = NULL, *file = NULL;
-    if (EFI_IS_ERROR(bs->handle_protocol(image, &loaded_image_guid, (void **)&loaded)) ||
-        EFI_IS_ERROR(bs->handle_protocol(loaded->device_handle, &fs_guid, (void **)&fs)) ||
-        EFI_IS_ERROR(fs->open_volume(fs, &root))) {
-        return -1;
-    }
-    efi_status st = root->open(root, &file, FIRMWARE_FILE, EFI_FILE_MODE_READ, 0);
-    root->close(root);
-    if (EFI_IS_ERROR(st)) {
+    efi_file *file = NULL;
+    efi_status st;
+    if (esp_file_open(image, bs, FIRMWARE_FILE, &file, &st) != ESP_FILE_OK) {
         return -1;
     }
     dte_sha256_ctx ctx;

@@ -2,7 +2,7 @@
 #include "boot/weights_manifest.h"
 
 #include "boot/alloc.h"
-#include "boot/efi_proto.h"
+#include "boot/esp_file.h"
 #include "boot/status.h"
 
 #define MAX_CHUNKS (1u << 22)   /* 4 Ti of 1 MiB chunks: any real model; bounds the allocation */
@@ -55,39 +55,19 @@ int weights_manifest_parse(const uint8_t *data, uint64_t bytes, struct weights_m
 
 static efi_file *open_manifest(efi_handle image, efi_boot_services *bs)
 {
-    static const efi_guid loaded_image_guid = EFI_LOADED_IMAGE_PROTOCOL_GUID;
-    static const efi_guid fs_guid = EFI_SIMPLE_FILE_SYSTEM_PROTOCOL_GUID;
-    efi_loaded_image *loaded = NULL;
-    efi_simple_file_system *fs = NULL;
-    efi_file *root = NULL, *file = NULL;
-    if (EFI_IS_ERROR(bs->handle_protocol(image, &loaded_image_guid, (void **)&loaded)) ||
-        EFI_IS_ERROR(bs->handle_protocol(loaded->device_handle, &fs_guid, (void **)&fs)) ||
-        EFI_IS_ERROR(fs->open_volume(fs, &root))) {
+    efi_file *file = NULL;
+    efi_status st;
+    switch (esp_file_open(image, bs, u"\\DTE\\WEIGHTS.MAN", &file, &st)) {
+    case ESP_FILE_OK:
+        return file;
+    case ESP_FILE_NO_FILESYSTEM:
         dte_status("manifest error=no_filesystem text=\"the boot partition has no Simple File System\"");
         return NULL;
-    }
-    efi_status st = root->open(root, &file, u"\\DTE\\WEIGHTS.MAN", EFI_FILE_MODE_READ, 0);
-    root->close(root);
-    if (EFI_IS_ERROR(st)) {
+    default:
         dte_status("manifest error=not_found status=0x%llx text=\"no \\\\DTE\\\\WEIGHTS.MAN on the ESP: rebuild the "
                    "image with dte build\"", (unsigned long long)st);
         return NULL;
     }
-    return file;
-}
-
-/* Read exactly `bytes` (a short read is an error). */
-static int read_all(efi_file *file, uint8_t *dst, uint64_t bytes)
-{
-    uint64_t done = 0;
-    while (done < bytes) {
-        efi_uintn n = bytes - done;
-        if (EFI_IS_ERROR(file->read(file, &n, dst + done)) || n == 0) {
-            return -1;
-        }
-        done += n;
-    }
-    return 0;
 }
 
 int weights_manifest_read(efi_handle image, efi_system_table *st, struct weights_manifest *out)
@@ -98,7 +78,7 @@ int weights_manifest_read(efi_handle image, efi_system_table *st, struct weights
     }
     uint8_t head[WEIGHTS_MAN_HEAD_BYTES];
     const char *why = "read error";
-    int rc = read_all(file, head, sizeof head);
+    int rc = esp_file_read_exact(file, head, sizeof head);
     uint8_t *whole = NULL;
     if (rc == 0) {
         uint64_t count = load_le(head + 28, 4);
@@ -111,7 +91,7 @@ int weights_manifest_read(efi_handle image, efi_system_table *st, struct weights
             for (uint32_t i = 0; i < WEIGHTS_MAN_HEAD_BYTES; i++) {
                 whole[i] = head[i];
             }
-            rc = read_all(file, whole + WEIGHTS_MAN_HEAD_BYTES, bytes - WEIGHTS_MAN_HEAD_BYTES);
+            rc = esp_file_read_exact(file, whole + WEIGHTS_MAN_HEAD_BYTES, bytes - WEIGHTS_MAN_HEAD_BYTES);
             if (rc == 0) {
                 rc = weights_manifest_parse(whole, bytes, out, &why);
             }
