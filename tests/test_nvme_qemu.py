@@ -4,61 +4,30 @@ against the same bytes read through UEFI Block I/O (OVMF's NVMe driver), printin
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import crc32c
 import numpy as np
 import pytest
 
+from _efiprobe import build_probe_disk, need_qemu_tools
 from dte_build import qemu
 from dte_build.paths import FIRMWARE_DIR
-from dte_build.toolchain import FIRMWARE_CFLAGS, FIRMWARE_TARGET, LINK_RESPONSE_FILE, find_toolchain
 
 pytestmark = pytest.mark.qemu
 
-PROBE = Path(__file__).resolve().parent / "qemu" / "nvme_probe.c"
-SOURCES = [PROBE] + [FIRMWARE_DIR / s for s in (
+PROBE_DIR = Path(__file__).resolve().parent / "qemu"
+SOURCES = [PROBE_DIR / "nvme_probe.c", PROBE_DIR / "probe_platform.c"] + [FIRMWARE_DIR / s for s in (
     "drivers/drvlog.c", "drivers/nvme.c", "drivers/nvme_queue.c", "drivers/nvme_read.c", "drivers/nvme_select.c",
     "drivers/pci.c", "drivers/acpi.c", "drivers/storage.c", "lib/crc32c.c", "lib/fmt.c", "lib/mem.c")]
 CHUNK = 1 << 20
 
 
-def _need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed")
-
-
 @pytest.fixture(scope="module")
 def boot_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for tool in ("qemu-system-x86_64", "sgdisk", "mformat", "mcopy", "mmd"):
-        _need(tool)
-    try:
-        qemu.find_ovmf()
-    except Exception as exc:  # noqa: BLE001 - any failure to find OVMF means skip
-        pytest.skip(f"OVMF not found: {exc}")
-    tc = find_toolchain()
-    work = tmp_path_factory.mktemp("probe")
-    objs = []
-    for src in SOURCES:
-        obj = work / (src.stem + ".obj")
-        subprocess.run([tc.clang, "-target", FIRMWARE_TARGET, *FIRMWARE_CFLAGS, "-march=x86-64",  # AVX is off (XCR0) under OVMF
-                        f"-I{FIRMWARE_DIR}", "-c", str(src), "-o", str(obj)], check=True)
-        objs.append(str(obj))
-    efi = work / "BOOTX64.EFI"
-    subprocess.run([tc.lld_link, f"@{LINK_RESPONSE_FILE}", f"/out:{efi}", *objs], check=True)
-    disk = work / "boot.img"
-    with open(disk, "wb") as f:
-        f.truncate(8 << 20)
-    subprocess.run(["sgdisk", "-o", "-n", "1:2048:16350", "-t", "1:ef00", str(disk)], check=True,
-                   stdout=subprocess.DEVNULL)
-    part = f"{disk}@@1M"
-    subprocess.run(["mformat", "-i", part, "-T", str(16350 - 2048 + 1), "-h", "64", "-s", "32", "::"], check=True)
-    subprocess.run(["mmd", "-i", part, "::/EFI", "::/EFI/BOOT"], check=True)
-    subprocess.run(["mcopy", "-i", part, str(efi), "::/EFI/BOOT/BOOTX64.EFI"], check=True)
-    return disk
+    need_qemu_tools()
+    return build_probe_disk(SOURCES, tmp_path_factory.mktemp("probe"))
 
 
 def data_disk(path: Path, offset: int, size: int, seed: int) -> np.ndarray:

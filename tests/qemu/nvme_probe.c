@@ -12,86 +12,20 @@
 
 #include "boot/efi.h"
 #include "drivers/acpi.h"
-#include "drivers/mmio.h"
 #include "drivers/storage.h"
-#include "engine/platform.h"
 #include "lib/fmt.h"
+#include "probe_platform.h"
 
 #define HEAP_BYTES (32ull << 20)
 #ifndef PROBE_QUEUE_DEPTH
 #define PROBE_QUEUE_DEPTH 0 /* driver default */
 #endif
 
-static uint8_t *heap;
-static uint64_t heap_used;
-static uint64_t tsc_per_us = 1000;
-
-static uint64_t rdtsc(void)
-{
-    uint32_t lo, hi;
-    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-void *dte_alloc(size_t size, size_t align)
-{
-    uint64_t start = (heap_used + align - 1) & ~(uint64_t)(align - 1);
-    if (!heap || start + size > HEAP_BYTES)
-        return 0;
-    heap_used = start + size;
-    for (size_t i = 0; i < size; i++)
-        heap[start + i] = 0;
-    return heap + start;
-}
-
-static void serial_byte(uint8_t c)
-{
-    for (int i = 0; i < 100000; i++) {
-        uint8_t lsr;
-        __asm__ __volatile__("inb %1, %0" : "=a"(lsr) : "Nd"((uint16_t)0x3FD));
-        if (lsr & 0x20)
-            break;
-    }
-    __asm__ __volatile__("outb %0, %1" : : "a"(c), "Nd"((uint16_t)0x3F8));
-}
-
-void dte_log(const char *line)
-{
-    while (*line)
-        serial_byte((uint8_t)*line++);
-    serial_byte('\r');
-    serial_byte('\n');
-}
-
-uint64_t dte_time_ns(void)
-{
-    return rdtsc() * 1000u / tsc_per_us;
-}
-
-int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg)
-{
-    fn(arg, 0, n, 0);
-    return 0;
-}
-
-int dte_worker_count(void)
-{
-    return 1;
-}
-
 static void logf_line(const char *fmt, unsigned long long a, unsigned long long b)
 {
     char line[160];
     dte_fmt(line, sizeof line, fmt, a, b);
     dte_log(line);
-}
-
-static __attribute__((noreturn)) void qemu_exit(uint32_t code)
-{
-    dte_log(code == 0x10 ? "dte: exit status=ok" : "dte: exit status=failed");
-    port_out32(0xF4, code);
-    for (;;)
-        __asm__ __volatile__("hlt");
 }
 
 struct probe_header {
@@ -158,7 +92,7 @@ static void *pages(efi_boot_services *bs, uint64_t bytes)
 {
     efi_physical_addr p = 0;
     if (EFI_IS_ERROR(bs->allocate_pages(AllocateAnyPages, EfiLoaderData, (bytes + 4095) / 4096, &p)))
-        qemu_exit(0x11);
+        probe_exit(0x11);
     return (void *)(uintptr_t)p;
 }
 
@@ -201,15 +135,9 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *st)
 {
     (void)image;
     efi_boot_services *bs = st->boot_services;
-    bs->set_watchdog_timer(0, 0, 0, 0);
-    uint64_t t0 = rdtsc();
-    bs->stall(10000);
-    tsc_per_us = (rdtsc() - t0) / 10000u;
-    if (!tsc_per_us)
-        tsc_per_us = 1;
-    heap = pages(bs, HEAP_BYTES);
+    probe_init(st, HEAP_BYTES);
     const void *rsdp = acpi_rsdp_from_uefi(st->configuration_table, st->number_of_table_entries);
-    logf_line("dte: probe rsdp=0x%llx tsc_mhz=%llu", (unsigned long long)(uintptr_t)rsdp, tsc_per_us);
+    logf_line("dte: probe rsdp=0x%llx tsc_mhz=%llu", (unsigned long long)(uintptr_t)rsdp, probe_tsc_mhz());
 
     /* 1. UEFI Block I/O (OVMF's NVMe driver), while it still owns the controller. */
     struct probe_header *uh = dte_alloc(8192, 4096);
@@ -230,10 +158,10 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *st)
     uint64_t ns = 0;
     struct probe_header *h = dte_alloc(8192, 4096);
     if (!h || load(rsdp, 0, 8192, h, 0, &ns) != 0)
-        qemu_exit(0x11);
+        probe_exit(0x11);
     if (!has_magic(h)) {
         dte_log("dte: probe error=header text=\"no DTEPROBE header at byte 0\"");
-        qemu_exit(0x11);
+        probe_exit(0x11);
     }
     uint8_t *ours = pages(bs, h->payload_size);
     logf_line("dte: probe payload_offset=%llu payload_size=%llu", h->payload_offset, h->payload_size);
@@ -249,5 +177,5 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *st)
                 uefi > 0 ? dte / uefi : 0.0, same);
         dte_log(line);
     }
-    qemu_exit(rc == 0 ? 0x10 : 0x11);
+    probe_exit(rc == 0 ? 0x10 : 0x11);
 }

@@ -60,6 +60,11 @@ int dte_worker_count(void)
     return 1;
 }
 
+uint64_t probe_tsc_mhz(void)
+{
+    return tsc_per_us;
+}
+
 void probe_exit(uint32_t code)
 {
     dte_log(code == 0x10 ? "dte: exit status=ok" : "dte: exit status=failed");

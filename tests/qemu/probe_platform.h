@@ -11,6 +11,8 @@
 
 /* Calibrate the clock and take `heap_bytes` of boot-services pages for dte_alloc; exits QEMU (0x11) on failure. */
 void probe_init(efi_system_table *st, uint64_t heap_bytes);
+/* The calibrated TSC rate in MHz (ticks per microsecond); 1000 before probe_init. */
+uint64_t probe_tsc_mhz(void);
 /* Log `dte: exit status=ok|failed` and leave QEMU through isa-debug-exit. */
 __attribute__((noreturn)) void probe_exit(uint32_t code);
 /* ExitBootServices with a fresh memory map (retried when the map key goes stale). 0 on success. */
