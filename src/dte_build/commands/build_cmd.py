@@ -5,17 +5,37 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from ..board import board_names, load_board
+from ..board import Board, board_names, load_board
 from ..console import err
-from ..toolchain import FirmwareOptions, build_firmware
+from ..toolchain import FirmwareBuild, FirmwareOptions, build_firmware
 from .identity_opts import identity_options, sign_options
 from .net_opts import apply_network, net_build_options
 
+if TYPE_CHECKING:
+    from ..identity_build import Identity, SignedFirmware
+
 _DEFAULTS = FirmwareOptions()
+
+
+def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
+                       identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
+                       sign_key: Path | None = None, sign_cert: Path | None = None,
+                       ) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
+    """The firmware `dte build` compiles for `board`: the persona (`persona_path`, else the board's) and identity
+    strength, the FirmwareOptions fields in `settings` (prompt, sampling, threads, ...; defaults otherwise), the
+    network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
+    `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes."""
+    from ..identity_build import resolve_identity, sign_firmware
+
+    identity = resolve_identity(board, persona_path, identity_strength)
+    options = apply_network(board, FirmwareOptions(**identity.firmware_options(), **(settings or {})), net, key_file)
+    firmware = build_firmware(board, options=options)
+    return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)
 
 
 @click.command()
@@ -60,18 +80,15 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     Example:  dte build --board qemu-q35 -o dte_boot.img && dte run dte_boot.img
     """
     from ..image.builder import build_image   # the image part; imported late so `dte --help` stays fast
-    from ..identity_build import resolve_identity, sign_firmware
 
     start = time.monotonic()
     board = load_board(board_name)
-    identity = resolve_identity(board, persona_path, identity_strength)
-    options = FirmwareOptions(**identity.firmware_options(),
-                              prompt=prompt, n_predict=n_predict, temperature=temperature, top_k=top_k,
-                              top_p=top_p, seed=seed, threads=threads,
-                              extra_defines={"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {})
-    options = apply_network(board, options, net, key_file)
-    firmware = build_firmware(board, options=options)
-    signed = sign_firmware(firmware, sign_key, sign_cert)
+    settings = {"prompt": prompt, "n_predict": n_predict, "temperature": temperature, "top_k": top_k,
+                "top_p": top_p, "seed": seed, "threads": threads,
+                "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
+    identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
+                                                    identity_strength=identity_strength, net=net, key_file=key_file,
+                                                    sign_key=sign_key, sign_cert=sign_cert)
     image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
                         model_path=model_path, build_id=firmware.build_id,
                         no_model=no_model, stream_weights=stream_weights)

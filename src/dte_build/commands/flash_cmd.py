@@ -27,14 +27,12 @@ def _board_source(board_name: str, model: Path | None, no_model: bool, target: P
     unsigned), as an image plan sized to the target when it is a disk or an existing file, streamed without
     writing an image file."""
     from ..board import load_board
-    from ..identity_build import resolve_identity
     from ..image.builder import default_model
     from ..image.plan import plan_image
-    from ..toolchain import FirmwareOptions, build_firmware
+    from .build_cmd import appliance_firmware
     board = load_board(board_name)
     model = None if no_model else (model if model is not None else default_model(board))
-    identity = resolve_identity(board)
-    firmware = build_firmware(board, options=FirmwareOptions(**identity.firmware_options()))
+    identity, firmware, _ = appliance_firmware(board)
     disk_size = None
     if target.exists() and (target.is_block_device() or target.stat().st_size > 0):
         fd = os.open(target, os.O_RDONLY)
