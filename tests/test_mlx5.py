@@ -9,10 +9,8 @@ frames the test builds.
 from __future__ import annotations
 
 import ctypes as C
-import random
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -40,10 +38,12 @@ BRING_UP = [
 ]
 
 
-class Rig:
+class Rig(nic.NicRig):
+    MODEL, DRIVER = "mlx5_model", "mlx5"
+
     def __init__(self, *, boot_pages: int = 3, init_pages: int = 5, regular_pages: int = 2, queue_log_size: int = 3,
                  **kw: int) -> None:
-        self.lib = nic.lib()
+        super().__init__()
         cfg = nic.Mlx5ModelConfig(fw_major=16, fw_minor=35, fw_subminor=2000, cmdif_rev=kw.get("cmdif_rev", 5),
                                   init_reads=kw.get("init_reads", 3), never_ready=kw.get("never_ready", 0),
                                   boot_pages=boot_pages, init_pages=init_pages,
@@ -72,35 +72,18 @@ class Rig:
     def send(self, frame: bytes) -> int:
         return self.lib.mlx5_transmit(self.dev, frame, len(frame))
 
-    def sent(self) -> bytes | None:
-        buf = C.create_string_buffer(4096)
-        n = self.lib.mlx5_model_take_tx(self.model, buf, len(buf))
-        return buf.raw[:n] if n else None
+    def driver(self) -> int:
+        return self.dev
 
     def inject(self, frame: bytes) -> int:
         return self.lib.mlx5_model_inject(self.model, frame, len(frame))
 
-    def receive(self, capacity: int = 2048) -> bytes:
-        buf = C.create_string_buffer(capacity)
-        n = self.lib.mlx5_poll_receive(self.dev, buf, capacity)
-        return buf.raw[:n]
 
-    def violations(self) -> str:
-        return nic.violations("mlx5_model", self.model)
+def rig(**kw: int) -> AbstractContextManager[Rig]:
+    return nic.opened(Rig(**kw))
 
 
-@contextmanager
-def rig(**kw: int) -> Iterator[Rig]:
-    r = Rig(**kw)
-    try:
-        yield r
-    finally:
-        r.lib.mlx5_model_destroy(r.model)
-
-
-def frames(seed: int, count: int) -> list[bytes]:
-    rnd = random.Random(seed)
-    return [rnd.randbytes(rnd.randint(60, 1514)) for _ in range(count)]
+frames = nic.random_frames
 
 
 def test_bring_up_follows_the_prm_order() -> None:

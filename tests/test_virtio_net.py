@@ -8,11 +8,9 @@ layout of 4.1.4) and from the frames the test itself builds; ARP replies are par
 from __future__ import annotations
 
 import ctypes as C
-import random
 import shutil
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -30,9 +28,11 @@ MAC = bytes.fromhex("525400abcdef")
 ERR_NO_DEVICE, ERR_FEATURES = -1, -2
 
 
-class Rig:
+class Rig(nic.NicRig):
+    MODEL, DRIVER = "vnet_model", "virtio_net"
+
     def __init__(self, **kw: int) -> None:
-        self.lib = nic.lib()
+        super().__init__()
         cfg = nic.VnetModelConfig(features=kw.get("features", OFFERED), device_id=kw.get("device_id", 0x1041),
                                   queue_max=kw.get("queue_max", 256), refuse_features_ok=kw.get("refuse", 0),
                                   link_up=kw.get("link_up", 1), omit_cfg_type=kw.get("omit", 0))
@@ -52,32 +52,15 @@ class Rig:
     def send(self, frame: bytes) -> int:
         return self.lib.virtio_net_transmit(self.vn, frame, len(frame))
 
-    def sent(self) -> bytes | None:
-        buf = C.create_string_buffer(4096)
-        n = self.lib.vnet_model_take_tx(self.model, buf, len(buf))
-        return buf.raw[:n] if n else None
-
-    def receive(self, capacity: int = 2048) -> bytes:
-        buf = C.create_string_buffer(capacity)
-        n = self.lib.virtio_net_poll_receive(self.vn, buf, capacity)
-        return buf.raw[:n]
-
-    def violations(self) -> str:
-        return nic.violations("vnet_model", self.model)
+    def driver(self) -> int:
+        return self.vn
 
 
-@contextmanager
-def rig(**kw: int) -> Iterator[Rig]:
-    r = Rig(**kw)
-    try:
-        yield r
-    finally:
-        r.lib.vnet_model_destroy(r.model)
+def rig(**kw: int) -> AbstractContextManager[Rig]:
+    return nic.opened(Rig(**kw))
 
 
-def frames(seed: int, count: int) -> list[bytes]:
-    rnd = random.Random(seed)
-    return [rnd.randbytes(rnd.randint(60, 1514)) for _ in range(count)]
+frames = nic.random_frames
 
 
 def test_capability_walk_finds_vendor_capabilities_past_msix() -> None:

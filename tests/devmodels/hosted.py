@@ -20,7 +20,7 @@ FIRMWARE_SOURCES = [
     "drivers/nvme_select.c", "drivers/storage.c",
         "drivers/pci.c", "drivers/acpi.c", "lib/crc32c.c", "lib/fmt.c",
 ]
-MODEL_SOURCES = [DEVMODELS / "nvme_model.c", DEVMODELS / "platform_shim.c"]
+MODEL_SOURCES = [DEVMODELS / "nvme_model.c", DEVMODELS / "platform_shim.c", DEVMODELS / "violation_log.c"]
 
 
 def find_clang() -> str | None:

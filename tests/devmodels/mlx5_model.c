@@ -20,15 +20,10 @@
 
 void model_violation(struct mlx5_model *m, const char *fmt, ...)
 {
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    violation_log_addv(&m->violations, fmt, ap);
     va_end(ap);
-    int n = snprintf(m->violations + m->vlen, sizeof m->violations - m->vlen, "%s\n", line);
-    if (n > 0 && m->vlen + (size_t)n < sizeof m->violations)
-        m->vlen += (size_t)n;
-    m->vcount++;
 }
 
 static uint32_t rd32be(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
@@ -540,8 +535,5 @@ void mlx5_model_pages(struct mlx5_model *m, int32_t out[6])
 
 int mlx5_model_violations(struct mlx5_model *m, char *buf, size_t cap)
 {
-    size_t n = m->vlen < cap - 1 ? m->vlen : cap - 1;
-    memcpy(buf, m->violations, n);
-    buf[n] = '\0';
-    return m->vcount;
+    return violation_log_copy(&m->violations, buf, cap);
 }

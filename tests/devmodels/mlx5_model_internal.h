@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "mlx5_model.h"
+#include "violation_log.h"
 
 #define MODEL_MAX_PAGES 16384
 #define MODEL_LOG_CAP 256
@@ -54,9 +55,7 @@ struct mlx5_model {
     uint8_t tx[MODEL_TX_SLOTS][MODEL_FRAME_MAX];
     size_t tx_len[MODEL_TX_SLOTS];
     unsigned tx_head, tx_count;
-    char violations[8192];
-    size_t vlen;
-    int vcount;
+    struct violation_log violations;
 };
 
 /* Object numbers the model hands out. */

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ctypes as C
 import functools
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 from _hostc import build, firmware
 from dte_build.paths import REPO_ROOT
@@ -13,7 +17,7 @@ DEVMODELS = REPO_ROOT / "tests/devmodels"
 FIRMWARE = ["drivers/drvlog.c", "drivers/pci.c", "drivers/virtio_net.c", "drivers/mlx5.c", "drivers/mlx5_cmd.c",
             "drivers/mlx5_queues.c", "lib/fmt.c", "net/net_stack.c"]
 MODELS = ["mmio_trap.c", "virtio_net_model.c", "mlx5_model.c", "mlx5_model_rings.c", "nic_glue.c",
-          "platform_shim.c"]
+          "platform_shim.c", "violation_log.c"]
 
 VP, U8, U16, U32, U64, SZ = C.c_void_p, C.c_uint8, C.c_uint16, C.c_uint32, C.c_uint64, C.c_size_t
 
@@ -114,3 +118,53 @@ def violations(prefix: str, model: int) -> str:
     buf = C.create_string_buffer(8192)
     n = getattr(lib(), f"{prefix}_violations")(model, buf, len(buf))
     return f"{n} violation(s):\n{buf.value.decode()}" if n else ""
+
+
+class NicRig:
+    """What the NIC test rigs share: the device model's transmit queue and violation log, the driver's receive,
+    and tearing the model down. A subclass sets MODEL and DRIVER (the C prefixes, e.g. "mlx5_model" and "mlx5"),
+    creates `self.model` and returns its driver handle from `driver()`."""
+
+    MODEL = ""
+    DRIVER = ""
+    model: int
+
+    def __init__(self) -> None:
+        self.lib = lib()
+
+    def driver(self) -> int:
+        raise NotImplementedError
+
+    def sent(self) -> bytes | None:
+        buf = C.create_string_buffer(4096)
+        n = getattr(self.lib, f"{self.MODEL}_take_tx")(self.model, buf, len(buf))
+        return buf.raw[:n] if n else None
+
+    def receive(self, capacity: int = 2048) -> bytes:
+        buf = C.create_string_buffer(capacity)
+        n = getattr(self.lib, f"{self.DRIVER}_poll_receive")(self.driver(), buf, capacity)
+        return buf.raw[:n]
+
+    def violations(self) -> str:
+        return violations(self.MODEL, self.model)
+
+    def close(self) -> None:
+        getattr(self.lib, f"{self.MODEL}_destroy")(self.model)
+
+
+R = TypeVar("R", bound=NicRig)
+
+
+@contextmanager
+def opened(rig: R) -> Iterator[R]:
+    """`rig`, closed (its model destroyed) when the block ends."""
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def random_frames(seed: int, count: int) -> list[bytes]:
+    """`count` random Ethernet frames of 60..1514 bytes (the minimum without FCS .. a 1500-byte MTU), seeded."""
+    rnd = random.Random(seed)
+    return [rnd.randbytes(rnd.randint(60, 1514)) for _ in range(count)]

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "violation_log.h"
+
 #define MAXQ 65                        /* admin + 64 I/O queues */
 #define BAR_BYTES (64u * 1024u)
 
@@ -47,9 +49,7 @@ struct nvme_model {
     uint64_t fault_after;
     uint32_t fault_sct, fault_sc;
     struct nvme_model_stats stats;
-    char violations[8192];
-    size_t vlen;
-    int vcount;
+    struct violation_log violations;
 };
 
 static uint64_t now_ns(void)
@@ -61,17 +61,12 @@ static uint64_t now_ns(void)
 
 static void violation(struct nvme_model *m, const char *fmt, ...)
 {
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     pthread_mutex_lock(&m->lock);
-    int n = snprintf(m->violations + m->vlen, sizeof m->violations - m->vlen, "%s\n", line);
-    if (n > 0 && m->vlen + (size_t)n < sizeof m->violations)
-        m->vlen += (size_t)n;
-    m->vcount++;
+    violation_log_addv(&m->violations, fmt, ap);
     pthread_mutex_unlock(&m->lock);
+    va_end(ap);
 }
 
 static uint32_t reg32(struct nvme_model *m, uint32_t off)
@@ -532,8 +527,7 @@ void nvme_model_inject(struct nvme_model *m, int kind, uint64_t after, uint32_t 
 int nvme_model_violations(struct nvme_model *m, char *buf, size_t cap)
 {
     pthread_mutex_lock(&m->lock);
-    snprintf(buf, cap, "%s", m->violations);
-    int n = m->vcount;
+    int n = violation_log_copy(&m->violations, buf, cap);
     pthread_mutex_unlock(&m->lock);
     return n;
 }

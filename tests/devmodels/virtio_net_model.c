@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mmio_trap.h"
+#include "violation_log.h"
 
 #define BAR_SIZE 0x4000u
 #define COMMON_AT 0x0000u
@@ -49,22 +50,15 @@ struct vnet_model {
     uint8_t tx[TX_SLOTS][FRAME_MAX];
     size_t tx_len[TX_SLOTS];
     unsigned tx_head, tx_count;
-    char violations[8192];
-    size_t vlen;
-    int vcount;
+    struct violation_log violations;
 };
 
 static void violation(struct vnet_model *m, const char *fmt, ...)
 {
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    violation_log_addv(&m->violations, fmt, ap);
     va_end(ap);
-    int n = snprintf(m->violations + m->vlen, sizeof m->violations - m->vlen, "%s\n", line);
-    if (n > 0 && m->vlen + (size_t)n < sizeof m->violations)
-        m->vlen += (size_t)n;
-    m->vcount++;
 }
 
 static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -426,8 +420,5 @@ uint64_t vnet_model_driver_features(struct vnet_model *m) { return m->driver_fea
 
 int vnet_model_violations(struct vnet_model *m, char *buf, size_t cap)
 {
-    size_t n = m->vlen < cap - 1 ? m->vlen : cap - 1;
-    memcpy(buf, m->violations, n);
-    buf[n] = '\0';
-    return m->vcount;
+    return violation_log_copy(&m->violations, buf, cap);
 }
