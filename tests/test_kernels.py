@@ -17,7 +17,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build.board import load_board
-from dte_build.kernels import (KERNEL_SYMBOLS, MULTI_SYMBOLS, TOKENS, VEC_DOT_SYMBOLS, Isa, Jit, Target,
+from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, TILE_ROWS, TOKENS, VEC_DOT_SYMBOLS, Isa,
+                               Jit, Target,
                                board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
@@ -72,8 +73,10 @@ def symbol(kind: str) -> str:
 
 def test_symbols_match_kernels_header() -> None:
     header = (FIRMWARE_DIR / "engine/kernels.h").read_text()
-    declared = re.findall(r"^(?:float|void) (dte_k_vec_dot\w+)\(", header, re.M)
+    declared = re.findall(r"^(?:float|void) (dte_k_(?:vec_dot|gemm)\w+)\(", header, re.M)
     assert declared == list(KERNEL_SYMBOLS)
+    assert sorted(GEMM_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}")
+                                          for k in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"))
     assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
     assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
                                            if KERNEL_TYPES[k] not in FLOATS)
@@ -123,6 +126,41 @@ def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str) ->
         fn(n, w.ctypes.data, acts.ctypes.data, stride, out)
         for i, r in enumerate(rows):
             assert out[i] == pytest.approx(q.vec_dot(t, n, w, r), rel=1e-5, abs=1e-4), (kind, n, i)
+
+
+GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                  ctypes.c_int64, ctypes.POINTER(ctypes.c_float))
+
+
+@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
+def test_tile_kernel_matches_reference_and_four_token_kernel(q: Quants, jit: Jit, kind: str) -> None:
+    """TILE_ROWS weight rows x TOKENS activation rows: each result within rounding of dte_vec_dot_ref and equal, bit
+    for bit, to the 4-token kernel's (same per-pair operations), so batching never changes the logits."""
+    t = KERNEL_TYPES[kind]
+    sym = symbol(kind).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}")
+    tile = GEMM_SIGNATURE(jit.engine.get_function_address(sym))
+    four = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", "vec_dot4")))
+    rng = np.random.default_rng(int(t) + 200)
+    for blocks in (1, 2, 3, 8, 17):
+        n = 32 * blocks
+        wrows = [random_weight_bytes(t, n, rng) for _ in range(TILE_ROWS)]
+        wstride = wrows[0].size + 6  # rows need not be adjacent
+        w = np.zeros(wstride * TILE_ROWS, dtype=np.uint8)
+        for r, row in enumerate(wrows):
+            w[r * wstride:r * wstride + row.size] = row
+        rows = [q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(TOKENS)]
+        stride = rows[0].size + 40
+        acts = np.zeros(stride * TOKENS, dtype=np.uint8)
+        for i, r in enumerate(rows):
+            acts[i * stride:i * stride + r.size] = r
+        out = (ctypes.c_float * (TILE_ROWS * TOKENS))()
+        tile(n, w.ctypes.data, wstride, acts.ctypes.data, stride, out)
+        by_row = (ctypes.c_float * TOKENS)()
+        for r, row in enumerate(wrows):
+            four(n, row.ctypes.data, acts.ctypes.data, stride, by_row)
+            assert [out[i * TILE_ROWS + r] for i in range(TOKENS)] == list(by_row), (kind, n, r)
+            for i, a in enumerate(rows):
+                assert out[i * TILE_ROWS + r] == pytest.approx(q.vec_dot(t, n, row, a, ref=True), rel=1e-5, abs=1e-4)
 
 
 def test_extreme_values_are_exact(q: Quants, jit: Jit) -> None:
@@ -206,6 +244,20 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path, width: int) -> Non
         expected = [lib.vec_dot(t, n, w, r) for r in rows]
         np.testing.assert_allclose(out[::3], expected, rtol=1e-4, atol=1e-3)
         assert np.isnan(out[1::3]).all()
+    rows_tokens = lib.lib.dte_vec_dot_rows_tokens
+    rows_tokens.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(ctypes.c_float),
+                            ctypes.c_int64]
+    for t in (T.Q8_0, T.Q4_1, T.Q4_K):  # tile kernels (legacy types) and the 4-token fallback (K-quants)
+        wrows = [random_weight_bytes(t, n, rng) for _ in range(9)]  # 2 tiles + a leftover row
+        rows = [lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(7)]
+        out = np.full((7, 11), np.nan, dtype=np.float32)  # [token][row], stride 11
+        w_all, a_all = np.concatenate(wrows), np.concatenate(rows)
+        rows_tokens(int(t), n, w_all.ctypes.data, wrows[0].size, 9, a_all.ctypes.data, rows[0].size, 7,
+                    out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 11)
+        expected = [[lib.vec_dot(t, n, w_, a_) for w_ in wrows] for a_ in rows]
+        np.testing.assert_allclose(out[:, :9], expected, rtol=1e-4, atol=1e-3)
+        assert np.isnan(out[:, 9:]).all()
     table = lib.lib.dte_kernel_vec_dot
     table.restype, table.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
     assert all(table(int(t)) for t in KERNEL_TYPES.values())

@@ -15,6 +15,12 @@ typedef float (*dte_vec_dot_fn)(int64_t n, const void *weights, const void *acti
 #define DTE_KERNEL_TOKENS 4
 typedef void (*dte_vec_dot4_fn)(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
                                 float *out);
+/* DTE_KERNEL_ROWS weight rows (w_row_bytes apart) against DTE_KERNEL_TOKENS activation rows (act_row_bytes apart):
+ * out[t * DTE_KERNEL_ROWS + r] = dot(w_r, a_t), each bit-identical to the dte_vec_dot4_fn kernel's result (the
+ * legacy 32-element types; prompt processing). */
+#define DTE_KERNEL_ROWS 4
+typedef void (*dte_gemm_fn)(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                            int64_t act_row_bytes, float *out);
 
 float dte_k_vec_dot_q8_0_q8_0(int64_t n, const void *weights, const void *activations);
 float dte_k_vec_dot_q4_0_q8_0(int64_t n, const void *weights, const void *activations);
@@ -51,9 +57,22 @@ void dte_k_vec_dot4_q5_K_q8_K(int64_t n, const void *weights, const void *activa
 void dte_k_vec_dot4_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
     float *out);
 
+void dte_k_gemm4x4_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x4_q4_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x4_q4_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x4_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x4_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
 /* The multi-token kernel for a weight type, or NULL (loop over dte_vec_dot). */
 dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type);
+/* The DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS tile kernel for a weight type, or NULL. */
+dte_gemm_fn dte_kernel_gemm(uint32_t weight_type);
 
 #endif

@@ -49,9 +49,10 @@ def splat_const(n: int, ty: str, value: int | str) -> str:
 class Fn:
     """Builds one function as text: `emit` appends an instruction and returns its fresh SSA name."""
 
-    def __init__(self, name: str, tokens: int = 1) -> None:
+    def __init__(self, name: str, tokens: int = 1, rows: int = 1) -> None:
         self.name = name
         self.tokens = tokens  # activation rows per call: 1 = vec_dot ABI, >1 = multi-token ABI (see text())
+        self.rows = rows      # weight rows per call: > 1 = tile ABI (see text())
         self.lines: list[str] = []
         self.counter = 0
         self.declares: set[str] = set()
@@ -231,6 +232,10 @@ class Fn:
             return ["%a"]
         return ["%a"] + [self.gep("%a", self.op("mul", "i64", "%astride", t)) for t in range(1, self.tokens)]
 
+    def weight_bases(self) -> list[str]:
+        """Pointers to the weight rows: %w, then %w + r * %wstride (tile ABI)."""
+        return ["%w"] + [self.gep("%w", self.op("mul", "i64", "%wstride", r)) for r in range(1, self.rows)]
+
     def store_results(self, values: list[str]) -> None:
         """Multi-token ABI: out[t] = values[t]."""
         for t, v in enumerate(values):
@@ -239,10 +244,14 @@ class Fn:
 
     def text(self) -> str:
         """vec_dot ABI: float f(int64_t n, const void *w, const void *a).
-        multi-token ABI: void f(int64_t n, const void *w, const void *a, int64_t astride, float *out)."""
+        multi-token ABI: void f(int64_t n, const void *w, const void *a, int64_t astride, float *out).
+        tile ABI: void f(int64_t n, const void *w, int64_t wstride, const void *a, int64_t astride, float *out)."""
         body = "\n".join(self.lines)
         w = "ptr noalias nocapture readonly %w"
         a = "ptr noalias nocapture readonly %a"
+        if self.rows > 1:
+            return (f"define void @{self.name}(i64 %n, {w}, i64 %wstride, {a}, i64 %astride, "
+                    f"ptr noalias nocapture writeonly %out) #0 {{\n{body}\n}}\n")
         if self.tokens == 1:
             return f"define float @{self.name}(i64 %n, {w}, {a}) #0 {{\n{body}\n}}\n"
         return (f"define void @{self.name}(i64 %n, {w}, {a}, i64 %astride, ptr noalias nocapture writeonly %out) "
@@ -251,6 +260,9 @@ class Fn:
 
 TOKENS = 4
 """Activation rows of the multi-token kernels (dte_k_vec_dot4_*): one pass over a weight row serves four tokens."""
+TILE_ROWS = 4
+"""Weight rows of the tile kernels (dte_k_gemm4x4_*, legacy types): TILE_ROWS x TOKENS dot products per pass, each
+loaded weight block and activation block used four times (llama.cpp's tinyBLAS gemm4xN does the same)."""
 
 FUNCTION_ATTRIBUTES = ('attributes #0 = { nounwind noredzone "no-builtins" "no-stack-arg-probe" '
                        '"no-trapping-math"="true" }')
@@ -283,8 +295,8 @@ def counted_loop(fn: Fn, count: str, accs: list[tuple[str, str]],
     return phis
 
 
-def new_fn(name: str, tokens: int = 1) -> Fn:
-    fn = Fn(name, tokens)
+def new_fn(name: str, tokens: int = 1, rows: int = 1) -> Fn:
+    fn = Fn(name, tokens, rows)
     fn.block = "entry"
     fn.raw("entry:")
     return fn

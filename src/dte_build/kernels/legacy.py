@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TILE_ROWS, TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,13 @@ LEGACY = {
 }
 
 
-def load_weight_block(fn: Fn, k: Legacy, woff: str) -> str:
+def load_weight_block(fn: Fn, k: Legacy, woff: str, wbase: str = "%w") -> str:
     """The 32 weight quants of one block as <32 x i8> (Q4/Q5: nibbles plus fifth bits, minus the offset)."""
     if not k.nibbles:
-        return fn.load(vec(32, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}"))
-    w = fn.nibbles(fn.load(vec(16, "i8"), "%w", fn.emit(f"add i64 {woff}, {k.w_qs}")))
+        return fn.load(vec(32, "i8"), wbase, fn.emit(f"add i64 {woff}, {k.w_qs}"))
+    w = fn.nibbles(fn.load(vec(16, "i8"), wbase, fn.emit(f"add i64 {woff}, {k.w_qs}")))
     if k.qh >= 0:
-        bits = fn.emit(f"bitcast i32 {fn.load('i32', '%w', fn.emit(f'add i64 {woff}, {k.qh}'))} to {vec(32, 'i1')}")
+        bits = fn.emit(f"bitcast i32 {fn.load('i32', wbase, fn.emit(f'add i64 {woff}, {k.qh}'))} to {vec(32, 'i1')}")
         high = fn.emit(f"select {vec(32, 'i1')} {bits}, {vec(32, 'i8')} {splat_const(32, 'i8', 16)}, "
                        f"{vec(32, 'i8')} zeroinitializer")
         w = fn.op("or", vec(32, "i8"), w, high)
@@ -49,40 +49,58 @@ def joined(fn: Fn, parts: list[str]) -> str:
 
 
 def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: list[str],
-                accs: list[str], maccs: list[str]) -> tuple[list[str], list[str]]:
-    """Multiply-accumulate `blocks` consecutive 32-element blocks (1 per 256 bits of vector) of the weight row
-    against each activation row in `bases`; one vector and one scalar (min term) accumulator per row."""
+                accs: list[str], maccs: list[str], wbases: tuple[str, ...] = ("%w",)) -> tuple[list[str], list[str]]:
+    """Multiply-accumulate `blocks` consecutive 32-element blocks (1 per 256 bits of vector) of each weight row in
+    `wbases` against each activation row in `bases`; one vector and one scalar (min term) accumulator per
+    (activation row, weight row) pair, activation-row-major. Every pair gets the same operations whatever the
+    number of rows, so the tile kernels equal the one-row kernels bit for bit."""
     n = 32 * blocks
     idxs = [fn.emit(f"add nuw nsw i64 {first}, {b}") for b in range(blocks)]
     woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}") for i in idxs]
     aoffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.a_bytes}") for i in idxs]
-    u, neg = fn.weight_sign(n, joined(fn, [load_weight_block(fn, k, o) for o in woffs]),
-                            unsigned=k.offset == 0 and k.nibbles)
-    dws = [fn.load_half_as_float("%w", o) for o in woffs]
-    mins = [fn.load_half_as_float("%w", fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
+    weights = []  # per weight row: (|w|, w < 0, block scales, block mins)
+    for wb in wbases:
+        u, neg = fn.weight_sign(n, joined(fn, [load_weight_block(fn, k, o, wb) for o in woffs]),
+                                unsigned=k.offset == 0 and k.nibbles)
+        dws = [fn.load_half_as_float(wb, o) for o in woffs]
+        mins = [fn.load_half_as_float(wb, fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
+        weights.append((u, neg, dws, mins))
     new_accs, new_maccs = [], []
-    for base, acc, macc in zip(bases, accs, maccs):
+    pairs = iter(zip(accs, maccs))
+    for base in bases:
         x = joined(fn, [fn.load(vec(32, "i8"), base, fn.emit(f"add i64 {o}, {k.a_bytes - 32}")) for o in aoffs])
-        sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, u, fn.signed_by(n, neg, x))} "
-                       f"to {vec(n // 4, 'float')}")
-        ds = [fn.op("fmul", "float", dw, fn.load_half_as_float(base, o)) for dw, o in zip(dws, aoffs)]
-        if blocks == 1:
-            dd = fn.splat(ds[0], "float", 8)
-        else:
-            dd = fn.shuffle(vec(2, "float"), fn.from_scalars(ds, "float"), None, [0] * 8 + [1] * 8)
-        new_accs.append(fn.fma(n // 4, dd, sums, acc))
-        for m, o in zip(mins, aoffs):
-            s = fn.load_half_as_float(base, fn.emit(f"add i64 {o}, 2"))
-            fn.declare("declare float @llvm.fma.f32(float, float, float)")
-            macc = fn.emit(f"call float @llvm.fma.f32(float {m}, float {s}, float {macc})")
-        new_maccs.append(macc)
+        dxs = [fn.load_half_as_float(base, o) for o in aoffs]
+        sxs = [fn.load_half_as_float(base, fn.emit(f"add i64 {o}, 2")) for o in aoffs] if k.has_min else []
+        for u, neg, dws, mins in weights:
+            acc, macc = next(pairs)
+            sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, u, fn.signed_by(n, neg, x))} "
+                           f"to {vec(n // 4, 'float')}")
+            ds = [fn.op("fmul", "float", dw, dx) for dw, dx in zip(dws, dxs)]
+            if blocks == 1:
+                dd = fn.splat(ds[0], "float", 8)
+            else:
+                dd = fn.shuffle(vec(2, "float"), fn.from_scalars(ds, "float"), None, [0] * 8 + [1] * 8)
+            new_accs.append(fn.fma(n // 4, dd, sums, acc))
+            for m, sx in zip(mins, sxs):
+                fn.declare("declare float @llvm.fma.f32(float, float, float)")
+                macc = fn.emit(f"call float @llvm.fma.f32(float {m}, float {sx}, float {macc})")
+            new_maccs.append(macc)
     return new_accs, new_maccs
 
 
-def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1) -> Fn:
-    """vec_dot (tokens == 1) or one weight row against `tokens` activation rows."""
-    fn = new_fn(k.name if tokens == 1 else k.name.replace("vec_dot", f"vec_dot{tokens}"), tokens)
+def kernel_name(k: Legacy, tokens: int, rows: int) -> str:
+    if rows > 1:
+        return k.name.replace("vec_dot", f"gemm{rows}x{tokens}")
+    return k.name if tokens == 1 else k.name.replace("vec_dot", f"vec_dot{tokens}")
+
+
+def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1, rows: int = 1) -> Fn:
+    """vec_dot (tokens == 1), one weight row against `tokens` activation rows, or (rows > 1) a tile of `rows`
+    weight rows by `tokens` activation rows (out[t * rows + r])."""
+    fn = new_fn(kernel_name(k, tokens, rows), tokens, rows)
     bases = fn.activation_bases()
+    wbases = tuple(fn.weight_bases())
+    pairs = tokens * rows
     per_step = isa.width // 256
     nb = fn.emit("sdiv i64 %n, 32")
     steps = fn.emit(f"sdiv i64 {nb}, {per_step}")
@@ -91,12 +109,12 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1) -> Fn:
 
     def main(i: str, accs: list[str]) -> list[str]:
         first = fn.emit(f"mul nuw nsw i64 {i}, {per_step}")
-        vaccs, maccs = legacy_step(fn, isa, k, first, per_step, bases, accs[:tokens], accs[tokens:])
+        vaccs, maccs = legacy_step(fn, isa, k, first, per_step, bases, accs[:pairs], accs[pairs:], wbases)
         return vaccs + maccs
 
-    accs = counted_loop(fn, steps, [(vec(lanes, "float"), zero)] * tokens + [("float", "0.0")] * tokens, main)
-    totals = [fn.reduce_fadd(lanes, acc) for acc in accs[:tokens]]
-    maccs = accs[tokens:]
+    accs = counted_loop(fn, steps, [(vec(lanes, "float"), zero)] * pairs + [("float", "0.0")] * pairs, main)
+    totals = [fn.reduce_fadd(lanes, acc) for acc in accs[:pairs]]
+    maccs = accs[pairs:]
     if per_step > 1:  # leftover blocks, one at a time, at 256 bits
         done = fn.emit(f"mul nuw nsw i64 {steps}, {per_step}")
         left = fn.emit(f"sub nsw i64 {nb}, {done}")
@@ -104,14 +122,14 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1) -> Fn:
 
         def tail(i: str, accs: list[str]) -> list[str]:
             first = fn.emit(f"add nuw nsw i64 {done}, {i}")
-            vaccs, maccs = legacy_step(fn, tail_isa, k, first, 1, bases, accs[:tokens], accs[tokens:])
+            vaccs, maccs = legacy_step(fn, tail_isa, k, first, 1, bases, accs[:pairs], accs[pairs:], wbases)
             return vaccs + maccs
 
-        taccs = counted_loop(fn, left, [(vec(8, "float"), zero)] * tokens + [("float", m) for m in maccs], tail)
+        taccs = counted_loop(fn, left, [(vec(8, "float"), zero)] * pairs + [("float", m) for m in maccs], tail)
         totals = [fn.emit(f"fadd reassoc float {t}, {fn.reduce_fadd(8, a)}") for t, a in zip(totals, taccs)]
-        maccs = taccs[tokens:]
+        maccs = taccs[pairs:]
     results = [fn.op("fadd", "float", t, m) for t, m in zip(totals, maccs)]
-    if tokens == 1:
+    if tokens == 1 and rows == 1:
         fn.raw(f"ret float {results[0]}")
     else:
         fn.store_results(results)
@@ -122,3 +140,5 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1) -> Fn:
 KERNELS = {kind: (k.name, (lambda isa, k=k: legacy_kernel(isa, k))) for kind, k in LEGACY.items()}
 MULTI_KERNELS = {kind: (k.name.replace("vec_dot", f"vec_dot{TOKENS}"), (lambda isa, k=k: legacy_kernel(isa, k, TOKENS)))
                  for kind, k in LEGACY.items()}
+TILE_KERNELS = {kind: (kernel_name(k, TOKENS, TILE_ROWS), (lambda isa, k=k: legacy_kernel(isa, k, TOKENS, TILE_ROWS)))
+                for kind, k in LEGACY.items()}

@@ -16,6 +16,7 @@ from .kquants import KERNELS as K_KERNELS
 from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
 from .legacy import KERNELS as LEGACY_KERNELS
 from .legacy import MULTI_KERNELS as LEGACY_MULTI_KERNELS
+from .legacy import TILE_KERNELS
 
 
 # Every kernel, in firmware/engine/kernels.h order: weight type -> (symbol, builder).
@@ -26,11 +27,13 @@ KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
 }
 # One weight row against TOKENS activation rows, for the quantized types: weight type -> (symbol, builder).
 MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_MULTI_KERNELS, **K_MULTI_KERNELS}
+# TILE_ROWS weight rows against TOKENS activation rows (legacy types; prompt processing).
+GEMM_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(TILE_KERNELS)
 
 
 def module_ir(isa: Isa, triple: str) -> str:
     """The whole kernel module as LLVM IR text."""
-    fns = [build(isa) for _, build in [*KERNELS.values(), *MULTI_KERNELS.values()]]
+    fns = [build(isa) for _, build in [*KERNELS.values(), *MULTI_KERNELS.values(), *GEMM_KERNELS.values()]]
     declares = sorted({d for fn in fns for d in fn.declares})
     return "\n".join([f'target triple = "{triple}"', "", *declares, "", *(fn.text() for fn in fns),
                       FUNCTION_ATTRIBUTES, ""])
