@@ -25,8 +25,23 @@ def need_qemu_tools() -> None:
         pytest.skip(f"OVMF not found: {exc}")
 
 
+def build_tiny_efi(work: Path) -> Path:
+    """A minimal PE32+ EFI application (efi_main returns 0), for tests that need any real EFI binary."""
+    src = work / "tiny_efi.c"
+    src.write_text("typedef unsigned long long u64;\n"
+                   "__attribute__((ms_abi)) u64 efi_main(void *image, void *system_table)\n"
+                   "{ (void)image; (void)system_table; return 0; }\n")
+    return link_efi([src], work)
+
+
 def build_probe_disk(sources: list[Path], work: Path) -> Path:
     """Compile + link `sources` into BOOTX64.EFI and return an 8 MiB disk image that boots it."""
+    efi = link_efi(sources, work)
+    return _boot_disk(efi, work)
+
+
+def link_efi(sources: list[Path], work: Path) -> Path:
+    """Compile + link `sources` with the firmware's flags into work/BOOTX64.EFI."""
     tc = find_toolchain()
     objs = []
     for src in sources:
@@ -36,6 +51,10 @@ def build_probe_disk(sources: list[Path], work: Path) -> Path:
         objs.append(str(obj))
     efi = work / "BOOTX64.EFI"
     subprocess.run([tc.lld_link, f"@{LINK_RESPONSE_FILE}", f"/out:{efi}", *objs], check=True)
+    return efi
+
+
+def _boot_disk(efi: Path, work: Path) -> Path:
     disk = work / "boot.img"
     with open(disk, "wb") as f:
         f.truncate(8 << 20)

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from _efiprobe import build_tiny_efi
 from click.testing import CliRunner
 
 from dte_build.board import load_board
@@ -151,19 +153,7 @@ def test_signing_is_reproducible_with_faketime(tmp_path: Path) -> None:
     from dte_build.signing import sign_efi
 
     key, cert = _other_key(tmp_path)
-    efi = tmp_path / "in.efi"
-    efi.write_bytes(_esp_file_from_any_build())
+    efi = build_tiny_efi(tmp_path)
     a = sign_efi(efi, key, cert, tmp_path / "a.efi").read_bytes()
     b = sign_efi(efi, key, cert, tmp_path / "b.efi").read_bytes()
     assert a == b and a != efi.read_bytes()
-
-
-def _esp_file_from_any_build() -> bytes:
-    import lief
-
-    # Any PE32+ works for sbsign; a tiny one built by lief keeps this test free of the firmware build.
-    from dte_build.paths import build_root
-    for path in sorted(build_root().rglob("BOOTX64.EFI")):
-        if lief.PE.parse(str(path)) is not None:
-            return path.read_bytes()
-    pytest.skip("no built BOOTX64.EFI under build/ to sign")
