@@ -58,28 +58,29 @@ def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: lis
     idxs = [fn.emit(f"add nuw nsw i64 {first}, {b}") for b in range(blocks)]
     woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}") for i in idxs]
     aoffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.a_bytes}") for i in idxs]
-    weights = []  # per weight row: (|w|, w < 0, block scales, block mins)
+    def lanes(scales: list[str]) -> str:  # block b's scale in lanes 8b..8b+7 (the lanes of its i32 sums)
+        if blocks == 1:
+            return fn.splat(scales[0], "float", 8)
+        return fn.shuffle(vec(2, "float"), fn.from_scalars(scales, "float"), None, [0] * 8 + [1] * 8)
+
+    weights = []  # per weight row: (|w|, w < 0, block scales by lane, block mins)
     for wb in wbases:
         u, neg = fn.weight_sign(n, joined(fn, [load_weight_block(fn, k, o, wb) for o in woffs]),
                                 unsigned=k.offset == 0 and k.nibbles)
-        dws = [fn.load_half_as_float(wb, o) for o in woffs]
+        dw = lanes([fn.load_half_as_float(wb, o) for o in woffs])
         mins = [fn.load_half_as_float(wb, fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
-        weights.append((u, neg, dws, mins))
+        weights.append((u, neg, dw, mins))
     new_accs, new_maccs = [], []
     pairs = iter(zip(accs, maccs))
     for base in bases:
         x = joined(fn, [fn.load(vec(32, "i8"), base, fn.emit(f"add i64 {o}, {k.a_bytes - 32}")) for o in aoffs])
-        dxs = [fn.load_half_as_float(base, o) for o in aoffs]
+        dx = lanes([fn.load_half_as_float(base, o) for o in aoffs])
         sxs = [fn.load_half_as_float(base, fn.emit(f"add i64 {o}, 2")) for o in aoffs] if k.has_min else []
-        for u, neg, dws, mins in weights:
+        for u, neg, dw, mins in weights:
             acc, macc = next(pairs)
             sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, u, fn.signed_by(n, neg, x))} "
                            f"to {vec(n // 4, 'float')}")
-            ds = [fn.op("fmul", "float", dw, dx) for dw, dx in zip(dws, dxs)]
-            if blocks == 1:
-                dd = fn.splat(ds[0], "float", 8)
-            else:
-                dd = fn.shuffle(vec(2, "float"), fn.from_scalars(ds, "float"), None, [0] * 8 + [1] * 8)
+            dd = fn.op("fmul", vec(n // 4, "float"), dw, dx)  # per lane dw_b * dx_b: the scalar product, exactly
             new_accs.append(fn.fma(n // 4, dd, sums, acc))
             for m, sx in zip(mins, sxs):
                 fn.declare("declare float @llvm.fma.f32(float, float, float)")
