@@ -202,7 +202,12 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     fn = new_fn(k.symbol if tokens == 1 else k.symbol.replace("vec_dot", f"vec_dot{tokens}"), tokens)
     bases = fn.activation_bases()
     nb = fn.emit(f"sdiv i64 %n, {QK_K}")
-    lanes = isa.bytes // 4
+    # Integer sums use the full vector; the float side always has 8 lanes. At 512 bits the two 256-bit halves of
+    # the i32 sums are added first (exact, integer): lane j then holds the same sum as the 256-bit kernel's lane j,
+    # so every float operation, and the result, is the same at both widths — and the same as llama.cpp's AVX2
+    # order, which matters where two logits are within a float rounding of each other.
+    int_lanes = isa.bytes // 4
+    lanes = min(int_lanes, 8)
 
     def body(i: str, accs: list[str]) -> list[str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
@@ -218,6 +223,10 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
             if dminw is not None:
                 dmin = fn.op("fmul", "float", dminw, ad)
                 macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, base, aoff)))
+            if int_lanes != lanes:
+                ty = vec(int_lanes, "i32")
+                sumi = fn.op("add nsw", vec(lanes, "i32"), fn.shuffle(ty, sumi, None, list(range(lanes))),
+                             fn.shuffle(ty, sumi, None, list(range(lanes, int_lanes))))
             fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
             d = fn.op("fmul", "float", dw, ad)
             vaccs.append(fn.fma(lanes, fn.splat(d, "float", lanes), fsum, acc))
