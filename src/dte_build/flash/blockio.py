@@ -121,17 +121,7 @@ def write_all(fd: int, view: memoryview, offset: int) -> None:
     retried once through the page cache by clearing O_DIRECT on the descriptor for that write."""
     done = 0
     while done < len(view):
-        try:
-            n = os.pwritev(fd, [view[done:]], offset + done)
-        except OSError as exc:
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
-                raise
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-            try:
-                n = os.pwritev(fd, [view[done:]], offset + done)
-            finally:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        n = _direct_or_cached(fd, lambda: os.pwritev(fd, [view[done:]], offset + done))
         if n <= 0:
             raise OSError(f"short write at {offset + done}")
         done += n
@@ -141,17 +131,7 @@ def read_all(fd: int, view: memoryview, offset: int) -> int:
     """Read into `view` until full or end of file; returns bytes read."""
     done = 0
     while done < len(view):
-        try:
-            n = os.preadv(fd, [view[done:]], offset + done)
-        except OSError as exc:  # O_DIRECT refused this (unaligned) read: once through the page cache
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
-                raise
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-            try:
-                n = os.preadv(fd, [view[done:]], offset + done)
-            finally:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        n = _direct_or_cached(fd, lambda: os.preadv(fd, [view[done:]], offset + done))
         if n <= 0:
             break
         done += n
@@ -198,3 +178,19 @@ def zeros(length: int) -> memoryview:
 
 def crc(view: memoryview | bytes) -> int:
     return crc32c.crc32c(view)
+
+
+def _direct_or_cached(fd: int, io: Callable[[], int]) -> int:
+    """Run one read/write `io` on `fd`; when O_DIRECT refuses it (EINVAL: unaligned, or a filesystem without
+    direct I/O), run it once more through the page cache by clearing O_DIRECT for that call only."""
+    try:
+        return io()
+    except OSError as exc:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
+            raise
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        try:
+            return io()
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
