@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "remote": ("net_cmd", "remote"),
     "attest": ("attest_cmd", "attest"),
     "kernels": ("kernels_cmd", "kernels"),
+    "fetch": ("fetch_cmd", "fetch"),
 }
 
 
