@@ -20,7 +20,7 @@ def test_greedy_json_matches_numpy_reference(tmp_path: Path) -> None:
                                        "--temp", "0", "--threads", "2", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}
+    assert set(out) == {"schema", "prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"}
     ref = NumpyLlama(path)
     logits = ref.forward(out["prompt_ids"])[-1]
     want = []

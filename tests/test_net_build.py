@@ -13,7 +13,7 @@ import pytest
 
 from dte_build import protocol as p
 from dte_build.board import load_board
-from dte_build.commands.net_opts import apply_network
+from dte_build.appliance import apply_network
 from dte_build.errors import DteError
 from dte_build.netboot import net_qemu_args, network_options
 from dte_build.toolchain import FirmwareOptions, config_header

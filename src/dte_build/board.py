@@ -106,8 +106,8 @@ def board_names() -> list[str]:
     return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
 
 
-def load_board(name_or_path: str | Path) -> Board:
-    """Load a board by name (`qemu-q35`) or by path to a TOML file, validating every field."""
+def board_file(name_or_path: str | Path) -> Path:
+    """The TOML file of a board given by name (`qemu-q35`) or path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = BOARDS_DIR / f"{name_or_path}.toml"
@@ -116,6 +116,12 @@ def load_board(name_or_path: str | Path) -> Board:
                            f"choose one of: {', '.join(board_names())} (see `dte boards`)")
     if not path.is_file():
         raise DteError(f"board file {path} does not exist")
+    return path
+
+
+def load_board(name_or_path: str | Path) -> Board:
+    """Load a board by name (`qemu-q35`) or by path to a TOML file, validating every field."""
+    path = board_file(name_or_path)
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -55,7 +55,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="dte")
+@click.version_option(__version__, "-V", "--version", prog_name="dte")
 def main() -> None:
     """dte: turn an x86-64 server into an LLM appliance with no operating system.
 

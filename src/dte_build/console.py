@@ -1,6 +1,5 @@
-"""Human-facing output: rich on stderr, plain when stderr is not a terminal.
-
-stdout is reserved for results (`--json`, generated text) so scripts can read it.
+"""Human-facing output: `out` for a command's result (tables, text: stdout, so `dte inspect IMG | less` works),
+`err` for progress and diagnostics (stderr). Both plain when not a terminal.
 """
 
 from __future__ import annotations
@@ -20,8 +19,10 @@ from rich.progress import (
 )
 
 err = Console(stderr=True, highlight=False)
-if not err.is_terminal:
-    err.width = 120  # logs and pipes: rich's 80-column default folds tables into unreadable cells
+out = Console(highlight=False)
+for _console in (err, out):
+    if not _console.is_terminal:
+        _console.width = 120  # logs and pipes: rich's 80-column default folds tables into unreadable cells
 
 
 def info(message: str) -> None:

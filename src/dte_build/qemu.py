@@ -2,7 +2,8 @@
 
 Every run: a fresh copy of the OVMF variable store in a temp dir, `-nic none` unless a NIC is asked for,
 the image as an NVMe disk, isa-debug-exit at 0xf4 (firmware writes 0x10/0x11/0x12 → QEMU rc 33/35/37),
-a hard timeout that kills QEMU's whole process group. KVM only when it really works (probed), TCG otherwise.
+a hard timeout that kills QEMU's whole process group, and QEMU killed by the kernel if dte itself dies (child.py).
+KVM only when it really works (probed), TCG otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .board import Board, load_board
+from .child import die_with_parent
 from .errors import DteError
 from .tpm_sim import swtpm_socket
 
@@ -228,6 +230,34 @@ def find_ovmf(secure_boot: bool = False) -> tuple[Path, Path]:
                    "install it: apt-get install ovmf (or set DTE_OVMF_CODE and DTE_OVMF_VARS)")
 
 
+def check_smp(board: Board, smp: int) -> None:
+    """Refuse a vCPU count the board does not have: at least 1, at most the workers its firmware wakes."""
+    if not 1 <= smp <= board.max_workers:
+        raise DteError(f"--smp {smp}: {board.name} has 1 to {board.max_workers} CPUs",
+                       f"pass --smp between 1 and {board.max_workers} (boards/{board.name}.toml [cpu])")
+
+
+def check_bootable(image: Path) -> dict[str, Any]:
+    """Refuse, before QEMU starts, a file OVMF would not boot as a dte image (it would sit in the UEFI shell until
+    the timeout): it needs a GPT, an EFI System Partition and EFI/BOOT/BOOTX64.EFI on it. Returns inspect's report
+    (the manifest names the model)."""
+    from .inspect import inspect_image
+
+    hint = "build one with `dte build --board qemu-q35` (`dte inspect IMAGE` shows what this file holds)"
+    try:
+        report = inspect_image(image)
+    except DteError as exc:
+        raise DteError(f"{image} is not a dte image: {exc}", hint) from None
+    except Exception as exc:   # noqa: BLE001 - a hostile file must give one line, not a traceback
+        raise DteError(f"{image} is not a dte image: {type(exc).__name__}: {exc}", hint) from None
+    esp = report.get("esp", {})
+    if "error" in esp:
+        raise DteError(f"{image} is not a dte image: {esp['error']}", hint)
+    if "efi" not in report:
+        raise DteError(f"{image} is not a dte image: its EFI System Partition has no EFI/BOOT/BOOTX64.EFI", hint)
+    return report
+
+
 def make_config(board: Board | None = None, *, smp: int | None = None, memory_mib: int | None = None,
                 drive: str = "nvme", extra_args: Sequence[str] = (), nic: bool = False, secure_boot: bool = False,
                 tpm: bool = False) -> QemuConfig:
@@ -237,6 +267,8 @@ def make_config(board: Board | None = None, *, smp: int | None = None, memory_mi
     if drive not in DRIVES:
         raise DteError(f"unknown drive type '{drive}'", f"choose one of {', '.join(DRIVES)}")
     board = board or load_board(DEFAULT_BOARD)
+    smp = 1 if smp is None else smp
+    check_smp(board, smp)
     qemu = board.qemu
     kvm = kvm_usable()
     code, vars_template = find_ovmf(secure_boot)
@@ -245,7 +277,7 @@ def make_config(board: Board | None = None, *, smp: int | None = None, memory_mi
         accel="kvm" if kvm else "tcg",
         cpu="host" if kvm else str(qemu.get("cpu", "max")),
         memory_mib=int(memory_mib or qemu.get("memory_mib", 2048)),
-        smp=int(smp or 1),
+        smp=int(smp),
         drive=drive,
         ovmf_code=code,
         ovmf_vars_template=vars_template,
@@ -301,7 +333,8 @@ def run_config(image: Path, config: QemuConfig, *, timeout: float = DEFAULT_TIME
         vars_copy = Path(tmp) / "OVMF_VARS.fd"
         shutil.copyfile(config.ovmf_vars_template, vars_copy)
         proc = subprocess.Popen(config.command(image.resolve(), vars_copy, tpm_socket), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent())
         reader = threading.Thread(target=_pump, args=(proc.stdout, callback, console, stop_when, stop),
                                   daemon=True)
         reader.start()

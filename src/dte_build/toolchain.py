@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import __version__
+from . import __version__, defaults
 from .board import Board
 from .errors import DteError
 from .kernels import DISPATCH_DEFINE, DISPATCH_SOURCE, board_isa, kernel_object
@@ -97,11 +97,11 @@ class FirmwareOptions:
     """What the firmware is configured with at build time (goes into the generated dte_config.h)."""
 
     prompt: str = "Hello. I am Deep Tree Echo,"   # a greeting in the persona's voice
-    n_predict: int = 64
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    seed: int = 42
+    n_predict: int = defaults.N_PREDICT
+    temperature: float = defaults.TEMPERATURE
+    top_k: int = defaults.TOP_K
+    top_p: float = defaults.TOP_P
+    seed: int = defaults.SEED
     threads: int | None = None            # None: every worker the board allows
     model_sha256: str | None = None
     extra_defines: dict[str, str] = field(default_factory=dict)

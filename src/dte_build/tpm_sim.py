@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .child import die_with_parent
 from .errors import DteError
 
 SWTPM = "swtpm"
@@ -33,7 +34,7 @@ def swtpm_socket(workdir: Path, enabled: bool = True) -> Iterator[Path | None]:
     proc = subprocess.Popen([binary, "socket", "--tpm2", "--tpmstate", f"dir={state}",
                              "--ctrl", f"type=unixio,path={sock}", "--terminate"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent())
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not sock.exists():

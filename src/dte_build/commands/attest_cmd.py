@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from ..console import err
+from ..console import err, out
 from ..errors import DteError
+from . import options
 
 
 @click.group()
@@ -23,7 +24,7 @@ def attest() -> None:
               help="The disk image the appliance booted (dte build's output).")
 @click.option("--persona", "persona_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also compare the compiled-in persona hash with this persona file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-part result as JSON to stdout.")
+@options.json_output
 def verify(report: Path, image: Path, persona_file: Path | None, as_json: bool) -> None:
     """Recompute from IMAGE what REPORT says the appliance measured, part by part.
 
@@ -39,14 +40,14 @@ def verify(report: Path, image: Path, persona_file: Path | None, as_json: bool) 
 
     result = verify_files(report, image, persona_file)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, **result}, indent=2))
     else:
         table = Table("part", "result", "reported", "expected", title="attestation", title_justify="left")
         for part in result["parts"]:
             colour = {"match": "green", "differ": "red"}.get(part["status"], "yellow")
             table.add_row(part["name"], f"[{colour}]{part['status']}[/]", part["reported"], part["expected"])
-        err.print(table)
-        err.print(f"platform (reported, not checkable from the image): {result['platform']}", markup=False)
+        out.print(table)
+        out.print(f"platform (reported, not checkable from the image): {result['platform']}", markup=False)
     if result["differ"]:
         raise DteError(f"attestation differs: {', '.join(result['differ'])}",
                        "the image is not what the appliance booted (or was changed since)")

@@ -5,56 +5,29 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from ..board import Board, board_names, load_board
-from ..console import err
-from ..toolchain import FirmwareBuild, FirmwareOptions, build_firmware
+from ..appliance import appliance_firmware
+from ..board import board_names, load_board
+from ..console import out
+from ..toolchain import FirmwareOptions
+from . import options
 from .identity_opts import identity_options, sign_options
-from .net_opts import apply_network, net_build_options
-
-if TYPE_CHECKING:
-    from ..identity_build import Identity, SignedFirmware
+from .net_opts import net_build_options
 
 _DEFAULTS = FirmwareOptions()
 
 
-def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
-                       identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
-                       sign_key: Path | None = None, sign_cert: Path | None = None,
-                       ) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
-    """The firmware `dte build` compiles for `board`: the persona (`persona_path`, else the board's) and identity
-    strength, the FirmwareOptions fields in `settings` (prompt, sampling, threads, ...; defaults otherwise), the
-    network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
-    `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes."""
-    from ..identity_build import resolve_identity, sign_firmware
-
-    identity = resolve_identity(board, persona_path, identity_strength)
-    options = apply_network(board, FirmwareOptions(**identity.firmware_options(), **(settings or {})), net, key_file)
-    firmware = build_firmware(board, options=options)
-    return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)
-
-
 @click.command()
-@click.option("--board", "board_name", required=True, metavar="NAME",
-              help=f"Board to build for ({', '.join(board_names())}) or a path to a board .toml.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="GGUF model for the weights partition (default: the board's default model, if present).")
+@options.board(required=True, help=f"Board to build for ({', '.join(board_names())}) or a path to a board .toml.")
+@options.model(help="GGUF model for the weights partition (default: the board's default model, if present).")
 @click.option("--no-model", is_flag=True, help="Build an image without a weights partition.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("dte_boot.img"),
-              show_default=True, help="Where to write the disk image.")
-@click.option("--prompt", default=_DEFAULTS.prompt, show_default=True, help="Prompt the appliance generates from.")
-@click.option("-n", "--n-predict", type=int, default=_DEFAULTS.n_predict, show_default=True,
-              help="Tokens to generate.")
-@click.option("--temp", "temperature", type=float, default=_DEFAULTS.temperature, show_default=True,
-              help="Sampling temperature (0: greedy).")
-@click.option("--top-k", type=int, default=_DEFAULTS.top_k, show_default=True, help="Top-k (0: off).")
-@click.option("--top-p", type=float, default=_DEFAULTS.top_p, show_default=True, help="Nucleus top-p.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Sampler RNG seed.")
-@click.option("--threads", type=int, default=None, help="Worker cores (default: all the board allows).")
+@options.output(default=Path("dte_boot.img"), help="Where to write the disk image.")
+@options.prompt(default=_DEFAULTS.prompt, help="Prompt the appliance generates from at boot.")
+@options.sampling
+@options.threads
 @click.option("--bench-blockio", is_flag=True,
               help="Benchmark build: also read the weights through UEFI Block I/O before ExitBootServices and "
                    "print both throughputs (`dte: bench ...`). Slows the boot.")
@@ -64,9 +37,9 @@ def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, 
 @identity_options
 @sign_options
 @net_build_options
-@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON to stdout.")
-def build(board_name: str, model_path: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
-          temperature: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
+@options.json_output
+def build(board_name: str, model: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
+          temp: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
           stream_weights: bool, as_json: bool,
           persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
           sign_cert: Path | None = None, net: bool = False, key_file: str | None = None) -> None:
@@ -83,23 +56,24 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
 
     start = time.monotonic()
     board = load_board(board_name)
-    settings = {"prompt": prompt, "n_predict": n_predict, "temperature": temperature, "top_k": top_k,
+    settings = {"prompt": prompt, "n_predict": n_predict, "temperature": temp, "top_k": top_k,
                 "top_p": top_p, "seed": seed, "threads": threads,
                 "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
     identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
                                                     identity_strength=identity_strength, net=net, key_file=key_file,
                                                     sign_key=sign_key, sign_cert=sign_cert)
     image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
-                        model_path=model_path, build_id=firmware.build_id,
+                        model_path=model, build_id=firmware.build_id,
                         no_model=no_model, stream_weights=stream_weights)
-    model = image.manifest.get("model")
+    packed = image.manifest.get("model")
     result = {
+        "schema": options.JSON_SCHEMA_VERSION,
         "board": board.name,
         "build_id": firmware.build_id,
         "firmware": {"path": str(firmware.efi_path), "sha256": firmware.sha256, "size": firmware.size,
                      "seconds": round(firmware.seconds, 3)},
         "image": {"path": str(image.path), "size": image.size, "seconds": round(image.seconds, 3)},
-        "model": model,
+        "model": packed,
         "persona": identity.manifest_entry(),
         "signature": signed.to_dict(),
         "seconds": round(time.monotonic() - start, 3),
@@ -116,6 +90,6 @@ def build(board_name: str, model_path: Path | None, no_model: bool, output: Path
     table.add_row("firmware SHA-256", firmware.sha256)
     identity.add_rows(table)
     signed.add_rows(table)
-    table.add_row("model", f"{model['name']} ({model['size']} bytes)" if model else "none")
+    table.add_row("model", f"{packed['name']} ({packed['size']} bytes)" if packed else "none")
     table.add_row("image", f"{image.path} ({image.size / 2**20:.0f} MiB, {image.seconds:.2f} s)")
-    err.print(table)
+    out.print(table)

@@ -8,11 +8,12 @@ import click
 
 from .. import fetch as fetch_lib
 from ..console import info
+from . import options
 
 
 @click.command("fetch")
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@options.json_output
 def fetch(name: str | None, as_json: bool) -> None:
     """Download NAME into the cache ($DTE_CACHE, default ~/.cache/dte) and print its path.
 
@@ -27,10 +28,11 @@ def fetch(name: str | None, as_json: bool) -> None:
         rows = [{"name": a.name, "description": a.description,
                  "path": str(p) if (p := fetch_lib.cached(a.name)) else None} for a in fetch_lib.CATALOG.values()]
         if as_json:
-            click.echo(json.dumps({"schema": 1, "artifacts": rows}, indent=2))
+            click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, "artifacts": rows}, indent=2))
             return
         for r in rows:
             click.echo(f"{r['name']:<14} {'cached ' if r['path'] else 'not yet'}  {r['description']}")
         return
     path = fetch_lib.fetch(name, log=info)
-    click.echo(json.dumps({"schema": 1, "name": name, "path": str(path)}) if as_json else str(path))
+    result = {"schema": options.JSON_SCHEMA_VERSION, "name": name, "path": str(path)}
+    click.echo(json.dumps(result) if as_json else str(path))

@@ -29,7 +29,7 @@ def _board_source(board_name: str, model: Path | None, no_model: bool, target: P
     from ..board import load_board
     from ..image.builder import default_model
     from ..image.plan import plan_image
-    from .build_cmd import appliance_firmware
+    from ..appliance import appliance_firmware
     board = load_board(board_name)
     model = None if no_model else (model if model is not None else default_model(board))
     identity, firmware, _ = appliance_firmware(board)
@@ -95,7 +95,7 @@ def _confirm(target: Target, source: Source) -> bool:
 @click.command("flash")
 @click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
 @click.option("--board", help="Write BOARD's firmware (+ --model) directly, without an image file.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path),
               help="GGUF model, with --board (default: the board's default model when present).")
 @click.option("--no-model", is_flag=True, help="With --board: no weights partition.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before erasing the target.")
@@ -145,7 +145,7 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
 @click.command("verify")
 @click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
 @click.option("--board", help="Check against BOARD's firmware (+ --model) instead of an image file.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
+@click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), help="GGUF model, with --board.")
 @click.option("--no-model", is_flag=True, help="With --board: no weights partition.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def verify_command(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool,

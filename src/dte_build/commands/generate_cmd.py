@@ -11,6 +11,7 @@ import click
 from ..console import info
 from ..engine import Engine
 from ..errors import DteError
+from . import options
 from .identity_opts import persona_option, strength_option
 
 
@@ -43,20 +44,15 @@ class _Utf8Stream:
 
 
 @click.command("generate")
-@click.option("--model", "-m", "model", type=click.Path(path_type=Path),
-              help="A llama-architecture GGUF file (F32/F16/BF16, Q4_0..Q8_0, Q2_K..Q6_K).")
+@options.model(help="A GGUF model file (F32/F16/BF16, Q4_0..Q8_0, Q2_K..Q6_K).")
 @click.option("--remote", metavar="HOST:PORT", default=None,
               help="Generate on a running appliance over the token protocol instead of here (needs --key).")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False), default=None,
               help="The appliance key file (`dte keygen`), with --remote.")
-@click.option("--prompt", "-p", required=True, help="Text to continue.")
-@click.option("-n", "n_predict", default=64, show_default=True, help="Most tokens to generate (stops early at EOS).")
-@click.option("--temp", default=0.0, show_default=True, help="Sampling temperature; 0 = greedy (argmax).")
-@click.option("--top-k", default=40, show_default=True, help="Sample among the K most likely tokens (0 = all).")
-@click.option("--top-p", default=0.95, show_default=True, help="Nucleus sampling mass (1 = off).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the sampler's RNG (same seed, same text).")
-@click.option("--threads", "-t", default=None, type=int, help="Worker threads (default: all CPUs).")
-@click.option("--ctx", "n_ctx", default=0, show_default=True, help="Context length (0 = the model's, at most 4096).")
+@options.prompt(required=True)
+@options.sampling
+@options.threads
+@options.ctx_size
 @persona_option
 @strength_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ids, text, speeds) instead of text.")
@@ -70,8 +66,6 @@ def generate(model: Path | None, remote: str | None, key_file: str | None, promp
     {"prompt_ids", "ids", "text", "tok_per_s", "prompt_tok_per_s"} (the same shape both ways:
     equal settings and model give equal ids).
     """
-    if n_predict < 0:
-        raise DteError("-n must be >= 0", hint="pass the number of tokens to generate")
     if remote is not None and (persona_path is not None or identity_strength is not None):
         raise DteError("--persona/--identity-strength apply to the local engine only",
                        hint="an appliance's persona is compiled into its firmware (dte build --persona)")
@@ -98,7 +92,7 @@ def generate(model: Path | None, remote: str | None, key_file: str | None, promp
         info(f"{len(result.prompt_ids)} prompt tokens at {result.prompt_tok_per_s:.1f} tok/s, "
              f"{len(result.ids)} generated at {result.tok_per_s:.1f} tok/s")
         return
-    click.echo(json.dumps({"prompt_ids": result.prompt_ids, "ids": result.ids, "text": result.text,
+    click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, "prompt_ids": result.prompt_ids, "ids": result.ids, "text": result.text,
                            "tok_per_s": round(result.tok_per_s, 3),
                            "prompt_tok_per_s": round(result.prompt_tok_per_s, 3)}, ensure_ascii=False))
 
@@ -121,6 +115,7 @@ def _generate_remote(remote: str, key_file: str | None, model: Path | None, prom
         info(f"{len(result['prompt_ids'])} prompt tokens at {result['prompt_tok_per_s']:.1f} tok/s, "
              f"{len(result['ids'])} generated at {result['tok_per_s']:.1f} tok/s (on {remote})")
         return
+    result = {"schema": options.JSON_SCHEMA_VERSION, **result}
     result["tok_per_s"] = round(result["tok_per_s"], 3)
     result["prompt_tok_per_s"] = round(result["prompt_tok_per_s"], 3)
     click.echo(json.dumps(result, ensure_ascii=False))

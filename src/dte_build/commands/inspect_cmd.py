@@ -8,9 +8,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ..console import err, warn
+from ..console import out, warn
 from ..errors import DteError
 from ..inspect import inspect_image
+from . import options
 
 MIB = 1024 * 1024
 
@@ -37,13 +38,13 @@ def _signature_rows(sig: dict[str, Any] | None) -> list[tuple[str, Any]]:
 
 def _print(report: dict[str, Any]) -> None:
     image = report["image"]
-    err.print(f"{image['path']}: {_size(image['size'])}, {image['sector_size']}-byte sectors, "
+    out.print(f"{image['path']}: {_size(image['size'])}, {image['sector_size']}-byte sectors, "
               f"disk GUID {image['disk_guid']}", markup=False)
     parts = Table("#", "name", "type", "first LBA", "last LBA", "size", title="partitions", title_justify="left")
     for p in report["partitions"]:
         parts.add_row(str(p["number"]), p["name"], p["type_name"], str(p["first_lba"]), str(p["last_lba"]),
                       _size(p["size"]))
-    err.print(parts)
+    out.print(parts)
     esp = report["esp"]
     if "error" in esp:
         warn(f"ESP: {esp['error']}")
@@ -52,7 +53,7 @@ def _print(report: dict[str, Any]) -> None:
                       title_justify="left")
         for f in esp["files"]:
             files.add_row(f["path"] + ("/" if f["dir"] else ""), "" if f["dir"] else str(f["size"]))
-        err.print(files)
+        out.print(files)
     efi = report.get("efi")
     if efi:
         rows = [("size", efi["size"]), ("sha256", efi["sha256"])]
@@ -63,7 +64,7 @@ def _print(report: dict[str, Any]) -> None:
                      ("relocations", efi["relocations"]), ("signed", efi["signed"]),
                      *_signature_rows(efi.get("signature")),
                      ("sections", ", ".join(f"{s['name']} ({s['virtual_size']} B)" for s in efi["sections"]))]
-        err.print(_kv("firmware EFI/BOOT/BOOTX64.EFI", rows))
+        out.print(_kv("firmware EFI/BOOT/BOOTX64.EFI", rows))
     manifest = report.get("manifest")
     if manifest and "error" not in manifest:
         model = manifest["model"]
@@ -80,7 +81,7 @@ def _print(report: dict[str, Any]) -> None:
             rows += [("model", model["name"]), ("model size", f"{model['size']} ({_size(model['size'])})"),
                      ("model sha256", model["sha256"]),
                      ("CRC32C chunks", f"{len(model['crc32c'])} x {model['chunk_size']} B")]
-        err.print(_kv("manifest /DTE/MANIFEST.JSN", rows))
+        out.print(_kv("manifest /DTE/MANIFEST.JSN", rows))
     elif manifest:
         warn(f"manifest: {manifest['error']}")
     model = report.get("model")
@@ -88,7 +89,7 @@ def _print(report: dict[str, Any]) -> None:
         warn(f"model: {model['error']}")
     elif model:
         types = ", ".join(f"{k} x{v}" for k, v in model["types"].items())
-        err.print(_kv(f"model (partition {model['partition']})", [
+        out.print(_kv(f"model (partition {model['partition']})", [
             ("architecture", model["architecture"]), ("GGUF version", model["version"]),
             ("tensors", model["tensor_count"]), ("types", types), ("layers", model["n_layer"]),
             ("embedding", model["n_embd"]), ("vocabulary", model["n_vocab"]), ("context", model["context_length"]),
@@ -97,7 +98,7 @@ def _print(report: dict[str, Any]) -> None:
 
 @click.command("inspect")
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the whole description as JSON to stdout.")
+@options.json_output
 def inspect(image: str, as_json: bool) -> None:
     """Show what is inside a dte disk IMAGE (a file or a drive).
 
@@ -109,7 +110,7 @@ def inspect(image: str, as_json: bool) -> None:
     """
     report = inspect_image(image)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, **report}, indent=2))
     else:
         _print(report)
     if report["problems"]:

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import click
 from rich.table import Table
 
 from ..board import load_board
-from ..console import err, info
+from ..console import info, out
 from ..errors import DteError
-from ..kernels import KERNEL_SYMBOLS, assembly, board_isa, board_target, emit_kernel_object
+from ..kernels import (
+    GEMM_SYMBOLS,
+    KERNEL_SYMBOLS,
+    MULTI_SYMBOLS,
+    TILE_ROWS,
+    TOKENS,
+    assembly,
+    board_isa,
+    board_target,
+    emit_kernel_object,
+)
+from ..kernels.objinfo import function_symbols
+from . import options
 
-BOARD_OPTION = click.option("--board", "board_name", default="qemu-q35", show_default=True,
-                            help="Board whose vector width, CPU and features the kernels are built for.")
+BOARD_OPTION = options.board(help="Board whose vector width, CPU and features the kernels are built for.")
 
 
 @click.group()
@@ -25,22 +37,40 @@ def kernels() -> None:
 
 @kernels.command("list")
 @BOARD_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@options.json_output
 def list_kernels(board_name: str, as_json: bool) -> None:
-    """Show the instruction set the board's kernels use and every kernel symbol."""
+    """Show the instruction set of the board's kernels and every kernel the compiled object defines (read from its
+    symbol table), with its machine-code size."""
     board = load_board(board_name)
     isa, target = board_isa(board), board_target(board)
-    data = {"board": board.name, "width": isa.width, "vnni": isa.vnni, "cpu": target.cpu,
-            "features": target.features, "symbols": list(KERNEL_SYMBOLS)}
+    with tempfile.TemporaryDirectory(prefix="dte-kernels-") as tmp:
+        obj = Path(tmp) / "kernels.o"
+        emit_kernel_object(board, "elf", obj)
+        defined = {s.name: s for s in function_symbols(obj)}
+    missing = [name for name in KERNEL_SYMBOLS if name not in defined]
+    if missing:
+        raise DteError(f"the kernel object lacks {', '.join(missing)}", "this is a bug in dte_build.kernels")
+    rows = [{"name": name, "kind": _kind(name), "size": defined[name].size} for name in KERNEL_SYMBOLS]
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, "board": board.name, "width": isa.width,
+                               "vnni": isa.vnni, "cpu": target.cpu, "features": target.features,
+                               "symbols": list(KERNEL_SYMBOLS), "kernels": rows}, indent=2))
         return
-    err.print(f"{board.name}: {isa.width}-bit vectors{', VNNI' if isa.vnni else ''}, cpu {target.cpu}")
-    table = Table("kernel", "weights", "activations", "tokens per call")
-    for symbol in KERNEL_SYMBOLS:
-        tokens, weights, acts = re.fullmatch(r"dte_k_vec_dot(4?)_(.+?)_(q8_[01K]|f32|f16|bf16)", symbol).groups()
-        table.add_row(symbol, weights, acts, tokens or "1")
-    err.print(table)
+    out.print(f"{board.name}: {isa.width}-bit vectors{', VNNI' if isa.vnni else ''}, cpu {target.cpu}",
+              markup=False)
+    table = Table("kernel", "kind", "bytes")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], str(row["size"]))
+    out.print(table)
+
+
+def _kind(symbol: str) -> str:
+    """Which ABI of firmware/engine/kernels.h the kernel has."""
+    if symbol in GEMM_SYMBOLS:
+        return f"gemm ({TILE_ROWS} rows x {TOKENS} tokens)"
+    if symbol in MULTI_SYMBOLS:
+        return f"vec_dot x{TOKENS} tokens"
+    return "vec_dot"
 
 
 @kernels.command("emit")

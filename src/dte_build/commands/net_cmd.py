@@ -11,8 +11,9 @@ from rich.table import Table
 
 from .. import protocol as p
 from ..client import Client, Generation, parse_endpoint
-from ..console import err, info
+from ..console import err, info, out
 from ..errors import DteError
+from . import options
 
 
 @click.command()
@@ -44,15 +45,11 @@ _timeout_option = click.option("--timeout", default=10.0, show_default=True,
 @click.command()
 @click.argument("endpoint", metavar="HOST:PORT")
 @_key_option
-@click.option("-n", "n_predict", default=128, show_default=True, help="Tokens to generate per answer.")
-@click.option("--temp", default=0.0, show_default=True, help="Sampling temperature (0 = greedy).")
-@click.option("--top-k", default=40, show_default=True, help="Top-k cut (0 = off).")
-@click.option("--top-p", default=0.95, show_default=True, help="Nucleus cut (1 = off).")
-@click.option("--seed", default=None, type=int, help="Sampling seed (default: random per answer).")
+@options.sampling
 @click.option("--history/--no-history", default=False, show_default=True,
               help="Prefix each prompt with the conversation so far (trimmed to fit one frame).")
 @_timeout_option
-def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int | None,
+def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
          history: bool, timeout: float) -> None:
     """Talk to an appliance interactively; answers stream as they are generated.
 
@@ -72,7 +69,7 @@ def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, 
             prompt = (transcript + line) if history else line
             prompt = prompt.encode("utf-8")[-p.MAX_PROMPT_TEXT:].decode("utf-8", "ignore")
             request = p.Prompt(prompt, n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p,
-                               seed=secrets.randbits(32) if seed is None else seed)
+                               seed=seed)
             try:
                 result = client.generate(request, on_token=_print_piece)
             except KeyboardInterrupt:
@@ -102,7 +99,7 @@ def remote() -> None:
 @remote.command("ping")
 @click.argument("endpoint", metavar="HOST:PORT")
 @_key_option
-@click.option("-c", "count", default=3, show_default=True, help="How many PINGs.")
+@click.option("--count", "count", type=click.IntRange(min=1), default=3, show_default=True, help="How many PINGs.")
 @_timeout_option
 def ping_cmd(endpoint: str, key_file: str, count: int, timeout: float) -> None:
     """Authenticated round-trip time (not ICMP: this proves the key and the protocol work)."""
@@ -114,19 +111,19 @@ def ping_cmd(endpoint: str, key_file: str, count: int, timeout: float) -> None:
 @remote.command("stats")
 @click.argument("endpoint", metavar="HOST:PORT")
 @_key_option
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@options.json_output
 @_timeout_option
 def stats_cmd(endpoint: str, key_file: str, as_json: bool, timeout: float) -> None:
     """The appliance's counters: frames served and dropped (malformed, too large, bad tag, replay, ...)."""
     with _client(endpoint, key_file, timeout) as client:
         stats = client.stats()
     if as_json:
-        click.echo(json.dumps(stats, indent=2))
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, **stats}, indent=2))
         return
     table = Table("counter", "value")
     for name, value in stats.items():
         table.add_row(name, str(value))
-    err.print(table)
+    out.print(table)
 
 
 @remote.command("attest")
@@ -134,7 +131,7 @@ def stats_cmd(endpoint: str, key_file: str, as_json: bool, timeout: float) -> No
 @_key_option
 @click.option("--nonce", default=None, help="Hex nonce to bind the answer to (default: 32 random bytes).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the attestation blob here.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@options.json_output
 @_timeout_option
 def attest_cmd(endpoint: str, key_file: str, nonce: str | None, output: str | None, as_json: bool,
                timeout: float) -> None:
@@ -149,6 +146,7 @@ def attest_cmd(endpoint: str, key_file: str, nonce: str | None, output: str | No
         with open(output, "wb") as fh:
             fh.write(blob)
     if as_json:
-        click.echo(json.dumps({"nonce": nonce_bytes.hex(), "attestation": blob.hex()}, indent=2))
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, "nonce": nonce_bytes.hex(),
+                               "attestation": blob.hex()}, indent=2))
     else:
         click.echo(f"nonce {nonce_bytes.hex()}\nattestation ({len(blob)} bytes) {blob.hex()}")

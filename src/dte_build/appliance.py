@@ -1,0 +1,46 @@
+"""What `dte build` compiles for a board, as a library call: the persona and identity strength, the firmware
+settings (prompt, sampling, threads), the token-protocol server when asked for, and the Secure Boot signature.
+
+`dte build` and `dte flash --board` both call `appliance_firmware`; nothing here knows about the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .board import Board
+from .errors import DteError
+from .toolchain import FirmwareBuild, FirmwareOptions, build_firmware
+
+if TYPE_CHECKING:
+    from .identity_build import Identity, SignedFirmware
+
+
+def apply_network(board: Board, options: FirmwareOptions, net: bool, key_file: str | None) -> FirmwareOptions:
+    """`options` with the network server compiled in when `net` or a key file was given; unchanged otherwise."""
+    if not net and key_file is None:
+        return options
+    from .netboot import network_options
+    from .protocol import load_key
+
+    if key_file is None:
+        raise DteError("--net needs --key KEYFILE: the appliance only serves authenticated frames",
+                       "make a key with `dte keygen -o appliance.key`, then pass `--key appliance.key`")
+    return network_options(board, options, load_key(key_file))
+
+
+def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
+                       identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
+                       sign_key: Path | None = None, sign_cert: Path | None = None,
+                       ) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
+    """The firmware `dte build` compiles for `board`: the persona (`persona_path`, else the board's) and identity
+    strength, the FirmwareOptions fields in `settings` (prompt, sampling, threads, ...; defaults otherwise), the
+    network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
+    `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes."""
+    from .identity_build import resolve_identity, sign_firmware
+
+    identity = resolve_identity(board, persona_path, identity_strength)
+    options = apply_network(board, FirmwareOptions(**identity.firmware_options(), **(settings or {})), net, key_file)
+    firmware = build_firmware(board, options=options)
+    return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)
