@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate_cmd", "generate"),
     "keygen": ("net_cmd", "keygen"),
     "chat": ("net_cmd", "chat"),
+    "serve": ("serve_cmd", "serve"),
     "remote": ("net_cmd", "remote"),
     "attest": ("attest_cmd", "attest"),
     "kernels": ("kernels_cmd", "kernels"),

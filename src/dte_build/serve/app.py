@@ -1,0 +1,295 @@
+"""The gateway's HTTP application (Starlette): OpenAI's /v1/models, /v1/chat/completions and /v1/completions in
+front of the appliance pool, plus /health for routers.
+
+A request is read (at most `max_body` bytes), parsed, queued for an appliance, and answered only once the first
+token (or the end) has come back, so every failure before that gets its HTTP status and an OpenAI error object.
+Streams are server-sent events ending in `data: [DONE]`; a client that goes away (while queued, mid-stream, or
+while a non-streaming answer is being generated) cancels the generation on the appliance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .api import (ApiError, CompletionRequest, ResponseIds, Usage, bad_request, models_list, parse_chat,
+                  parse_completion)
+from .backend import Appliance, Pool, Stream
+from .prompts import job_for
+from .text import StopText
+
+DEFAULT_MAX_BODY = 256 << 10
+
+
+@dataclass
+class ServeConfig:
+    """Everything `create_app` needs; `dte serve` fills it from its options."""
+
+    appliances: list[tuple[str, int]]
+    key: bytes
+    model: str = "dte"
+    api_key: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    timeout: float = 30.0          # seconds without an answer from the appliance before it counts as down
+    slots: int = 1                 # generations in flight per appliance (it runs one at a time, queues 4)
+    max_waiting: int = 256         # requests waiting for a slot before 429
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its answer was ready."""
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+class BearerAuth:
+    """ASGI middleware: every /v1/ request needs `Authorization: Bearer <api key>` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                message = "missing bearer token" if not given else "incorrect API key"
+                response = error_response(ApiError(401, f"{message}: send 'Authorization: Bearer <api key>'",
+                                                   code="invalid_api_key"))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events that run `on_close` however the response ends (done, error, client gone)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+def sse(obj: dict[str, Any] | str) -> str:
+    return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit}", code="request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}") from None
+
+
+async def until_disconnect(request: Request) -> None:
+    """Returns when the client has disconnected (the body is already read, so nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_gone(request: Request, work: Awaitable[Any]) -> Any:
+    """`work`'s result, or ClientGone (and `work` cancelled) when the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(until_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ApiError):
+        await task
+    raise ClientGone
+
+
+class Gateway:
+    """The routes' state: config, pool of appliances."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.pool = Pool([Appliance(host, port, config.key, timeout=config.timeout, slots=config.slots)
+                          for host, port in config.appliances], max_waiting=config.max_waiting)
+
+    # -- routes ---------------------------------------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse(models_list(self.config.model, self.config.created))
+
+    async def model(self, request: Request) -> Response:
+        if request.path_params["model"] != self.config.model:
+            return error_response(self._no_model(request.path_params["model"]))
+        return JSONResponse(models_list(self.config.model, self.config.created)["data"][0])
+
+    async def health(self, request: Request) -> Response:
+        """200 when any appliance answers PING (for a router's health check), else 503; no auth."""
+        results = await asyncio.gather(*(a.ping() for a in self.pool.appliances), return_exceptions=True)
+        states = [{"appliance": a.endpoint, "up": not isinstance(r, BaseException),
+                   **({"rtt_ms": round(r * 1000, 2)} if not isinstance(r, BaseException) else {"error": str(r)})}
+                  for a, r in zip(self.pool.appliances, results)]
+        ok = any(s["up"] for s in states)
+        return JSONResponse({"status": "ok" if ok else "unavailable", "appliances": states},
+                            status_code=200 if ok else 503)
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._complete(request, parse_chat)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, parse_completion)
+
+    # -- one completion -------------------------------------------------------------------------------------
+
+    def _no_model(self, name: str) -> ApiError:
+        return ApiError(404, f"the model {name!r} does not exist; this server serves {self.config.model!r}",
+                        code="model_not_found", param="model")
+
+    async def _complete(self, request: Request,
+                        parse: Callable[[Any, str], CompletionRequest]) -> Response:
+        try:
+            body = await read_json(request, self.config.max_body)
+            parsed = parse(body, self.config.model)
+            if parsed.model != self.config.model:
+                raise self._no_model(parsed.model)
+            job = job_for(parsed)
+            stream, first = await unless_gone(request, self.pool.open(job))
+        except ApiError as error:
+            return error_response(error)
+        except (ClientGone, ClientDisconnect):
+            return Response(status_code=499)
+        ids = ResponseIds(model=parsed.model, chat=parsed.chat)
+        if parsed.stream:
+            return EventStream(self._events(parsed, ids, stream, first), on_close=stream.cancel)
+        try:
+            return JSONResponse(await unless_gone(request, self._whole(parsed, ids, stream, first)))
+        except ApiError as error:
+            return error_response(error)
+        except ClientGone:
+            return Response(status_code=499)
+        finally:
+            stream.cancel()
+
+    async def _whole(self, parsed: CompletionRequest, ids: ResponseIds, stream: Stream,
+                     first: tuple[str, object]) -> dict[str, Any]:
+        run = _Run(stream, StopText(parsed.stop))
+        text = "".join([t async for t in run.texts(first)])
+        if parsed.echo and parsed.prompt is not None:
+            text = parsed.prompt + text
+        usage, reason = run.result()
+        return ids.completion(text, reason, usage)
+
+    async def _events(self, parsed: CompletionRequest, ids: ResponseIds, stream: Stream,
+                      first: tuple[str, object]) -> AsyncIterator[str]:
+        run = _Run(stream, StopText(parsed.stop))
+        try:
+            if parsed.chat:
+                yield sse(ids.chunk("", first=True))
+            elif parsed.echo and parsed.prompt is not None:
+                yield sse(ids.chunk(parsed.prompt))
+            async for text in run.texts(first):
+                yield sse(ids.chunk(text))
+        except ApiError as error:   # after the headers: the error goes as an event (OpenAI's clients raise it)
+            yield sse(error.body())
+            return
+        usage, reason = run.result()
+        yield sse(ids.chunk(None, reason))
+        if parsed.include_usage:
+            yield sse(ids.chunk(None, usage=usage))
+        yield sse("[DONE]")
+
+
+class _Run:
+    """One generation's text as released to the client, cut at a stop sequence (which cancels the rest on the
+    appliance), and its usage counts and finish reason."""
+
+    def __init__(self, stream: Stream, out: StopText) -> None:
+        self.stream = stream
+        self.out = out
+        self.tokens_at_stop = 0
+
+    async def texts(self, first: tuple[str, object]) -> AsyncIterator[str]:
+        async for piece in self.stream.pieces(first):
+            text = self.out.feed(piece)
+            if text:
+                yield text
+            if self.out.stopped:
+                self.tokens_at_stop = self.stream.pieces_seen
+                self.stream.cancel()
+                break
+        else:
+            tail = self.out.finish()
+            if tail:
+                yield tail
+            return
+        with contextlib.suppress(ApiError):   # the appliance's DONE (cancelled) brings the prompt count
+            async for _ in self.stream.pieces():
+                pass
+
+    def result(self) -> tuple[Usage, str]:
+        outcome = self.stream.outcome
+        prompt_tokens = outcome.prompt_tokens if outcome else 0
+        if self.out.stopped:
+            return Usage(prompt_tokens, self.tokens_at_stop), "stop"
+        assert outcome is not None
+        reason = "stop" if outcome.finish_reason == "cancelled" else outcome.finish_reason
+        return Usage(prompt_tokens, outcome.completion_tokens, outcome.cached_tokens), reason
+
+
+def create_app(config: ServeConfig) -> ASGIApp:
+    """The ASGI application of `dte serve` (run it with uvicorn, or mount it in another Starlette app)."""
+    gateway = Gateway(config)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                                       code=code))
+
+    app = Starlette(routes=[
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/health", gateway.health, methods=["GET"]),
+    ], exception_handlers={HTTPException: http_error})
+    app.state.gateway = gateway
+    if config.api_key:
+        return BearerAuth(app, config.api_key)
+    return app
