@@ -44,6 +44,7 @@ class ModelSpec:
     vocab: list[tuple[str, float, int]] | None = None
     add_space_prefix: bool | None = None
     extra_kv: dict[str, int] = field(default_factory=dict)
+    chat_template: str | None = None  # tokenizer.chat_template (Jinja)
 
     @property
     def head_dim(self) -> int:
@@ -113,6 +114,8 @@ def make_model(path: Path, spec: ModelSpec | None = None) -> Path:
     w.add_add_bos_token(s.add_bos)
     if s.add_space_prefix is not None:
         w.add_add_space_prefix(s.add_space_prefix)
+    if s.chat_template is not None:
+        w.add_chat_template(s.chat_template)
     for key, value in s.extra_kv.items():
         w.add_uint32(key, value)
     kv = s.n_head_kv * s.head_dim

@@ -4,6 +4,7 @@
 #include "boot/run_engine.h"
 
 #include "boot/attest.h"
+#include "boot/chat_config.h"
 #include "boot/io.h"
 #include "boot/panic.h"
 #include "boot/serial.h"
@@ -86,8 +87,14 @@ static int build_engine(const struct weights_loaded *w, struct engine *e)
 
 static int tokenize_prompt(struct engine *e, struct generation *g)
 {
-    static const char prompt[] = DTE_PROMPT;
-    int64_t n = dte_tokenize(&e->tok, prompt, sizeof prompt - 1, e->tok.add_bos, NULL, 0);
+    size_t len = 0;
+    bool chat = false;   /* a chat turn: the template writes any BOS (boot/chat_config.h) */
+    const char *prompt = chat_config_boot_prompt(&len, &chat);
+    if (!prompt) {
+        return engine_error("memory", "no memory for the chat prompt");
+    }
+    bool add_bos = chat ? false : e->tok.add_bos;
+    int64_t n = dte_tokenize(&e->tok, prompt, len, add_bos, NULL, 0);
     if (n <= 0) {
         return engine_error("prompt", "the prompt is empty or could not be tokenized");
     }
@@ -98,7 +105,7 @@ static int tokenize_prompt(struct engine *e, struct generation *g)
     if (!g->prompt_ids) {
         return engine_error("memory", "no memory for the prompt ids");
     }
-    g->n_prompt = dte_tokenize(&e->tok, prompt, sizeof prompt - 1, e->tok.add_bos, g->prompt_ids, n);
+    g->n_prompt = dte_tokenize(&e->tok, prompt, len, add_bos, g->prompt_ids, n);
     return 0;
 }
 

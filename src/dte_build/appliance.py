@@ -41,6 +41,7 @@ def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, 
     from .identity_build import resolve_identity, sign_firmware
 
     identity = resolve_identity(board, persona_path, identity_strength)
-    options = apply_network(board, FirmwareOptions(**identity.firmware_options(), **(settings or {})), net, key_file)
+    options = apply_network(board, FirmwareOptions(**{**identity.firmware_options(), **(settings or {})}), net,
+                            key_file)
     firmware = build_firmware(board, options=options)
     return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)

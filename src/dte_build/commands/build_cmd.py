@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -26,6 +27,11 @@ _DEFAULTS = FirmwareOptions()
 @click.option("--no-model", is_flag=True, help="Build an image without a weights partition.")
 @options.output(default=Path("dte_boot.img"), help="Where to write the disk image.")
 @options.prompt(default=_DEFAULTS.prompt, help="Prompt the appliance generates from at boot.")
+@click.option("--chat/--no-chat", "chat", default=None,
+              help="--chat: the boot prompt is a chat turn (system prompt, then --prompt as the user's message) in "
+                   "the model's chat template. --no-chat: ignore the template (plain completion everywhere). "
+                   "Default: compile the model's template in for network chat turns; plain boot prompt.")
+@options.system
 @options.sampling
 @options.threads
 @click.option("--bench-blockio", is_flag=True,
@@ -38,7 +44,8 @@ _DEFAULTS = FirmwareOptions()
 @sign_options
 @net_build_options
 @options.json_output
-def build(board_name: str, model: Path | None, no_model: bool, output: Path, prompt: str, n_predict: int,
+def build(board_name: str, model: Path | None, no_model: bool, output: Path, prompt: str, chat: bool | None,
+          system: str | None, n_predict: int,
           temp: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
           stream_weights: bool, as_json: bool,
           persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
@@ -52,13 +59,19 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     \b
     Example:  dte build --board qemu-q35 -o dte_boot.img && dte run dte_boot.img
     """
-    from ..image.builder import build_image   # the image part; imported late so `dte --help` stays fast
+    from ..chat_template import firmware_chat
+    from ..image.builder import build_image, default_model   # imported late so `dte --help` stays fast
+    from ..image.plan import resolve_epoch
 
     start = time.monotonic()
     board = load_board(board_name)
-    settings = {"prompt": prompt, "n_predict": n_predict, "temperature": temp, "top_k": top_k,
-                "top_p": top_p, "seed": seed, "threads": threads,
-                "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
+    shape = firmware_chat(None if no_model else model or default_model(board), chat, resolve_epoch(None))
+    settings: dict[str, Any] = {
+        "prompt": prompt, "n_predict": n_predict, "temperature": temp, "top_k": top_k, "top_p": top_p, "seed": seed,
+        "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {},
+        "chat": shape, "boot_chat": bool(chat)}
+    if system is not None:
+        settings["system_prompt"] = system
     identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
                                                     identity_strength=identity_strength, net=net, key_file=key_file,
                                                     sign_key=sign_key, sign_cert=sign_cert)
@@ -75,6 +88,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "image": {"path": str(image.path), "size": image.size, "seconds": round(image.seconds, 3)},
         "model": packed,
         "persona": identity.manifest_entry(),
+        "chat": shape.to_dict() if shape else None,
         "signature": signed.to_dict(),
         "seconds": round(time.monotonic() - start, 3),
     }
@@ -91,5 +105,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     identity.add_rows(table)
     signed.add_rows(table)
     table.add_row("model", f"{packed['name']} ({packed['size']} bytes)" if packed else "none")
+    table.add_row("chat", "none (plain completion)" if shape is None else
+                  "the model's template" + (", boot prompt as a chat turn" if chat else ""))
     table.add_row("image", f"{image.path} ({image.size / 2**20:.0f} MiB, {image.seconds:.2f} s)")
     out.print(table)

@@ -43,6 +43,12 @@ def prompt(*, required: bool = False, default: str | None = None, help: str = "T
                         show_default=default is not None, help=help)
 
 
+def system(fn: F) -> F:
+    """--system TEXT → parameter `system` (None: the persona's `system:` line; '' for none)."""
+    return click.option("--system", "system", default=None,
+                        help="System prompt of chat turns (default: the persona's `system:` line; '' for none).")(fn)
+
+
 def n_predict(fn: F) -> F:
     """-n/--n-predict N → parameter `n_predict`."""
     return click.option("-n", "--n-predict", "n_predict", type=click.IntRange(min=0), default=defaults.N_PREDICT,
@@ -127,4 +133,5 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], object]] = {
     "output": (("-o", "--output"), None),
     "as_json": (("--json",), False),
     "verbose": (("-v", "--verbose"), False),
+    "system": (("--system",), None),
 }
