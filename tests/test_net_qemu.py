@@ -30,7 +30,8 @@ from dte_build.engine import Engine
 from dte_build.errors import DteError
 from dte_build.netboot import NetAppliance, free_udp_port
 from dte_build.paths import MODELS_DIR
-from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer
+from test_net_stack import DROP_COUNTERS as PROTO_DROP_COUNTERS
+from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer, open_raw
 
 pytestmark = pytest.mark.qemu
 if shutil.which("qemu-system-x86_64") is None or not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file():
@@ -39,7 +40,7 @@ if shutil.which("qemu-system-x86_64") is None or not Path("/usr/share/OVMF/OVMF_
 MODEL = MODELS_DIR / "dte-tiny-q8_0.gguf"
 PROMPT = "Hello. I am Deep Tree Echo,"
 BOOT_TIMEOUT = 150.0
-DROP_COUNTERS = ("malformed", "too_large", "bad_tag", "replay", "unknown_type", "net_fragments")
+DROP_COUNTERS = (*PROTO_DROP_COUNTERS, "net_fragments")
 
 
 def hosted(prompt: str, n: int, temp: float = 0.0, top_k: int = 40, top_p: float = 0.95, seed: int = 0) -> dict:
@@ -106,13 +107,15 @@ def test_two_clients_in_turn_each_request_independent(appliance: NetAppliance) -
     expected_a = hosted("The forest", 6, temp=0.9, seed=11)
     expected_b = hosted("Echo state networks", 6)
     with Client(appliance.host, appliance.port, KEY) as a, Client(appliance.host, appliance.port, KEY) as b:
-        assert a.session != b.session
+        a.open()
+        b.open()
+        assert a.session != b.session and a.session >> 32 == b.session >> 32   # issued ids, one boot's epoch
         sampled = p.Prompt("The forest", n_predict=6, temperature=0.9, top_k=40, top_p=0.95, seed=11)
         first = a.generate(sampled)
         second = b.generate(p.Prompt("Echo state networks", n_predict=6, temperature=0.0))
         again = a.generate(sampled)
     assert first.ids == expected_a["ids"] and second.ids == expected_b["ids"]
-    assert again.ids == first.ids   # a fresh KV cache and sampler per request
+    assert again.ids == first.ids   # a fresh transcript and sampler per request without APPEND
 
 
 def test_cancel_mid_stream_then_the_session_serves_again(appliance: NetAppliance) -> None:
@@ -131,10 +134,11 @@ def test_bad_traffic_is_dropped_counted_and_the_next_request_served(appliance: N
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     attacker.connect((appliance.host, appliance.port))
     with Client(appliance.host, appliance.port, KEY) as monitor:
-        attacker.send(authentic(p.FrameType.PING, 4242, 1, b"hello"))   # the frame replayed below
         attacker.settimeout(5)
+        session = open_raw(attacker)
+        attacker.send(authentic(p.FrameType.PING, session, 2, b"hello"))   # the frame replayed below
         assert p.decode_frame(KEY, attacker.recv(2048), expect_response=True).payload == b"hello"
-        for name, counter, data in bad_traffic():
+        for name, counter, data in bad_traffic(session):
             if counter == "too_large":
                 # QEMU's user network has a 1500-byte MTU: a datagram over 1472 bytes reaches the appliance as
                 # IPv4 fragments, which the stack drops and counts before the protocol sees anything.
@@ -159,11 +163,13 @@ def test_bounded_fuzz_through_qemu(appliance: NetAppliance) -> None:
     fuzzer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     fuzzer.connect((appliance.host, appliance.port))
     sent = pings = 0
+    fuzzer.settimeout(5)
+    session = open_raw(fuzzer)
     with Client(appliance.host, appliance.port, KEY) as monitor:
         before = monitor.stats()
         while sent < 300:
             for _ in range(50):   # batches, then a round trip, so no queue on the way overflows
-                frame = fuzz_frame(rng, sent + 1)[:p.MAX_FRAME] or b"\0"   # larger: fragments (tested above)
+                frame = fuzz_frame(rng, sent + 2, session)[:p.MAX_FRAME] or b"\0"   # larger: fragments (tested above)
                 fuzzer.send(frame)
                 sent += 1
             monitor.ping()
@@ -230,11 +236,11 @@ def test_second_client_waits_in_the_queue_then_gets_its_own_tokens(appliance: Ne
     assert first.ids == hosted(PROMPT, 20)["ids"] and first.done is not None
 
 
-def test_prompt_longer_than_the_context_is_an_engine_error(appliance: NetAppliance) -> None:
+def test_prompt_longer_than_the_context_is_refused_context_full(appliance: NetAppliance) -> None:
     text = "the forest keeps the memory of rain " * 38   # 1368 bytes: more tokens than the 256-token context
     with Engine(MODEL) as engine, pytest.raises(DteError, match="context holds"):   # the hosted engine refuses too
         engine.generate(text, 1)
-    with Client(appliance.host, appliance.port, KEY) as c, pytest.raises(RemoteError, match="ENGINE"):
+    with Client(appliance.host, appliance.port, KEY) as c, pytest.raises(RemoteError, match="CONTEXT_FULL"):
         c.generate(p.Prompt(text, n_predict=4))
     with Client(appliance.host, appliance.port, KEY) as c:
         assert c.ping() < 2.0

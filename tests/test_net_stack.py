@@ -40,13 +40,15 @@ def fake_ids(prompt: str, seed: int, n: int) -> list[int]:
 class Server:
     """netserve (tests/devmodels/netserve.c) in a subprocess; `sanitize` builds it with ASan + UBSan."""
 
-    def __init__(self, delay_us: int, *, sanitize: bool = False) -> None:
-        exe = build("netserve", firmware("net/net_stack.c", "net/proto.c", "lib/sha256.c", "lib/hmac_sha256.c")
+    def __init__(self, delay_us: int, *, sanitize: bool = False, idle_timeout_ms: int = 0) -> None:
+        exe = build("netserve", firmware("net/net_stack.c", "net/proto.c", "net/proto_session.c", "engine/conversation.c",
+                                        "lib/sha256.c", "lib/hmac_sha256.c")
                     + [REPO_ROOT / "tests/devmodels/loopnic.c", REPO_ROOT / "tests/devmodels/netserve.c"],
                     shared=False, sanitize=sanitize)
         self.sanitized = sanitize
         exact = "1" if sanitize else "0"   # frames in exactly-sized heap blocks, so ASan sees over-reads
-        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120", exact], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120", exact, str(idle_timeout_ms)],
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line:
@@ -143,24 +145,46 @@ def authentic(ftype: int, session: int, seq: int, payload: bytes = b"", flags: i
     return p.encode_frame(key, p.Frame(ftype, session, seq, payload, flags))
 
 
-def bad_traffic() -> list[tuple[str, str, bytes]]:
+def open_raw(sock: socket.socket, key: bytes = KEY) -> int:
+    """HELLO -> COOKIE -> OPEN -> OPENED on a plain UDP socket; the session id (its OPEN was sequence 1)."""
+    nonce = random.randbytes(p.CLIENT_NONCE)
+    sock.send(authentic(p.FrameType.HELLO, 0, 1, p.encode_hello(nonce), key=key))
+    cookie = p.decode_frame(key, sock.recv(2048), expect_response=True)
+    assert cookie.type == p.FrameType.COOKIE and cookie.session == 0
+    offered, echoed, token = p.decode_cookie(cookie.payload)
+    assert echoed == nonce
+    sock.send(authentic(p.FrameType.OPEN, offered, 1, nonce + token, key=key))
+    opened = p.decode_frame(key, sock.recv(2048), expect_response=True)
+    assert (opened.type, opened.session) == (p.FrameType.OPENED, offered)
+    return offered
+
+
+def bad_traffic(session: int) -> list[tuple[str, str, bytes]]:
+    """Frames to drop, for a session the sender opened; the valid setup frame is PING sequence 2."""
     rng = random.Random(7)
-    ping = authentic(p.FrameType.PING, 4242, 1, b"hello")
+    ping = authentic(p.FrameType.PING, session, 2, b"hello")
     flipped = bytearray(ping)
     flipped[-5] ^= 0x10
     big_payload = bytes(1800 - 60)
-    oversized = p.HEADER.pack(p.MAGIC, 1, 10, 0, 4242, 2, len(big_payload)) + big_payload
+    oversized = p.HEADER.pack(p.MAGIC, p.VERSION, 10, 0, session, 3, len(big_payload)) + big_payload
     oversized += hashlib.sha256(oversized).digest()   # shape right, far too big
     return [
         ("random bytes", "malformed", rng.randbytes(200)),
         ("truncated frame", "malformed", ping[:45]),
         ("truncated tag", "malformed", ping[:-1]),
-        ("wrong key", "bad_tag", authentic(p.FrameType.PING, 4242, 3, b"x", key=bytes(32))),
+        ("wrong key", "bad_tag", authentic(p.FrameType.PING, session, 3, b"x", key=bytes(32))),
         ("flipped tag bit", "bad_tag", bytes(flipped)),
         ("replayed frame", "replay", ping),      # sent once as the valid setup frame below
         ("oversized frame", "too_large", oversized),
-        ("unknown type", "unknown_type", authentic(99, 4242, 4)),
-        ("response flag on a request", "malformed", authentic(p.FrameType.PING, 4242, 5, flags=p.FLAG_RESPONSE)),
+        ("unknown type", "unknown_type", authentic(99, session, 4)),
+        ("response flag on a request", "malformed", authentic(p.FrameType.PING, session, 5, flags=p.FLAG_RESPONSE)),
+        ("protocol version 1", "malformed", authentic(p.FrameType.PING, session, 6)[:4] + b"\x01" +
+         authentic(p.FrameType.PING, session, 6)[5:]),
+        ("a COOKIE sent back as a request", "malformed",
+         authentic(p.FrameType.COOKIE, 0, 7, bytes(40), flags=p.FLAG_RESPONSE)),
+        ("HELLO smaller than its COOKIE", "malformed", authentic(p.FrameType.HELLO, 0, 8, bytes(39))),
+        ("OPEN with a forged cookie", "bad_cookie", authentic(p.FrameType.OPEN, session + 1, 1, bytes(32))),
+        ("sessionless STATS_REQUEST", "unknown_type", authentic(p.FrameType.STATS_REQUEST, 0, 9)),
     ]
 
 
@@ -168,27 +192,31 @@ def test_bad_traffic_is_dropped_counted_and_service_continues(server: Server) ->
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     attacker.connect(("127.0.0.1", server.port))
     with server.client() as monitor:
-        attacker.send(authentic(p.FrameType.PING, 4242, 1, b"hello"))   # the frame that will be replayed
+        session = open_raw(attacker)
+        attacker.send(authentic(p.FrameType.PING, session, 2, b"hello"))   # the frame that will be replayed
         assert p.decode_frame(KEY, attacker.recv(2048), expect_response=True).payload == b"hello"
-        for name, counter, data in bad_traffic():
+        for name, counter, data in bad_traffic(session):
             before = monitor.stats()
             attacker.send(data)
             assert no_answer(attacker), f"{name}: answered"
             after = monitor.stats()
             assert after[counter] == before[counter] + 1, name
-            dropped = sum(after[k] - before[k] for k in ("malformed", "too_large", "bad_tag", "replay",
-                                                         "unknown_type"))
+            dropped = sum(after[k] - before[k] for k in DROP_COUNTERS)
             assert dropped == 1, name
             assert after["served"] == before["served"] + 1, name   # only the STATS request itself
             assert monitor.ping() < 1.0, f"{name}: next good request not served"
     attacker.close()
 
 
-def fuzz_frame(rng: random.Random, seq: int) -> bytes:
+DROP_COUNTERS = ("malformed", "too_large", "bad_tag", "replay", "unknown_type", "bad_cookie", "wrong_peer")
+
+
+def fuzz_frame(rng: random.Random, seq: int, session: int) -> bytes:
+    """A frame to drop, near the checks, for a session the sender opened (docs/protocol.md "Checks")."""
     kind = rng.randrange(5)
     if kind == 0:
         return rng.randbytes(rng.randrange(0, 1473))
-    good = authentic(rng.choice([1, 4, 6, 8, 10]), 777, seq, rng.randbytes(rng.randrange(0, 100)))
+    good = authentic(rng.choice([1, 4, 6, 8, 10, 15, 18]), session, seq, rng.randbytes(rng.randrange(0, 100)))
     if kind == 1:                                   # flip one random bit anywhere
         data = bytearray(good)
         bit = rng.randrange(len(data) * 8)
@@ -197,8 +225,9 @@ def fuzz_frame(rng: random.Random, seq: int) -> bytes:
     if kind == 2:                                   # cut or extend
         return good[:rng.randrange(len(good))] if rng.random() < 0.5 else good + rng.randbytes(rng.randrange(1, 50))
     if kind == 3:                                   # authentic but not a request type
-        return authentic(rng.choice([0, 2, 3, 5, 7, 9, 11, 12, 13, 200, 255]), 777, seq, rng.randbytes(8))
-    return authentic(10, 777, seq, flags=rng.choice([0x8000, 0x0001, 0x0100]))   # authentic, flags forbidden
+        return authentic(rng.choice([0, 2, 3, 5, 7, 9, 11, 12, 13, 14, 16, 17, 200, 255]), session, seq,
+                         rng.randbytes(8))
+    return authentic(10, session, seq, flags=rng.choice([0x8000, 0x0001, 0x0002, 0x0100]))   # flags forbidden
 
 
 def test_bounded_fuzz_loop_on_loopback(fuzz_server: Server) -> None:
@@ -208,17 +237,18 @@ def test_bounded_fuzz_loop_on_loopback(fuzz_server: Server) -> None:
     fuzzer.connect(("127.0.0.1", server.port))
     deadline = time.monotonic() + 30.0
     sent = 0
+    session = open_raw(fuzzer)
     with server.client() as monitor:
         before = monitor.stats()
         while sent < 3000 and time.monotonic() < deadline:
             for _ in range(100):                     # batches, then a round trip, so no socket buffer overflows
-                fuzzer.send(fuzz_frame(rng, sent + 1))
+                fuzzer.send(fuzz_frame(rng, sent + 2, session))
                 sent += 1
             monitor.ping()
         after = monitor.stats()
     assert sent == 3000
     assert no_answer(fuzzer)
-    dropped = sum(after[k] - before[k] for k in ("malformed", "too_large", "bad_tag", "replay", "unknown_type"))
+    dropped = sum(after[k] - before[k] for k in DROP_COUNTERS)
     assert after["rx_frames"] - before["rx_frames"] == sent + 31    # + 30 PINGs + 1 STATS
     assert dropped == sent
     assert after["served"] - before["served"] == 31
@@ -347,7 +377,7 @@ def test_icmp_echo_reply_and_bad_packets(server: Server, raw: socket.socket) -> 
 
 
 def test_udp_from_another_host_checksums_both_ways(server: Server, raw: socket.socket) -> None:
-    ping = authentic(p.FrameType.PING, 9001, 1, b"raw path")
+    ping = authentic(p.FrameType.PING, 0, 1, b"raw path")   # sessionless: answered with a PONG of its size
     raw.send(ipv4_frame(17, udp_datagram(5555, ping)))
     ip, proto, udp = parse_ipv4_reply(raw.recv(2048))
     assert proto == 17
@@ -356,13 +386,13 @@ def test_udp_from_another_host_checksums_both_ways(server: Server, raw: socket.s
     pseudo = STACK_IP + OUR_IP + struct.pack(">BBH", 0, 17, length)
     assert inet_checksum(pseudo + udp) == 0, "UDP checksum"
     answer = p.decode_frame(KEY, udp[8:], expect_response=True)
-    assert (answer.type, answer.session, answer.payload) == (p.FrameType.PONG, 9001, b"raw path")
+    assert (answer.type, answer.session, answer.payload) == (p.FrameType.PONG, 0, b"raw path")
     # checksum 0 means "none" (RFC 768): accepted; a wrong checksum: dropped and counted
-    raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 9001, 2, b"z"), checksum="zero")))
+    raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 0, 2, b"z"), checksum="zero")))
     assert p.decode_frame(KEY, parse_ipv4_reply(raw.recv(2048))[2][8:]).payload == b"z"
     with server.client() as monitor:
         before = monitor.stats()
-        raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 9001, 3), checksum="bad")))
+        raw.send(ipv4_frame(17, udp_datagram(5555, authentic(p.FrameType.PING, 0, 3), checksum="bad")))
         assert no_answer(raw)
         assert monitor.stats()["net_bad_checksum"] == before["net_bad_checksum"] + 1
 

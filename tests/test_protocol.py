@@ -21,7 +21,7 @@ KEY = bytes(range(32))
 def test_frame_layout_follows_the_spec_offsets() -> None:
     wire = p.encode_frame(KEY, p.Frame(p.FrameType.PING, 0x0102030405060708, 0x1112131415161718, b"hi"))
     assert wire[0:4] == b"DTE1"
-    assert wire[4] == 1 and wire[5] == 10                     # version, type PING
+    assert wire[4] == 2 and wire[5] == 10                     # version, type PING
     assert wire[6:8] == b"\x00\x00"                            # flags
     assert wire[8:16] == bytes([1, 2, 3, 4, 5, 6, 7, 8])       # session, big-endian
     assert wire[16:24] == bytes([0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18])
@@ -39,7 +39,7 @@ def test_round_trip_of_every_type() -> None:
 @pytest.mark.parametrize("mutate,kind", [
     (lambda w: w[:59], "malformed"),
     (lambda w: b"XTE1" + w[4:], "malformed"),
-    (lambda w: w[:4] + b"\x02" + w[5:], "malformed"),
+    (lambda w: w[:4] + b"\x01" + w[5:], "malformed"),           # version 1 frames are not read by version 2
     (lambda w: w[:-1] + bytes([w[-1] ^ 1]), "bad_tag"),
     (lambda w: w[:30] + bytes([w[30] ^ 0x80]) + w[31:], "bad_tag"),
     (lambda w: w + b"\x00", "malformed"),
@@ -97,8 +97,9 @@ def test_tokens_done_stats_attest_payloads() -> None:
     toks = [p.Token(5, b"he"), p.Token(70000, b""), p.Token(2, "é".encode())]
     assert p.decode_tokens(p.encode_tokens(3, toks)) == (3, toks)
     assert p.encode_tokens(1, [p.Token(2, b"a")]) == bytes.fromhex("00000001" "0001" "00000002" "0001") + b"a"
-    done = p.Done(2, 4, 5, 6, 7)
-    assert p.Done.decode(done.encode()) == done and len(done.encode()) == 28
+    done = p.Done(2, 4, 5, 6, 7, 8, 9)
+    assert p.Done.decode(done.encode()) == done and len(done.encode()) == 36
+    assert done.encode()[28:] == bytes.fromhex("00000008" "00000009")   # reused_tokens, context_used
     assert p.decode_stats(p.encode_stats([1, 2, 3]))["too_large"] == 3
     assert p.decode_attest(b"\x00\x02ab" + b"blob") == (b"ab", b"blob")
 
@@ -152,3 +153,59 @@ def test_c_network_defines_compile_into_the_net_config(tmp_path) -> None:
         "const unsigned char *k = key;\n")
     subprocess.run([clang, "-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{FIRMWARE_DIR}",
                     str(tmp_path / "use.c")], check=True, timeout=60)
+
+
+# ---- hostile payloads (issue 15 item 2) -------------------------------------------------------------------------
+
+def _decoders():
+    return [p.decode_tokens, p.decode_error, p.decode_attest, p.decode_stats, p.Prompt.decode, p.Done.decode,
+            p.decode_queued, p.decode_cookie, p.Opened.decode]
+
+
+def _hostile_payloads(rng) -> list[bytes]:
+    """Random bytes, truncations and extensions of valid payloads, and counts/lengths pointing past the end."""
+    valid = [p.encode_tokens(3, [p.Token(5, b"he"), p.Token(2, "é".encode())]), p.encode_error(1, "busy"),
+             b"\x00\x02ab" + b"blob", p.encode_stats([1, 2, 3]), p.Prompt("héllo", n_predict=3).encode(),
+             p.Done(1, 2, 3, 4, 5, 6, 7).encode(), b"\x00\x00\x00\x01", bytes(40), bytes(12)]
+    out = [b"", b"\x00", b"\xff" * 3]
+    for _ in range(3000):
+        kind = rng.randrange(5)
+        base = bytearray(rng.choice(valid))
+        if kind == 0:
+            out.append(rng.randbytes(rng.randrange(0, 80)))
+        elif kind == 1:
+            out.append(bytes(base[:rng.randrange(len(base) + 1)]))
+        elif kind == 2:
+            out.append(bytes(base) + rng.randbytes(rng.randrange(1, 20)))
+        else:
+            for _ in range(rng.randrange(1, 4)):
+                base[rng.randrange(len(base))] = rng.choice([0, 0xFF, 0x80, 0xC3, rng.randrange(256)])
+            out.append(bytes(base))
+    return out
+
+
+def test_every_decoder_raises_only_the_protocol_error_on_hostile_payloads() -> None:
+    import random
+
+    rng = random.Random(15)
+    tried = refused = 0
+    for payload in _hostile_payloads(rng):
+        for decode in _decoders():
+            tried += 1
+            try:
+                decode(payload)
+            except p.ProtocolError as exc:
+                refused += 1
+                assert isinstance(exc, DteError) and "\n" not in str(exc)
+    assert tried > 25_000 and refused > tried // 2
+
+
+def test_prompt_text_rule_refuses_nul_and_invalid_utf8() -> None:
+    with pytest.raises(DteError, match="NUL"):
+        p.Prompt("a\x00b").encode()
+    with pytest.raises(DteError, match="Unicode"):
+        p.Prompt("lone \ud800 surrogate").encode()
+    for raw in (b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"ab\xe2\x82"):
+        with pytest.raises(DteError, match="UTF-8"):
+            p.check_prompt_text(raw)
+    p.check_prompt_text("ok ✓ \U0001F600".encode())

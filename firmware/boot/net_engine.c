@@ -1,4 +1,4 @@
-/* The token protocol's engine on the real engine (see net_engine.h). */
+/* The token protocol's engine on the real engine, with conversations (see net_engine.h). */
 #include "boot/net_engine.h"
 
 #include "boot/status.h"
@@ -10,24 +10,35 @@
 #define DTE_SYSTEM_PROMPT ""
 #endif
 
+_Static_assert(DTE_PROTO_SESSIONS <= DTE_CONV_MAX_SLOTS, "one conversation slot per protocol session");
+
 static const char system_prompt[] = DTE_SYSTEM_PROMPT;
 #define SYSTEM_PROMPT_LEN (sizeof system_prompt - 1u)
+#define FORMAT_SLACK 512u   /* room for the chat template's prefixes and suffixes around a turn */
 
-/* system prompt + '\n' + text into ne->text; returns the length. */
-static uint64_t compose_prompt(struct net_engine *ne, const uint8_t *text, uint64_t size)
+static uint64_t put(struct net_engine *ne, uint64_t len, const char *text, uint64_t size)
 {
-    uint64_t len = 0;
-    if (SYSTEM_PROMPT_LEN) {
-        for (uint64_t i = 0; i < SYSTEM_PROMPT_LEN; i++) {
-            ne->text[len++] = system_prompt[i];
-        }
-        ne->text[len++] = '\n';
-    }
     for (uint64_t i = 0; i < size && len < ne->text_cap; i++) {
-        ne->text[len++] = (char)text[i];
+        ne->text[len++] = text[i];
     }
     return len;
 }
+
+/* The turn's text into ne->text; returns its length. `first`: the transcript starts with this turn.
+ * The chat template hook: with `chat`, the user turn is wrapped in the model's template (not compiled in
+ * yet: raw text, the same as without it). */
+static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const uint8_t *text, uint64_t size)
+{
+    (void)chat;
+    uint64_t len = 0;
+    if (first && SYSTEM_PROMPT_LEN) {
+        len = put(ne, len, system_prompt, SYSTEM_PROMPT_LEN);
+        len = put(ne, len, "\n", 1);
+    }
+    return put(ne, len, (const char *)text, size);
+}
+
+uint32_t net_engine_context(const struct net_engine *ne) { return dte_llama_ctx_size(ne->parts.ctx); }
 
 int net_engine_init(struct net_engine *ne)
 {
@@ -37,13 +48,17 @@ int net_engine_init(struct net_engine *ne)
         return -1;
     }
     uint32_t n_ctx = dte_llama_ctx_size(ne->parts.ctx);
-    ne->text_cap = SYSTEM_PROMPT_LEN + 1u + DTE_PROTO_MAX_PAYLOAD;
+    ne->text_cap = SYSTEM_PROMPT_LEN + 1u + DTE_PROTO_MAX_PAYLOAD + FORMAT_SLACK;
     ne->text = dte_alloc(ne->text_cap, 64);
-    ne->prompt_ids = dte_alloc((size_t)n_ctx * sizeof(int32_t), 64);
-    if (!ne->text || !ne->prompt_ids) {
-        dte_status("net error=memory text=\"no memory for the request buffers\"");
+    ne->new_ids = dte_alloc((size_t)n_ctx * sizeof(int32_t), 64);
+    int32_t *transcripts = dte_alloc(dte_conv_ids_bytes(n_ctx, DTE_PROTO_SESSIONS), 64);
+    int32_t *cached = dte_alloc((size_t)n_ctx * sizeof(int32_t), 64);
+    if (!ne->text || !ne->new_ids || !transcripts || !cached) {
+        dte_status("net error=memory text=\"no memory for the session transcripts\"");
         return -1;
     }
+    /* The boot prompt left tokens in the KV cache that no transcript names: the cache starts as unknown. */
+    dte_conv_init(&ne->conv, n_ctx, DTE_PROTO_SESSIONS, transcripts, cached);
     /* Grow the tokenizer's work buffer once, to the largest request, so no request allocates. */
     for (uint64_t i = 0; i < ne->text_cap; i++) {
         ne->text[i] = 'a';
@@ -57,45 +72,65 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     struct net_engine *ne = ctx;
     struct engine_parts *p = &ne->parts;
     uint32_t n_ctx = dte_llama_ctx_size(p->ctx);
-    uint64_t len = compose_prompt(ne, request->text, request->text_size);
-    int64_t n = dte_tokenize(p->tok, ne->text, len, p->tok->add_bos, ne->prompt_ids, n_ctx);
-    if (n <= 0 || n >= (int64_t)n_ctx) {
-        return -1;   /* empty, untokenizable, or no room left to generate: ERROR ENGINE */
+    uint32_t len = 0;
+    bool continues = request->append && ne->conv.owner[request->slot] == request->session;
+    if (continues) {
+        dte_conv_transcript(&ne->conv, request->slot, &len);
     }
-    ne->n_prompt = n;
+    bool first = !continues || len == 0;
+    uint64_t text_len = format_turn(ne, first, request->chat, request->text, request->text_size);
+    int64_t n = dte_tokenize(p->tok, ne->text, text_len, first && p->tok->add_bos, ne->new_ids, n_ctx);
+    if (n <= 0) {
+        return DTE_ENGINE_START_FAILED;   /* empty or untokenizable */
+    }
+    if (n >= (int64_t)n_ctx ||
+        dte_conv_begin(&ne->conv, request->slot, request->session, continues, ne->new_ids, (uint32_t)n,
+                       &ne->turn) != 0) {
+        return DTE_ENGINE_CONTEXT_FULL;   /* the session's transcript is unchanged */
+    }
+    ne->slot = request->slot;
     ne->prompt_sent = 0;
-    uint32_t room = n_ctx - (uint32_t)n;
+    uint32_t used = ne->turn.keep + ne->turn.n_eval;
+    uint32_t room = n_ctx - used;
     int32_t n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
-    /* Every request starts from an empty KV cache and a freshly seeded sampler: requests are independent. */
     dte_sampler_configure(p->sampler, request->temperature, (int32_t)request->top_k, request->top_p, request->seed);
     dte_generation_begin(&ne->run, &(dte_generation_setup){.ctx = p->ctx, .logits = p->logits, .sampler = p->sampler,
-                                                           .eos = p->tok->eos, .prompt = ne->prompt_ids,
-                                                           .n_prompt = n, .n_predict = n_predict});
+                                                           .eos = p->tok->eos, .prompt = ne->turn.eval,
+                                                           .n_prompt = ne->turn.n_eval, .n_predict = n_predict,
+                                                           .keep = ne->turn.keep});
     return 0;
 }
 
 /* The token and its text piece into *out (the piece stays valid until the next call). */
-static int emit_token(struct net_engine *ne, int32_t id, bool is_prompt, dte_proto_token *out)
+static int emit_token(struct net_engine *ne, int32_t id, bool is_prompt, uint32_t position, dte_proto_token *out)
 {
     int32_t len = dte_generation_piece(ne->parts.tok, id, ne->piece, (int32_t)sizeof ne->piece);
     *out = (dte_proto_token){.id = (uint32_t)id, .piece = (const uint8_t *)ne->piece, .piece_size = (size_t)len,
-                             .is_prompt = is_prompt};
+                             .is_prompt = is_prompt, .position = position};
     return DTE_ENGINE_STEP_TOKEN;
 }
 
-/* The prompt's tokens first, then one generated token per step (engine/generate.h's pull loop). */
+/* The turn's new tokens first (with their transcript positions), then one generated token per step. */
 static int engine_step(void *ctx, dte_proto_token *out)
 {
     struct net_engine *ne = ctx;
-    if (ne->prompt_sent < ne->n_prompt) {
-        return emit_token(ne, ne->prompt_ids[ne->prompt_sent++], true, out);
+    uint32_t len;
+    const int32_t *ids = dte_conv_transcript(&ne->conv, ne->slot, &len);
+    uint32_t n_new = ne->turn.keep + ne->turn.n_eval - ne->turn.first;
+    if (ne->prompt_sent < n_new) {
+        uint32_t position = ne->turn.first + ne->prompt_sent++;
+        return emit_token(ne, ids[position], true, position, out);
     }
     int32_t id;
     int rc = dte_generation_next(&ne->run, &id);
     if (rc < 0) {
         return -1;
     }
-    return rc == 0 ? DTE_ENGINE_STEP_FINISHED : emit_token(ne, id, false, out);
+    if (rc == 0) {
+        return DTE_ENGINE_STEP_FINISHED;
+    }
+    dte_conv_push(&ne->conv, ne->slot, id);
+    return emit_token(ne, id, false, 0, out);
 }
 
 static uint8_t done_reason(const dte_generation *g)
@@ -105,8 +140,10 @@ static uint8_t done_reason(const dte_generation *g)
         return DTE_DONE_END_OF_SEQUENCE;
     case DTE_GEN_ERROR:
         return DTE_DONE_ENGINE_ERROR;
+    case DTE_GEN_CONTEXT_FULL:
+        return DTE_DONE_CONTEXT_FULL;
     default:
-        return DTE_DONE_LENGTH;   /* n_predict reached or the context full */
+        return DTE_DONE_LENGTH;
     }
 }
 
@@ -120,9 +157,20 @@ static void engine_finish(void *ctx, dte_proto_result *out)
         prompt_ns = g->prompt_done_ns - g->start_ns;
         generate_ns = g->end_ns - g->prompt_done_ns;
     }
-    *out = (dte_proto_result){.reason = done_reason(g), .prompt_tokens = (uint32_t)ne->n_prompt,
+    if (g->stop == DTE_GEN_ERROR) {
+        dte_conv_forget_cache(&ne->conv);
+    } else {
+        dte_conv_end(&ne->conv, ne->slot, dte_llama_ctx_pos(ne->parts.ctx));
+    }
+    uint32_t len;
+    dte_conv_transcript(&ne->conv, ne->slot, &len);
+    uint8_t reason = done_reason(g);
+    if (reason == DTE_DONE_LENGTH && len >= dte_llama_ctx_size(ne->parts.ctx)) {
+        reason = DTE_DONE_CONTEXT_FULL;   /* n_predict was capped to the room left */
+    }
+    *out = (dte_proto_result){.reason = reason, .prompt_tokens = g->prefilled ? ne->turn.n_eval : 0,
                               .generated_tokens = (uint32_t)g->n_generated, .prompt_ns = prompt_ns,
-                              .generate_ns = generate_ns};
+                              .generate_ns = generate_ns, .reused_tokens = ne->turn.keep, .context_used = len};
 }
 
 dte_proto_engine net_engine_callbacks(struct net_engine *ne)

@@ -1,14 +1,18 @@
 /* The token protocol's engine (firmware/net/proto.h dte_proto_engine) on the appliance's real engine.
  *
- * Each PROMPT is an independent request: the KV cache is reset and the sampler re-seeded with the request's
- * settings, so nothing of one request (or of the boot prompt) leaks into the next. The loop is the one the
- * hosted engine runs (engine/generate.h, pulled one token per step): tokenize with BOS, evaluate the prompt in
- * one batch, sample / stop at EOS / emit / stop at n_predict or a full context / evaluate the token; so for the
- * same model and settings the ids equal `dte generate`'s. The build's system prompt (DTE_SYSTEM_PROMPT, the persona's),
- * when there is one, goes before the request text with a newline, as on the boot prompt.
+ * Sessions are conversations (engine/conversation.h): each protocol session slot keeps its transcript, one
+ * KV cache serves them all, and a turn evaluates only what the cache does not already hold (a follow-up turn
+ * of the session that ran last: just its new tokens). A PROMPT without APPEND starts the session's
+ * transcript over: the build's system prompt (DTE_SYSTEM_PROMPT, the persona's), when there is one, and a
+ * newline go before the text, and the tokenization begins with BOS, as on the boot prompt. With APPEND the
+ * text's tokens (no BOS) are added after the transcript. With CHAT the text is a user turn formatted by
+ * format_turn (the hook for the model's compiled-in chat template; raw text until the template lands). The
+ * sampler is re-seeded with each request's settings.
  *
- * Per step, the evaluation of the previous token runs first and the new token is returned right after it is
- * sampled, so a token goes out on the wire before the next forward pass begins. Nothing allocates per request.
+ * The loop is the hosted engine's (engine/generate.h, pulled one token per step), so for the same model,
+ * settings and tokens the ids equal `dte generate`'s. Per step, the evaluation of the previous token runs
+ * first and the new token is returned right after it is sampled, so a token goes out on the wire before the
+ * next forward pass begins. Nothing allocates per request.
  */
 #ifndef DTE_BOOT_NET_ENGINE_H
 #define DTE_BOOT_NET_ENGINE_H
@@ -17,16 +21,19 @@
 #include <stdint.h>
 
 #include "boot/run_engine.h"
+#include "engine/conversation.h"
 #include "engine/generate.h"
 #include "net/proto.h"
 
 struct net_engine {
     struct engine_parts parts;
-    char *text;                  /* system prompt + '\n' + request text */
+    char *text;                  /* the turn's text as formatted */
     uint64_t text_cap;
-    int32_t *prompt_ids;         /* capacity: the context size */
-    int64_t n_prompt;
-    int64_t prompt_sent;         /* prompt tokens handed out so far */
+    int32_t *new_ids;            /* the turn's tokens; capacity: the context size */
+    dte_conversations conv;      /* transcripts of the DTE_PROTO_SESSIONS slots and the cache's tokens */
+    dte_conv_turn turn;
+    unsigned slot;               /* the running turn's session slot */
+    uint32_t prompt_sent;        /* the turn's new tokens handed out so far */
     dte_generation run;          /* the generation loop; n_predict capped to the context's room */
     char piece[256];
 };
@@ -36,5 +43,8 @@ int net_engine_init(struct net_engine *ne);
 
 /* The dte_proto_engine callbacks on `ne`. */
 dte_proto_engine net_engine_callbacks(struct net_engine *ne);
+
+/* The context size in tokens (for the protocol's OPENED answer). */
+uint32_t net_engine_context(const struct net_engine *ne);
 
 #endif /* DTE_BOOT_NET_ENGINE_H */

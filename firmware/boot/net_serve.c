@@ -10,6 +10,7 @@
 #include "drivers/mlx5.h"
 #include "drivers/virtio_net.h"
 #include "dte_config.h"
+#include "engine/platform.h"
 #include "net/net_stack.h"
 #include "net/proto.h"
 
@@ -33,6 +34,9 @@
 #endif
 
 #define POLL_BATCH 16   /* frames handled per poll between two engine steps */
+#ifndef DTE_NET_IDLE_TIMEOUT_S
+#define DTE_NET_IDLE_TIMEOUT_S 600u   /* an idle session unused this long is closed */
+#endif
 
 static const uint8_t appliance_key[32] = DTE_PROTO_KEY;
 static dte_net_stack stack;
@@ -43,6 +47,29 @@ int net_serve_enabled(void)
 {
     return DTE_NET_ENABLED && DTE_PROTO_HAS_KEY;
 }
+
+/* The session-id epoch of this boot (docs/protocol.md "Session ids"): RDRAND when the CPU has it (CPUID.1:ECX
+ * bit 30; Intel SDM vol. 2 "RDRAND"), mixed with the time-stamp counter, so two boots differ. */
+static uint32_t boot_epoch(void)
+{
+    uint32_t eax = 1, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    uint32_t random = 0;
+    if (ecx & (1u << 30)) {
+        for (int tries = 0; tries < 10; tries++) {
+            uint8_t ok;
+            __asm__ volatile("rdrand %0; setc %1" : "=r"(random), "=qm"(ok));
+            if (ok) {
+                break;
+            }
+        }
+    }
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return random ^ lo ^ (hi * 2654435761u);
+}
+
+static uint64_t clock_ns(void) { return dte_time_ns(); }
 
 /* virtio-net (QEMU, clouds) first, else the first ConnectX (mlx5). Returns the driver's name, NULL: none. */
 static const char *find_nic(dte_netif *nic)
@@ -84,7 +111,9 @@ int net_serve(void)
     dte_proto_config proto = {.key = appliance_key, .key_size = sizeof appliance_key,
                               .engine = net_engine_callbacks(&engine), .send = dte_net_send_to, .send_ctx = &stack,
                               .attest = attest_blob, .extra_counters = stack.counters,
-                              .extra_counter_count = DTE_NET_COUNTER_COUNT};
+                              .extra_counter_count = DTE_NET_COUNTER_COUNT, .epoch = boot_epoch(),
+                              .now_ns = clock_ns, .idle_timeout_ns = DTE_NET_IDLE_TIMEOUT_S * 1000000000ull,
+                              .context_size = net_engine_context(&engine)};
     if (dte_proto_init(&server, &proto) != 0) {
         dte_status("net error=proto text=\"the protocol server refused its configuration\"");
         return -1;

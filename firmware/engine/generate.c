@@ -5,7 +5,7 @@
 
 void dte_generation_begin(dte_generation *g, const dte_generation_setup *setup) {
     *g = (dte_generation){.s = *setup};
-    dte_llama_ctx_reset(g->s.ctx);
+    dte_llama_ctx_truncate(g->s.ctx, setup->keep);
 }
 
 static int eval(dte_generation *g, const int32_t *ids, int64_t n) {

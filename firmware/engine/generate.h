@@ -8,9 +8,10 @@
  *
  * Two ways to drive it: dte_generation_run (push: every token's text piece to a callback, ids into a buffer)
  * and dte_generation_next (pull: one token per call, for a caller that streams between forward passes).
- * Callers cap n_predict themselves where they want (the appliance caps it to the context's room). The KV
- * cache is reset by dte_generation_begin: every generation starts empty. Platform-free; times are
- * dte_time_ns. */
+ * Callers cap n_predict themselves where they want (the appliance caps it to the context's room).
+ * dte_generation_begin truncates the KV cache to setup.keep positions (0: empty) and the prompt is evaluated
+ * after them: a conversation continues from the tokens it keeps (engine/conversation.h). Platform-free;
+ * times are dte_time_ns. */
 #ifndef DTE_ENGINE_GENERATE_H
 #define DTE_ENGINE_GENERATE_H
 
@@ -46,6 +47,7 @@ typedef struct {
     const int32_t *prompt;
     int64_t n_prompt;
     int32_t n_predict;
+    uint32_t keep;            /* KV positions kept from before (0: start from an empty cache) */
 } dte_generation_setup;
 
 typedef struct {
@@ -60,7 +62,8 @@ typedef struct {
     uint64_t end_ns;          /* set by dte_generation_run and dte_generation_end */
 } dte_generation;
 
-/* Reset the KV cache and start a generation of `setup` (the sampler keeps its settings and seed). */
+/* Truncate the KV cache to setup->keep positions and start a generation of `setup` (the sampler keeps its
+ * settings and seed). */
 void dte_generation_begin(dte_generation *g, const dte_generation_setup *setup);
 /* Evaluate the prompt (once; later calls do nothing). 0, or -1 when the evaluation failed. */
 int dte_generation_prefill(dte_generation *g);

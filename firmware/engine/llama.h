@@ -55,6 +55,8 @@ uint32_t dte_llama_ctx_size(const dte_llama_ctx *c);
 /* Positions already in the KV cache. */
 uint32_t dte_llama_ctx_pos(const dte_llama_ctx *c);
 void dte_llama_ctx_reset(dte_llama_ctx *c);
+/* Keep only the first n positions of the KV cache (n >= pos: no change); later evaluations overwrite the rest. */
+void dte_llama_ctx_truncate(dte_llama_ctx *c, uint32_t n);
 
 /* Run n tokens (n <= n_batch, pos + n <= n_ctx) at the next positions; writes the logits of the last token
  * (n_vocab floats) into logits. Returns 0, or -1 on bad arguments / a busy parallel_for. */

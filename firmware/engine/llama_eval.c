@@ -87,6 +87,7 @@ dte_llama_ctx *dte_llama_ctx_new(const dte_llama_model *m, uint32_t n_ctx, uint3
 uint32_t dte_llama_ctx_size(const dte_llama_ctx *c) { return c->n_ctx; }
 uint32_t dte_llama_ctx_pos(const dte_llama_ctx *c) { return c->pos; }
 void dte_llama_ctx_reset(dte_llama_ctx *c) { c->pos = 0; }
+void dte_llama_ctx_truncate(dte_llama_ctx *c, uint32_t n) { if (n < c->pos) c->pos = n; }
 
 /* ---- matrix products: several weights sharing one quantized input, split over rows in one parallel_for ---- */
 

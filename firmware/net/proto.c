@@ -1,7 +1,9 @@
-/* Token protocol server, version 1. The checks and their order are docs/protocol.md "Checks, in order". */
+/* Token protocol server, version 2. The checks and their order are docs/protocol.md "Checks, in order"; the
+ * session table, cookie and replay window are in proto_session.c. */
 #include "proto.h"
 
 #include "bytes.h"
+#include "proto_session.h"
 
 static const uint8_t frame_magic[4] = {'D', 'T', 'E', '1'};
 
@@ -32,12 +34,13 @@ static void respond_session(dte_proto_server *s, int index, uint8_t type, uint16
     respond(s, session->id, session->peer_ip, session->peer_port, type, flags, payload_size);
 }
 
-static size_t write_error(dte_proto_server *s, uint16_t code, const char *message)
+/* The ERROR payload, its message cut so the payload is at most `limit` bytes (>= 2). */
+static size_t write_error(dte_proto_server *s, uint16_t code, const char *message, size_t limit)
 {
     uint8_t *p = payload_area(s);
     dte_put_be16(p, code);
     size_t size = 2;
-    while (*message != '\0' && size < 2 + 200)
+    while (*message != '\0' && size < 2 + 200 && size < limit)
         p[size++] = (uint8_t)*message++;
     return size;
 }
@@ -46,7 +49,7 @@ static void send_error(dte_proto_server *s, int index, uint16_t code, const char
 {
     if (code == DTE_ERR_BUSY)
         s->counters[DTE_PC_BUSY]++;
-    respond_session(s, index, DTE_MSG_ERROR, 0, write_error(s, code, message));
+    respond_session(s, index, DTE_MSG_ERROR, 0, write_error(s, code, message, DTE_PROTO_MAX_PAYLOAD));
 }
 
 static void send_done(dte_proto_server *s, int index, const dte_proto_result *result)
@@ -58,17 +61,18 @@ static void send_done(dte_proto_server *s, int index, const dte_proto_result *re
     dte_put_be32(p + 8, result->generated_tokens);
     dte_put_be64(p + 12, result->prompt_ns);
     dte_put_be64(p + 20, result->generate_ns);
-    respond_session(s, index, DTE_MSG_DONE, 0, 28);
+    dte_put_be32(p + 28, result->reused_tokens);
+    dte_put_be32(p + 32, result->context_used);
+    respond_session(s, index, DTE_MSG_DONE, 0, 36);
 }
 
 static void send_token(dte_proto_server *s, int index, const dte_proto_token *token)
 {
     uint8_t *p = payload_area(s);
-    uint32_t *counter = token->is_prompt ? &s->prompt_index : &s->generated_index;
     size_t piece = token->piece_size;
     if (piece > DTE_PROTO_MAX_PAYLOAD - 12)
         piece = DTE_PROTO_MAX_PAYLOAD - 12;
-    dte_put_be32(p, (*counter)++);
+    dte_put_be32(p, token->is_prompt ? token->position : s->generated_index++);
     dte_put_be16(p + 4, 1);
     dte_put_be32(p + 6, token->id);
     dte_put_be16(p + 10, (uint16_t)piece);
@@ -76,56 +80,7 @@ static void send_token(dte_proto_server *s, int index, const dte_proto_token *to
     respond_session(s, index, DTE_MSG_TOKENS, token->is_prompt ? DTE_PROTO_FLAG_PROMPT_TOKENS : 0, 12 + piece);
 }
 
-/* ---- sessions, replay window, queue --------------------------------------------------------------------- */
-
-static bool window_fresh(const dte_proto_session *session, uint64_t sequence)
-{
-    if (sequence > session->rx_highest)
-        return true;
-    uint64_t offset = session->rx_highest - sequence;
-    return offset < 64 && ((session->rx_bitmap >> offset) & 1u) == 0;
-}
-
-static void window_mark(dte_proto_session *session, uint64_t sequence)
-{
-    if (sequence > session->rx_highest) {
-        uint64_t shift = sequence - session->rx_highest;
-        session->rx_bitmap = shift < 64 ? (session->rx_bitmap << shift) | 1u : 1u;
-        session->rx_highest = sequence;
-    } else {
-        session->rx_bitmap |= (uint64_t)1 << (session->rx_highest - sequence);
-    }
-}
-
-/* The session's index; a new one takes a free entry or evicts the least recently used idle one; -1 when all
- * entries are queued or generating. */
-static int find_or_add_session(dte_proto_server *s, uint64_t id)
-{
-    int victim = -1;
-    for (unsigned i = 0; i < DTE_PROTO_SESSIONS; i++) {
-        const dte_proto_session *session = &s->sessions[i];
-        if (session->state != DTE_SESSION_FREE && session->id == id)
-            return (int)i;
-        bool evictable = session->state == DTE_SESSION_FREE || session->state == DTE_SESSION_IDLE;
-        if (!evictable)
-            continue;
-        if (victim < 0 || session->state == DTE_SESSION_FREE ||
-            (s->sessions[victim].state != DTE_SESSION_FREE && session->last_used < s->sessions[victim].last_used))
-            victim = (int)i;
-    }
-    if (victim >= 0)
-        s->sessions[victim] = (dte_proto_session){.id = id, .state = DTE_SESSION_IDLE};
-    return victim;
-}
-
-static void queue_remove(dte_proto_server *s, unsigned position)
-{
-    for (unsigned i = position; i + 1 < s->queue_count; i++)
-        s->queue[i] = s->queue[i + 1];
-    s->queue_count--;
-}
-
-/* ---- requests ------------------------------------------------------------------------------------------ */
+/* ---- requests on a session ------------------------------------------------------------------------------ */
 
 static bool parse_prompt(const uint8_t *payload, size_t size, dte_proto_request *out)
 {
@@ -143,14 +98,16 @@ static bool parse_prompt(const uint8_t *payload, size_t size, dte_proto_request 
     out->text_size = size - DTE_PROTO_PROMPT_FIXED;
     bool temperature_ok = out->temperature >= 0.0f && out->temperature <= 100.0f;   /* false for NaN */
     bool top_p_ok = out->top_p >= 0.0f && out->top_p <= 1.0f;
-    return out->n_predict >= 1 && out->n_predict <= DTE_PROTO_MAX_N_PREDICT && temperature_ok && top_p_ok;
+    return out->n_predict >= 1 && out->n_predict <= DTE_PROTO_MAX_N_PREDICT && temperature_ok && top_p_ok &&
+           dte_proto_text_ok(out->text, out->text_size);
 }
 
-static void handle_prompt(dte_proto_server *s, int index, const uint8_t *payload, size_t size)
+static void handle_prompt(dte_proto_server *s, int index, uint16_t flags, const uint8_t *payload, size_t size)
 {
     dte_proto_request request;
     if (!parse_prompt(payload, size, &request)) {
-        send_error(s, index, DTE_ERR_BAD_REQUEST, "PROMPT payload does not parse or values out of range");
+        send_error(s, index, DTE_ERR_BAD_REQUEST,
+                   "PROMPT payload does not parse, values out of range, or text not UTF-8 / holds NUL");
         return;
     }
     if (s->sessions[index].state != DTE_SESSION_IDLE) {
@@ -163,6 +120,7 @@ static void handle_prompt(dte_proto_server *s, int index, const uint8_t *payload
     }
     dte_proto_queued *slot = &s->queue[s->queue_count++];
     slot->session = index;
+    slot->flags = flags;
     slot->payload_size = (uint32_t)size;
     dte_copy_bytes(slot->payload, payload, size);
     s->sessions[index].state = DTE_SESSION_QUEUED;
@@ -172,7 +130,14 @@ static void handle_prompt(dte_proto_server *s, int index, const uint8_t *payload
     }
 }
 
-static void cancel_running(dte_proto_server *s)
+static void queue_remove(dte_proto_server *s, unsigned position)
+{
+    for (unsigned i = position; i + 1 < s->queue_count; i++)
+        s->queue[i] = s->queue[i + 1];
+    s->queue_count--;
+}
+
+static void cancel_running(dte_proto_server *s, bool answer)
 {
     dte_proto_result result = {0};
     int index = s->running;
@@ -182,14 +147,16 @@ static void cancel_running(dte_proto_server *s)
     s->sessions[index].state = DTE_SESSION_IDLE;
     s->counters[DTE_PC_CANCELLED]++;
     s->counters[DTE_PC_GENERATIONS]++;
-    send_done(s, index, &result);
+    if (answer)
+        send_done(s, index, &result);
 }
 
-static void handle_cancel(dte_proto_server *s, int index)
+/* Stops the session's running or queued generation; false when it has none. */
+static bool cancel_session(dte_proto_server *s, int index, bool answer)
 {
     if (s->running == index) {
-        cancel_running(s);
-        return;
+        cancel_running(s, answer);
+        return true;
     }
     for (unsigned i = 0; i < s->queue_count; i++) {
         if (s->queue[i].session != index)
@@ -198,10 +165,24 @@ static void handle_cancel(dte_proto_server *s, int index)
         s->sessions[index].state = DTE_SESSION_IDLE;
         s->counters[DTE_PC_CANCELLED]++;
         dte_proto_result nothing = {.reason = DTE_DONE_CANCELLED};
-        send_done(s, index, &nothing);
-        return;
+        if (answer)
+            send_done(s, index, &nothing);
+        return true;
     }
-    send_error(s, index, DTE_ERR_NOT_RUNNING, "nothing to cancel in this session");
+    return false;
+}
+
+static void handle_cancel(dte_proto_server *s, int index)
+{
+    if (!cancel_session(s, index, true))
+        send_error(s, index, DTE_ERR_NOT_RUNNING, "nothing to cancel in this session");
+}
+
+static void handle_close(dte_proto_server *s, int index)
+{
+    cancel_session(s, index, false);
+    respond_session(s, index, DTE_MSG_GONE, 0, 0);
+    s->sessions[index] = (dte_proto_session){0};
 }
 
 static void handle_stats(dte_proto_server *s, int index)
@@ -245,22 +226,109 @@ static void handle_ping(dte_proto_server *s, int index, const uint8_t *payload, 
     respond_session(s, index, DTE_MSG_PONG, 0, size);
 }
 
-static bool is_request_type(uint8_t type)
+static bool is_session_request(uint8_t type)
 {
     return type == DTE_MSG_PROMPT || type == DTE_MSG_CANCEL || type == DTE_MSG_STATS_REQUEST ||
-           type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING;
+           type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING || type == DTE_MSG_CLOSE;
 }
 
-static void dispatch(dte_proto_server *s, int index, uint8_t type, const uint8_t *payload, size_t size)
+static void dispatch(dte_proto_server *s, int index, uint8_t type, uint16_t flags, const uint8_t *payload,
+                     size_t size)
 {
     s->counters[DTE_PC_SERVED]++;
     switch (type) {
-    case DTE_MSG_PROMPT: handle_prompt(s, index, payload, size); break;
+    case DTE_MSG_PROMPT: handle_prompt(s, index, flags, payload, size); break;
     case DTE_MSG_CANCEL: handle_cancel(s, index); break;
     case DTE_MSG_STATS_REQUEST: handle_stats(s, index); break;
     case DTE_MSG_ATTEST_REQUEST: handle_attest(s, index, payload, size); break;
+    case DTE_MSG_CLOSE: handle_close(s, index); break;
     default: handle_ping(s, index, payload, size); break;
     }
+}
+
+/* ---- requests before a session: HELLO, PING, OPEN (answers never larger than the request) ------------- */
+
+static void handle_hello(dte_proto_server *s, uint32_t ip, uint16_t port, const uint8_t *payload, size_t size)
+{
+    if (size < DTE_PROTO_COOKIE_PAYLOAD) {   /* the COOKIE would be larger than the HELLO */
+        s->counters[DTE_PC_MALFORMED]++;
+        return;
+    }
+    uint64_t id = dte_proto_offer_id(s);
+    if (id == 0)
+        return;   /* 2^32 ids offered this boot: no more */
+    s->counters[DTE_PC_COOKIES]++;
+    s->counters[DTE_PC_SERVED]++;
+    uint8_t *p = payload_area(s);
+    dte_put_be64(p, id);
+    dte_copy_bytes(p + 8, payload, DTE_PROTO_CLIENT_NONCE);
+    dte_proto_cookie(s, id, ip, port, payload, p + 8 + DTE_PROTO_CLIENT_NONCE);
+    respond(s, 0, ip, port, DTE_MSG_COOKIE, 0, DTE_PROTO_COOKIE_PAYLOAD);
+}
+
+static void handle_open(dte_proto_server *s, uint64_t id, uint64_t sequence, uint32_t ip, uint16_t port,
+                        const uint8_t *payload, size_t size)
+{
+    uint8_t expected[DTE_PROTO_COOKIE];
+    if (size != DTE_PROTO_CLIENT_NONCE + DTE_PROTO_COOKIE) {
+        s->counters[DTE_PC_MALFORMED]++;
+        return;
+    }
+    dte_proto_cookie(s, id, ip, port, payload, expected);
+    if (!dte_bytes_equal_ct(expected, payload + DTE_PROTO_CLIENT_NONCE, DTE_PROTO_COOKIE) ||
+        !dte_proto_take_offer(s, id)) {
+        s->counters[DTE_PC_BAD_COOKIE]++;   /* another address, a replayed OPEN, or an id offered too long ago */
+        return;
+    }
+    int index = dte_proto_add_session(s, id, ip, port);
+    if (index < 0) {   /* the peer proved its address: an ERROR no larger than the OPEN */
+        s->counters[DTE_PC_BUSY]++;
+        respond(s, id, ip, port, DTE_MSG_ERROR, 0,
+                write_error(s, DTE_ERR_BUSY, "all sessions are active; retry later", size));
+        return;
+    }
+    dte_proto_window_accept(&s->sessions[index], sequence);
+    s->counters[DTE_PC_OPENED]++;
+    s->counters[DTE_PC_SERVED]++;
+    uint8_t *p = payload_area(s);
+    dte_put_be32(p, s->config.context_size);
+    dte_put_be32(p + 4, (uint32_t)(s->config.idle_timeout_ns / 1000000000u));
+    dte_put_be32(p + 8, DTE_PROTO_SESSIONS);
+    respond_session(s, index, DTE_MSG_OPENED, 0, DTE_PROTO_OPENED_PAYLOAD);
+}
+
+/* A session frame that passed checks 1-4; its session id is not 0. */
+static void session_input(dte_proto_server *s, uint32_t ip, uint16_t port, const uint8_t *data, size_t size)
+{
+    uint64_t session_id = dte_get_be64(data + 8);
+    uint64_t sequence = dte_get_be64(data + 16);
+    const uint8_t *payload = data + DTE_PROTO_HEADER_SIZE;
+    size_t payload_size = size - DTE_PROTO_MIN_FRAME;
+    if (data[5] == DTE_MSG_OPEN) {
+        handle_open(s, session_id, sequence, ip, port, payload, payload_size);
+        return;
+    }
+    int index = dte_proto_find_session(s, session_id);
+    if (index < 0) {   /* closed, evicted, expired, or of another boot: a GONE of the smallest frame's size */
+        s->counters[DTE_PC_GONE]++;
+        respond(s, session_id, ip, port, DTE_MSG_GONE, 0, 0);
+        return;
+    }
+    dte_proto_session *session = &s->sessions[index];
+    if (session->peer_ip != ip || session->peer_port != port) {
+        s->counters[DTE_PC_WRONG_PEER]++;
+        return;
+    }
+    if (!dte_proto_window_accept(session, sequence)) {
+        s->counters[DTE_PC_REPLAY]++;
+        return;
+    }
+    dte_proto_touch(s, index);
+    if (!is_session_request(data[5])) {
+        s->counters[DTE_PC_UNKNOWN_TYPE]++;
+        return;
+    }
+    dispatch(s, index, data[5], dte_get_be16(data + 6), payload, payload_size);
 }
 
 /* Checks 1-4 of docs/protocol.md: the counter to bump, or DTE_PC_COUNT when the frame is authentic. */
@@ -268,15 +336,14 @@ static unsigned check_frame(const dte_proto_server *s, const uint8_t *data, size
 {
     if (size > DTE_PROTO_MAX_FRAME)
         return DTE_PC_TOO_LARGE;
-    if (size < DTE_PROTO_HEADER_SIZE + DTE_PROTO_TAG_SIZE || !dte_same_bytes(data, frame_magic, 4) ||
-        data[4] != DTE_PROTO_VERSION ||
-        (uint64_t)dte_get_be32(data + 24) + DTE_PROTO_HEADER_SIZE + DTE_PROTO_TAG_SIZE != size)
+    if (size < DTE_PROTO_MIN_FRAME || !dte_same_bytes(data, frame_magic, 4) || data[4] != DTE_PROTO_VERSION ||
+        (uint64_t)dte_get_be32(data + 24) + DTE_PROTO_MIN_FRAME != size)
         return DTE_PC_MALFORMED;
     size_t body = size - DTE_PROTO_TAG_SIZE;
     if (!dte_hmac_sha256_verify(&s->key, data, body, data + body))
         return DTE_PC_BAD_TAG;
-    uint16_t allowed = data[5] == DTE_MSG_TOKENS ? DTE_PROTO_FLAG_PROMPT_TOKENS : 0;
-    if ((dte_get_be16(data + 6) & ~allowed) != 0 || dte_get_be64(data + 8) == 0 || dte_get_be64(data + 16) == 0)
+    uint16_t allowed = data[5] == DTE_MSG_PROMPT ? DTE_PROTO_FLAG_APPEND | DTE_PROTO_FLAG_CHAT : 0;
+    if ((dte_get_be16(data + 6) & ~allowed) != 0 || dte_get_be64(data + 16) == 0)
         return DTE_PC_MALFORMED;
     return DTE_PC_COUNT;
 }
@@ -289,29 +356,22 @@ void dte_proto_input(dte_proto_server *s, uint32_t src_ip, uint16_t src_port, co
         s->counters[verdict]++;
         return;
     }
-    uint64_t session_id = dte_get_be64(data + 8);
-    uint64_t sequence = dte_get_be64(data + 16);
-    int index = find_or_add_session(s, session_id);
-    if (index < 0) {
-        s->counters[DTE_PC_BUSY]++;
-        respond(s, session_id, src_ip, src_port, DTE_MSG_ERROR, 0,
-                write_error(s, DTE_ERR_BUSY, "all sessions are active; retry later"));
+    dte_proto_expire(s);
+    if (dte_get_be64(data + 8) != 0) {
+        session_input(s, src_ip, src_port, data, size);
         return;
     }
-    dte_proto_session *session = &s->sessions[index];
-    if (!window_fresh(session, sequence)) {
-        s->counters[DTE_PC_REPLAY]++;
-        return;
+    const uint8_t *payload = data + DTE_PROTO_HEADER_SIZE;
+    size_t payload_size = size - DTE_PROTO_MIN_FRAME;
+    if (data[5] == DTE_MSG_HELLO) {
+        handle_hello(s, src_ip, src_port, payload, payload_size);
+    } else if (data[5] == DTE_MSG_PING && payload_size <= DTE_PROTO_MAX_PING) {   /* PONG: the same size */
+        s->counters[DTE_PC_SERVED]++;
+        dte_copy_bytes(payload_area(s), payload, payload_size);
+        respond(s, 0, src_ip, src_port, DTE_MSG_PONG, 0, payload_size);
+    } else {
+        s->counters[DTE_PC_UNKNOWN_TYPE]++;   /* nothing else exists without a session */
     }
-    window_mark(session, sequence);
-    session->peer_ip = src_ip;
-    session->peer_port = src_port;
-    session->last_used = ++s->clock;
-    if (!is_request_type(data[5])) {
-        s->counters[DTE_PC_UNKNOWN_TYPE]++;
-        return;
-    }
-    dispatch(s, index, data[5], data + DTE_PROTO_HEADER_SIZE, size - DTE_PROTO_HEADER_SIZE - DTE_PROTO_TAG_SIZE);
 }
 
 void dte_proto_udp_input(void *server, uint32_t src_ip, uint16_t src_port, const uint8_t *data, size_t size)
@@ -327,16 +387,22 @@ static void start_next(dte_proto_server *s)
     int index = head->session;
     dte_proto_request request;
     parse_prompt(head->payload, head->payload_size, &request);   /* validated when it was queued */
+    request.slot = (unsigned)index;
+    request.session = s->sessions[index].id;
+    request.append = (head->flags & DTE_PROTO_FLAG_APPEND) != 0;
+    request.chat = (head->flags & DTE_PROTO_FLAG_CHAT) != 0;
     int status = s->config.engine.start(s->config.engine.ctx, &request);
     queue_remove(s, 0);   /* request.text is not used after start */
     if (status != 0) {
         s->sessions[index].state = DTE_SESSION_IDLE;
-        send_error(s, index, DTE_ERR_ENGINE, "the engine could not start this generation");
+        if (status == DTE_ENGINE_CONTEXT_FULL)
+            send_error(s, index, DTE_ERR_CONTEXT_FULL, "this turn does not fit the context; start over");
+        else
+            send_error(s, index, DTE_ERR_ENGINE, "the engine could not start this generation");
         return;
     }
     s->sessions[index].state = DTE_SESSION_GENERATING;
     s->running = index;
-    s->prompt_index = 0;
     s->generated_index = 0;
 }
 
@@ -357,6 +423,7 @@ static void run_step(dte_proto_server *s)
         result.reason = DTE_DONE_ENGINE_ERROR;
     s->running = -1;
     s->sessions[index].state = DTE_SESSION_IDLE;
+    dte_proto_touch(s, index);
     s->counters[DTE_PC_GENERATIONS]++;
     send_done(s, index, &result);
 }
@@ -376,15 +443,7 @@ int dte_proto_init(dte_proto_server *s, const dte_proto_config *config)
     if (config->key == NULL || config->key_size == 0 || config->send == NULL || engine->start == NULL ||
         engine->step == NULL || engine->finish == NULL)
         return -1;
-    s->config = *config;
+    *s = (dte_proto_server){.config = *config, .running = -1};
     dte_hmac_sha256_setkey(&s->key, config->key, config->key_size);
-    for (unsigned i = 0; i < DTE_PROTO_SESSIONS; i++)
-        s->sessions[i] = (dte_proto_session){0};
-    for (unsigned i = 0; i < DTE_PC_COUNT; i++)
-        s->counters[i] = 0;
-    s->clock = 0;
-    s->tx_sequence = 0;
-    s->running = -1;
-    s->queue_count = 0;
     return 0;
 }

@@ -1,13 +1,42 @@
-"""UDP client for a dte appliance's token protocol (docs/protocol.md): generate, cancel, stats, attest, ping.
+"""UDP client for a dte appliance's token protocol, version 2 (docs/protocol.md).
 
-Library first: `Client` for sessions, `generate_remote(...)` for the same JSON as the hosted `dte generate`.
+Library first; `dte generate --remote`, `dte remote`, `dte chat` and `dte serve` are built on it.
+
+    from dte_build import protocol as p
+    from dte_build.client import Client, SessionGone, RemoteError
+
+    with Client("127.0.0.1", 7777, p.load_key("appliance.key"), timeout=10) as c:
+        c.ping()                                  # round-trip seconds; works before a session is open
+        info = c.open()                           # HELLO -> COOKIE -> OPEN -> OPENED (done lazily otherwise)
+        info.context_size, info.idle_timeout_s    # p.Opened
+        g = c.say("My name is Ada.", n_predict=64)            # turn 1: a new transcript (p.Prompt fields)
+        g = c.say("What is my name?", n_predict=64)           # turn 2: only the new text is sent and evaluated
+        g.text, g.ids, g.prompt_ids, g.done.prompt_tokens, g.done.reused_tokens, g.done.context_used
+        for token in (stream := c.stream(p.Prompt("Tell a story", n_predict=200, append=True, chat=True))):
+            print(token.piece.decode(errors="replace"), end="")    # p.Token(id, piece bytes), as they come
+            if enough: stream.cancel()            # DONE reason CANCELLED ends the iteration
+        stream.generation                         # Generation, complete once the iterator is exhausted
+        c.reset()                                 # the next say() starts a new transcript
+        c.close()                                 # CLOSE (the appliance frees the session), socket closed
+
+- `Client` is one session (one conversation) on one UDP socket; use one per conversation, from one thread.
+- `say(text, chat=False, **settings)` continues the conversation (APPEND after the first turn); `chat=True`
+  asks the appliance to wrap the text with the model's chat template. `generate(p.Prompt(...))` sends a
+  PROMPT as given (without `append` it starts the transcript over; the appliance still reuses any cached
+  prefix). `stream(prompt)` is the same as an iterator of generated tokens.
+- Errors are DteError subclasses: `RemoteError` (the appliance answered ERROR: `.code` is a p.ErrorCode,
+  e.g. BUSY, CONTEXT_FULL: the conversation is full, reset() it), `SessionGone` (the session was closed,
+  evicted or expired, or the appliance rebooted: `open()` a new one and re-send the transcript with
+  `append=False`), `p.ProtocolError` (an answer that does not parse). Timeouts raise DteError.
+- `generate_remote(...)` is one generation with the hosted `dte generate --json` shape.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import protocol as p
@@ -29,7 +58,8 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 class Generation:
     """What one PROMPT produced."""
 
-    prompt_ids: list[int] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)   # the tokens this PROMPT added to the transcript
+    prompt_start: int | None = None                       # their position in the transcript
     ids: list[int] = field(default_factory=list)
     pieces: list[bytes] = field(default_factory=list)
     done: p.Done | None = None
@@ -60,37 +90,76 @@ class RemoteError(DteError):
 
     def __init__(self, code: int, message: str) -> None:
         name = p.ErrorCode(code).name if code in p.ErrorCode._value2member_map_ else f"code {code}"
-        hint = "retry in a moment" if code == p.ErrorCode.BUSY else None
-        super().__init__(f"appliance error {name}: {message}", hint)
+        hints = {p.ErrorCode.BUSY: "retry in a moment",
+                 p.ErrorCode.CONTEXT_FULL: "the conversation fills the model's context; reset it and start over"}
+        super().__init__(f"appliance error {name}: {message}", hints.get(code))
         self.code = code
 
 
+class SessionGone(DteError):
+    """The appliance no longer has this session (closed, evicted, expired, or the appliance restarted)."""
+
+    def __init__(self, session: int) -> None:
+        super().__init__(f"the appliance no longer has session {session:#x}",
+                         "open a new session and send the conversation again")
+        self.session = session
+
+
+class Stream:
+    """The generated tokens of one PROMPT as an iterator; `generation` holds everything once it is exhausted."""
+
+    def __init__(self, client: Client, generation: Generation) -> None:
+        self.client = client
+        self.generation = generation
+
+    def __iter__(self) -> Iterator[p.Token]:
+        while self.generation.done is None:
+            yield from self.client._absorb(self.client.receive(), self.generation)
+
+    def cancel(self) -> None:
+        """Ask the appliance to stop; the iterator ends with the DONE (reason CANCELLED) that follows."""
+        if self.generation.done is None:
+            self.client.cancel()
+
+
 class Client:
-    """One session with an appliance: a random session id, outgoing sequence numbers, a window on answers."""
+    """One session with an appliance: opened by the cookie round-trip, outgoing sequence numbers, a window on
+    answers, and the conversation (whether the next say() appends)."""
 
     def __init__(self, host: str, port: int, key: bytes, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if len(key) != p.KEY_SIZE:
             raise DteError(f"key is {len(key)} bytes, not {p.KEY_SIZE}", "load it with protocol.load_key")
         self.key = key
         self.timeout = timeout
-        self.counter = p.SessionCounter()
+        self._session = 0            # 0: not open
+        self._next_sequence = 1
         self.window = p.ReplayWindow()
-        self.dropped = 0   # answers that failed the checks (bad tag, replay, wrong session)
+        self.info: p.Opened | None = None
+        self.conversing = False      # the session holds a transcript the next say() continues
+        self.dropped = 0             # answers that failed the checks (bad tag, replay, another session)
         self._cancels_unanswered = 0   # CANCELs whose DONE(cancelled) or ERROR NOT_RUNNING is still to come
         try:
             infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
         except socket.gaierror as exc:
             raise DteError(f"cannot resolve {host}: {exc.strerror}", "check the appliance address") from exc
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # no flow control in protocol v1: a big receive buffer absorbs token bursts (capped by net.core.rmem_max)
+        # no flow control: a big receive buffer absorbs token bursts (capped by net.core.rmem_max)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self.sock.connect(infos[0][4])
 
     @property
     def session(self) -> int:
-        return self.counter.session
+        """The open session's id (server-issued), 0 before open()."""
+        return self._session
 
     def close(self) -> None:
+        """Close the session on the appliance (best effort, no wait) and the socket."""
+        if self._session and self.sock.fileno() >= 0:
+            try:
+                self.send(p.FrameType.CLOSE)
+            except OSError:
+                pass
+        self._session = 0
         self.sock.close()
 
     def __enter__(self) -> Client:
@@ -101,12 +170,21 @@ class Client:
 
     # -- frames --------------------------------------------------------------------------------------------
 
-    def send(self, ftype: int, payload: bytes = b"") -> None:
-        frame = p.Frame(int(ftype), self.session, self.counter.take(), payload)
-        self.sock.send(p.encode_frame(self.key, frame))
+    def send(self, ftype: int, payload: bytes = b"", flags: int = 0, *, session: int | None = None) -> None:
+        """One request frame on this session, opened first when needed (or on `session`, 0 for HELLO / a
+        sessionless PING)."""
+        if session is None:
+            self.ensure_open()
+        sid = self._session if session is None else session
+        sequence = self._next_sequence if sid else secrets.randbits(63) + 1
+        if sid:
+            self._next_sequence += 1
+        self.sock.send(p.encode_frame(self.key, p.Frame(int(ftype), sid, sequence, payload, flags)))
 
-    def receive(self, timeout: float | None = None) -> p.Frame:
-        """The next authentic, fresh answer for this session; DteError on timeout."""
+    def receive(self, timeout: float | None = None, *, session: int | None = None) -> p.Frame:
+        """The next authentic, fresh answer for this session (or `session`); DteError on timeout,
+        SessionGone when the appliance says the session is gone."""
+        sid = self._session if session is None else session
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             left = deadline - time.monotonic()
@@ -126,9 +204,13 @@ class Client:
             except p.ProtocolError:
                 self.dropped += 1
                 continue
-            if frame.session != self.session or not self.window.accept(frame.sequence):
+            if frame.session != sid or not self.window.accept(frame.sequence):
                 self.dropped += 1
                 continue
+            if frame.type == p.FrameType.GONE and sid:
+                if sid == self._session:
+                    self._session, self.conversing = 0, False
+                raise SessionGone(sid)
             if self._answers_a_cancel(frame):
                 continue
             return frame
@@ -145,22 +227,63 @@ class Client:
             self._cancels_unanswered -= 1
         return False
 
-    def request(self, ftype: int, payload: bytes, answer: int) -> p.Frame:
-        self.send(ftype, payload)
+    def request(self, ftype: int, payload: bytes, answer: int, flags: int = 0) -> p.Frame:
+        self.ensure_open()
+        self.send(ftype, payload, flags)
         frame = self.receive()
         if frame.type == p.FrameType.ERROR:
             raise RemoteError(*p.decode_error(frame.payload))
         if frame.type != answer:
             raise DteError(f"unexpected answer type {frame.type} to request {int(ftype)}",
-                           "is another program using this session id?")
+                           "is another program using this session?")
         return frame
+
+    # -- session -------------------------------------------------------------------------------------------
+
+    def open(self) -> p.Opened:
+        """Open a new session: HELLO (padded to the COOKIE's size) -> COOKIE -> OPEN -> OPENED."""
+        nonce = secrets.token_bytes(p.CLIENT_NONCE)
+        self._session, self.conversing = 0, False
+        self.send(p.FrameType.HELLO, p.encode_hello(nonce), session=0)
+        while True:
+            frame = self.receive(session=0)
+            if frame.type != p.FrameType.COOKIE:
+                continue
+            offered, echoed, cookie = p.decode_cookie(frame.payload)
+            if echoed == nonce:
+                break
+        self._session, self._next_sequence = offered, 1
+        self.send(p.FrameType.OPEN, echoed + cookie)
+        frame = self.receive()
+        if frame.type == p.FrameType.ERROR:
+            self._session = 0
+            raise RemoteError(*p.decode_error(frame.payload))
+        if frame.type != p.FrameType.OPENED:
+            raise DteError(f"unexpected answer type {frame.type} to OPEN", "the appliance firmware is misbehaving")
+        self.info = p.Opened.decode(frame.payload)
+        return self.info
+
+    def ensure_open(self) -> None:
+        if not self._session:
+            self.open()
+
+    def reset(self) -> None:
+        """The next say() starts a new transcript (the session stays open)."""
+        self.conversing = False
 
     # -- requests ------------------------------------------------------------------------------------------
 
     def ping(self, data: bytes = b"dte") -> float:
-        """Round-trip time in seconds."""
+        """Round-trip time in seconds (on the session when one is open, else sessionless)."""
         start = time.perf_counter()
-        frame = self.request(p.FrameType.PING, data, p.FrameType.PONG)
+        if self._session:
+            frame = self.request(p.FrameType.PING, data, p.FrameType.PONG)
+        else:
+            if len(data) > p.MAX_PING:
+                raise RemoteError(p.ErrorCode.BAD_REQUEST, "PING payload longer than 64 bytes")
+            self.send(p.FrameType.PING, data, session=0)
+            while (frame := self.receive(session=0)).type != p.FrameType.PONG or frame.payload != data:
+                pass
         if frame.payload != data:
             raise DteError("PONG does not echo the PING", "the appliance firmware is misbehaving")
         return time.perf_counter() - start
@@ -180,12 +303,28 @@ class Client:
         self._cancels_unanswered += 1
         self.send(p.FrameType.CANCEL)
 
+    def stream(self, prompt: p.Prompt) -> Stream:
+        """Send a PROMPT; iterate the returned Stream for the generated tokens as they come."""
+        payload = prompt.encode()
+        self.ensure_open()
+        self.send(p.FrameType.PROMPT, payload, prompt.flags)
+        return Stream(self, Generation())
+
     def generate(self, prompt: p.Prompt, *, on_token: Callable[[p.Token], None] | None = None,
                  cancel_after: int | None = None) -> Generation:
         """Send a PROMPT and collect the stream until DONE. `on_token` sees generated tokens as they arrive;
         `cancel_after` sends CANCEL once that many tokens came. Ctrl-C also cancels (then re-raises)."""
-        self.send(p.FrameType.PROMPT, prompt.encode())
-        return self.collect(Generation(), on_token=on_token, cancel_after=cancel_after)
+        stream = self.stream(prompt)
+        result = self.collect(stream.generation, on_token=on_token, cancel_after=cancel_after)
+        self.conversing = result.done is not None and result.done.reason != p.DoneReason.ENGINE_ERROR
+        return result
+
+    def say(self, text: str, *, chat: bool = False, on_token: Callable[[p.Token], None] | None = None,
+            **settings: object) -> Generation:
+        """One conversation turn: `text` appended to the session's transcript (a new one on the first turn or
+        after reset()). `settings`: p.Prompt's n_predict, temperature, top_k, top_p, seed."""
+        prompt = p.Prompt(text, append=self.conversing, chat=chat, **settings)   # type: ignore[arg-type]
+        return self.generate(prompt, on_token=on_token)
 
     def collect(self, result: Generation, *, on_token: Callable[[p.Token], None] | None = None,
                 cancel_after: int | None = None, until_first: int | None = None) -> Generation:
@@ -200,7 +339,9 @@ class Client:
                 interrupted = True
                 self.cancel()
                 continue
-            self._absorb(frame, result, on_token)
+            for token in self._absorb(frame, result):
+                if on_token is not None:
+                    on_token(token)
             if cancel_after is not None and len(result.ids) >= cancel_after and result.done is None:
                 self.cancel()
                 cancel_after = None
@@ -210,29 +351,32 @@ class Client:
             raise KeyboardInterrupt
         return result
 
-    def _absorb(self, frame: p.Frame, result: Generation, on_token: Callable[[p.Token], None] | None) -> None:
+    def _absorb(self, frame: p.Frame, result: Generation) -> list[p.Token]:
+        """Adds one answer to `result`; returns the generated tokens it carried."""
         if frame.type == p.FrameType.ERROR:
             raise RemoteError(*p.decode_error(frame.payload))
         if frame.type == p.FrameType.QUEUED:
-            result.queued_at.append(int.from_bytes(frame.payload[:4], "big"))
+            result.queued_at.append(p.decode_queued(frame.payload))
         elif frame.type == p.FrameType.TOKENS:
             first, tokens = p.decode_tokens(frame.payload)
             is_prompt = bool(frame.flags & p.FLAG_PROMPT_TOKENS)
+            if is_prompt and result.prompt_start is None:
+                result.prompt_start = first
             target = result.prompt_ids if is_prompt else result.ids
-            if first != len(target):
-                raise DteError(f"lost token frames (expected index {len(target)}, got {first})",
+            expected = len(target) + ((result.prompt_start or 0) if is_prompt else 0)
+            if first != expected:
+                raise DteError(f"lost token frames (expected index {expected}, got {first})",
                                "UDP dropped frames; retry (the protocol has no retransmission)")
-            for token in tokens:
-                target.append(token.id)
-                if not is_prompt:
-                    result.pieces.append(token.piece)
-                    if on_token is not None:
-                        on_token(token)
+            target.extend(token.id for token in tokens)
+            if not is_prompt:
+                result.pieces.extend(token.piece for token in tokens)
+                return tokens
         elif frame.type == p.FrameType.DONE:
             result.done = p.Done.decode(frame.payload)
             if result.done.generated_tokens != len(result.ids):
                 raise DteError(f"DONE counts {result.done.generated_tokens} tokens, {len(result.ids)} arrived",
                                "UDP dropped frames; retry")
+        return []
 
 
 def generate_remote(host: str, port: int, key: bytes, prompt: str, n: int, temp: float = 0.0, *,

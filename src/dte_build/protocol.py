@@ -1,6 +1,7 @@
-"""The dte token protocol, version 1 (docs/protocol.md): frame encode/decode, HMAC-SHA256, payloads, keys.
+"""The dte token protocol, version 2 (docs/protocol.md): frame encode/decode, HMAC-SHA256, payloads, keys.
 
 An implementation independent of firmware/net/proto.c: the client uses it, and tests check each against the other.
+Every decoder raises ProtocolError (a DteError) on any payload it cannot read, never another exception.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+import math
 import os
 import secrets
 import stat
@@ -19,23 +21,32 @@ from pathlib import Path
 from .errors import DteError
 
 MAGIC = b"DTE1"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct(">4sBBHQQI")   # magic, version, type, flags, session, sequence, payload length
 HEADER_SIZE = HEADER.size              # 28
 TAG_SIZE = 32
+MIN_FRAME = HEADER_SIZE + TAG_SIZE     # 60
 MAX_FRAME = 1472                       # one Ethernet MTU: 1500 - IPv4 20 - UDP 8
 MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE - TAG_SIZE   # 1412
 KEY_SIZE = 32
 REPLAY_WINDOW = 64
 
-FLAG_PROMPT_TOKENS = 0x0001
+FLAG_PROMPT_TOKENS = 0x0001   # TOKENS: the prompt's tokens
+FLAG_APPEND = 0x0002          # PROMPT: continue the session's transcript
+FLAG_CHAT = 0x0004            # PROMPT: the text is a user turn for the model's chat template
 FLAG_RESPONSE = 0x8000
 
 PROMPT_FIXED = struct.Struct(">IfIfQ")   # n_predict, temperature, top_k, top_p, seed
 MAX_PROMPT_TEXT = MAX_PAYLOAD - PROMPT_FIXED.size   # 1388
 MAX_N_PREDICT = 4096
-DONE_FMT = struct.Struct(">B3xIIQQ")
+DONE_FMT = struct.Struct(">B3xIIQQII")
 MAX_NONCE = 64
+MAX_PING = 64
+CLIENT_NONCE = 16
+COOKIE = 16
+COOKIE_FMT = struct.Struct(f">Q{CLIENT_NONCE}s{COOKIE}s")   # offered session id, client nonce, cookie
+HELLO_PAYLOAD = COOKIE_FMT.size                              # 40: a HELLO is never smaller than its COOKIE
+OPENED_FMT = struct.Struct(">III")                           # context size, idle timeout s, sessions
 
 
 class FrameType(enum.IntEnum):
@@ -51,6 +62,12 @@ class FrameType(enum.IntEnum):
     PING = 10
     PONG = 11
     QUEUED = 12
+    HELLO = 13
+    COOKIE = 14
+    OPEN = 15
+    OPENED = 16
+    GONE = 17
+    CLOSE = 18
 
 
 class ErrorCode(enum.IntEnum):
@@ -60,6 +77,7 @@ class ErrorCode(enum.IntEnum):
     ENGINE = 4
     UNSUPPORTED = 5
     NOT_RUNNING = 6
+    CONTEXT_FULL = 7
 
 
 class DoneReason(enum.IntEnum):
@@ -67,22 +85,40 @@ class DoneReason(enum.IntEnum):
     END_OF_SEQUENCE = 1
     CANCELLED = 2
     ENGINE_ERROR = 3
+    CONTEXT_FULL = 4
 
 
 STATS_NAMES = [
     "rx_frames", "malformed", "too_large", "bad_tag", "replay", "unknown_type", "served", "busy", "cancelled",
-    "generations", "tokens_generated",
+    "generations", "tokens_generated", "cookies", "bad_cookie", "opened", "gone", "wrong_peer", "evicted",
+    "expired",
     "net_rx_frames", "net_tx_frames", "net_dropped", "net_bad_checksum", "net_fragments", "net_arp_replies",
     "net_icmp_replies", "net_tx_errors",
 ]
 
 
-class ProtocolError(Exception):
-    """A frame that must be dropped; `kind` is the STATS counter it falls under."""
+class ProtocolError(DteError):
+    """A frame or payload that cannot be accepted; `kind` is the STATS counter it falls under."""
 
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(f"protocol error ({kind}): {message}",
+                         "the appliance sent something this client cannot read; check both run the same protocol "
+                         "version")
         self.kind = kind
+
+
+def _unpack(fmt: struct.Struct | str, payload: bytes, what: str, offset: int = 0) -> tuple:
+    try:
+        return struct.unpack_from(fmt, payload, offset) if isinstance(fmt, str) else fmt.unpack_from(payload, offset)
+    except struct.error:
+        raise ProtocolError("malformed", f"{what} payload of {len(payload)} bytes is truncated") from None
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed", f"{what} is not UTF-8") from None
 
 
 @dataclass(frozen=True)
@@ -103,6 +139,15 @@ def encode_frame(key: bytes, frame: Frame) -> bytes:
     return body + hmac.new(key, body, hashlib.sha256).digest()
 
 
+def allowed_flags(ftype: int) -> int:
+    """The flags a frame of this type may carry besides RESPONSE."""
+    if ftype == FrameType.TOKENS:
+        return FLAG_PROMPT_TOKENS
+    if ftype == FrameType.PROMPT:
+        return FLAG_APPEND | FLAG_CHAT
+    return 0
+
+
 def decode_frame(key: bytes, data: bytes, *, expect_response: bool | None = None) -> Frame:
     """Parse and authenticate one datagram, applying the checks of docs/protocol.md in order (1-4).
 
@@ -111,7 +156,7 @@ def decode_frame(key: bytes, data: bytes, *, expect_response: bool | None = None
     """
     if len(data) > MAX_FRAME:
         raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_FRAME}")
-    if len(data) < HEADER_SIZE + TAG_SIZE:
+    if len(data) < MIN_FRAME:
         raise ProtocolError("malformed", f"{len(data)} bytes is shorter than a frame")
     magic, version, ftype, flags, session, sequence, plen = HEADER.unpack_from(data)
     if magic != MAGIC or version != VERSION:
@@ -121,9 +166,8 @@ def decode_frame(key: bytes, data: bytes, *, expect_response: bool | None = None
     body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
     if not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), tag):
         raise ProtocolError("bad_tag", "HMAC tag does not verify")
-    allowed = FLAG_RESPONSE | (FLAG_PROMPT_TOKENS if ftype == FrameType.TOKENS else 0)
-    if flags & ~allowed or session == 0 or sequence == 0:
-        raise ProtocolError("malformed", f"flags {flags:#06x}, session {session}, sequence {sequence}")
+    if flags & ~(FLAG_RESPONSE | allowed_flags(ftype)) or sequence == 0:
+        raise ProtocolError("malformed", f"flags {flags:#06x}, sequence {sequence}")
     if expect_response is not None and bool(flags & FLAG_RESPONSE) != expect_response:
         raise ProtocolError("malformed", "RESPONSE flag in the wrong direction")
     return Frame(ftype, session, sequence, bytes(body[HEADER_SIZE:]), flags)
@@ -163,29 +207,63 @@ class ReplayWindow:
 
 # ---- payloads ---------------------------------------------------------------------------------------------
 
+def check_prompt_text(raw: bytes) -> None:
+    """The prompt text rule (docs/protocol.md "Prompt text"): 1..1388 bytes of UTF-8 without NUL, else DteError."""
+    if not raw or len(raw) > MAX_PROMPT_TEXT:
+        raise DteError(f"prompt is {len(raw)} bytes; a frame carries 1..{MAX_PROMPT_TEXT}", "shorten the prompt")
+    if b"\x00" in raw:
+        raise DteError("prompt holds a NUL character", "remove it: the appliance refuses NUL in prompts")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DteError(f"prompt is not valid UTF-8 (byte {exc.start})", "send UTF-8 text") from None
+
+
 @dataclass(frozen=True)
 class Prompt:
+    """A PROMPT: the text and sampling settings. `append` continues the session's transcript (else the
+    transcript starts over with this text); `chat` asks the appliance to format the text as a user turn with
+    the model's chat template. Both travel as header flags (`flags`)."""
+
     text: str
     n_predict: int = 32
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
+    append: bool = False
+    chat: bool = False
+
+    @property
+    def flags(self) -> int:
+        return (FLAG_APPEND if self.append else 0) | (FLAG_CHAT if self.chat else 0)
 
     def encode(self) -> bytes:
-        raw = self.text.encode("utf-8")
-        if not raw or len(raw) > MAX_PROMPT_TEXT:
-            raise DteError(f"prompt is {len(raw)} bytes; a frame carries 1..{MAX_PROMPT_TEXT}",
-                           "shorten the prompt")
+        try:
+            raw = self.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DteError(f"prompt is not valid Unicode text (character {exc.start})", "send UTF-8 text") from None
+        check_prompt_text(raw)
         if not 1 <= self.n_predict <= MAX_N_PREDICT:
             raise DteError(f"n_predict {self.n_predict} out of range", f"use 1..{MAX_N_PREDICT}")
-        return PROMPT_FIXED.pack(self.n_predict, self.temperature, self.top_k, self.top_p,
+        if not (0.0 <= self.temperature <= 100.0) or not (0.0 <= self.top_p <= 1.0):
+            raise DteError(f"temperature {self.temperature} / top_p {self.top_p} out of range",
+                           "use temperature 0..100 and top_p 0..1")
+        return PROMPT_FIXED.pack(self.n_predict, self.temperature, self.top_k & 0xFFFFFFFF, self.top_p,
                                  self.seed & 0xFFFFFFFFFFFFFFFF) + raw
 
     @classmethod
-    def decode(cls, payload: bytes) -> Prompt:
-        n, temp, top_k, top_p, seed = PROMPT_FIXED.unpack_from(payload)
-        return cls(payload[PROMPT_FIXED.size:].decode("utf-8"), n, temp, top_k, top_p, seed)
+    def decode(cls, payload: bytes, flags: int = 0) -> Prompt:
+        n, temp, top_k, top_p, seed = _unpack(PROMPT_FIXED, payload, "PROMPT")
+        raw = payload[PROMPT_FIXED.size:]
+        try:
+            check_prompt_text(raw)
+        except DteError as exc:
+            raise ProtocolError("malformed", f"PROMPT text: {exc.message}") from None
+        if not 1 <= n <= MAX_N_PREDICT or math.isnan(temp) or not 0 <= temp <= 100 or not 0 <= top_p <= 1:
+            raise ProtocolError("malformed", "PROMPT values out of range")
+        return cls(raw.decode("utf-8"), n, temp, top_k, top_p, seed, bool(flags & FLAG_APPEND),
+                   bool(flags & FLAG_CHAT))
 
 
 @dataclass(frozen=True)
@@ -202,10 +280,10 @@ def encode_tokens(first_index: int, tokens: list[Token]) -> bytes:
 
 
 def decode_tokens(payload: bytes) -> tuple[int, list[Token]]:
-    first, count = struct.unpack_from(">IH", payload)
+    first, count = _unpack(">IH", payload, "TOKENS")
     pos, tokens = 6, []
     for _ in range(count):
-        tid, plen = struct.unpack_from(">IH", payload, pos)
+        tid, plen = _unpack(">IH", payload, "TOKENS", pos)
         pos += 6
         if pos + plen > len(payload):
             raise ProtocolError("malformed", "TOKENS piece runs past the payload")
@@ -219,13 +297,16 @@ def decode_tokens(payload: bytes) -> tuple[int, list[Token]]:
 @dataclass(frozen=True)
 class Done:
     reason: int
-    prompt_tokens: int
+    prompt_tokens: int           # evaluated this turn (the reused ones not counted)
     generated_tokens: int
     prompt_ns: int
     generate_ns: int
+    reused_tokens: int = 0       # transcript tokens whose KV entries were kept
+    context_used: int = 0        # the session's transcript length after the turn
 
     def encode(self) -> bytes:
-        return DONE_FMT.pack(self.reason, self.prompt_tokens, self.generated_tokens, self.prompt_ns, self.generate_ns)
+        return DONE_FMT.pack(self.reason, self.prompt_tokens, self.generated_tokens, self.prompt_ns,
+                             self.generate_ns, self.reused_tokens, self.context_used)
 
     @classmethod
     def decode(cls, payload: bytes) -> Done:
@@ -239,12 +320,14 @@ def encode_error(code: int, message: str) -> bytes:
 
 
 def decode_error(payload: bytes) -> tuple[int, str]:
-    (code,) = struct.unpack_from(">H", payload)
+    (code,) = _unpack(">H", payload, "ERROR")
+    if len(payload) > 2 + 200:
+        raise ProtocolError("malformed", f"ERROR message of {len(payload) - 2} bytes (at most 200)")
     return code, payload[2:].decode("utf-8", "replace")
 
 
 def decode_stats(payload: bytes) -> dict[str, int]:
-    (count,) = struct.unpack_from(">H", payload)
+    (count,) = _unpack(">H", payload, "STATS")
     if len(payload) != 2 + 8 * count:
         raise ProtocolError("malformed", f"STATS with {count} counters in {len(payload)} bytes")
     values = struct.unpack_from(f">{count}Q", payload, 2)
@@ -257,8 +340,41 @@ def encode_stats(values: list[int]) -> bytes:
 
 def decode_attest(payload: bytes) -> tuple[bytes, bytes]:
     """(nonce echoed, blob)."""
-    (nlen,) = struct.unpack_from(">H", payload)
+    (nlen,) = _unpack(">H", payload, "ATTEST")
+    if nlen > MAX_NONCE or 2 + nlen > len(payload):
+        raise ProtocolError("malformed", f"ATTEST nonce length {nlen} in {len(payload)} bytes")
     return payload[2:2 + nlen], payload[2 + nlen:]
+
+
+def decode_queued(payload: bytes) -> int:
+    if len(payload) != 4:
+        raise ProtocolError("malformed", f"QUEUED payload of {len(payload)} bytes")
+    return int.from_bytes(payload, "big")
+
+
+def encode_hello(nonce: bytes) -> bytes:
+    """A HELLO payload: the client nonce, zero-padded so the HELLO is as large as the COOKIE it asks for."""
+    return nonce + bytes(HELLO_PAYLOAD - len(nonce))
+
+
+def decode_cookie(payload: bytes) -> tuple[int, bytes, bytes]:
+    """(offered session id, client nonce echoed, cookie)."""
+    if len(payload) != COOKIE_FMT.size:
+        raise ProtocolError("malformed", f"COOKIE payload of {len(payload)} bytes")
+    return COOKIE_FMT.unpack(payload)
+
+
+@dataclass(frozen=True)
+class Opened:
+    context_size: int
+    idle_timeout_s: int
+    sessions: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Opened:
+        if len(payload) != OPENED_FMT.size:
+            raise ProtocolError("malformed", f"OPENED payload of {len(payload)} bytes")
+        return cls(*OPENED_FMT.unpack(payload))
 
 
 # ---- keys -------------------------------------------------------------------------------------------------
