@@ -1,6 +1,7 @@
 /* The token protocol's engine on the real engine, with conversations (see net_engine.h). */
 #include "boot/net_engine.h"
 
+#include "boot/chat_config.h"
 #include "boot/status.h"
 #include "dte_config.h"
 #include "engine/generate.h"
@@ -14,7 +15,6 @@ _Static_assert(DTE_PROTO_SESSIONS <= DTE_CONV_MAX_SLOTS, "one conversation slot 
 
 static const char system_prompt[] = DTE_SYSTEM_PROMPT;
 #define SYSTEM_PROMPT_LEN (sizeof system_prompt - 1u)
-#define FORMAT_SLACK 512u   /* room for the chat template's prefixes and suffixes around a turn */
 
 static uint64_t put(struct net_engine *ne, uint64_t len, const char *text, uint64_t size)
 {
@@ -24,18 +24,52 @@ static uint64_t put(struct net_engine *ne, uint64_t len, const char *text, uint6
     return len;
 }
 
-/* The turn's text into ne->text; returns its length. `first`: the transcript starts with this turn.
- * The chat template hook: with `chat`, the user turn is wrapped in the model's template (not compiled in
- * yet: raw text, the same as without it). */
-static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const uint8_t *text, uint64_t size)
+static uint64_t text_length(const char *text)
 {
-    (void)chat;
+    uint64_t n = 0;
+    while (text && text[n]) {
+        n++;
+    }
+    return n;
+}
+
+/* The most a formatted turn can add around the request text: the system prompt and every chat string. */
+static uint64_t format_overhead(void)
+{
+    const dte_chat_format *f = chat_config_format();
+    uint64_t n = SYSTEM_PROMPT_LEN + 1u;
+    if (f) {
+        n += text_length(f->prefix) + text_length(f->prefix_system) + text_length(f->system_end) +
+             text_length(f->user_end) + text_length(f->assistant_end);
+    }
+    return n + 1u;
+}
+
+/* The turn's text into ne->text; returns its length. `first`: the transcript starts with this turn. With
+ * `chat` and a compiled-in chat format (boot/chat_config.h): the first turn is [system,] user and the
+ * generation prompt, a follow-up the end of the previous reply, the user turn and the generation prompt; the
+ * template writes any BOS itself (*add_bos false). Otherwise plain text: the system prompt and a newline
+ * before a first turn, BOS when the tokenizer adds one. */
+static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const uint8_t *text, uint64_t size,
+                            bool *add_bos)
+{
+    const dte_chat_format *f = chat ? chat_config_format() : NULL;
+    const char *user = (const char *)text;
+    if (f) {
+        *add_bos = false;
+        if (first) {
+            const char *sys = SYSTEM_PROMPT_LEN ? system_prompt : NULL;
+            return dte_chat_first_turn(f, sys, SYSTEM_PROMPT_LEN, user, size, ne->text, ne->text_cap);
+        }
+        return dte_chat_next_turn(f, user, size, ne->text, ne->text_cap);
+    }
+    *add_bos = first && ne->parts.tok->add_bos;
     uint64_t len = 0;
     if (first && SYSTEM_PROMPT_LEN) {
         len = put(ne, len, system_prompt, SYSTEM_PROMPT_LEN);
         len = put(ne, len, "\n", 1);
     }
-    return put(ne, len, (const char *)text, size);
+    return put(ne, len, user, size);
 }
 
 uint32_t net_engine_context(const struct net_engine *ne) { return dte_llama_ctx_size(ne->parts.ctx); }
@@ -48,7 +82,7 @@ int net_engine_init(struct net_engine *ne)
         return -1;
     }
     uint32_t n_ctx = dte_llama_ctx_size(ne->parts.ctx);
-    ne->text_cap = SYSTEM_PROMPT_LEN + 1u + DTE_PROTO_MAX_PAYLOAD + FORMAT_SLACK;
+    ne->text_cap = format_overhead() + DTE_PROTO_MAX_PAYLOAD;
     ne->text = dte_alloc(ne->text_cap, 64);
     ne->new_ids = dte_alloc((size_t)n_ctx * sizeof(int32_t), 64);
     int32_t *transcripts = dte_alloc(dte_conv_ids_bytes(n_ctx, DTE_PROTO_SESSIONS), 64);
@@ -78,8 +112,12 @@ static int engine_start(void *ctx, const dte_proto_request *request)
         dte_conv_transcript(&ne->conv, request->slot, &len);
     }
     bool first = !continues || len == 0;
-    uint64_t text_len = format_turn(ne, first, request->chat, request->text, request->text_size);
-    int64_t n = dte_tokenize(p->tok, ne->text, text_len, first && p->tok->add_bos, ne->new_ids, n_ctx);
+    bool add_bos = false;
+    uint64_t text_len = format_turn(ne, first, request->chat, request->text, request->text_size, &add_bos);
+    if (text_len >= ne->text_cap) {
+        return DTE_ENGINE_START_FAILED;   /* cannot happen: text_cap covers every format string */
+    }
+    int64_t n = dte_tokenize(p->tok, ne->text, text_len, add_bos, ne->new_ids, n_ctx);
     if (n <= 0) {
         return DTE_ENGINE_START_FAILED;   /* empty or untokenizable */
     }

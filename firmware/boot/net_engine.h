@@ -5,9 +5,10 @@
  * of the session that ran last: just its new tokens). A PROMPT without APPEND starts the session's
  * transcript over: the build's system prompt (DTE_SYSTEM_PROMPT, the persona's), when there is one, and a
  * newline go before the text, and the tokenization begins with BOS, as on the boot prompt. With APPEND the
- * text's tokens (no BOS) are added after the transcript. With CHAT the text is a user turn formatted by
- * format_turn (the hook for the model's compiled-in chat template; raw text until the template lands). The
- * sampler is re-seeded with each request's settings.
+ * text's tokens (no BOS) are added after the transcript. With CHAT the text is a user turn formatted with the
+ * model's compiled-in chat template (engine/chat.h via boot/chat_config.h: the first turn with the system
+ * prompt and the generation prompt, a follow-up with the end of the previous reply first; plain text when the
+ * build has no template). The sampler is re-seeded with each request's settings.
  *
  * The loop is the hosted engine's (engine/generate.h, pulled one token per step), so for the same model,
  * settings and tokens the ids equal `dte generate`'s. Per step, the evaluation of the previous token runs
