@@ -19,7 +19,6 @@ from dte_build.qemu import run_image
 
 MODEL = MODELS_DIR / "dte-tiny-q8_0.gguf"
 ESP_OFFSET = 1024 * 1024
-HAVE_QEMU = shutil.which("qemu-system-x86_64") is not None and Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file()
 HAVE_SWTPM = shutil.which("swtpm") is not None
 
 
@@ -108,7 +107,7 @@ def test_report_without_attestation_is_refused(image: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(not (HAVE_QEMU and HAVE_SWTPM), reason="needs qemu-system-x86, ovmf and swtpm")
+@pytest.mark.skipif(not HAVE_SWTPM, reason="swtpm not installed")
 def test_boot_attestation_and_tpm_pcr_match_the_image(image: Path, tmp_path: Path) -> None:
     result = run_image(image, tpm=True, timeout=240)
     assert result.ok, result.console[-3000:]
@@ -126,7 +125,6 @@ def test_boot_attestation_and_tpm_pcr_match_the_image(image: Path, tmp_path: Pat
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-x86 and ovmf")
 def test_boot_without_tpm_says_so_and_carries_on(image: Path) -> None:
     result = run_image(image, timeout=240)
     assert result.ok, result.console[-3000:]

@@ -34,8 +34,6 @@ from test_net_stack import DROP_COUNTERS as PROTO_DROP_COUNTERS
 from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer, open_raw
 
 pytestmark = pytest.mark.qemu
-if shutil.which("qemu-system-x86_64") is None or not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file():
-    pytestmark = [pytest.mark.qemu, pytest.mark.skip(reason="qemu-system-x86 and ovmf not installed")]
 
 MODEL = MODELS_DIR / "dte-tiny-q8_0.gguf"
 PROMPT = "Hello. I am Deep Tree Echo,"

@@ -11,7 +11,6 @@ import ctypes
 import dataclasses
 import json
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -27,8 +26,6 @@ from dte_build.qemu import run_image
 from dte_build.paths import FIRMWARE_DIR, MODELS_DIR, REPO_ROOT
 from dte_build.toolchain import HOSTED_CFLAGS, FirmwareOptions, build_firmware, find_clang
 
-HAVE_QEMU = shutil.which("qemu-system-x86_64") is not None and Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file()
-needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-x86 and ovmf not installed")
 BOOT_TIMEOUT = 180.0
 SELFTEST_ROWS = 10007
 M64 = (1 << 64) - 1
@@ -171,8 +168,6 @@ def _image(tmp: Path, name: str, options: FirmwareOptions = OPTIONS, model: Path
 
 @pytest.fixture(scope="module")
 def smp_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not HAVE_QEMU:
-        pytest.skip("qemu-system-x86 and ovmf not installed")
     return _image(tmp_path_factory.mktemp("smp"), "smp")
 
 
@@ -195,7 +190,6 @@ def _run_json(image: Path, smp: int) -> tuple[int, dict]:
 
 
 @pytest.mark.qemu
-@needs_qemu
 @pytest.mark.parametrize("smp", [1, 2, 4])
 def test_every_vcpu_checks_in_and_computes_the_same_result(smp_image: Path, hosted_ids: list[int],
                                                            smp: int) -> None:
@@ -213,7 +207,6 @@ def test_every_vcpu_checks_in_and_computes_the_same_result(smp_image: Path, host
 
 
 @pytest.mark.qemu
-@needs_qemu
 def test_smt_siblings_stay_parked_when_the_board_says_so(smp_image: Path) -> None:
     """2 cores x 2 threads: CPUID leaf 0BH gives 1 SMT bit of the APIC id; qemu-q35 has use_smt = false, so the
     odd APIC ids (the second thread of each core) are not woken."""
@@ -225,7 +218,6 @@ def test_smt_siblings_stay_parked_when_the_board_says_so(smp_image: Path) -> Non
 
 
 @pytest.mark.qemu
-@needs_qemu
 def test_a_cpu_that_does_not_answer_is_reported_and_skipped(tmp_path: Path) -> None:
     """APIC id 1 gets no INIT/SIPI in this test build (DTE_TEST_AP_SILENT=1): it is reported as timed out and
     the next CPU still comes up as worker 1. maxcpus=4 adds a hot-pluggable CPU that QEMU's MADT lists as
@@ -243,7 +235,6 @@ def test_a_cpu_that_does_not_answer_is_reported_and_skipped(tmp_path: Path) -> N
 
 
 @pytest.mark.qemu
-@needs_qemu
 def test_build_threads_caps_the_workers(tmp_path: Path) -> None:
     image = _image(tmp_path, "one", dataclasses.replace(OPTIONS, threads=1))
     code, run = _run_json(image, 2)
@@ -253,7 +244,6 @@ def test_build_threads_caps_the_workers(tmp_path: Path) -> None:
 
 
 @pytest.mark.qemu
-@needs_qemu
 def test_a_fault_on_an_application_processor_names_its_core(tmp_path: Path) -> None:
     image = _image(tmp_path, "apfault", FirmwareOptions(extra_defines={"DTE_TEST_AP_FAULT": "1"}), model=None)
     code, run = _run_json(image, 2)

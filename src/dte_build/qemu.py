@@ -382,6 +382,8 @@ def run_image(image: Path, *, board: Board | None = None, smp: int = 1, memory_m
 
     `ok` is True only when the firmware printed `dte: exit status=ok` and QEMU exited with rc 33.
     """
+    if not Path(image).is_file():
+        raise DteError(f"image {image} does not exist", "build one with `dte build --board qemu-q35`")
     config = make_config(board, smp=smp, memory_mib=memory_mib, drive=drive, extra_args=extra_args,
                          secure_boot=secure_boot, tpm=tpm)
     return run_config(image, config, timeout=timeout, on_line=on_line, stop_when=stop_when)
