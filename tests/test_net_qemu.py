@@ -181,16 +181,6 @@ def test_bounded_fuzz_through_qemu(appliance: NetAppliance) -> None:
     fuzzer.close()
 
 
-def test_chat_holds_a_conversation(appliance: NetAppliance, key_file: Path) -> None:
-    result = CliRunner().invoke(main, ["chat", appliance.endpoint, "--key", str(key_file), "-n", "5", "--seed", "1"],
-                                input="Hello\nWho are you?\n\n")
-    assert result.exit_code == 0, result.output
-    first = hosted("Hello", 5, seed=1)["text"]
-    second = hosted("Who are you?", 5, seed=1)["text"]
-    assert first in result.stdout and second in result.stdout
-    assert result.stdout.index(first) < result.stdout.rindex(second)
-
-
 def test_dte_run_net_prints_the_address_and_ready_then_serves(image: Path, tmp_path: Path) -> None:
     port = free_udp_port()
     copy = tmp_path / "boot.img"   # the module's appliance holds QEMU's write lock on the original

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("flash_cmd", "verify_command"),
     "generate": ("generate_cmd", "generate"),
     "keygen": ("net_cmd", "keygen"),
-    "chat": ("net_cmd", "chat"),
+    "chat": ("chat_cmd", "chat"),
     "serve": ("serve_cmd", "serve"),
     "remote": ("net_cmd", "remote"),
     "attest": ("attest_cmd", "attest"),

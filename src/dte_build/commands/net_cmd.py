@@ -1,17 +1,16 @@
-"""`dte keygen`, `dte chat` and `dte remote ping|stats|attest`: the client side of the token protocol."""
+"""`dte keygen` and `dte remote ping|stats|attest`: the client side of the token protocol (`dte chat`: chat_cmd)."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import sys
 
 import click
 from rich.table import Table
 
 from .. import protocol as p
-from ..client import Client, Generation, parse_endpoint
-from ..console import err, info, out
+from ..client import Client, parse_endpoint
+from ..console import info, out
 from ..errors import DteError
 from . import options
 
@@ -40,55 +39,6 @@ _key_option = click.option("--key", "key_file", required=True, type=click.Path(d
                            help="The appliance key file (from `dte keygen`).")
 _timeout_option = click.option("--timeout", default=10.0, show_default=True,
                                help="Seconds to wait for each answer.")
-
-
-@click.command()
-@click.argument("endpoint", metavar="HOST:PORT")
-@_key_option
-@options.sampling
-@click.option("--history/--no-history", default=False, show_default=True,
-              help="Prefix each prompt with the conversation so far (trimmed to fit one frame).")
-@_timeout_option
-def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
-         history: bool, timeout: float) -> None:
-    """Talk to an appliance interactively; answers stream as they are generated.
-
-    Each line you type is sent as a PROMPT; Ctrl-C during an answer cancels it, Ctrl-D or an empty
-    line quits. The appliance serves one generation at a time and queues up to 4 more.
-    """
-    transcript = ""
-    with _client(endpoint, key_file, timeout) as client:
-        info(f"connected to {endpoint} (rtt {client.ping() * 1000:.1f} ms); empty line or Ctrl-D quits")
-        while True:
-            try:
-                line = input("> ")
-            except EOFError:
-                break
-            if not line.strip():
-                break
-            prompt = (transcript + line) if history else line
-            prompt = prompt.encode("utf-8")[-p.MAX_PROMPT_TEXT:].decode("utf-8", "ignore")
-            request = p.Prompt(prompt, n_predict=n_predict, temperature=temp, top_k=top_k, top_p=top_p,
-                               seed=seed)
-            try:
-                result = client.generate(request, on_token=_print_piece)
-            except KeyboardInterrupt:
-                click.echo("\n[cancelled]")
-                continue
-            click.echo()
-            _report(result)
-            transcript = prompt + result.text + "\n"
-
-
-def _print_piece(token: p.Token) -> None:
-    sys.stdout.write(token.piece.decode("utf-8", "replace"))
-    sys.stdout.flush()
-
-
-def _report(result: Generation) -> None:
-    data = result.to_json()
-    err.print(f"[{len(result.ids)} tokens, {data['tok_per_s']:.1f} tok/s; prompt {len(result.prompt_ids)} tokens]",
-              style="dim", markup=False)
 
 
 @click.group()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import protocol as p
+from ..conversation import Message
 
 MAX_STOP_SEQUENCES = 4           # OpenAI's limit
 DEFAULT_TOP_K = 40               # not an OpenAI field: llama.cpp's server default, and `dte generate`'s
@@ -39,12 +40,6 @@ class ApiError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code=code)
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str      # system | user | assistant ("developer" is read as "system")
-    content: str
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,12 @@
-"""What the appliance is sent for an API request.
-
-Protocol version 1 has no conversations: every PROMPT is independent and carries its whole text (one frame, at most
-`protocol.MAX_PROMPT_TEXT` bytes); the appliance prefixes BOS and its persona's system line. A completion's prompt
-is sent as it is; a chat with a single user message is sent as that message's text (what `dte generate -p TEXT` and
-`dte chat` send); a longer conversation is written out one turn per line ("User: ...", "Assistant: ...", a client's
-system message first) and ends with "Assistant:" for the model to continue.
-"""
+"""What the appliance is sent for an API request: a completion's prompt as it is, a chat's messages as the
+conversation transcript (`dte_build.conversation.transcript`, the same text `dte chat` sends; docs/serve.md)."""
 
 from __future__ import annotations
 
 from .. import protocol as p
-from .api import ApiError, CompletionRequest, Message
+from ..conversation import transcript
+from .api import ApiError, CompletionRequest
 from .backend import Job
-
-ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
-
-
-def transcript(messages: tuple[Message, ...]) -> str:
-    if len(messages) == 1:
-        return messages[0].content
-    lines = [f"{ROLE_NAMES[m.role]}: {m.content}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
 
 
 def job_for(request: CompletionRequest) -> Job:
