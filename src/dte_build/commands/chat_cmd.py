@@ -118,15 +118,14 @@ def _command(line: str, conversation: Conversation, say: Callable[[str], None]) 
 @click.argument("endpoint", metavar="HOST:PORT")
 @_key_option
 @options.sampling
-@click.option("--system", default="", help="A system message that opens the conversation (the appliance already "
-                                            "prefixes its persona's system prompt).")
+@options.system
 @click.option("--history/--no-history", default=True, show_default=True,
               help="Remember the conversation (off: every line is answered on its own).")
 @click.option("--wait", default=120.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to wait for the appliance to answer PING before giving up (0: do not wait).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each answer frame.")
 def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, top_p: float, seed: int,
-         system: str, history: bool, wait: float, timeout: float) -> None:
+         system: str | None, history: bool, wait: float, timeout: float) -> None:
     """Talk to an appliance; answers stream as they are generated, and the conversation is remembered.
 
     \b
@@ -141,7 +140,8 @@ def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, 
     say = info if interactive else (lambda message: None)
     with Client(host, port, p.load_key(key_file), timeout=timeout) as client:
         rtt = wait_until_up(client, wait)
-        conversation = Conversation(client, system=system, history=history)
+        # system None: the appliance's own (its persona's, compiled in) is the only one
+        conversation = Conversation(client, system=system or "", history=history)
         say(f"connected to {endpoint} (rtt {rtt * 1000:.1f} ms); {HELP}; Ctrl-C cancels an answer")
         for line in (_lines_from_terminal() if interactive else _lines_from_pipe()):
             if not line.strip():
