@@ -135,3 +135,10 @@ def make_model(path: Path, spec: ModelSpec | None = None) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def sized_model(path: Path, approx_bytes: int = 0, *, seed: int = 0) -> Path:
+    """A model the engine runs (what `dte build` packs), about `approx_bytes` long: two F32 layers of width 128
+    (~0.69 MB), the rest in the F32 embedding and output rows (1 KiB per token; at least 67 tokens)."""
+    n_vocab = max(67, (approx_bytes - 700_000) // (2 * 128 * 4))
+    return make_model(path, ModelSpec(n_vocab=n_vocab, n_embd=128, seed=seed))

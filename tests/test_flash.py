@@ -228,14 +228,14 @@ def test_killed_flash_process_leaves_incomplete_target(tmp_path: Path) -> None:
 
 def test_plan_source_flashes_without_an_image(tmp_path: Path) -> None:
     """--board/--model path: a plan from plan_image written straight to a file equals `dte build`'s image."""
-    from gguf_factory import write_gguf
+    from model_factory import sized_model
 
     from dte_build.board import load_board
     from dte_build.image.builder import build_image
     from dte_build.image.plan import plan_image
     efi = tmp_path / "BOOTX64.EFI"
     efi.write_bytes(b"MZ" + bytes(range(256)) * 300)
-    model = write_gguf(tmp_path / "m.gguf", filler_floats=300_000)
+    model = sized_model(tmp_path / "m.gguf", 1_200_000)
     board = load_board("qemu-q35")
     built = tmp_path / "built.img"
     build_image(board, efi, built, model_path=model, build_id="0123456789abcdef")

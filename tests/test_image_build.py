@@ -12,6 +12,7 @@ from pathlib import Path
 import crc32c
 import pytest
 from gguf_factory import write_gguf
+from model_factory import sized_model
 
 from dte_build.board import load_board
 from dte_build.errors import DteError
@@ -32,7 +33,7 @@ MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 def inputs(tmp_path: Path) -> tuple[Path, Path]:
     efi = tmp_path / "BOOTX64.EFI"
     efi.write_bytes(b"MZ" + bytes(range(256)) * 300)
-    model = write_gguf(tmp_path / "tiny.gguf", filler_floats=400_000)  # ~1.6 MB: two 1 MiB chunks
+    model = sized_model(tmp_path / "tiny.gguf", 1_600_000)  # ~1.6 MB: two 1 MiB chunks
     return efi, model
 
 
@@ -93,7 +94,7 @@ def test_reproducible(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     assert a == b
     c = _build(tmp_path, inputs, "c.img", source_date_epoch=1_700_000_000).path.read_bytes()
     assert c != a
-    other = write_gguf(tmp_path / "tiny.gguf", filler_floats=400_000, seed=1)
+    other = sized_model(tmp_path / "tiny.gguf", 1_600_000, seed=1)
     d = _build(tmp_path, (inputs[0], other), "d.img").path.read_bytes()
     assert len(d) == len(a) and d != a
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import gguf
 import pytest
 from click.testing import CliRunner
-from gguf_factory import write_gguf
+from model_factory import sized_model
 
 from dte_build.board import load_board
 from dte_build.cli import main
@@ -35,7 +35,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
                     "-mno-red-zone", "-O2", "-c", str(d / "m.c"), "-o", str(d / "m.obj")], check=True)
     subprocess.run(["lld-link-19", "/subsystem:efi_application", "/entry:efi_main", "/nodefaultlib",
                     f"/out:{d / 'BOOTX64.EFI'}", str(d / "m.obj")], check=True, capture_output=True)
-    model = write_gguf(d / "tiny.gguf", n_tensors=4)
+    model = sized_model(d / "tiny.gguf")
     image = build_image(load_board("qemu-q35"), d / "BOOTX64.EFI", d / "dte.img", model_path=model,
                         build_id="00000000deadbeef").path
     return image, d / "BOOTX64.EFI", model
@@ -84,6 +84,10 @@ def test_model_summary_matches_gguf_reader(built: tuple[Path, Path, Path]) -> No
     for t in ref.tensors:
         ref_types[t.tensor_type.name] = ref_types.get(t.tensor_type.name, 0) + 1
     assert summary["types"] == ref_types
+    assert summary["tokenizer"] == ref.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert summary["n_vocab"] == len(ref.fields["tokenizer.ggml.tokens"].data)
+    assert summary["chat_template"] is ("tokenizer.chat_template" in ref.fields) is False
+    assert summary["runs_on_dte"] == "yes"
 
 
 def test_cli_json_and_problem_exit(built: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from .persona import Persona, board_persona, check_strength
 from .signing import SignatureInfo, sign_efi, signature_info
 from .toolchain import FirmwareBuild
 
-SIGNED_NAME = "BOOTX64.signed.EFI"
 
 
 @dataclass(frozen=True)
@@ -60,11 +59,14 @@ class SignedFirmware:
 
 
 def sign_firmware(firmware: FirmwareBuild, key: Path | None, cert: Path | None) -> SignedFirmware:
-    """Sign the build's BOOTX64.EFI (next to it, as BOOTX64.signed.EFI) when a key and certificate are given."""
+    """Sign the build's firmware (next to it, as <build id>-<cert hash>.signed.EFI) when a key and certificate
+    are given."""
     if key is None and cert is None:
         return SignedFirmware(firmware.efi_path, None)
     if key is None or cert is None:
         raise DteError("--sign-key and --sign-cert go together", "pass both (a PEM key and its certificate)")
-    out = sign_efi(firmware.efi_path, key, cert, firmware.build_dir / SIGNED_NAME,
+    # Named by the unsigned file's build id and the certificate, so concurrent builds never share the output.
+    tag = hashlib.sha256(Path(cert).read_bytes() if Path(cert).is_file() else str(cert).encode()).hexdigest()[:8]
+    out = sign_efi(firmware.efi_path, key, cert, firmware.efi_path.with_name(f"{firmware.build_id}-{tag}.signed.EFI"),
                    source_date_epoch=resolve_epoch(None))
     return SignedFirmware(out, signature_info(out))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -99,7 +100,7 @@ def sign_efi(efi: Path, key: Path, cert: Path, out: Path, *, passphrase: str | N
             raise DteError(f"sbsign failed: {detail}", "check that --sign-key and --sign-cert are a matching pair")
         if not verify_signature(signed, cert):
             raise DteError("sbverify rejects the freshly signed firmware", "check the key and certificate")
-        tmp_out = out.with_name(out.name + ".tmp")
+        tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         shutil.copyfile(signed, tmp_out)
         tmp_out.replace(out)
     return out

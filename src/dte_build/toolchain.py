@@ -12,15 +12,18 @@ compiler flags; lld-link runs with /Brepro, so the same inputs give a byte-ident
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -379,6 +382,30 @@ def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
     build_dir = Path(build_dir) if build_dir is not None else build_root() / board.name
     (build_dir / "obj").mkdir(parents=True, exist_ok=True)
     build_id = compute_build_id(board, options, tc)
+    with build_lock(build_dir):
+        return _build_locked(board, options, tc, build_dir, build_id, start)
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `build_dir` (flock on `.lock`): another `dte build` for the same board waits
+    instead of rewriting dte_config.h and the objects under this one's feet (issue 15 item 10)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(build_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def unique_tmp(path: Path) -> Path:
+    """A temporary name next to `path` that no other process picks (pid + random), for write-then-rename."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_dir: Path, build_id: str,
+                  start: float) -> FirmwareBuild:
     header = build_dir / "dte_config.h"
     text = config_header(board, options, build_id)
     if not header.is_file() or header.read_text() != text:
@@ -392,12 +419,21 @@ def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
                                 sources))
     if kernel_obj is not None:
         objects.append(kernel_obj)
-    efi = build_dir / EFI_NAME
-    tmp = build_dir / (EFI_NAME + ".tmp")
-    _link(tc, objects, tmp)
-    check_efi(tmp)
-    tmp.replace(efi)
-    data = efi.read_bytes()
+    # Content-addressed output (the build id hashes every input): a concurrent build with other options links
+    # its own file, so the image this build packs is always this build's firmware. BOOTX64.EFI: the latest.
+    efi = build_dir / "efi" / f"{build_id}.EFI"
+    efi.parent.mkdir(exist_ok=True)
+    tmp = unique_tmp(efi)
+    try:
+        _link(tc, objects, tmp)
+        check_efi(tmp)
+        data = tmp.read_bytes()
+        tmp.replace(efi)
+    finally:
+        tmp.unlink(missing_ok=True)
+    latest = unique_tmp(build_dir / EFI_NAME)
+    latest.write_bytes(data)
+    latest.replace(build_dir / EFI_NAME)
     return FirmwareBuild(efi, build_id, hashlib.sha256(data).hexdigest(), len(data), time.monotonic() - start,
                          board.name, build_dir, options.persona_sha256 or "", options.identity_strength)
 
@@ -423,7 +459,7 @@ def compile_hosted_library(sources: Sequence[Path], out: Path, extra_flags: Sequ
     clang = find_clang()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = unique_tmp(out)
     cmd = [clang, *HOSTED_CFLAGS, f"-I{FIRMWARE_DIR}", *(f"-I{d}" for d in include_dirs),
            "-o", str(tmp), *map(str, sources), *extra_flags]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -151,7 +151,8 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
 def verify_command(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool,
                    as_json: bool) -> None:
     """Read DEVICE back and check it holds IMAGE: prints OK, "incomplete: no GPT ..." (an interrupted flash;
-    run `dte flash` again) or "mismatch at offset N". Exits non-zero unless OK."""
+    run `dte flash` again), "this drive holds another image (...)" or "mismatch at offset N".
+    Exits 0 when OK, 2 when incomplete, 1 otherwise."""
     with ExitStack() as stack:
         source, target = _source(args, board, model, no_model, stack)
         result = verify(source, target)
@@ -164,7 +165,7 @@ def verify_command(args: tuple[str, ...], board: str | None, model: Path | None,
     else:
         _say(f"{target}: {result.line()}")
     if not result.ok:
-        sys.exit(1 if result.status == "mismatch" else 2)
+        sys.exit(2 if result.status == "incomplete" else 1)
 
 
 __all__ = ["flash_command", "verify_command"]

@@ -36,10 +36,26 @@ def _signature_rows(sig: dict[str, Any] | None) -> list[tuple[str, Any]]:
             ("signature", f"{sig['digest_algorithm']}, lief verification {sig['verification']}")]
 
 
+def _model_rows(model: dict[str, Any]) -> list[tuple[str, Any]]:
+    types = ", ".join(f"{k} x{v}" for k, v in model["types"].items())
+    return [("architecture", model["architecture"] or None), ("tokenizer", model["tokenizer"] or None),
+            ("pre-tokenizer", model["pre_tokenizer"] or None), ("vocabulary", model["n_vocab"]),
+            ("chat template", "present" if model["chat_template"] else "none (plain completion)"),
+            ("GGUF version", model["version"]), ("tensors", model["tensor_count"]), ("types", types),
+            ("layers", model["n_layer"]), ("embedding", model["n_embd"]), ("context", model["context_length"]),
+            ("runs on dte", model["runs_on_dte"])]
+
+
 def _print(report: dict[str, Any]) -> None:
+    if "image" not in report:  # a GGUF file
+        model = report["model"]
+        out.print(_kv(f"model {model['path']} ({_size(model['size'])})", _model_rows(model)))
+        return
     image = report["image"]
     out.print(f"{image['path']}: {_size(image['size'])}, {image['sector_size']}-byte sectors, "
               f"disk GUID {image['disk_guid']}", markup=False)
+    if "note" in image:
+        out.print(image["note"], markup=False)
     parts = Table("#", "name", "type", "first LBA", "last LBA", "size", title="partitions", title_justify="left")
     for p in report["partitions"]:
         parts.add_row(str(p["number"]), p["name"], p["type_name"], str(p["first_lba"]), str(p["last_lba"]),
@@ -88,25 +104,21 @@ def _print(report: dict[str, Any]) -> None:
     if model and "error" in model:
         warn(f"model: {model['error']}")
     elif model:
-        types = ", ".join(f"{k} x{v}" for k, v in model["types"].items())
-        out.print(_kv(f"model (partition {model['partition']})", [
-            ("architecture", model["architecture"]), ("GGUF version", model["version"]),
-            ("tensors", model["tensor_count"]), ("types", types), ("layers", model["n_layer"]),
-            ("embedding", model["n_embd"]), ("vocabulary", model["n_vocab"]), ("context", model["context_length"]),
-        ]))
+        out.print(_kv(f"model (partition {model['partition']})", _model_rows(model)))
 
 
 @click.command("inspect")
 @click.argument("image", type=click.Path(dir_okay=False))
 @options.json_output
 def inspect(image: str, as_json: bool) -> None:
-    """Show what is inside a dte disk IMAGE (a file or a drive).
+    """Show what is inside a dte disk IMAGE (a file or a drive), or a GGUF model file.
 
     \b
     Prints the GPT partition table, the files on the EFI System Partition, the firmware
-    (machine, subsystem, sections, size, SHA-256, signed or not), the manifest, and a summary
-    of the model read in place from the weights partition (architecture, tensors, types).
-    Exits non-zero when the parts disagree (e.g. the firmware's hash differs from the manifest's).
+    (machine, subsystem, sections, size, SHA-256, signed or not), the manifest, and the model
+    read in place from the weights partition: architecture, tokenizer, pre-tokenizer, vocabulary,
+    chat template, and whether dte runs it (the engine's own check, as the firmware does at boot).
+    Exits non-zero when the parts disagree, the image is corrupt, or the model would not run.
     """
     report = inspect_image(image)
     if as_json:
@@ -116,4 +128,6 @@ def inspect(image: str, as_json: bool) -> None:
     if report["problems"]:
         for problem in report["problems"]:
             warn(problem)
-        raise DteError(f"{image}: {len(report['problems'])} problem(s) found", "rebuild the image with dte build")
+        hint = "use a model dte runs (dte inspect MODEL.gguf)" if "image" not in report else \
+            "rebuild the image with dte build"
+        raise DteError(f"{image}: {len(report['problems'])} problem(s) found", hint)

@@ -16,6 +16,7 @@ import io
 import mmap
 import os
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class Source:
         self._files: dict[Path, int] = {}
         self._maps: dict[Path, mmap.mmap] = {}
         self._lock = threading.Lock()  # read_into runs in several threads at once
-        self.sector_size, self.gpt_ranges = _gpt_geometry(self)
+        self.sector_size, self.gpt_ranges, self.disk_guid = _gpt_geometry(self)
 
     def chunks(self) -> list[Chunk]:
         """The units flash writes and verify reads: aligned chunks, GPT ranges last, don't-care gaps left out."""
@@ -191,8 +192,9 @@ class _SourceFile(io.RawIOBase):
         return data
 
 
-def _gpt_geometry(source: Source) -> tuple[int, list[tuple[int, int]]]:
-    """Sector size and the two GPT byte ranges: [0, first usable LBA) and (last usable LBA, end of disk]."""
+def _gpt_geometry(source: Source) -> tuple[int, list[tuple[int, int]], uuid.UUID]:
+    """Sector size, the two GPT byte ranges ([0, first usable LBA) and (last usable LBA, end of disk]) and the
+    disk GUID (derived from the image's content, so another image has another one)."""
     reasons = []
     for ss in SECTOR_SIZES:
         try:
@@ -200,7 +202,8 @@ def _gpt_geometry(source: Source) -> tuple[int, list[tuple[int, int]]]:
         except DteError as exc:
             reasons.append(f"{ss}-byte sectors: {exc}")
             continue
-        return ss, [(0, table.first_usable_lba * ss), ((table.last_usable_lba + 1) * ss, source.size)]
+        return ss, [(0, table.first_usable_lba * ss), ((table.last_usable_lba + 1) * ss, source.size)], \
+            table.disk_guid
     raise DteError(f"{source.name} holds no valid GPT ({'; '.join(reasons)})",
                    "pass an image made by `dte build`")
 

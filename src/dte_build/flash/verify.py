@@ -22,7 +22,7 @@ from .source import Source
 
 @dataclass
 class VerifyResult:
-    status: str  # "ok", "incomplete", "mismatch"
+    status: str  # "ok", "incomplete", "mismatch", "other" (a complete dte image, but not this one)
     bytes_checked: int = 0
     seconds: float = 0.0
     first_bad_offset: int | None = None
@@ -37,18 +37,20 @@ class VerifyResult:
             return "OK"
         if self.status == "incomplete":
             return f"incomplete: {self.detail}"
+        if self.status == "other":
+            return self.detail
         return f"mismatch at offset {self.first_bad_offset}" + (f" ({self.detail})" if self.detail else "")
 
 
 class _FdFile:
-    """Minimal file object over a raw fd, for gpt.read_gpt."""
+    """Minimal file object over a raw fd, for gpt.read_gpt and the ESP reader."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.pos = fd, 0
 
     def seek(self, pos: int, whence: int = 0) -> int:
-        self.pos = pos
-        return pos
+        self.pos = pos if whence == 0 else (self.pos + pos if whence == 1 else os.lseek(self.fd, 0, os.SEEK_END) + pos)
+        return self.pos
 
     def read(self, size: int) -> bytes:
         data = os.pread(self.fd, size, self.pos)
@@ -63,6 +65,34 @@ def gpt_problem(fd: int, source: Source) -> str | None:
     except DteError as exc:
         return f"no GPT ({exc.message})"
     return None
+
+
+def other_image(fd: int, source: Source) -> str | None:
+    """A line naming the image the target holds when it holds a complete one that is not `source` (another disk
+    GUID: dte derives it from the image's content), read with the target's own size (a drive larger than its
+    image keeps the image's backup GPT); None when it holds `source` or no valid GPT at all."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        table = gptlib.read_gpt(_FdFile(fd), size, source.sector_size)  # type: ignore[arg-type]
+    except DteError:
+        return None
+    if table.disk_guid == source.disk_guid:
+        return None
+    what = f"disk GUID {table.disk_guid}"
+    esp = next((p for p in table.partitions if p.type_guid == gptlib.ESP_TYPE), None)
+    if esp is not None:
+        from ..image import manifest as mf
+        from ..image.esp import FatReader
+
+        try:
+            fat = FatReader(_FdFile(fd), esp.first_lba * table.sector_size,  # type: ignore[arg-type]
+                            esp.sectors * table.sector_size)
+            m = mf.parse_manifest_json(fat.read(mf.MANIFEST_PATH))
+            model = (m["model"] or {}).get("name") or "no model"
+            what = f"board {m['board']}, build {m['build_id']}, {model}"
+        except DteError:
+            pass
+    return f"this drive holds another image ({what}), not this one: flash it to replace"
 
 
 def open_for_readback(path: Path, *, direct: bool) -> int:
@@ -107,9 +137,12 @@ def verify_chunks(source: Source, path: Path, chunks: Iterable[Chunk], *,
     start = time.monotonic()
     plain = open_for_readback(path, direct=False)
     try:
+        other = other_image(plain, source)
         problem = gpt_problem(plain, source)
     finally:
         os.close(plain)
+    if other:
+        return VerifyResult("other", detail=other, seconds=time.monotonic() - start)
     fd = open_for_readback(path, direct=True)
     try:
         if problem:

@@ -4,19 +4,23 @@ Writing uses the standard tools (dosfstools' `mkfs.fat --invariant` with a fixed
 with `SOURCE_DATE_EPOCH` and TZ=UTC), so the same inputs give the same bytes. FAT timestamps cannot go below
 1980-01-01, so earlier epochs (the default 0) are clamped to it.
 
-Reading is our own small FAT32 parser (Microsoft FAT spec "fatgen103": BPB, FAT chain, 8.3 + long-name entries),
-so `dte inspect` and the tests need no tools to look inside an image.
+Reading goes through pyfatfs (a well-kept FAT12/16/32 + VFAT reader) over a read-only window of the partition,
+after the boot sector's geometry has been checked against the partition's size (Microsoft FAT spec "fatgen103"
+§3: sector and cluster sizes, reserved sectors, FAT size and count, total sectors, root cluster), so a corrupt or
+hostile ESP is refused in one line instead of sending pyfatfs into a huge read or a cluster-chain loop.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import DteError
 
@@ -97,110 +101,137 @@ class EspEntry:
     path: str          # "EFI/BOOT/BOOTX64.EFI"
     size: int
     is_dir: bool
-    cluster: int
+
+
+class _Window(io.RawIOBase):
+    """Read-only, seekable view of bytes [offset, offset + length) of a file: pyfatfs never reads outside it."""
+
+    def __init__(self, f: BinaryIO, offset: int, length: int) -> None:
+        super().__init__()
+        self._f, self._offset, self._length, self._pos = f, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        n = max(0, min(len(buf), self._length - self._pos))
+        if n == 0:
+            return 0
+        self._f.seek(self._offset + self._pos)
+        data = self._f.read(n)
+        buf[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def check_boot_sector(boot: bytes, length: int, where: str) -> None:
+    """Refuse a FAT32 boot sector whose geometry does not fit a `length`-byte partition (fatgen103 §3.1, §3.3)."""
+    if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
+        raise DteError(f"no FAT boot sector at {where} (missing 0x55AA signature)")
+    bps, spc, reserved, fats, root_entries, total16, _media, fat16 = struct.unpack_from("<HBHBHHBH", boot, 11)
+    total32, fat32, root_cluster = struct.unpack_from("<II4xI", boot, 32)
+    if bps not in (512, 1024, 2048, 4096) or spc not in (1, 2, 4, 8, 16, 32, 64, 128):
+        raise DteError(f"FAT boot sector at {where} has an invalid geometry ({bps}-byte sectors, {spc} per cluster)")
+    if fat16 != 0 or root_entries != 0 or fat32 == 0:
+        raise DteError(f"the filesystem at {where} is FAT12/16, not FAT32")
+    total = total16 or total32
+    data_start = reserved + fats * fat32
+    if reserved == 0 or not 1 <= fats <= 4:
+        raise DteError(f"FAT boot sector at {where}: {reserved} reserved sectors, {fats} FATs (corrupt)")
+    if total == 0 or total * bps > length:
+        raise DteError(f"FAT boot sector at {where} claims {total} sectors of {bps} bytes, the partition holds "
+                       f"{length} bytes (corrupt)")
+    if data_start >= total:
+        raise DteError(f"FAT boot sector at {where}: {fats} FATs of {fat32} sectors after {reserved} reserved "
+                       f"leave no data area in {total} sectors (corrupt)")
+    clusters = (total - data_start) // spc
+    if fat32 * bps < (clusters + 2) * 4 or not 2 <= root_cluster < clusters + 2:
+        raise DteError(f"FAT boot sector at {where}: FAT of {fat32} sectors for {clusters} clusters, root cluster "
+                       f"{root_cluster} (corrupt)")
+
+
+def _pyfat_classes() -> tuple[type, type]:
+    """pyfatfs's filesystem class with a cluster-chain walk that stops on a loop (pyfatfs follows one forever)."""
+    from pyfatfs._exceptions import PyFATException
+    from pyfatfs.PyFat import PyFat
+    from pyfatfs.PyFatFS import PyFatBytesIOFS, PyFatFS
+
+    class BoundedFat(PyFat):  # type: ignore[misc]
+        def get_cluster_chain(self, first_cluster: int) -> Any:
+            for n, cluster in enumerate(super().get_cluster_chain(first_cluster)):
+                if n > len(self.fat):
+                    raise PyFATException("FAT cluster chain loops")
+                yield cluster
+
+    class EspFS(PyFatBytesIOFS):  # type: ignore[misc]
+        def __init__(self, fp: io.RawIOBase) -> None:  # PyFatBytesIOFS.__init__ with BoundedFat
+            super(PyFatFS, self).__init__()
+            self.preserve_case = True
+            self.fs = BoundedFat(lazy_load=True)
+            self.fs.set_fp(fp)
+            self.tz = __import__("datetime").timezone.utc
+
+    return EspFS, PyFATException
 
 
 class FatReader:
-    """Read-only FAT32 over a file object, starting at byte `offset` (the partition's start)."""
+    """Read-only FAT32 over a file object: the partition at byte `offset`, `length` bytes long (default: to the
+    end of the file). Every problem, including pyfatfs's own exceptions on a corrupt volume, is a DteError."""
 
-    def __init__(self, f: BinaryIO, offset: int = 0) -> None:
-        self._f, self._offset = f, offset
-        boot = self._read(0, 512)
-        if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
-            raise DteError(f"no FAT boot sector at byte {offset} (missing 0x55AA signature)")
-        # BPB (fatgen103 §3.1/§3.3): BytsPerSec@11 SecPerClus@13 RsvdSecCnt@14 NumFATs@16 RootEntCnt@17
-        # TotSec16@19 Media@21 FATSz16@22 ... TotSec32@32 FATSz32@36 ExtFlags@40 FSVer@42 RootClus@44
-        (self.bytes_per_sector, self.sectors_per_cluster, reserved, fats, root_entries, total16, _media,
-         fat16) = struct.unpack_from("<HBHBHHBH", boot, 11)
-        total32, fat32, self.root_cluster = struct.unpack_from("<II4xI", boot, 32)
-        if self.bytes_per_sector not in (512, 1024, 2048, 4096) or self.sectors_per_cluster == 0:
-            raise DteError(f"FAT boot sector at byte {offset} has an invalid geometry")
-        if fat16 != 0 or root_entries != 0 or fat32 == 0:
-            raise DteError(f"the filesystem at byte {offset} is FAT12/16, not FAT32")
+    def __init__(self, f: BinaryIO, offset: int = 0, length: int | None = None) -> None:
+        if length is None:
+            length = max(0, f.seek(0, os.SEEK_END) - offset)
+        where = f"byte {offset}"
+        f.seek(offset)
+        boot = f.read(512)
+        check_boot_sector(boot, length, where)
         self.volume_id = struct.unpack_from("<I", boot, 67)[0]
         self.label = boot[71:82].decode("ascii", errors="replace").strip()
-        self.total_sectors = total32 or total16
-        self.cluster_bytes = self.bytes_per_sector * self.sectors_per_cluster
-        self._fat_offset = reserved * self.bytes_per_sector
-        self._fat_bytes = fat32 * self.bytes_per_sector
-        self._data_offset = (reserved + fats * fat32) * self.bytes_per_sector
-        self._fat: bytes | None = None
+        fs_class, self._fat_error = _pyfat_classes()
+        self._fs = self._guard(lambda: fs_class(_Window(f, offset, length)))
+        self._entries: list[EspEntry] | None = None
 
-    def _read(self, at: int, size: int) -> bytes:
-        self._f.seek(self._offset + at)
-        return self._f.read(size)
-
-    def _chain(self, cluster: int) -> list[int]:
-        if self._fat is None:
-            self._fat = self._read(self._fat_offset, self._fat_bytes)
-        chain: list[int] = []
-        limit = len(self._fat) // 4
-        while 2 <= cluster < 0x0FFFFFF8:
-            if cluster >= limit or len(chain) > limit:
-                raise DteError(f"FAT chain is broken at cluster {cluster}")
-            chain.append(cluster)
-            cluster = struct.unpack_from("<I", self._fat, cluster * 4)[0] & 0x0FFFFFFF
-        return chain
-
-    def _cluster_data(self, chain: list[int]) -> bytes:
-        return b"".join(self._read(self._data_offset + (c - 2) * self.cluster_bytes, self.cluster_bytes)
-                        for c in chain)
-
-    def _dir(self, cluster: int) -> list[tuple[str, int, bool, int]]:
-        raw = self._cluster_data(self._chain(cluster))
-        found, long_parts = [], []
-        for at in range(0, len(raw), 32):
-            e = raw[at:at + 32]
-            if e[0] == 0:
-                break
-            if e[0] == 0xE5:
-                long_parts = []
-                continue
-            attr = e[11]
-            if attr & 0x3F == 0x0F:  # long-name entry: 13 UTF-16 characters in three runs
-                long_parts.append(e[1:11] + e[14:26] + e[28:32])
-                continue
-            if attr & 0x08:  # volume label
-                long_parts = []
-                continue
-            name = self._entry_name(e, long_parts)
-            long_parts = []
-            if name in (".", ".."):
-                continue
-            cluster_no = (struct.unpack_from("<H", e, 20)[0] << 16) | struct.unpack_from("<H", e, 26)[0]
-            found.append((name, struct.unpack_from("<I", e, 28)[0], bool(attr & 0x10), cluster_no))
-        return found
-
-    @staticmethod
-    def _entry_name(e: bytes, long_parts: list[bytes]) -> str:
-        if long_parts:
-            text = b"".join(reversed(long_parts)).decode("utf-16-le", errors="replace")
-            return text.split("\x00", 1)[0]
-        base = e[0:8].decode("ascii", errors="replace").rstrip()
-        ext = e[8:11].decode("ascii", errors="replace").rstrip()
-        if e[0] == 0x05:
-            base = "\xe5" + base[1:]
-        if e[12] & 0x08:
-            base = base.lower()
-        if e[12] & 0x10:
-            ext = ext.lower()
-        return f"{base}.{ext}" if ext else base
+    def _guard(self, action: Any) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return action()
+        except DteError:
+            raise
+        except Exception as exc:  # pyfatfs raises its own and assorted built-in errors on a corrupt volume
+            raise DteError(f"the ESP's FAT filesystem is corrupt ({type(exc).__name__}: {exc})") from None
 
     def list(self) -> list[EspEntry]:
-        """Every file and directory, depth first, in on-disk order."""
-        out: list[EspEntry] = []
+        """Every file and directory, depth first."""
+        if self._entries is None:
+            out: list[EspEntry] = []
 
-        def walk(cluster: int, prefix: str, depth: int) -> None:
-            if depth > 16:
-                raise DteError("FAT directory tree is deeper than 16 levels (loop?)")
-            for name, size, is_dir, first in self._dir(cluster):
-                path = f"{prefix}{name}"
-                out.append(EspEntry(path, 0 if is_dir else size, is_dir, first))
-                if is_dir:
-                    walk(first, f"{path}/", depth + 1)
+            def walk(path: str, depth: int) -> None:
+                if depth > 16:
+                    raise DteError("FAT directory tree is deeper than 16 levels (loop?)")
+                for info in self._fs.scandir(path or "/", namespaces=["details"]):
+                    child = f"{path}{info.name}"
+                    out.append(EspEntry(child, 0 if info.is_dir else int(info.size), bool(info.is_dir)))
+                    if info.is_dir:
+                        walk(f"{child}/", depth + 1)
 
-        walk(self.root_cluster, "", 0)
-        return out
+            self._guard(lambda: walk("", 0))
+            self._entries = out
+        return self._entries
 
     def find(self, path: str) -> EspEntry | None:
         want = path.strip("/").upper()
@@ -211,4 +242,7 @@ class FatReader:
         entry = self.find(path)
         if entry is None or entry.is_dir:
             raise DteError(f"the ESP has no file '{path}'")
-        return self._cluster_data(self._chain(entry.cluster))[:entry.size]
+        data: bytes = self._guard(lambda: self._fs.readbytes("/" + entry.path))
+        if len(data) != entry.size:
+            raise DteError(f"the ESP's file '{entry.path}' is {entry.size} bytes but its clusters hold {len(data)}")
+        return data

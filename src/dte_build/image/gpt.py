@@ -11,7 +11,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import DteError
 
@@ -171,7 +171,7 @@ def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
     return data
 
 
-def _parse_header(raw: bytes, where: str, expect_lba: int) -> tuple[tuple, bytes]:
+def _parse_header(raw: bytes, where: str, expect_lba: int) -> tuple[Any, ...]:
     fields = _HEADER.unpack(raw[:HEADER_SIZE])
     if fields[0] != SIGNATURE:
         raise DteError(f"{where} GPT header: no 'EFI PART' signature (not a GPT disk?)")
@@ -183,10 +183,34 @@ def _parse_header(raw: bytes, where: str, expect_lba: int) -> tuple[tuple, bytes
         raise DteError(f"{where} GPT header: CRC-32 mismatch (corrupt header)")
     if fields[5] != expect_lba:
         raise DteError(f"{where} GPT header: MyLBA is {fields[5]}, expected {expect_lba}")
-    return fields, raw
+    return fields
 
 
-def _parse_entries(array: bytes) -> tuple[Partition, ...]:
+def _check_layout(fields: tuple[Any, ...], where: str, sectors: int, ss: int) -> None:
+    """Every LBA a header names lies on the disk, and the usable range sits between the two GPT copies
+    (UEFI 2.10 §5.3.2: the entry array after the primary header and before FirstUsableLBA, the backup array
+    after LastUsableLBA and before the backup header)."""
+    my_lba, alt_lba, first, last, array_lba = fields[5], fields[6], fields[7], fields[8], fields[10]
+    n = array_sectors(ss)
+    for name, lba in (("AlternateLBA", alt_lba), ("FirstUsableLBA", first), ("LastUsableLBA", last),
+                      ("PartitionEntryLBA", array_lba)):
+        if lba >= sectors:
+            raise DteError(f"{where} GPT header: {name} {lba} is past the disk's last LBA {sectors - 1} (corrupt)")
+    if not 2 + n <= first <= last:
+        raise DteError(f"{where} GPT header: usable LBAs {first}..{last} are not a range after the primary "
+                       f"GPT (corrupt)")
+    primary = my_lba == 1
+    header, other = (my_lba, alt_lba) if primary else (alt_lba, my_lba)
+    if not header < first or not last < other:
+        raise DteError(f"{where} GPT header: usable LBAs {first}..{last} overlap the GPT headers at LBA "
+                       f"{header} and {other} (corrupt)")
+    lo, hi = (header + 1, first) if primary else (last + 1, my_lba)
+    if not (lo <= array_lba and array_lba + n <= hi):
+        raise DteError(f"{where} GPT header: entry array at LBA {array_lba} lies outside LBA {lo}..{hi - 1} "
+                       f"(corrupt)")
+
+
+def _parse_entries(array: bytes, first_usable: int, last_usable: int) -> tuple[Partition, ...]:
     found = []
     for i in range(ENTRY_COUNT):
         type_le, unique_le, first, last, attrs, name = _ENTRY.unpack_from(array, i * ENTRY_SIZE)
@@ -194,12 +218,26 @@ def _parse_entries(array: bytes) -> tuple[Partition, ...]:
         if type_guid.int == 0:
             continue
         text = name.decode("utf-16-le", errors="replace").split("\x00", 1)[0]
+        if not first_usable <= first <= last <= last_usable:
+            raise DteError(f"GPT partition {i + 1}: LBA {first}..{last} is not inside the usable LBAs "
+                           f"{first_usable}..{last_usable} (corrupt)")
         found.append(Partition(i + 1, type_guid, uuid.UUID(bytes_le=unique_le), first, last, text, attrs))
+    guids = [p.unique_guid for p in found]
+    if len(set(guids)) != len(guids):
+        raise DteError("GPT lists the same partition GUID twice (duplicated entries; corrupt)")
+    ordered = sorted(found, key=lambda p: p.first_lba)
+    for a, b in zip(ordered, ordered[1:]):
+        if b.first_lba <= a.last_lba:
+            raise DteError(f"GPT partitions {a.number} and {b.number} overlap (corrupt)")
     return tuple(found)
 
 
 def read_gpt(f: BinaryIO, disk_size: int, sector_size: int = 512) -> GptTable:
-    """Parse and validate a GPT: protective MBR, both headers and arrays (signature, CRCs, agreement)."""
+    """Parse and validate a GPT: protective MBR, both headers and arrays (signature, CRCs, agreement), every LBA
+    against the disk's size before it is read, and the partitions against the usable range and each other.
+
+    The backup header may sit before the disk's end: a drive larger than the image it was flashed with keeps the
+    backup where the image put it (docs/flash.md). The table's `disk_sectors` is then the image's size."""
     ss = sector_size
     sectors = disk_size // ss
     if sectors < 3 + 2 * array_sectors(ss):
@@ -207,12 +245,13 @@ def read_gpt(f: BinaryIO, disk_size: int, sector_size: int = 512) -> GptTable:
     mbr = _read_at(f, 0, ss)
     if mbr[510:512] != b"\x55\xaa" or mbr[446 + 4] != 0xEE:
         raise DteError("LBA 0 is not a protective MBR (no 0x55AA signature or no 0xEE partition record)")
-    primary, _ = _parse_header(_read_at(f, ss, ss), "primary", 1)
+    primary = _parse_header(_read_at(f, ss, ss), "primary", 1)
+    _check_layout(primary, "primary", sectors, ss)
     backup_lba = primary[6]
-    if backup_lba != sectors - 1:
-        raise DteError(f"primary GPT header puts the backup at LBA {backup_lba}, but the disk's last LBA is "
-                       f"{sectors - 1} (image truncated or copied to a different-size disk?)")
-    backup, _ = _parse_header(_read_at(f, backup_lba * ss, ss), "backup", backup_lba)
+    backup = _parse_header(_read_at(f, backup_lba * ss, ss), "backup", backup_lba)
+    _check_layout(backup, "backup", sectors, ss)
+    if backup[6] != 1:
+        raise DteError(f"backup GPT header: AlternateLBA is {backup[6]}, expected 1 (corrupt)")
     arrays = []
     for fields, where in ((primary, "primary"), (backup, "backup")):
         array = _read_at(f, fields[10] * ss, ARRAY_BYTES)
@@ -221,4 +260,5 @@ def read_gpt(f: BinaryIO, disk_size: int, sector_size: int = 512) -> GptTable:
         arrays.append(array)
     if arrays[0] != arrays[1] or primary[7:10] != backup[7:10]:
         raise DteError("primary and backup GPT disagree")
-    return GptTable(uuid.UUID(bytes_le=primary[9]), ss, sectors, primary[7], primary[8], _parse_entries(arrays[0]))
+    return GptTable(uuid.UUID(bytes_le=primary[9]), ss, backup_lba + 1, primary[7], primary[8],
+                    _parse_entries(arrays[0], primary[7], primary[8]))

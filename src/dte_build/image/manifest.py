@@ -103,17 +103,51 @@ def manifest_json(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2) + "\n").encode()
 
 
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_U64 = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+# JSON Schema (draft 2020-12) of MANIFEST.JSN as make_manifest writes it (docs/design.md "Manifest").
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["format", "board", "build_id", "source_date_epoch", "firmware", "weights", "model"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "board": {"type": "string", "minLength": 1, "maxLength": 256},
+        "build_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        "source_date_epoch": {"type": "integer"},
+        "firmware": {"type": "object", "required": ["path", "size", "sha256"], "properties": {
+            "path": {"type": "string"}, "size": _U64, "sha256": _HEX64}},
+        "weights": {"type": "object", "required": ["lba", "sector_size", "partition"], "properties": {
+            "lba": _U64, "sector_size": {"enum": [512, 4096]},
+            "partition": {"oneOf": [{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": 128}]}}},
+        "model": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["name", "size", "sha256", "chunk_size", "crc32c"], "properties": {
+                "name": {"type": ["string", "null"]}, "size": {**_U64, "minimum": 1}, "sha256": _HEX64,
+                "architecture": {"type": ["string", "null"]},
+                "tensor_count": {"oneOf": [{"type": "null"}, _U64]},
+                "chunk_size": {"type": "integer", "minimum": 1, "maximum": 2**32 - 1},
+                "crc32c": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}}}}]},
+        "persona": {"type": "object", "required": ["name", "sha256", "strength"], "properties": {
+            "name": {"type": "string"}, "sha256": _HEX64, "strength": {"type": "number"}}},
+    },
+}
+
+
 def parse_manifest_json(data: bytes) -> dict[str, Any]:
-    """Parse MANIFEST.JSN and check the fields other parts rely on."""
+    """Parse MANIFEST.JSN and check it against MANIFEST_SCHEMA (every field other parts read, with its type),
+    then that the CRC32C list covers the model."""
+    import jsonschema
+
     try:
         manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DteError(f"MANIFEST.JSN is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DteError(f"MANIFEST.JSN is not a {FORMAT} manifest")
-    for key in ("board", "build_id", "firmware", "weights", "model"):
-        if key not in manifest:
-            raise DteError(f"MANIFEST.JSN lacks '{key}'")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(MANIFEST_SCHEMA).iter_errors(manifest))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        raise DteError(f"MANIFEST.JSN: {where}: {error.message[:200]}".replace("\n", " "))
     model = manifest["model"]
     if model is not None:
         chunks = -(-model["size"] // model["chunk_size"])

@@ -1,188 +1,184 @@
-"""GGUF validation with gguf-py, before anything is written.
+"""Will the appliance run this GGUF? Asked of the engine itself, before anything is written.
 
-`open_gguf` wraps gguf-py's GGUFReader with bounds checks (every header field and every tensor's data must lie
-inside the file) and can read a GGUF that starts at an offset inside a bigger file (a disk image's weights
-partition). `check_model` turns any problem into one DteError line.
+`describe_model` maps the file (or the weights partition inside an image, at any offset) and hands it to the
+hosted library's `dte_host_model_describe` (firmware/hosted/dte_host_model.c): the keys a user asks about
+(architecture, tokenizer, pre-tokenizer, vocabulary, chat template) and the verdict of `dte_host_model_check`, the
+same parse + model + tokenizer construction the firmware runs at boot. What the engine learns to run, `dte build`
+accepts, with no second list here; what it refuses is refused at build time with the engine's own reason.
+It costs milliseconds (no Python-side parse of the vocabulary).
 """
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from ..board import Board
 from ..console import warn
 from ..errors import DteError
 
 MIB = 1024 * 1024
-SUPPORTED_ARCHITECTURES = ("llama",)
-# The tensor types firmware/engine/quants.h accepts as weights (ggml type ids).
-SUPPORTED_TYPES = frozenset({
-    GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
-    GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
-    GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q2_K, GGMLQuantizationType.Q3_K, GGMLQuantizationType.Q4_K,
-    GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K,
-})
-SUPPORTED_VERSIONS = (2, 3)
+N_TYPE_SLOTS = 32
 
 
-class GgufProblem(ValueError):
-    """A specific, already user-readable reason a GGUF is unusable."""
+class _Desc(ctypes.Structure):  # firmware/hosted/dte_host_model.h dte_host_model_desc
+    _fields_ = [("version", ctypes.c_uint32), ("n_tensors", ctypes.c_uint64), ("n_kv", ctypes.c_uint64),
+                ("n_vocab", ctypes.c_int64), ("n_layer", ctypes.c_int64), ("n_embd", ctypes.c_int64),
+                ("n_ctx_train", ctypes.c_int64), ("type_counts", ctypes.c_uint64 * N_TYPE_SLOTS),
+                ("has_chat_template", ctypes.c_int32), ("runs", ctypes.c_int32),
+                ("architecture", ctypes.c_char * 64), ("tokenizer", ctypes.c_char * 32),
+                ("pre_tokenizer", ctypes.c_char * 64), ("reason", ctypes.c_char * 256)]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What `dte inspect` shows of a model and `dte build` records; `runs`/`reason`: the engine's verdict."""
+
     name: str
     size: int
     version: int
     architecture: str
+    tokenizer: str
+    pre_tokenizer: str
+    n_vocab: int | None
+    chat_template: bool
+    runs: bool
+    reason: str
     tensor_count: int
     types: dict[str, int]
-    alignment: int
-    data_offset: int
     n_layer: int | None = None
     n_embd: int | None = None
-    n_vocab: int | None = None
     context_length: int | None = None
     metadata_keys: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def verdict(self) -> str:
+        """"yes" or "no (the engine's reason)"."""
+        return "yes" if self.runs else f"no ({self.reason})"
 
-class _BoundedReader(GGUFReader):
-    """GGUFReader over bytes [start, start+length) of a file, refusing reads past that window."""
-
-    def __init__(self, path: str | os.PathLike[str], start: int = 0, length: int | None = None) -> None:
-        self._window = (start, length)
-        super().__init__(path, "r")
-
-    @property  # type: ignore[override]
-    def data(self) -> np.memmap:
-        return self._data
-
-    @data.setter
-    def data(self, value: np.memmap) -> None:
-        start, length = self._window
-        end = len(value) if length is None else start + length
-        if end > len(value):
-            raise GgufProblem(f"the GGUF would end at byte {end}, past the end of the file ({len(value)} bytes)")
-        self._data = value[start:end]
-
-    def _get(self, offset: int, dtype: Any, count: int = 1, override_order: Any = None) -> Any:
-        end = int(offset) + np.dtype(dtype).itemsize * int(count)
-        if end > len(self._data):
-            raise GgufProblem(f"header runs past the end of the file (needs byte {end}, file has "
-                              f"{len(self._data)}): truncated or corrupt")
-        return super()._get(offset, dtype, count, override_order)
-
-    def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
-        size = len(self._data)
-        if start_offs > size:
-            raise GgufProblem(f"tensor data section starts at byte {start_offs}, past the end ({size} bytes)")
-        for f in fields:
-            _len, name, _n_dims, dims, raw_type, rel = f.parts
-            tname = bytes(name).decode("utf-8", errors="replace")
-            type_id = int(raw_type[0])
-            try:
-                qtype = GGMLQuantizationType(type_id)
-            except ValueError:
-                raise GgufProblem(f"tensor '{tname}' has unknown ggml type id {type_id}") from None
-            if qtype not in SUPPORTED_TYPES:
-                raise GgufProblem(f"tensor '{tname}' has type {qtype.name}, which the dte engine does not support "
-                                  f"(supported: {', '.join(sorted(t.name for t in SUPPORTED_TYPES))})")
-            block, type_size = GGML_QUANT_SIZES[qtype]
-            n_elems = int(np.prod(dims.astype(object))) if len(dims) else 1
-            if n_elems % block:
-                raise GgufProblem(f"tensor '{tname}' has {n_elems} elements, not a multiple of {qtype.name}'s "
-                                  f"block of {block}")
-            end = start_offs + int(rel[0]) + n_elems // block * type_size
-            if end > size:
-                raise GgufProblem(f"tensor '{tname}' data ends at byte {end}, past the end of the file ({size} "
-                                  "bytes): truncated?")
-        super()._build_tensors(start_offs, fields)
+    @property
+    def chat(self) -> str:
+        return "present" if self.chat_template else "none (plain completion)"
 
 
-def open_gguf(path: str | os.PathLike[str], *, start: int = 0, length: int | None = None,
-              what: str | None = None) -> GGUFReader:
-    """Parse a GGUF (optionally one stored at `start` inside a bigger file) with every bound checked.
+_bound: list[ctypes.CDLL] = []
 
-    Raises DteError with one line naming `what` (default: the file name) and the problem.
+
+def _library() -> ctypes.CDLL:
+    """The hosted library with the description functions bound (built once, cached under build/host/)."""
+    if not _bound:
+        from ..engine import load_library
+
+        lib = load_library()
+        lib.dte_host_model_describe.restype = ctypes.c_int
+        lib.dte_host_model_describe.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(_Desc)]
+        lib.dte_host_supported_types.restype = ctypes.c_int
+        lib.dte_host_supported_types.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.dte_type_name.restype = ctypes.c_char_p
+        lib.dte_type_name.argtypes = [ctypes.c_uint32]
+        _bound.append(lib)
+    return _bound[0]
+
+
+def supported_types() -> str:
+    """The tensor types the engine takes as weights, as the engine lists them."""
+    buf = ctypes.create_string_buffer(512)
+    _library().dte_host_supported_types(buf, len(buf))
+    return buf.value.decode()
+
+
+def _supported_hint() -> str:
+    return (f"dte runs what its engine accepts (docs/engine.md, 'What it runs'; tensor types "
+            f"{supported_types()}); `dte inspect MODEL.gguf` says why a file does not run")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _opt(v: int) -> int | None:
+    return None if v < 0 else int(v)
+
+
+def _describe_buffer(address: int, size: int) -> tuple[int, _Desc]:
+    desc = _Desc()
+    rc = _library().dte_host_model_describe(address, size, ctypes.byref(desc))
+    return int(rc), desc
+
+
+def describe_model(path: str | os.PathLike[str], *, start: int = 0, length: int | None = None,
+                   name: str | None = None, what: str | None = None) -> ModelInfo:
+    """Describe the GGUF in bytes [start, start + length) of `path` (default: the whole file) with the engine.
+
+    Raises a one-line DteError naming `what` (default: the file name) when the bytes are not a GGUF the engine's
+    parser accepts at all (missing, empty, not GGUF, truncated header); otherwise returns the description, with
+    `runs` False and the engine's reason when the firmware would refuse it.
     """
     label = what or Path(path).name
     try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            head = f.read(8)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise DteError(f"cannot read model {path}: {exc.strerror}") from None
-    if not head:
-        raise DteError(f"model {label} is empty (0 bytes)", "pass a GGUF file")
-    if head[:4] != b"GGUF":
-        raise DteError(f"model {label} is not a GGUF file (starts with {head[:4].hex(' ')}, expected 'GGUF')")
-    version = int.from_bytes(head[4:8], "little") if len(head) == 8 else -1
-    if version not in SUPPORTED_VERSIONS:
-        raise DteError(f"model {label} has GGUF version {version}; dte reads versions 2 and 3")
     try:
-        return _BoundedReader(path, start, length)
-    except GgufProblem as exc:
-        raise DteError(f"model {label}: {exc}") from None
-    except Exception as exc:  # gguf-py raises assorted types on malformed input
-        raise DteError(f"model {label} is a corrupt GGUF ({type(exc).__name__}: {exc})") from None
-
-
-def _scalar(reader: GGUFReader, key: str) -> Any:
-    f = reader.fields.get(key)
-    if f is None:
-        return None
+        total = os.lseek(fd, 0, os.SEEK_END)
+        if length is None:
+            length = max(0, total - start)
+        if start < 0 or length < 0 or start + length > total:
+            raise DteError(f"model {label}: bytes {start}..{start + length} lie outside the {total}-byte file")
+        if length == 0:
+            raise DteError(f"model {label} is empty (0 bytes)", "pass a GGUF file")
+        head = os.pread(fd, 4, start)
+        if head != b"GGUF":
+            raise DteError(f"model {label} is not a GGUF file (starts with {head.hex(' ')}, expected 'GGUF')")
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        try:  # a private mapping: ctypes needs a writable buffer; nothing is written, so nothing is copied
+            mapped = mmap.mmap(fd, length + start - base, offset=base, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as exc:
+            raise DteError(f"cannot map model {label}: {exc}") from None
+    finally:
+        os.close(fd)
     try:
-        value = f.contents()
-    except Exception:  # noqa: BLE001 - a malformed value is reported as absent
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def summarize(reader: GGUFReader, *, name: str, size: int) -> ModelInfo:
-    """ModelInfo from a parsed reader (used by `check_model` and `dte inspect`)."""
-    arch = _scalar(reader, "general.architecture")
-    version = int(reader.fields["GGUF.version"].parts[0][0])
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = _scalar(reader, f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else None)
-    types = Counter(t.tensor_type.name for t in reader.tensors)
+        window = (ctypes.c_char * len(mapped)).from_buffer(mapped)
+        try:
+            rc, desc = _describe_buffer(ctypes.addressof(window) + start - base, length)
+        finally:
+            del window
+    finally:
+        mapped.close()
+    if rc != 0:
+        raise DteError(f"model {label} would not run on dte: {_text(desc.reason) or f'code {rc}'}", _supported_hint())
+    lib = _library()
+    types = {_text(lib.dte_type_name(t)).upper(): int(n) for t, n in enumerate(desc.type_counts) if n}
     return ModelInfo(
-        name=name, size=size, version=version, architecture=str(arch) if arch is not None else "",
-        tensor_count=len(reader.tensors), types=dict(sorted(types.items())), alignment=int(reader.alignment),
-        data_offset=int(reader.data_offset), n_layer=_scalar(reader, f"{arch}.block_count"),
-        n_embd=_scalar(reader, f"{arch}.embedding_length"), n_vocab=n_vocab,
-        context_length=_scalar(reader, f"{arch}.context_length"),
-        metadata_keys=len([k for k in reader.fields if not k.startswith("GGUF.")]),
-    )
+        name=name if name is not None else Path(path).name, size=length, version=int(desc.version),
+        architecture=_text(desc.architecture), tokenizer=_text(desc.tokenizer),
+        pre_tokenizer=_text(desc.pre_tokenizer), n_vocab=_opt(desc.n_vocab),
+        chat_template=bool(desc.has_chat_template), runs=bool(desc.runs), reason=_text(desc.reason),
+        tensor_count=int(desc.n_tensors), types=dict(sorted(types.items())), n_layer=_opt(desc.n_layer),
+        n_embd=_opt(desc.n_embd), context_length=_opt(desc.n_ctx_train), metadata_keys=int(desc.n_kv))
 
 
 def check_model(path: str | os.PathLike[str], board: Board | None = None, *, stream_weights: bool = False) -> ModelInfo:
-    """Validate a GGUF for the engine (and for `board`'s weights region); one-line DteError on any problem.
-
-    `stream_weights`: a model larger than the weights region is accepted (with a warning): the firmware keeps
-    what fits resident and streams the other layers from NVMe (firmware/boot/weights_stream.h)."""
+    """Refuse, with the engine's reason, a GGUF the firmware would refuse (and one too big for `board`'s weights
+    region). `stream_weights`: a model larger than the weights region is accepted (with a warning): the firmware
+    keeps what fits resident and streams the other layers from NVMe (firmware/boot/weights_stream.h)."""
     p = Path(path)
     if not p.is_file():
         raise DteError(f"model {p} does not exist or is not a file")
-    size = p.stat().st_size
-    reader = open_gguf(p)
-    info = summarize(reader, name=p.name, size=size)
-    del reader
-    if info.architecture not in SUPPORTED_ARCHITECTURES:
-        found = info.architecture or "none (no general.architecture)"
-        raise DteError(f"model {p.name} has architecture '{found}'; dte runs only "
-                       f"{', '.join(SUPPORTED_ARCHITECTURES)}")
-    if info.tensor_count == 0:
-        raise DteError(f"model {p.name} has no tensors")
+    info = describe_model(p)
+    if not info.runs:
+        what = ", ".join(x for x in (f"architecture '{info.architecture or 'none'}'",
+                                     f"tokenizer '{info.tokenizer or 'none'}'",
+                                     f"pre-tokenizer '{info.pre_tokenizer}'" if info.pre_tokenizer else "") if x)
+        raise DteError(f"model {p.name} ({what}) would not run on dte: {info.reason}", _supported_hint())
+    size = info.size
     if board is not None:
         region = board.region("weights")
         if size > region.size_mib * MIB and stream_weights:
