@@ -28,6 +28,20 @@ static int64_t arch_int(const dte_gguf *g, const char *arch, const char *suffix)
     return dte_gguf_get_u64(g, key, &v) && v <= INT64_MAX ? (int64_t)v : -1;
 }
 
+/* Where the text of token `key` (a token id) lies in the buffer. */
+static void token_text(const dte_gguf *g, const char *key, uint64_t *at, uint64_t *len) {
+    uint32_t id;
+    uint64_t count;
+    const uint8_t *cur;
+    if (!dte_gguf_get_u32(g, key, &id) ||
+        !dte_gguf_get_arr(g, "tokenizer.ggml.tokens", DTE_GGUF_STRING, &count, &cur) || id >= count)
+        return;
+    dte_str s = dte_gguf_next_str(&cur);
+    for (uint32_t i = 0; i < id; i++) s = dte_gguf_next_str(&cur);
+    *at = (uint64_t)((const uint8_t *)s.ptr - g->buf);
+    *len = s.len;
+}
+
 static void read_keys(const dte_gguf *g, dte_host_model_desc *out) {
     dte_str s;
     if (dte_gguf_get_str(g, "general.architecture", &s)) copy_str(out->architecture, sizeof out->architecture, s);
@@ -38,6 +52,12 @@ static void read_keys(const dte_gguf *g, dte_host_model_desc *out) {
     bool tokens = dte_gguf_get_arr(g, "tokenizer.ggml.tokens", DTE_GGUF_STRING, &count, &data);
     out->n_vocab = tokens ? (int64_t)count : -1;
     out->has_chat_template = dte_gguf_get_str(g, "tokenizer.chat_template", &s) && s.len > 0;
+    if (out->has_chat_template) {
+        out->chat_template_at = (uint64_t)((const uint8_t *)s.ptr - g->buf);
+        out->chat_template_len = s.len;
+    }
+    token_text(g, "tokenizer.ggml.bos_token_id", &out->bos_at, &out->bos_len);
+    token_text(g, "tokenizer.ggml.eos_token_id", &out->eos_at, &out->eos_len);
     out->n_layer = arch_int(g, out->architecture, "block_count");
     out->n_embd = arch_int(g, out->architecture, "embedding_length");
     out->n_ctx_train = arch_int(g, out->architecture, "context_length");

@@ -19,6 +19,9 @@ typedef struct {
     char tokenizer[32];          /* tokenizer.ggml.model */
     char pre_tokenizer[64];      /* tokenizer.ggml.pre */
     char reason[256];            /* why the engine refuses it (runs == 0) */
+    /* Byte ranges inside buf (offset, length; length 0 when absent): tokenizer.chat_template and the texts of
+     * the BOS and EOS tokens, which a chat template's bos_token / eos_token name. */
+    uint64_t chat_template_at, chat_template_len, bos_at, bos_len, eos_at, eos_len;
 } dte_host_model_desc;
 
 /* Describe the GGUF in buf (the file, or the weights partition of an image). Returns 0 when the GGUF header

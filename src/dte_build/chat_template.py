@@ -120,26 +120,13 @@ def _environment() -> Any:
 
 def model_chat_template(path: str | Path) -> ChatTemplate | None:
     """The GGUF's `tokenizer.chat_template` with its BOS/EOS token texts, or None when the model has none."""
-    from .image.model_check import open_gguf
+    from .image.model_check import chat_strings
 
     path = Path(path)
-    reader = open_gguf(path)
-    field = reader.fields.get("tokenizer.chat_template")
-    if field is None:
+    strings = chat_strings(path)  # the engine's GGUF parser: milliseconds, where gguf-py takes seconds
+    if strings is None:
         return None
-    source = bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-
-    def token_text(key: str) -> str:
-        ids = reader.fields.get(key)
-        if ids is None or tokens is None:
-            return ""
-        index = int(ids.parts[ids.data[0]][0])
-        if not 0 <= index < len(tokens.data):
-            return ""
-        return bytes(tokens.parts[tokens.data[index]]).decode("utf-8", errors="replace")
-
-    return ChatTemplate(source, token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id"),
+    return ChatTemplate(strings.template, strings.bos, strings.eos,
                         name=f"{path.name}'s chat template")
 
 

@@ -31,7 +31,10 @@ class _Desc(ctypes.Structure):  # firmware/hosted/dte_host_model.h dte_host_mode
                 ("n_ctx_train", ctypes.c_int64), ("type_counts", ctypes.c_uint64 * N_TYPE_SLOTS),
                 ("has_chat_template", ctypes.c_int32), ("runs", ctypes.c_int32),
                 ("architecture", ctypes.c_char * 64), ("tokenizer", ctypes.c_char * 32),
-                ("pre_tokenizer", ctypes.c_char * 64), ("reason", ctypes.c_char * 256)]
+                ("pre_tokenizer", ctypes.c_char * 64), ("reason", ctypes.c_char * 256),
+                ("chat_template_at", ctypes.c_uint64), ("chat_template_len", ctypes.c_uint64),
+                ("bos_at", ctypes.c_uint64), ("bos_len", ctypes.c_uint64), ("eos_at", ctypes.c_uint64),
+                ("eos_len", ctypes.c_uint64)]
 
 
 @dataclass(frozen=True)
@@ -107,21 +110,20 @@ def _opt(v: int) -> int | None:
     return None if v < 0 else int(v)
 
 
-def _describe_buffer(address: int, size: int) -> tuple[int, _Desc]:
-    desc = _Desc()
-    rc = _library().dte_host_model_describe(address, size, ctypes.byref(desc))
-    return int(rc), desc
+@dataclass(frozen=True)
+class ChatStrings:
+    """A model's `tokenizer.chat_template` and the texts of its BOS and EOS tokens (what a template names
+    bos_token / eos_token)."""
+
+    template: str
+    bos: str
+    eos: str
 
 
-def describe_model(path: str | os.PathLike[str], *, start: int = 0, length: int | None = None,
-                   name: str | None = None, what: str | None = None) -> ModelInfo:
-    """Describe the GGUF in bytes [start, start + length) of `path` (default: the whole file) with the engine.
-
-    Raises a one-line DteError naming `what` (default: the file name) when the bytes are not a GGUF the engine's
-    parser accepts at all (missing, empty, not GGUF, truncated header); otherwise returns the description, with
-    `runs` False and the engine's reason when the firmware would refuse it.
-    """
-    label = what or Path(path).name
+def _describe(path: str | os.PathLike[str], start: int, length: int | None,
+              label: str) -> tuple[_Desc, bytes, int]:
+    """Map bytes [start, start + length) of `path` (default: to the end) and describe them. Returns the
+    description, the chat template + BOS + EOS texts concatenated (lengths in the description), and the length."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -146,14 +148,43 @@ def describe_model(path: str | os.PathLike[str], *, start: int = 0, length: int 
         os.close(fd)
     try:
         window = (ctypes.c_char * len(mapped)).from_buffer(mapped)
+        desc = _Desc()
         try:
-            rc, desc = _describe_buffer(ctypes.addressof(window) + start - base, length)
+            rc = _library().dte_host_model_describe(ctypes.addressof(window) + start - base, length,
+                                                    ctypes.byref(desc))
         finally:
             del window
+        skip = start - base
+        blob = b"".join(mapped[skip + at:skip + at + n] for at, n in (
+            (desc.chat_template_at, desc.chat_template_len), (desc.bos_at, desc.bos_len),
+            (desc.eos_at, desc.eos_len)))
     finally:
         mapped.close()
     if rc != 0:
-        raise DteError(f"model {label} would not run on dte: {_text(desc.reason) or f'code {rc}'}", _supported_hint())
+        raise DteError(f"model {label} would not run on dte: {_text(desc.reason) or f'code {rc}'}",
+                       _supported_hint())
+    return desc, blob, length
+
+
+def chat_strings(path: str | os.PathLike[str]) -> ChatStrings | None:
+    """The model's chat template with its BOS/EOS token texts (None without a template), read by the engine's
+    parser in milliseconds."""
+    desc, blob, _ = _describe(path, 0, None, Path(path).name)
+    if not desc.has_chat_template:
+        return None
+    a, b = desc.chat_template_len, desc.chat_template_len + desc.bos_len
+    return ChatStrings(_text(blob[:a]), _text(blob[a:b]), _text(blob[b:b + desc.eos_len]))
+
+
+def describe_model(path: str | os.PathLike[str], *, start: int = 0, length: int | None = None,
+                   name: str | None = None, what: str | None = None) -> ModelInfo:
+    """Describe the GGUF in bytes [start, start + length) of `path` (default: the whole file) with the engine.
+
+    Raises a one-line DteError naming `what` (default: the file name) when the bytes are not a GGUF the engine's
+    parser accepts at all (missing, empty, not GGUF, truncated header); otherwise returns the description, with
+    `runs` False and the engine's reason when the firmware would refuse it.
+    """
+    desc, _, length = _describe(path, start, length, what or Path(path).name)
     lib = _library()
     types = {_text(lib.dte_type_name(t)).upper(): int(n) for t, n in enumerate(desc.type_counts) if n}
     return ModelInfo(
