@@ -16,6 +16,7 @@ from dte_build.engine import Engine
 from model_factory import ModelSpec, make_model
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install llama-cpp-python)")
+from llamacpp_ref import load as load_llama_cpp  # noqa: E402  (llama.cpp's plain CPU path: see llamacpp_ref)
 
 TOKENS = [1, 50, 60, 70, 80, 90, 300, 7]
 
@@ -27,7 +28,7 @@ def test_logits_match_llama_cpp(tmp_path: Path, wtype: T) -> None:
     path = make_model(tmp_path / "m.gguf", spec)
     with Engine(path, threads=2) as e:
         ours = np.stack([e.eval_numpy([t]) for t in TOKENS])
-    model = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, logits_all=True, verbose=False)
+    model = load_llama_cpp(path, n_ctx=64, n_threads=2)
     model.eval(TOKENS)
     theirs = np.array(model.scores[: len(TOKENS)], dtype=np.float64)
     model.close()
