@@ -10,6 +10,7 @@
 #include "boot/net_serve.h"
 #include "boot/run_engine.h"
 #include "boot/status.h"
+#include "boot/thermal_fw.h"
 #include "boot/timer.h"
 #include "boot/weights_load.h"
 #include "boot/weights_manifest.h"
@@ -84,6 +85,7 @@ int dte_main_after_exit(const struct dte_boot_info *info)
     if (attest_weights_loaded(weights.data, weights.resident_bytes, weights.model_size) != 0) {
         return 3;
     }
+    thermal_fw_start();   /* the PCI configuration space is up now (the storage driver brought it) */
     times.load_ns = weights.read_ns;
     times.verify_ns = weights.verify_ns;
     if (blockio.bytes) {

@@ -40,6 +40,8 @@ struct exception_frame {
 };
 
 static struct idt_gate idt[EXCEPTION_VECTORS] __attribute__((aligned(16)));
+volatile uint64_t dte_gp_guard_rip;
+volatile int dte_gp_guard_hit;
 static const char *subsystem = "boot";
 static int panicking;          /* 1 + APIC id of the core that panicked first; 0: none */
 
@@ -72,6 +74,22 @@ __asm__(
     "DTE_ISR_NOERR 28\n DTE_ISR_ERR 29\n DTE_ISR_ERR 30\n DTE_ISR_NOERR 31\n"
     ".balign 16\n"
     "dte_isr_common:\n"
+    /* #GP at the guarded instruction (panic.h, dte_gp_guard_rip): flag it, resume after its 2 bytes and return.
+     * Touches only RAX (restored) and the frame, so the interrupted code runs on unharmed. */
+    "  cmpq $13, (%rsp)\n"
+    "  jne 2f\n"
+    "  pushq %rax\n"
+    "  movq dte_gp_guard_rip(%rip), %rax\n"
+    "  cmpq %rax, 24(%rsp)\n"   /* stack: saved RAX, vector, error code, RIP */
+    "  jne 3f\n"
+    "  addq $2, 24(%rsp)\n"
+    "  movl $1, dte_gp_guard_hit(%rip)\n"
+    "  popq %rax\n"
+    "  addq $16, %rsp\n"
+    "  iretq\n"
+    "3:\n"
+    "  popq %rax\n"
+    "2:\n"
     "  movq %rsp, %rcx\n"
     "  andq $-16, %rsp\n"
     "  subq $32, %rsp\n"

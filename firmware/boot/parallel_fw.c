@@ -5,6 +5,7 @@
 #include "boot/smp.h"
 #include "engine/platform.h"
 #include "boot/io.h"
+#include "boot/thermal_fw.h"
 
 #define CACHE_LINE 64
 
@@ -16,12 +17,14 @@ struct pool {
     _Alignas(CACHE_LINE) int busy;              /* a dte_parallel_for is in progress */
     int stop;              /* a panic: everyone halts */
     int workers;           /* BSP + APs that checked in */
+    int active;            /* how many of them take work (the thermal governor's pacing); <= workers */
+    int job_workers;       /* the current job's split, published with the generation bump */
     dte_range_fn fn;
     void *arg;
     int64_t n;
 };
 
-static struct pool pool = {.workers = 1};
+static struct pool pool = {.workers = 1, .active = 1 << 30};
 
 static inline void cpu_pause(void)
 {
@@ -56,8 +59,8 @@ void parallel_worker_loop(int worker)
             cpu_pause();
         }
         seen = now;
-        if (worker < pool.workers) {
-            run_share(worker, pool.workers, pool.n);
+        if (worker < pool.job_workers) {
+            run_share(worker, pool.job_workers, pool.n);
         }
         __atomic_fetch_sub(&pool.remaining, 1, __ATOMIC_RELEASE);
     }
@@ -66,6 +69,13 @@ void parallel_worker_loop(int worker)
 void parallel_set_workers(int workers)
 {
     __atomic_store_n(&pool.workers, workers < 1 ? 1 : workers, __ATOMIC_RELEASE);
+}
+
+/* The thermal governor's cap: jobs are split over at most `workers` cores; the rest idle in their `pause` loop.
+ * dte_worker_count() is unchanged (callers size per-worker scratch by it). */
+void parallel_set_active(int workers)
+{
+    __atomic_store_n(&pool.active, workers < 1 ? 1 : workers, __ATOMIC_RELEASE);
 }
 
 void parallel_stop(void)
@@ -79,15 +89,18 @@ int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg)
     if (!__atomic_compare_exchange_n(&pool.busy, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         return -1;   /* nested (from inside fn) or concurrent (another core): rejected */
     }
+    thermal_fw_tick();   /* may pace (fewer workers) or, above the critical temperature, wait here */
     if (n > 0) {
-        int workers = pool.workers;
+        int active = __atomic_load_n(&pool.active, __ATOMIC_ACQUIRE);
+        int workers = pool.workers < active ? pool.workers : active;
+        pool.job_workers = workers;
         pool.fn = fn;
         pool.arg = arg;
         pool.n = n;
         if (workers == 1 || n == 1) {
             fn(arg, 0, n, 0);
         } else {
-            __atomic_store_n(&pool.remaining, workers - 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&pool.remaining, pool.workers - 1, __ATOMIC_RELAXED);   /* idle APs answer too */
             __atomic_fetch_add(&pool.generation, 1, __ATOMIC_RELEASE);   /* publishes fn, arg, n */
             run_share(0, workers, n);
             while (__atomic_load_n(&pool.remaining, __ATOMIC_ACQUIRE) != 0) {

@@ -32,6 +32,8 @@ __attribute__((noreturn)) void parallel_worker_loop(int worker);
 
 /* Publish the number of workers that checked in (BSP included); called once by dte_smp_start. */
 void parallel_set_workers(int workers);
+/* The thermal governor's cap on how many workers take each job (boot/thermal_fw.c). */
+void parallel_set_active(int workers);
 
 /* Set the stop flag the workers (and a BSP waiting in dte_parallel_for) poll; they halt. */
 void parallel_stop(void);

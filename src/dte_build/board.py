@@ -19,6 +19,8 @@ KNOWN_FEATURES = {
     "avx512vnni", "avx512bf16",
 }
 ESP_FIRST_LBA = 2048
+THERMAL_DEFAULTS: dict[str, int] = {"target_c": 85, "critical_c": 95, "hysteresis_c": 5, "power_limit_w": 0,
+                                    "sample_ms": 100}
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Board:
     qemu: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     persona_file: Path | None = None   # [persona] file: the identity compiled into the firmware (docs/identity.md)
+    thermal: dict[str, int] = field(default_factory=lambda: dict(THERMAL_DEFAULTS))   # [thermal] (docs/thermal.md)
 
     @property
     def weights_lba(self) -> int:
@@ -94,6 +97,7 @@ class Board:
             "model": {"default": str(self.default_model) if self.default_model else None},
             "qemu": dict(self.qemu),
             "persona": {"file": str(self.persona_file) if self.persona_file else None},
+            "thermal": dict(self.thermal),
         }
 
 
@@ -175,6 +179,7 @@ def _parse(data: dict[str, Any], path: Path) -> Board:
     model = _table(data, "model", path, required=False)
     qemu = _table(data, "qemu", path, required=False)
     persona = _table(data, "persona", path, required=False)
+    thermal = _table(data, "thermal", path, required=False)
 
     name = board.get("name", str)
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
@@ -229,6 +234,7 @@ def _parse(data: dict[str, Any], path: Path) -> Board:
         qemu=dict(qemu.data),
         source=path,
         persona_file=(REPO_ROOT / persona_file) if persona_file else None,
+        thermal=_thermal(thermal),
     )
 
 
@@ -248,6 +254,25 @@ def _regions(memory: _Fields, path: Path) -> tuple[Region, ...]:
     if missing or len(regions) != len(REGION_NAMES):
         raise memory.fail("regions", f"must list each of {', '.join(REGION_NAMES)} once")
     return tuple(regions)
+
+
+def _thermal(thermal: _Fields) -> dict[str, int]:
+    """The thermal envelope: target/critical/hysteresis in degrees C (Tctl), package power limit in W (0: none),
+    sample period in ms. Missing keys take THERMAL_DEFAULTS."""
+    unknown = sorted(set(thermal.data) - set(THERMAL_DEFAULTS))
+    if unknown:
+        raise thermal.fail(unknown[0], f"is not a thermal key (known: {', '.join(THERMAL_DEFAULTS)})")
+    values = {key: thermal.get(key, int, default) for key, default in THERMAL_DEFAULTS.items()}
+    if not 40 <= values["target_c"] < values["critical_c"] <= 125:
+        raise thermal.fail("critical_c", f"({values['critical_c']}) must exceed target_c ({values['target_c']}); "
+                           "both within 40..125")
+    if not 1 <= values["hysteresis_c"] < values["target_c"] - 30:
+        raise thermal.fail("hysteresis_c", f"must be 1..{values['target_c'] - 31}, not {values['hysteresis_c']}")
+    if not 0 <= values["power_limit_w"] <= 4000:
+        raise thermal.fail("power_limit_w", f"must be 0 (none) .. 4000, not {values['power_limit_w']}")
+    if not 10 <= values["sample_ms"] <= 10000:
+        raise thermal.fail("sample_ms", f"must be 10..10000, not {values['sample_ms']}")
+    return values
 
 
 def _check_storage(storage: _Fields) -> None:

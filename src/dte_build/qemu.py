@@ -152,7 +152,7 @@ class RunResult:
         return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out,
                 "stopped": self.stopped, "seconds": round(self.seconds, 3),
                 "cpus": workers_checked_in(self.status),
-                "accel": self.accel, **generation_summary(self), "status": self.status,
+                "accel": self.accel, **generation_summary(self), **thermal_summary(self), "status": self.status,
                 "lines": [{"word": w, **f} for w, f in self.lines]}
 
 
@@ -198,6 +198,23 @@ def generation_summary(result: RunResult) -> dict[str, Any]:
     if "blockio_mib_per_s" in bench:
         out["bench"] = {k: _number(bench, k) for k in bench}
     return out
+
+
+def thermal_summary(result: RunResult) -> dict[str, Any]:
+    """The thermal governor's report (firmware/boot/thermal_fw.c): its last state and reading and how many
+    decisions it logged; {} when the firmware printed no thermal line."""
+    lines = result.all("thermal")
+    if not lines:
+        return {}
+    last = lines[-1]
+    out: dict[str, Any] = {"state": last.get("state"), "decisions": sum("workers" in f for f in lines)}
+    for key in ("tctl_c", "pkg_w", "workers"):
+        if (value := _number(last, key)) is not None:
+            out[key] = value
+    for key in ("reason", "power_reason"):
+        if key in last:
+            out[key] = last[key]
+    return {"thermal": out}
 
 
 def kvm_usable() -> bool:
