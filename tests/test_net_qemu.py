@@ -232,3 +232,33 @@ def test_prompt_longer_than_the_context_is_refused_context_full(appliance: NetAp
         c.generate(p.Prompt(text, n_predict=4))
     with Client(appliance.host, appliance.port, KEY) as c:
         assert c.ping() < 2.0
+
+
+def fresh_greedy(ids: list[int], n: int) -> list[int]:
+    """The hosted engine over `ids` from an empty cache in one evaluation, then greedy tokens one at a time: a
+    fresh run over the whole transcript (the oracle for a conversation's later turn)."""
+    out: list[int] = []
+    with Engine(MODEL) as engine:
+        engine.reset()
+        logits = engine.eval(ids)
+        for _ in range(n):
+            best = max(range(len(logits)), key=logits.__getitem__)
+            if best == engine.info["eos"]:
+                break
+            out.append(best)
+            logits = engine.eval([best])
+    return out
+
+
+def test_conversation_turn_two_equals_a_fresh_run_and_evaluates_only_new_tokens(appliance: NetAppliance) -> None:
+    """Exact ids (no tolerance): the appliance and the hosted engine are the same C engine, and each position's
+    values do not depend on how the prompt was split into evaluations (engine/kernels: one reduction order)."""
+    with Client(appliance.host, appliance.port, KEY) as c:
+        one = c.say(PROMPT, n_predict=6)
+        two = c.say(" And the forest answered", n_predict=8)
+    assert one.ids == hosted(PROMPT, 6)["ids"]
+    transcript = one.prompt_ids + one.ids + two.prompt_ids
+    assert two.prompt_start == len(one.prompt_ids) + len(one.ids)
+    assert two.done.prompt_tokens == len(two.prompt_ids) + 1          # + turn one's last, unevaluated token
+    assert two.done.reused_tokens == len(one.prompt_ids) + len(one.ids) - 1
+    assert two.ids == fresh_greedy(transcript, 8)
