@@ -71,7 +71,9 @@ void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, co
 void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weights, int64_t w_row_bytes, int64_t rows,
                              const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride);
-/* The scalar reference (always available; the SIMD kernels are tested against it). */
+/* The scalar reference (always available): the definition of dte's one reduction order (quants_dot.c,
+ * docs/kernels.md). Every SIMD kernel, at every width, returns exactly its bits. Within float rounding of ggml's
+ * own dot products (whose order varies with the CPU), not bit-equal to them. */
 float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *weights, const void *activations);
 
 /* fp16 / bf16 conversions (IEEE binary16 round-to-nearest-even; bf16 as ggml: round-to-nearest-even, NaN kept). */

@@ -1,216 +1,227 @@
-/* Scalar reference dot products, one per weight type against its vec_dot type.
+/* Scalar reference dot products, one per weight type against its vec_dot type: the definition of dte's one
+ * reduction order (docs/kernels.md "One reduction order"), which every generated SIMD kernel follows at every
+ * vector width, so that every CPU gives the same bits.
  *
- * Same integer sums and float combination as ggml's generic versions (ggml/src/ggml-cpu/quants.c
- * ggml_vec_dot_*_generic; ggml-cpu/vec.c ggml_vec_dot_f32/f16/bf16 accumulate in double). The SIMD kernels are
- * tested against these. No libc.
+ * Integer sums are ggml's (ggml/src/ggml-cpu/quants.c ggml_vec_dot_*_generic): exact. The float side is fixed
+ * here instead of ggml's (whose order depends on the CPU):
+ * - 32-element blocks (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0): 16 float lanes; block b adds its eight 4-element integer sums
+ *   into lanes 8*(b%2)+j with fmaf(dw_b*da_b, sum, lane); Q4_1/Q5_1 add m_b*s_b into one scalar with fmaf in
+ *   block order; result = tree(16 lanes) + that scalar.
+ * - K-quants: 8 float lanes; lane j of a super-block's integer sum holds the elements e with (e%32)/4 == j, each
+ *   times its sub-block scale; lane = fmaf(d*da, sum, lane); Q2_K/Q4_K/Q5_K subtract (dmin*da)*minsum from one
+ *   scalar in super-block order (separate roundings); result = tree(8 lanes) - that scalar.
+ * - F32/F16/BF16: 64 float lanes (ggml's AVX-512 layout), element i into lane i%64 with fmaf over the first
+ *   n - n%64 elements, the rest fmaf'd into one scalar in order; result = tree(64 lanes) + that scalar.
+ * tree(v): v[l] += v[l + h] for h = n/2, n/4, ..., 1; v[0]. No libc.
  */
 #include "quants.h"
 
 #include "quants_blocks.h"
 
-/* No fused multiply-add: each product and sum rounds separately, as in ggml's generic C (built without
- * contraction), so the reference is bit-identical to ggml_vec_dot_*_generic whatever -march allows. */
+/* Only the fmaf calls fuse; every other product and sum rounds as written, whatever -march allows. */
 #pragma STDC FP_CONTRACT OFF
+
+static float fused(float a, float b, float c)
+{
+    return __builtin_fmaf(a, b, c);
+}
+
+static float tree_sum(float *v, int n)
+{
+    for (int h = n / 2; h >= 1; h /= 2) {
+        for (int l = 0; l < h; ++l) v[l] = v[l] + v[l + h];
+    }
+    return v[0];
+}
+
+/* One 32-element block: q[e] weight values, y[e] activations, d = dw * da. */
+static void block32(float acc[16], int64_t b, const int8_t q[32], const int8_t y[32], float d)
+{
+    for (int j = 0; j < 8; ++j) {
+        int s = 0;
+        for (int k = 0; k < 4; ++k) s += q[4 * j + k] * y[4 * j + k];
+        acc[8 * (b % 2) + j] = fused(d, (float)s, acc[8 * (b % 2) + j]);
+    }
+}
+
+/* Element e of a Q4_0/Q4_1 (fifth = NULL) or Q5_0/Q5_1 block, before the offset. */
+static int nibble_value(const uint8_t qs[16], const uint8_t *qh, int e)
+{
+    int v = e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4);
+    if (qh != NULL) v |= (int)((dte_qh_word(qh) >> e) & 1) << 4;
+    return v;
+}
+
+static void nibble_block(int8_t q[32], const uint8_t qs[16], const uint8_t *qh, int offset)
+{
+    for (int e = 0; e < 32; ++e) q[e] = (int8_t)(nibble_value(qs, qh, e) - offset);
+}
 
 static float dot_q4_0_q8_0(int64_t nb, const dte_block_q4_0 *x, const dte_block_q8_0 *y)
 {
-    float sumf = 0.0f;
+    float acc[16] = {0};
+    int8_t q[32];
     for (int64_t i = 0; i < nb; ++i) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < 16; ++j) {
-            sumi0 += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
-            sumi1 += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
-        }
-        sumf += (float)(sumi0 + sumi1) * dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d);
+        nibble_block(q, x[i].qs, NULL, 8);
+        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
     }
-    return sumf;
+    return tree_sum(acc, 16);
 }
 
 static float dot_q4_1_q8_1(int64_t nb, const dte_block_q4_1 *x, const dte_block_q8_1 *y)
 {
-    float sumf = 0.0f;
+    float acc[16] = {0}, m = 0.0f;
+    int8_t q[32];
     for (int64_t i = 0; i < nb; ++i) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < 16; ++j) {
-            sumi0 += (x[i].qs[j] & 0x0F) * y[i].qs[j];
-            sumi1 += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-        }
-        sumf += (dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d)) * (float)(sumi0 + sumi1) +
-                dte_f16_to_f32(x[i].m) * dte_f16_to_f32(y[i].s);
+        nibble_block(q, x[i].qs, NULL, 0);
+        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+        m = fused(dte_f16_to_f32(x[i].m), dte_f16_to_f32(y[i].s), m);
     }
-    return sumf;
+    return tree_sum(acc, 16) + m;
 }
 
 static float dot_q5_0_q8_0(int64_t nb, const dte_block_q5_0 *x, const dte_block_q8_0 *y)
 {
-    float sumf = 0.0f;
+    float acc[16] = {0};
+    int8_t q[32];
     for (int64_t i = 0; i < nb; ++i) {
-        const uint32_t qh = dte_qh_word(x[i].qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < 16; ++j) {
-            const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
-            const int x1 = (int)((x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
-            sumi0 += x0 * y[i].qs[j];
-            sumi1 += x1 * y[i].qs[j + 16];
-        }
-        sumf += (dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d)) * (float)(sumi0 + sumi1);
+        nibble_block(q, x[i].qs, x[i].qh, 16);
+        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
     }
-    return sumf;
+    return tree_sum(acc, 16);
 }
 
 static float dot_q5_1_q8_1(int64_t nb, const dte_block_q5_1 *x, const dte_block_q8_1 *y)
 {
-    float sumf = 0.0f;
+    float acc[16] = {0}, m = 0.0f;
+    int8_t q[32];
     for (int64_t i = 0; i < nb; ++i) {
-        const uint32_t qh = dte_qh_word(x[i].qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < 16; ++j) {
-            const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
-            const int x1 = (int)((x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
-            sumi0 += x0 * y[i].qs[j];
-            sumi1 += x1 * y[i].qs[j + 16];
-        }
-        sumf += (dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d)) * (float)(sumi0 + sumi1) +
-                dte_f16_to_f32(x[i].m) * dte_f16_to_f32(y[i].s);
+        nibble_block(q, x[i].qs, x[i].qh, 0);
+        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+        m = fused(dte_f16_to_f32(x[i].m), dte_f16_to_f32(y[i].s), m);
     }
-    return sumf;
+    return tree_sum(acc, 16) + m;
 }
 
 static float dot_q8_0_q8_0(int64_t nb, const dte_block_q8_0 *x, const dte_block_q8_0 *y)
 {
-    float sumf = 0.0f;
+    float acc[16] = {0};
     for (int64_t i = 0; i < nb; ++i) {
-        int sumi = 0;
-        for (int j = 0; j < 32; ++j) {
-            sumi += x[i].qs[j] * y[i].qs[j];
-        }
-        sumf += (float)sumi * (dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+        block32(acc, i, x[i].qs, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
     }
-    return sumf;
+    return tree_sum(acc, 16);
+}
+
+/* One K-quant super-block: q[e] values, sc16[e/16] their scales; lane (e%32)/4 collects element e. */
+static void k_block(float acc[8], const int8_t q[DTE_QK_K], const int sc16[16], const dte_block_q8_K *y, float d)
+{
+    int32_t lanes[8] = {0};
+    for (int e = 0; e < DTE_QK_K; ++e) lanes[(e % 32) / 4] += sc16[e / 16] * (q[e] * y->qs[e]);
+    for (int j = 0; j < 8; ++j) acc[j] = fused(d, (float)lanes[j], acc[j]);
+}
+
+/* The scalar min term of a super-block: (dmin * da) * sum_j bsums[j] * mins16[j], rounded separately. */
+static float k_min(uint16_t dmin, const int mins16[16], const dte_block_q8_K *y)
+{
+    int s = 0;
+    for (int j = 0; j < 16; ++j) s += y->bsums[j] * mins16[j];
+    const float d = dte_f16_to_f32(dmin) * y->d;
+    return d * (float)s;
 }
 
 static float dot_q2_K_q8_K(int64_t nb, const dte_block_q2_K *x, const dte_block_q8_K *y)
 {
     int8_t q[DTE_QK_K];
-    float sumf = 0.0f;
+    int sc[16], mn[16];
+    float acc[8] = {0}, m = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
         dte_unpack_q2_K(&x[i], q);
-        int summs = 0, isum = 0;
         for (int j = 0; j < 16; ++j) {
-            summs += y[i].bsums[j] * (x[i].scales[j] >> 4);
-            int isuml = 0;
-            for (int l = 0; l < 16; ++l) isuml += y[i].qs[16 * j + l] * q[16 * j + l];
-            isum += (x[i].scales[j] & 0xF) * isuml;
+            sc[j] = x[i].scales[j] & 0xF;
+            mn[j] = x[i].scales[j] >> 4;
         }
-        const float dall = y[i].d * dte_f16_to_f32(x[i].d);
-        const float dmin = y[i].d * dte_f16_to_f32(x[i].dmin);
-        sumf += dall * (float)isum - dmin * (float)summs;
+        k_block(acc, q, sc, &y[i], dte_f16_to_f32(x[i].d) * y[i].d);
+        m = m + k_min(x[i].dmin, mn, &y[i]);
     }
-    return sumf;
-}
-
-/* The K-quant generic kernels accumulate in 8 int32 lanes (element index mod 8) and 8 float lanes. */
-static void lanes_add_scaled(int32_t aux32[8], const int8_t *q8, const int8_t *a, int count, int32_t scale)
-{
-    for (int k = 0; k < count; ++k) {
-        aux32[k % 8] += scale * (int16_t)(q8[k] * a[k]);
-    }
-}
-
-static void lanes_flush(float sums[8], const int32_t aux32[8], float d)
-{
-    for (int l = 0; l < 8; ++l) sums[l] += d * (float)aux32[l];
-}
-
-static float lanes_total(float sumf, const float sums[8])
-{
-    for (int l = 0; l < 8; ++l) sumf += sums[l];
-    return sumf;
+    return tree_sum(acc, 8) - m;
 }
 
 static float dot_q3_K_q8_K(int64_t nb, const dte_block_q3_K *x, const dte_block_q8_K *y)
 {
-    int8_t q[DTE_QK_K], sc[16];
-    float sums[8] = {0};
+    int8_t q[DTE_QK_K], sc8[16];
+    int sc[16];
+    float acc[8] = {0};
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t aux32[8] = {0};
-        dte_unpack_q3_K(&x[i], q, sc);
-        for (int j = 0; j < 16; ++j) lanes_add_scaled(aux32, y[i].qs + 16 * j, q + 16 * j, 16, sc[j]);
-        lanes_flush(sums, aux32, dte_f16_to_f32(x[i].d) * y[i].d);
+        dte_unpack_q3_K(&x[i], q, sc8);
+        for (int j = 0; j < 16; ++j) sc[j] = sc8[j];
+        k_block(acc, q, sc, &y[i], dte_f16_to_f32(x[i].d) * y[i].d);
     }
-    return lanes_total(0.0f, sums);
+    return tree_sum(acc, 8);
 }
 
-/* Q4_K and Q5_K differ only in how the quants unpack. */
-static float dot_q45_K_q8_K(const uint16_t dd[2], const uint8_t scales[12], const int8_t q[DTE_QK_K],
-                            const dte_block_q8_K *y, float sums[8])
+/* Q4_K and Q5_K differ only in how the quants unpack; returns the min term. */
+static float k45_block(float acc[8], uint16_t d, uint16_t dmin, const uint8_t scales[12], const int8_t q[DTE_QK_K],
+                       const dte_block_q8_K *y)
 {
-    uint8_t sc[8], mn[8];
-    dte_unpack_scale_min_k4(scales, sc, mn);
-    int sumi = 0;
-    for (int j = 0; j < 16; ++j) sumi += y->bsums[j] * mn[j / 2];
-    int32_t aux32[8] = {0};
-    for (int j = 0; j < 8; ++j) lanes_add_scaled(aux32, y->qs + 32 * j, q + 32 * j, 32, sc[j]);
-    lanes_flush(sums, aux32, dte_f16_to_f32(dd[0]) * y->d);
-    return dte_f16_to_f32(dd[1]) * y->d * (float)sumi; /* the caller subtracts this */
+    uint8_t sc8[8], mn8[8];
+    int sc[16], mn[16];
+    dte_unpack_scale_min_k4(scales, sc8, mn8);
+    for (int j = 0; j < 16; ++j) {
+        sc[j] = sc8[j / 2];
+        mn[j] = mn8[j / 2];
+    }
+    k_block(acc, q, sc, y, dte_f16_to_f32(d) * y->d);
+    return k_min(dmin, mn, y);
 }
 
 static float dot_q4_K_q8_K(int64_t nb, const dte_block_q4_K *x, const dte_block_q8_K *y)
 {
     int8_t q[DTE_QK_K];
-    float sums[8] = {0}, sumf = 0.0f;
+    float acc[8] = {0}, m = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        const uint16_t dd[2] = {x[i].d, x[i].dmin};
         dte_unpack_q4_K(x[i].qs, q);
-        sumf -= dot_q45_K_q8_K(dd, x[i].scales, q, &y[i], sums);
+        m = m + k45_block(acc, x[i].d, x[i].dmin, x[i].scales, q, &y[i]);
     }
-    return lanes_total(sumf, sums);
+    return tree_sum(acc, 8) - m;
 }
 
 static float dot_q5_K_q8_K(int64_t nb, const dte_block_q5_K *x, const dte_block_q8_K *y)
 {
     int8_t q[DTE_QK_K];
-    float sums[8] = {0}, sumf = 0.0f;
+    float acc[8] = {0}, m = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        const uint16_t dd[2] = {x[i].d, x[i].dmin};
         dte_unpack_q5_K(&x[i], q);
-        sumf -= dot_q45_K_q8_K(dd, x[i].scales, q, &y[i], sums);
+        m = m + k45_block(acc, x[i].d, x[i].dmin, x[i].scales, q, &y[i]);
     }
-    return lanes_total(sumf, sums);
+    return tree_sum(acc, 8) - m;
 }
 
 static float dot_q6_K_q8_K(int64_t nb, const dte_block_q6_K *x, const dte_block_q8_K *y)
 {
     int8_t q[DTE_QK_K];
-    float sums[8] = {0};
+    int sc[16];
+    float acc[8] = {0};
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t aux32[8] = {0};
         dte_unpack_q6_K(&x[i], q);
-        for (int j = 0; j < 16; ++j) lanes_add_scaled(aux32, y[i].qs + 16 * j, q + 16 * j, 16, x[i].scales[j]);
-        lanes_flush(sums, aux32, dte_f16_to_f32(x[i].d) * y[i].d);
+        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
+        k_block(acc, q, sc, &y[i], dte_f16_to_f32(x[i].d) * y[i].d);
     }
-    return lanes_total(0.0f, sums);
+    return tree_sum(acc, 8);
 }
 
-static float dot_f32(int64_t n, const float *x, const float *y)
-{
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum += (double)(x[i] * y[i]);
-    return (float)sum;
-}
+/* F32/F16/BF16: element i of a row as float. */
+typedef float (*element_fn)(const void *row, int64_t i);
+static float f32_at(const void *row, int64_t i) { return ((const float *)row)[i]; }
+static float f16_at(const void *row, int64_t i) { return dte_f16_to_f32(((const uint16_t *)row)[i]); }
+static float bf16_at(const void *row, int64_t i) { return dte_bf16_to_f32(((const uint16_t *)row)[i]); }
 
-static float dot_f16(int64_t n, const uint16_t *x, const uint16_t *y)
+static float dot_float(int64_t n, const void *x, const void *y, element_fn at)
 {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum += (double)(dte_f16_to_f32(x[i]) * dte_f16_to_f32(y[i]));
-    return (float)sum;
-}
-
-static float dot_bf16(int64_t n, const uint16_t *x, const uint16_t *y)
-{
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum += (double)(dte_bf16_to_f32(x[i]) * dte_bf16_to_f32(y[i]));
-    return (float)sum;
+    float acc[64] = {0}, rest = 0.0f;
+    const int64_t main = n - n % 64;
+    for (int64_t i = 0; i < main; ++i) acc[i % 64] = fused(at(x, i), at(y, i), acc[i % 64]);
+    for (int64_t i = main; i < n; ++i) rest = fused(at(x, i), at(y, i), rest);
+    return tree_sum(acc, 64) + rest;
 }
 
 float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *a)
@@ -221,9 +232,9 @@ float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void
     }
     const int64_t nb = n / be;
     switch (weight_type) {
-    case DTE_TYPE_F32: return dot_f32(n, w, a);
-    case DTE_TYPE_F16: return dot_f16(n, w, a);
-    case DTE_TYPE_BF16: return dot_bf16(n, w, a);
+    case DTE_TYPE_F32: return dot_float(n, w, a, f32_at);
+    case DTE_TYPE_F16: return dot_float(n, w, a, f16_at);
+    case DTE_TYPE_BF16: return dot_float(n, w, a, bf16_at);
     case DTE_TYPE_Q4_0: return dot_q4_0_q8_0(nb, w, a);
     case DTE_TYPE_Q4_1: return dot_q4_1_q8_1(nb, w, a);
     case DTE_TYPE_Q5_0: return dot_q5_0_q8_0(nb, w, a);

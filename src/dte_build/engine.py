@@ -32,12 +32,13 @@ def _digest(sources: Sequence[Path], flags: Sequence[str]) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def build_host_library(sanitize: bool = False) -> Path:
+def build_host_library(sanitize: bool = False, width: int | None = None) -> Path:
     """Build (or reuse) the hosted engine library from firmware/sources.toml [common] + [hosted], cached under
     build/host/ by a hash of sources, headers and flags. `sanitize` gives the ASan/UBSan variant (load it in a
-    process started with LD_PRELOAD=asan_runtime())."""
+    process started with LD_PRELOAD=asan_runtime()). `width`: the SIMD kernels' width (256 or 512; default
+    kernel_width()), or 0 for none (the scalar reference dot products)."""
     sources = toolchain.hosted_sources()
-    flags = (SANITIZE_FLAGS if sanitize else _kernel_flags()) + LINK_FLAGS
+    flags = (SANITIZE_FLAGS if sanitize else [] if width == 0 else _kernel_flags(width)) + LINK_FLAGS
     out = build_root() / "host" / f"libdte_host-{'asan-' if sanitize else ''}{_digest(sources, flags)}.so"
     if not out.exists():
         toolchain.compile_hosted_library(sources, out, flags)
@@ -62,11 +63,11 @@ def kernel_width() -> int:
     return host_kernel_width() or 256
 
 
-def _kernel_flags() -> list[str]:
-    """Link the llvmlite SIMD kernels (kernel_width() bits, this host's CPU) when they can be generated here; the
-    engine falls back to the scalar reference dot products otherwise. The object's name (its ISA tag and IR hash)
-    is among the flags, so the library cache is keyed on the width."""
-    width = kernel_width()
+def _kernel_flags(width: int | None = None) -> list[str]:
+    """Link the llvmlite SIMD kernels (`width` bits, default kernel_width(); this host's CPU) when they can be
+    generated here; the engine falls back to the scalar reference dot products otherwise. The object's name (its
+    ISA tag and IR hash) is among the flags, so the library cache is keyed on the width."""
+    width = width or kernel_width()
     try:
         from .kernels import kernel_object
 

@@ -1,5 +1,7 @@
 """Kernels for the float weight types, each against activations of its own type (ggml: F32 . F32, F16 . F16,
-BF16 . BF16; ggml-cpu/vec.c ggml_vec_dot_f16 etc.): widen to float, fma into 4 vector accumulators, scalar tail."""
+BF16 . BF16; ggml-cpu/vec.c ggml_vec_dot_f16 etc.): widen to float, fma into 64 float lanes (element 64i + l into
+lane l: eight 256-bit or four 512-bit registers, ggml's AVX-512 layout), the lanes summed by dte's fixed tree, plus a scalar fma tail in
+element order (docs/kernels.md "One reduction order")."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Callable
 from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+LANES = 64
 
 
 def widen(fn: Fn, kind: str, base: str, offset: str, n: int) -> str:
@@ -24,9 +27,10 @@ def widen(fn: Fn, kind: str, base: str, offset: str, n: int) -> str:
 
 
 def float_kernel(isa: Isa, kind: str) -> Fn:
+    del isa  # the IR is the same at every width
     fn = new_fn(f"dte_k_vec_dot_{kind}_{kind}")
     size = ELEMENT_BYTES[kind]
-    chunk = 4 * (isa.width // 32)  # four registers of floats per iteration
+    chunk = LANES  # the same lanes at every width: LLVM splits the vector into registers of isa.width
     steps = fn.emit(f"sdiv i64 %n, {chunk}")
 
     def body(i: str, accs: list[str]) -> list[str]:
@@ -39,11 +43,12 @@ def float_kernel(isa: Isa, kind: str) -> Fn:
 
     def tail(i: str, accs: list[str]) -> list[str]:
         off = fn.emit(f"mul nuw nsw i64 {fn.emit(f'add nuw nsw i64 {done}, {i}')}, {size}")
-        product = fn.op("fmul", "float", widen(fn, kind, "%w", off, 1), widen(fn, kind, "%a", off, 1))
-        return [fn.op("fadd", "float", accs[0], product)]
+        fn.declare("declare float @llvm.fma.f32(float, float, float)")
+        return [fn.emit(f"call float @llvm.fma.f32(float {widen(fn, kind, '%w', off, 1)}, "
+                        f"float {widen(fn, kind, '%a', off, 1)}, float {accs[0]})")]
 
     (rest,) = counted_loop(fn, left, [("float", "0.0")], tail)
-    fn.raw(f"ret float {fn.op('fadd', 'float', fn.reduce_fadd(chunk, acc), rest)}")
+    fn.raw(f"ret float {fn.op('fadd', 'float', fn.tree_sum(chunk, acc), rest)}")
     return fn
 
 

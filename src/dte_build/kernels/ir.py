@@ -3,7 +3,8 @@ blocks every kernel shares.
 
 The shapes follow docs in /work/shared/notes/kernels-llvmlite.md (measured on this machine): `abs`/`select` sign
 trick plus a saturating 16-bit truncation that LLVM selects as `vpmaddubsw`, `pmadd.wd` (or its 4-instruction
-generic form) for pair sums, `vpdpbusd` on VNNI boards, `fma` accumulators and a `reassoc` `reduce.fadd`.
+generic form) for pair sums, `vpdpbusd` on VNNI boards, `fma` accumulators and dte's fixed
+summation tree (`tree_sum`) instead of a reassociating reduction: the float side is the same at every width.
 """
 
 from __future__ import annotations
@@ -216,10 +217,17 @@ class Fn:
         self.declare(f"declare {t} @llvm.fma.v{n}f32({t}, {t}, {t})")
         return self.emit(f"call {t} @llvm.fma.v{n}f32({t} {a}, {t} {b}, {t} {c})", "acc")
 
-    def reduce_fadd(self, n: int, v: str) -> str:
-        t = vec(n, "float")
-        self.declare(f"declare float @llvm.vector.reduce.fadd.v{n}f32(float, {t})")
-        return self.emit(f"call reassoc float @llvm.vector.reduce.fadd.v{n}f32(float -0.0, {t} {v})")
+    def tree_sum(self, n: int, v: str) -> str:
+        """The sum of the n (a power of two) float lanes of v by dte's fixed tree: lane l += lane l + n/2, halving
+        until one lane is left (docs/kernels.md "One reduction order"). No fast-math flag: every add rounds as
+        written, so the result is the same whatever registers LLVM splits the vector into."""
+        while n > 1:
+            h = n // 2
+            t = vec(n, "float")
+            lo = self.shuffle(t, v, None, list(range(h)))
+            hi = self.shuffle(t, v, None, list(range(h, n)))
+            v, n = self.op("fadd", vec(h, "float"), lo, hi), h
+        return self.emit(f"extractelement {vec(1, 'float')} {v}, i32 0", "f")
 
     def reduce_add_i32(self, n: int, v: str) -> str:
         t = vec(n, "i32")

@@ -204,8 +204,8 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     nb = fn.emit(f"sdiv i64 %n, {QK_K}")
     # Integer sums use the full vector; the float side always has 8 lanes. At 512 bits the two 256-bit halves of
     # the i32 sums are added first (exact, integer): lane j then holds the same sum as the 256-bit kernel's lane j,
-    # so every float operation, and the result, is the same at both widths — and the same as llama.cpp's AVX2
-    # order, which matters where two logits are within a float rounding of each other.
+    # so every float operation, and the result, is the same at both widths (docs/kernels.md "One reduction
+    # order"; firmware/engine/quants_dot.c is the scalar statement of it).
     int_lanes = isa.bytes // 4
     lanes = min(int_lanes, 8)
 
@@ -235,7 +235,7 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
 
     accs = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer")] * tokens + [("float", "0.0")] * tokens,
                         body)
-    results = [fn.op("fsub", "float", fn.reduce_fadd(lanes, a), m) for a, m in zip(accs[:tokens], accs[tokens:])]
+    results = [fn.op("fsub", "float", fn.tree_sum(lanes, a), m) for a, m in zip(accs[:tokens], accs[tokens:])]
     if tokens == 1:
         fn.raw(f"ret float {results[0]}")
     else:

@@ -50,38 +50,49 @@ def joined(fn: Fn, parts: list[str]) -> str:
 
 def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: list[str],
                 accs: list[str], maccs: list[str], wbases: tuple[str, ...] = ("%w",)) -> tuple[list[str], list[str]]:
-    """Multiply-accumulate `blocks` consecutive 32-element blocks (1 per 256 bits of vector) of each weight row in
-    `wbases` against each activation row in `bases`; one vector and one scalar (min term) accumulator per
-    (activation row, weight row) pair, activation-row-major. Every pair gets the same operations whatever the
-    number of rows, so the tile kernels equal the one-row kernels bit for bit."""
-    n = 32 * blocks
+    """Multiply-accumulate `blocks` (1 or 2) consecutive 32-element blocks of each weight row in `wbases` against
+    each activation row in `bases`; one <8*blocks x float> and one scalar (min term) accumulator per
+    (activation row, weight row) pair, activation-row-major.
+
+    Block j's eight 4-element integer sums land in float lanes 8j..8j+7 whatever the vector width: a 512-bit
+    vector computes both blocks' sums at once, a 256-bit one each block alone and the two are concatenated; the
+    float operations are then the same IR at every width (docs/kernels.md "One reduction order"). Every pair
+    gets the same operations whatever the number of rows, so the tile kernels equal the one-row kernels bit for
+    bit."""
+    per_vec = min(blocks, isa.width // 256)            # blocks per integer vector
+    groups = [list(range(g, g + per_vec)) for g in range(0, blocks, per_vec)]
+    lanes_f = 8 * blocks
     idxs = [fn.emit(f"add nuw nsw i64 {first}, {b}") for b in range(blocks)]
     woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}") for i in idxs]
     aoffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.a_bytes}") for i in idxs]
+
     def lanes(scales: list[str]) -> str:  # block b's scale in lanes 8b..8b+7 (the lanes of its i32 sums)
         if blocks == 1:
             return fn.splat(scales[0], "float", 8)
         return fn.shuffle(vec(2, "float"), fn.from_scalars(scales, "float"), None, [0] * 8 + [1] * 8)
 
-    weights = []  # per weight row: (|w|, w < 0, block scales by lane, block mins)
+    weights = []  # per weight row: ([(|w|, w < 0) per group], block scales by lane, block mins)
     for wb in wbases:
-        u, neg = fn.weight_sign(n, joined(fn, [load_weight_block(fn, k, o, wb) for o in woffs]),
-                                unsigned=k.offset == 0 and k.nibbles)
+        signs = [fn.weight_sign(32 * len(g), joined(fn, [load_weight_block(fn, k, woffs[b], wb) for b in g]),
+                                unsigned=k.offset == 0 and k.nibbles) for g in groups]
         dw = lanes([fn.load_half_as_float(wb, o) for o in woffs])
         mins = [fn.load_half_as_float(wb, fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
-        weights.append((u, neg, dw, mins))
+        weights.append((signs, dw, mins))
     new_accs, new_maccs = [], []
     pairs = iter(zip(accs, maccs))
     for base in bases:
-        x = joined(fn, [fn.load(vec(32, "i8"), base, fn.emit(f"add i64 {o}, {k.a_bytes - 32}")) for o in aoffs])
+        xs = [joined(fn, [fn.load(vec(32, "i8"), base, fn.emit(f"add i64 {aoffs[b]}, {k.a_bytes - 32}"))
+                          for b in g]) for g in groups]
         dx = lanes([fn.load_half_as_float(base, o) for o in aoffs])
         sxs = [fn.load_half_as_float(base, fn.emit(f"add i64 {o}, 2")) for o in aoffs] if k.has_min else []
-        for u, neg, dw, mins in weights:
+        for signs, dw, mins in weights:
             acc, macc = next(pairs)
-            sums = fn.emit(f"sitofp {vec(n // 4, 'i32')} {fn.dot4(isa, n, u, fn.signed_by(n, neg, x))} "
-                           f"to {vec(n // 4, 'float')}")
-            dd = fn.op("fmul", vec(n // 4, "float"), dw, dx)  # per lane dw_b * dx_b: the scalar product, exactly
-            new_accs.append(fn.fma(n // 4, dd, sums, acc))
+            parts = [fn.dot4(isa, 32 * len(g), u, fn.signed_by(32 * len(g), neg, x))
+                     for g, (u, neg), x in zip(groups, signs, xs)]
+            isums = parts[0] if len(parts) == 1 else fn.concat(vec(8, "i32"), parts[0], parts[1], 8)
+            sums = fn.emit(f"sitofp {vec(lanes_f, 'i32')} {isums} to {vec(lanes_f, 'float')}")
+            dd = fn.op("fmul", vec(lanes_f, "float"), dw, dx)  # per lane dw_b * dx_b: the scalar product, exactly
+            new_accs.append(fn.fma(lanes_f, dd, sums, acc))
             for m, sx in zip(mins, sxs):
                 fn.declare("declare float @llvm.fma.f32(float, float, float)")
                 macc = fn.emit(f"call float @llvm.fma.f32(float {m}, float {sx}, float {macc})")
@@ -102,34 +113,31 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1, rows: int = 1) -> Fn:
     bases = fn.activation_bases()
     wbases = tuple(fn.weight_bases())
     pairs = tokens * rows
-    per_step = isa.width // 256
     nb = fn.emit("sdiv i64 %n, 32")
-    steps = fn.emit(f"sdiv i64 {nb}, {per_step}")
-    lanes = 8 * per_step
+    steps = fn.emit("sdiv i64 %n, 64")  # two blocks per step: 16 float lanes, block 2i in 0..7, 2i+1 in 8..15
+    v16, v8 = vec(16, "float"), vec(8, "float")
     zero = "zeroinitializer"
 
     def main(i: str, accs: list[str]) -> list[str]:
-        first = fn.emit(f"mul nuw nsw i64 {i}, {per_step}")
-        vaccs, maccs = legacy_step(fn, isa, k, first, per_step, bases, accs[:pairs], accs[pairs:], wbases)
+        first = fn.emit(f"mul nuw nsw i64 {i}, 2")
+        vaccs, maccs = legacy_step(fn, isa, k, first, 2, bases, accs[:pairs], accs[pairs:], wbases)
         return vaccs + maccs
 
-    accs = counted_loop(fn, steps, [(vec(lanes, "float"), zero)] * pairs + [("float", "0.0")] * pairs, main)
-    totals = [fn.reduce_fadd(lanes, acc) for acc in accs[:pairs]]
-    maccs = accs[pairs:]
-    if per_step > 1:  # leftover blocks, one at a time, at 256 bits
-        done = fn.emit(f"mul nuw nsw i64 {steps}, {per_step}")
-        left = fn.emit(f"sub nsw i64 {nb}, {done}")
-        tail_isa = Isa(256, isa.intrinsics, isa.vnni)
+    accs = counted_loop(fn, steps, [(v16, zero)] * pairs + [("float", "0.0")] * pairs, main)
+    # an odd last block goes to lanes 0..7
+    done = fn.emit(f"mul nuw nsw i64 {steps}, 2")
+    left = fn.emit(f"sub nsw i64 {nb}, {done}")
+    lows = [fn.shuffle(v16, a, None, list(range(8))) for a in accs[:pairs]]
+    highs = [fn.shuffle(v16, a, None, list(range(8, 16))) for a in accs[:pairs]]
 
-        def tail(i: str, accs: list[str]) -> list[str]:
-            first = fn.emit(f"add nuw nsw i64 {done}, {i}")
-            vaccs, maccs = legacy_step(fn, tail_isa, k, first, 1, bases, accs[:pairs], accs[pairs:], wbases)
-            return vaccs + maccs
+    def tail(i: str, accs: list[str]) -> list[str]:
+        first = fn.emit(f"add nuw nsw i64 {done}, {i}")
+        vaccs, maccs = legacy_step(fn, isa, k, first, 1, bases, accs[:pairs], accs[pairs:], wbases)
+        return vaccs + maccs
 
-        taccs = counted_loop(fn, left, [(vec(8, "float"), zero)] * pairs + [("float", m) for m in maccs], tail)
-        totals = [fn.emit(f"fadd reassoc float {t}, {fn.reduce_fadd(8, a)}") for t, a in zip(totals, taccs)]
-        maccs = taccs[pairs:]
-    results = [fn.op("fadd", "float", t, m) for t, m in zip(totals, maccs)]
+    taccs = counted_loop(fn, left, [(v8, lo) for lo in lows] + [("float", m) for m in accs[pairs:]], tail)
+    totals = [fn.tree_sum(16, fn.concat(v8, lo, hi, 8)) for lo, hi in zip(taccs[:pairs], highs)]
+    results = [fn.op("fadd", "float", t, m) for t, m in zip(totals, taccs[pairs:])]
     if tokens == 1 and rows == 1:
         fn.raw(f"ret float {results[0]}")
     else:
