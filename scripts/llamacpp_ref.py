@@ -1,8 +1,14 @@
 """Thin wrapper over llama-cpp-python's low-level API: llama.cpp itself as the reference implementation.
 
-Used by scripts/export_gguf.py (verify), scripts/record_llamacpp.py and tests/test_llamacpp_data.py.
-Only the C API is used (llama_tokenize, llama_decode, llama_get_logits_ith, ...), with settings spelled out in
-SETTINGS so the recorded data says exactly how it was made.
+Used by scripts/export_gguf.py (verify), scripts/record_llamacpp.py, scripts/bench_engine.py and the tests that
+compare with llama.cpp. Only the C API is used (llama_tokenize, llama_decode, llama_get_logits_ith, ...), with
+settings spelled out in SETTINGS so the recorded data says exactly how it was made; `high_level` opens
+llama-cpp-python's Llama (its chat formatter, logits of every position) with the same model parameters.
+
+Model parameters: llama.cpp's extra weight buffer types are off (`use_extra_bufts`: the repacked and AMX weight
+layouts). On a CPU with AMX-INT8 this build crashes in ggml_backend_amx_mul_mat on SmolLM2's Q4_1 weights (SIGSEGV,
+seen with gdb on the 2026-12-07 dev host) and its F16 logits move enough to flip a random test model's argmax; off,
+llama.cpp runs its plain CPU kernels, the ones every x86 machine without AMX runs.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ SETTINGS: dict[str, Any] = {
     "type_k": "F16",
     "type_v": "F16",
     "flash_attn_type": "DISABLED",
+    "use_extra_bufts": False,
     "add_special": True,
     "parse_special": False,
     "sampling": "greedy: argmax of llama_get_logits_ith(ctx, -1), lowest id on ties; stop after EOS",
@@ -45,6 +52,29 @@ def quiet() -> None:
         llama_cpp.llama_backend_init()
 
 
+def model_params() -> Any:
+    """llama_model_default_params() with the extra buffer types off (see the module docstring)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = False
+    return params
+
+
+def high_level(path: str | Path, **kwargs: Any) -> Any:
+    """llama_cpp.Llama on `path` with model_params() and the logits of every position kept (`scores[i]` is
+    position i's); kwargs as Llama's (n_ctx, n_threads, ...)."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as capi
+
+    default = capi.llama_model_default_params
+    capi.llama_model_default_params = model_params   # read once, inside Llama.__init__
+    try:
+        return llama_cpp.Llama(model_path=str(path), logits_all=True, verbose=False, **kwargs)
+    finally:
+        capi.llama_model_default_params = default
+
+
 def version() -> dict[str, str]:
     import llama_cpp
 
@@ -58,18 +88,20 @@ def version() -> dict[str, str]:
 class LlamaCpp:
     """One model + one context with SETTINGS; use as a context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, n_ctx: int | None = None) -> None:
+        """n_ctx (also n_batch and n_ubatch): the model's context_length unless given (a smaller one for a model
+        with a long context: the batch's attention buffers grow with its square)."""
         import llama_cpp
 
         quiet()
         self.L = llama_cpp
-        mp = llama_cpp.llama_model_default_params()
+        mp = model_params()
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {path}")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx = llama_cpp.llama_model_n_ctx_train(self.model)
+        self.n_ctx = n_ctx or llama_cpp.llama_model_n_ctx_train(self.model)
         self.eos = llama_cpp.llama_vocab_eos(self.vocab)
         cp = llama_cpp.llama_context_default_params()
         cp.n_ctx = cp.n_batch = cp.n_ubatch = self.n_ctx
@@ -87,11 +119,13 @@ class LlamaCpp:
         self.L.llama_free(self.ctx)
         self.L.llama_model_free(self.model)
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """llama_tokenize: add_special adds BOS when the vocabulary asks for it; parse_special reads special
+        tokens' texts (`<|im_start|>`) as those tokens (a chat prompt: add_special False, parse_special True)."""
         raw = text.encode("utf-8")
         cap = len(raw) + 16
         buf = (self.L.llama_token * cap)()
-        n = self.L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, True, False)
+        n = self.L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special, parse_special)
         if n < 0:
             raise RuntimeError(f"llama_tokenize needs {-n} slots")
         return list(buf[:n])

@@ -6,6 +6,7 @@ Measured: Q8_0 bit-identical, F32 4e-5 relative, Q4_K 2e-7 relative (summation o
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from dte_build.engine import Engine
+from dte_build.paths import REPO_ROOT
 from model_factory import ModelSpec, make_model
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install llama-cpp-python)")
-from llamacpp_ref import load as load_llama_cpp  # noqa: E402  (llama.cpp's plain CPU path: see llamacpp_ref)
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from llamacpp_ref import high_level  # noqa: E402  (llama.cpp's plain CPU path: see scripts/llamacpp_ref.py)
 
 TOKENS = [1, 50, 60, 70, 80, 90, 300, 7]
 
@@ -28,7 +31,7 @@ def test_logits_match_llama_cpp(tmp_path: Path, wtype: T) -> None:
     path = make_model(tmp_path / "m.gguf", spec)
     with Engine(path, threads=2) as e:
         ours = np.stack([e.eval_numpy([t]) for t in TOKENS])
-    model = load_llama_cpp(path, n_ctx=64, n_threads=2)
+    model = high_level(path, n_ctx=64, n_threads=2)
     model.eval(TOKENS)
     theirs = np.array(model.scores[: len(TOKENS)], dtype=np.float64)
     model.close()
