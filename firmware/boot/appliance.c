@@ -23,7 +23,6 @@
 #endif
 
 static struct weights_manifest manifest;
-static const void *rsdp;
 static struct blockio_bench blockio;
 static uint64_t platform_ns;
 
@@ -51,12 +50,11 @@ static void bench_blockio(efi_boot_services *bs)
 int dte_main_before_exit(efi_handle image, efi_system_table *system_table, struct dte_boot_info *info)
 {
     platform_ns = since_reset_ns(info->tsc_hz);
-    rsdp = acpi_rsdp_from_uefi(system_table->configuration_table, system_table->number_of_table_entries);
-    dte_status("acpi rsdp=0x%llx", (unsigned long long)(uintptr_t)rsdp);
+    dte_status("acpi rsdp=0x%llx", (unsigned long long)(uintptr_t)info->rsdp);
     if (weights_manifest_read(image, system_table, &manifest) != 0) {
-        return 2;
+        return APPLIANCE_NO_MANIFEST;
     }
-    attest_measure(image, system_table, info, &manifest, rsdp);   /* + TPM extend; before ExitBootServices */
+    attest_measure(image, system_table, info, &manifest, info->rsdp);   /* + TPM extend; before ExitBootServices */
     if (DTE_BENCH_BLOCKIO) {
         bench_blockio(system_table->boot_services);
     }
@@ -75,15 +73,14 @@ static void report_bench(const struct weights_loaded *w)
 
 int dte_main_after_exit(const struct dte_boot_info *info)
 {
-    (void)info;
     dte_status("ready");
     static struct weights_loaded weights;
     struct boot_times times = {.platform_ns = platform_ns, .firmware_ns = timer_ns()};
-    if (weights_load(&manifest, rsdp, &weights) != 0) {
-        return 3;
+    if (weights_load(&manifest, info->rsdp, &weights) != 0) {
+        return APPLIANCE_WEIGHTS;
     }
     if (attest_weights_loaded(weights.data, weights.resident_bytes, weights.model_size) != 0) {
-        return 3;
+        return APPLIANCE_WEIGHTS;
     }
     thermal_fw_start();   /* the PCI configuration space is up now (the storage driver brought it) */
     times.load_ns = weights.read_ns;
@@ -92,13 +89,13 @@ int dte_main_after_exit(const struct dte_boot_info *info)
         report_bench(&weights);
     }
     if (run_engine(&weights, &times) != 0) {
-        return 4;
+        return APPLIANCE_ENGINE;
     }
     if (weights.streaming) {
         weights_stream_report();
     }
     if (net_serve_enabled() && net_serve() != 0) {   /* serves forever on success */
-        return 5;
+        return APPLIANCE_NET;
     }
     return 0;
 }

@@ -12,6 +12,16 @@ struct dte_boot_info {
     uint64_t xcr0;
     uint64_t tsc_hz;
     uint64_t usable_bytes;
+    const void *rsdp;       /* the ACPI RSDP from the UEFI configuration table (looked up once, in efi_main) */
+};
+
+/* Why the appliance stopped (dte_main_before_exit / dte_main_after_exit's non-zero returns; the boot code prints
+ * "appliance stopped with code N"). */
+enum dte_appliance_stop {
+    APPLIANCE_NO_MANIFEST = 2,   /* /DTE/WEIGHTS.MAN missing or invalid */
+    APPLIANCE_WEIGHTS = 3,       /* the weights did not load or did not match their hash */
+    APPLIANCE_ENGINE = 4,        /* the engine refused the model or failed to generate */
+    APPLIANCE_NET = 5,           /* the network server stopped */
 };
 
 /* Runs while boot services are still up, after the regions are reserved and before ExitBootServices:

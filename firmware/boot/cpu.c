@@ -5,10 +5,6 @@
 #include "boot/io.h"
 
 #define CR4_OSXSAVE (1ULL << 18)
-#define XCR0_X87 (1ULL << 0)
-#define XCR0_SSE (1ULL << 1)
-#define XCR0_AVX (1ULL << 2)
-#define XCR0_AVX512 ((1ULL << 5) | (1ULL << 6) | (1ULL << 7))   /* opmask, ZMM_Hi256, Hi16_ZMM */
 
 static void copy_register(char *dst, uint32_t reg)
 {

@@ -2,6 +2,18 @@
 #ifndef DTE_BOOT_CPU_H
 #define DTE_BOOT_CPU_H
 
+/* XCR0 state-component bits (Intel SDM Vol. 1 §13.3, "Enabling the XSAVE feature set"). */
+#define XCR0_X87 (1ULL << 0)
+#define XCR0_SSE (1ULL << 1)
+#define XCR0_AVX (1ULL << 2)
+#define XCR0_AVX512 ((1ULL << 5) | (1ULL << 6) | (1ULL << 7))   /* opmask, ZMM_Hi256, Hi16_ZMM */
+
+/* Paging (Intel SDM Vol. 3A §4.5): bits 51:12 of CR3 and of a paging-structure entry hold a 4 KiB-aligned
+ * physical address; CR4.PAE (bit 5) and CR4.LA57 (bit 12) select the paging mode. */
+#define PAGE_ADDR_MASK 0x000FFFFFFFFFF000ULL
+#define CR4_PAE (1ULL << 5)
+#define CR4_LA57 (1ULL << 12)
+
 #include <stdbool.h>
 #include <stdint.h>
 

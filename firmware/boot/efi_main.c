@@ -31,13 +31,13 @@ static void identify_cpu(struct dte_boot_info *info)
     dte_status("xsave xcr0=0x%llx supported=0x%llx", (unsigned long long)info->xcr0,
                (unsigned long long)cpu->xcr0_supported);
 #if DTE_VECTOR_BITS >= 256
-    if (!cpu->avx2 || !(info->xcr0 & 0x4)) {
+    if (!cpu->avx2 || !(info->xcr0 & XCR0_AVX)) {
         dte_fail("this firmware was built for %d-bit vectors but the CPU lacks AVX2 (board %s)",
                  DTE_VECTOR_BITS, DTE_BOARD_NAME);
     }
 #endif
 #if DTE_VECTOR_BITS >= 512
-    if (!cpu->avx512f || (info->xcr0 & 0xE0) != 0xE0) {
+    if (!cpu->avx512f || (info->xcr0 & XCR0_AVX512) != XCR0_AVX512) {
         dte_fail("this firmware was built for 512-bit vectors but the CPU lacks AVX-512F (board %s)",
                  DTE_BOARD_NAME);
     }
@@ -64,8 +64,8 @@ static void trigger_test_fault(void)
 {
     const uint64_t address = 0x00007FFFFFFFF000ULL;   /* PML4 index 255, top of the lower half */
     dte_set_subsystem("test");
-    if (!(cpu_read_cr4() & (1ULL << 12))) {            /* 4-level paging (CR4.LA57 clear) */
-        volatile uint64_t *pml4 = (volatile uint64_t *)(uintptr_t)(cpu_read_cr3() & 0x000FFFFFFFFFF000ULL);
+    if (!(cpu_read_cr4() & CR4_LA57)) {                /* 4-level paging */
+        volatile uint64_t *pml4 = (volatile uint64_t *)(uintptr_t)(cpu_read_cr3() & PAGE_ADDR_MASK);
         pml4[(address >> 39) & 511] &= ~1ULL;
         __asm__ volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" ::: "rax", "memory");
     }
@@ -87,7 +87,7 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
     dte_status("timer tsc_mhz=%llu", (unsigned long long)(info.tsc_hz / 1000000ULL));
     survey_memory(bs, &info);
     memmap_reserve_regions(bs);
-    const void *rsdp = acpi_rsdp_from_uefi(system_table->configuration_table, system_table->number_of_table_entries);
+    info.rsdp = acpi_rsdp_from_uefi(system_table->configuration_table, system_table->number_of_table_entries);
     if (dte_smp_reserve_low_memory(bs) != 0) {
         dte_status("smp error=low_memory_unavailable");   /* the APs stay parked; the BSP works alone */
     }
@@ -108,7 +108,7 @@ efi_status EFIAPI efi_main(efi_handle image, efi_system_table *system_table)
     idt_install();
     dte_status("exit_boot_services ok tries=%u", tries);
     dte_set_subsystem("smp");
-    dte_smp_start(rsdp, 0);   /* every core the board allows joins dte_parallel_for's pool */
+    dte_smp_start(info.rsdp, 0);   /* every core the board allows joins dte_parallel_for's pool */
 
 #ifdef DTE_TEST_FAULT
     trigger_test_fault();

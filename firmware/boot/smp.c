@@ -109,9 +109,9 @@ static struct tramp_data *prepare_trampoline(void)
 
     uint64_t cr3 = cpu_read_cr3(), cr4 = cpu_read_cr4();
     uint64_t table_copy = low_base + EFI_PAGE_SIZE;
-    copy_bytes((void *)(uintptr_t)table_copy, (const void *)(uintptr_t)(cr3 & 0x000FFFFFFFFFF000ULL), 4096);
+    copy_bytes((void *)(uintptr_t)table_copy, (const void *)(uintptr_t)(cr3 & PAGE_ADDR_MASK), 4096);
     td->cr3_low = (uint32_t)table_copy;
-    td->cr4_low = (uint32_t)((1u << 5) | (cr4 & (1u << 12)));   /* PAE | LA57 */
+    td->cr4_low = (uint32_t)(CR4_PAE | (cr4 & CR4_LA57));
     td->efer = (uint32_t)((1u << 8) | (rdmsr(MSR_EFER) & ((1u << 11) | 1u)));   /* LME | NXE | SCE */
     td->cr3 = cr3;
     td->cr4 = cr4;
@@ -171,8 +171,22 @@ static uint64_t *tramp_arg(struct tramp_data *td)
     return (uint64_t *)(void *)((uint8_t *)td + TD_ARG);
 }
 
-/* Wake one AP; returns its status word ("ok", "timeout", "xcr0_mismatch", "stuck"). */
-static const char *wake_ap(struct tramp_data *td, struct smp_cpu *cpu, uint64_t stack_top)
+/* How waking one AP ended; wake_name gives the status word the console prints. */
+enum wake_result { WAKE_OK, WAKE_TIMEOUT, WAKE_STUCK, WAKE_XCR0_MISMATCH };
+
+static const char *wake_name(enum wake_result r)
+{
+    switch (r) {
+    case WAKE_OK: return "ok";
+    case WAKE_TIMEOUT: return "timeout";
+    case WAKE_STUCK: return "stuck";
+    case WAKE_XCR0_MISMATCH: return "xcr0_mismatch";
+    }
+    return "unknown";
+}
+
+/* Wake one AP with INIT-SIPI-SIPI and wait for it to check in. */
+static enum wake_result wake_ap(struct tramp_data *td, struct smp_cpu *cpu, uint64_t stack_top)
 {
     uint8_t vector = (uint8_t)(low_base >> 12);
     td->stack = stack_top;
@@ -193,13 +207,13 @@ static const char *wake_ap(struct tramp_data *td, struct smp_cpu *cpu, uint64_t 
     }
     if (!wait_state(cpu, CHECKIN_TIMEOUT_NS)) {
         if (__atomic_exchange_n(tramp_arg(td), 0, __ATOMIC_ACQ_REL) != 0) {
-            return "timeout";   /* never took its parameters: a late start parks */
+            return WAKE_TIMEOUT;   /* never took its parameters: a late start parks */
         }
         if (!wait_state(cpu, CLAIMED_TIMEOUT_NS)) {
-            return "stuck";     /* took its stack but never checked in */
+            return WAKE_STUCK;     /* took its stack but never checked in */
         }
     }
-    return cpu->state == CPU_ONLINE ? "ok" : "xcr0_mismatch";
+    return cpu->state == CPU_ONLINE ? WAKE_OK : WAKE_XCR0_MISMATCH;
 }
 
 /* Bits of the APIC id that number SMT threads within a core (CPUID leaf 0BH level type 1, Intel SDM Vol. 2A;
@@ -250,13 +264,13 @@ static void wake_all(const struct madt_cpu *list, int count, int cap, unsigned s
         }
         struct smp_cpu *cpu = &cpus[online];
         *cpu = (struct smp_cpu){.apic_id = list[i].apic_id, .worker = online, .state = CPU_WAKING};
-        const char *result = wake_ap(td, cpu, stack);
-        if (result[0] == 'o') {
+        enum wake_result result = wake_ap(td, cpu, stack);
+        if (result == WAKE_OK) {
             online++;
             stack = 0;
         } else {
-            dte_status("smp cpu=%d apic=%u status=%s", i, list[i].apic_id, result);
-            if (result[0] == 's') {
+            dte_status("smp cpu=%d apic=%u status=%s", i, list[i].apic_id, wake_name(result));
+            if (result == WAKE_STUCK) {
                 return;   /* it may still use the trampoline: wake no one else */
             }
             stack = cpu->state == CPU_BAD_XCR0 ? 0 : stack;
