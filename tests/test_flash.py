@@ -40,7 +40,7 @@ def test_flash_file_is_byte_identical_and_verifies(tmp_path: Path, sparse: bool)
     img = tmp_path / "dte.img"
     make_image(img, sparse=sparse)
     out = tmp_path / "out.img"
-    rc, stdout, _ = run("flash", "--yes", "--json", str(img), str(out))
+    rc, stdout, _ = run("flash", "--to-file", "--yes", "--json", str(img), str(out))
     assert rc == 0
     report = json.loads(stdout)
     assert report["verified"] is True and report["first_bad_offset"] is None
@@ -80,7 +80,7 @@ def _data_map(path: Path) -> list[tuple[int, int]]:
 
 def test_corrupt_byte_is_named_by_offset(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
-    assert run("flash", "-y", str(image), str(out))[0] == 0
+    assert run("flash", "--to-file", "-y", str(image), str(out))[0] == 0
     bad = WEIGHTS_OFFSET + 3 * MIB + 4567
     with open(out, "r+b") as f:
         f.seek(bad)
@@ -132,19 +132,19 @@ def test_changed_only_writes_only_changed_chunks(tmp_path: Path, image: Path) ->
 
 def test_dry_run_writes_nothing(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
-    rc, stdout, _ = run("flash", "--dry-run", "--json", str(image), str(out))
+    rc, stdout, _ = run("flash", "--to-file", "--dry-run", "--json", str(image), str(out))
     assert rc == 0 and json.loads(stdout)["dry_run"] is True
     assert not out.exists()
     existing = tmp_path / "old.img"
     existing.write_bytes(b"old" * (20 * MIB))
     before = existing.read_bytes()
-    assert run("flash", "--dry-run", "-y", str(image), str(existing))[0] == 0
+    assert run("flash", "--to-file", "--dry-run", "-y", str(image), str(existing))[0] == 0
     assert existing.read_bytes() == before
 
 
 def test_no_confirmation_without_terminal(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
-    rc, _, stderr = run("flash", str(image), str(out))
+    rc, _, stderr = run("flash", "--to-file", str(image), str(out))
     assert rc != 0 and "--yes" in stderr
     assert "new file" in stderr and str(image.stat().st_size) in stderr  # what would be destroyed / written
     assert not out.exists() or out.stat().st_size == 0
@@ -157,11 +157,11 @@ def test_confirmation_prompt_no_keeps_the_target_yes_flashes(tmp_path: Path, ima
     out = tmp_path / "old.img"
     out.write_bytes(b"old!" * (image.stat().st_size // 4))
     before = out.read_bytes()
-    result = CliRunner().invoke(main, ["flash", str(image), str(out)], input="n\n")
+    result = CliRunner().invoke(main, ["flash", "--to-file", str(image), str(out)], input="n\n")
     assert result.exit_code != 0 and "cancelled" in result.stderr and "Erase everything" in result.stderr
     assert "no valid GPT" in " ".join(result.stderr.split())  # what is there now, shown before asking
     assert out.read_bytes() == before
-    result = CliRunner().invoke(main, ["flash", str(image), str(out)], input="y\n")
+    result = CliRunner().invoke(main, ["flash", "--to-file", str(image), str(out)], input="y\n")
     assert result.exit_code == 0, result.stderr
     assert out.read_bytes() == image.read_bytes()
 
@@ -195,7 +195,7 @@ def test_power_loss_truncated_write_is_incomplete(tmp_path: Path, image: Path) -
     body = bytes(gpt_primary) + data[gpt_primary:cut]
     out.write_bytes(body + bytes(len(data) - len(body)))
     assert verify(image_source(image), out).status == "incomplete"
-    rc, stdout, _ = run("flash", "-y", "--json", str(image), str(out))
+    rc, stdout, _ = run("flash", "--to-file", "-y", "--json", str(image), str(out))
     assert rc == 0 and json.loads(stdout)["verified"] is True
     assert out.read_bytes() == data
     assert gpt_backup < len(data)
@@ -211,7 +211,7 @@ def test_killed_flash_process_leaves_incomplete_target(tmp_path: Path) -> None:
     out = tmp_path / "out.img"
     flash(image_source(img), out, verify=False)
     make_image(img, size_mib=192, weights=os.urandom(150 * MIB))
-    proc = subprocess.Popen([sys.executable, "-c", "from dte_build.cli import main; main()", "flash", "-y",
+    proc = subprocess.Popen([sys.executable, "-c", "from dte_build.cli import main; main()", "flash", "--to-file", "-y",
                              "--no-verify", str(img), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     with open(out, "rb") as f:
@@ -261,20 +261,20 @@ def test_plan_source_flashes_without_an_image(tmp_path: Path) -> None:
 
 
 def test_missing_image_and_bad_args(tmp_path: Path) -> None:
-    rc, _, stderr = run("flash", "-y", str(tmp_path / "nope.img"), str(tmp_path / "out.img"))
+    rc, _, stderr = run("flash", "--to-file", "-y", str(tmp_path / "nope.img"), str(tmp_path / "out.img"))
     assert rc != 0 and "does not exist" in stderr
-    rc, _, stderr = run("flash", "-y", str(tmp_path / "only-one.img"))
+    rc, _, stderr = run("flash", "--to-file", "-y", str(tmp_path / "only-one.img"))
     assert rc != 0 and "IMAGE and DEVICE" in stderr
     not_gpt = tmp_path / "plain.img"
     not_gpt.write_bytes(bytes(4 * MIB))
-    rc, _, stderr = run("flash", "-y", str(not_gpt), str(tmp_path / "out.img"))
+    rc, _, stderr = run("flash", "--to-file", "-y", str(not_gpt), str(tmp_path / "out.img"))
     assert rc != 0 and "no valid GPT" in stderr
 
 
 def test_no_verify_writes_the_same_bytes(tmp_path: Path, image: Path) -> None:
     out = tmp_path / "out.img"
     out.write_bytes(b"\x5a" * image.stat().st_size)
-    rc, stdout, _ = run("flash", "-y", "--no-verify", "--json", str(image), str(out))
+    rc, stdout, _ = run("flash", "--to-file", "-y", "--no-verify", "--json", str(image), str(out))
     report = json.loads(stdout)
     assert rc == 0 and report["verified"] is None and report["verify_seconds"] == 0.0
     assert out.read_bytes() == image.read_bytes()

@@ -33,7 +33,7 @@ def test_flashed_file_boots_like_the_image(tmp_path: Path, monkeypatch: pytest.M
     # A target that held something else first: every byte of the image range must be replaced.
     target = tmp_path / "disk.img"
     target.write_bytes(b"\xa5" * image.stat().st_size)
-    flashed = CliRunner().invoke(main, ["flash", "-y", "--json", str(image), str(target)])
+    flashed = CliRunner().invoke(main, ["flash", "--to-file", "-y", "--json", str(image), str(target)])
     assert flashed.exit_code == 0, flashed.output
     assert json.loads(flashed.stdout)["verified"] is True
     assert target.read_bytes() == image.read_bytes()
@@ -44,7 +44,7 @@ def test_flashed_file_boots_like_the_image(tmp_path: Path, monkeypatch: pytest.M
     assert result.status["weights"]["status"] == "missing" and result.status["exit"]["status"] == "fail"
     # --board streams the same plan without an image file: to a fresh file it gives the same bytes.
     direct = tmp_path / "direct.img"
-    streamed = CliRunner().invoke(main, ["flash", "-y", "--board", "qemu-q35", "--no-model", str(direct)])
+    streamed = CliRunner().invoke(main, ["flash", "--to-file", "-y", "--board", "qemu-q35", "--no-model", str(direct)])
     assert streamed.exit_code == 0, streamed.output
     assert direct.read_bytes() == image.read_bytes()
     assert CliRunner().invoke(main, ["verify", "--board", "qemu-q35", "--no-model", str(direct)]).exit_code == 0

@@ -28,7 +28,7 @@ pytestmark = needs_tools
 
 
 def refuse(*args: str) -> str:
-    result = CliRunner().invoke(main, ["flash", "-y", *args])
+    result = CliRunner().invoke(main, ["flash", "--to-file", "-y", *args])
     assert result.exit_code != 0
     return " ".join(result.stderr.split())
 

@@ -92,6 +92,30 @@ def _confirm(target: Target, source: Source) -> bool:
     return click.confirm(f"Erase everything on {target.path}?", default=False, err=True)
 
 
+def _list_devices(as_json: bool) -> None:
+    """The drive picker: every disk with its flags and the refusal `dte flash` would give it."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from ..console import out
+    from ..flash.target import list_drives
+
+    drives = list_drives()
+    if as_json:
+        click.echo(json.dumps({"drives": [asdict(d) for d in drives]}, indent=2))
+        return
+    table = Table("device", "model", "size", "transport", "flags", "dte flash", title="drives", title_justify="left")
+    for d in drives:
+        flags = [f for f, on in (("system", d.system), ("removable", d.removable), ("read-only", d.read_only),
+                                 ("mounted", bool(d.mounted)), ("held", bool(d.holders))) if on]
+        if d.backing_file:
+            flags.append(f"file {d.backing_file}")
+        table.add_row(d.path, d.model or "-", human(d.size).split(" (")[0], d.transport, ", ".join(flags) or "-",
+                      f"refused: {d.refused}" if d.refused else "can flash")
+    out.print(table)
+
+
 @click.command("flash")
 @click.argument("args", nargs=-1, metavar="IMAGE DEVICE")
 @click.option("--board", help="Write BOARD's firmware (+ --model) directly, without an image file.")
@@ -103,9 +127,14 @@ def _confirm(target: Target, source: Source) -> bool:
 @click.option("--no-verify", is_flag=True, help="Skip reading the target back after writing.")
 @click.option("--changed-only", is_flag=True,
               help="Re-flash: read each chunk first and write only those whose CRC32C differs.")
+@click.option("--to-file", is_flag=True,
+              help="DEVICE may be a regular file (an image file to write); without it only a drive is a target.")
+@click.option("--list-devices", is_flag=True,
+              help="List the drives this machine has (model, size, transport, flags) and why dte would refuse each.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, no_model: bool, yes: bool,
-                  dry_run: bool, no_verify: bool, changed_only: bool, as_json: bool) -> None:
+                  dry_run: bool, no_verify: bool, changed_only: bool, to_file: bool, list_devices: bool,
+                  as_json: bool) -> None:
     """Write a dte image to DEVICE (a whole disk such as /dev/nvme0n1, or a file) and read it back.
 
     \b
@@ -116,16 +145,20 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
     flushes, then reads every chunk back and compares CRC32C.
 
     \b
+      dte flash --list-devices
       dte flash dte_boot.img /dev/sdb
       dte flash --changed-only --yes dte_boot.img /dev/sdb
-      dte flash --board qemu-q35 --model models/tiny.gguf disk.img
+      dte flash --board qemu-q35 --model models/tiny.gguf --to-file disk.img
     """
+    if list_devices:
+        _list_devices(as_json)
+        return
     with ExitStack() as stack:
         source, target = _source(args, board, model, no_model, stack)
         image_path = Path(args[0]) if not board else None
         try:
             report = flash(source, target, confirm=None if yes else _confirm, dry_run=dry_run,
-                           verify=not no_verify, changed_only=changed_only, image_path=image_path,
+                           verify=not no_verify, changed_only=changed_only, image_path=image_path, to_file=to_file,
                            on_target=lambda t: [warn(w) for w in t.warnings])
         except FlashVerifyError as exc:
             if as_json:

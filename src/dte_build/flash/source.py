@@ -69,6 +69,10 @@ class Source:
         chunks = plan_chunks(self.size, self.gpt_ranges, self.has_data)
         return [c for c in chunks if c.data or self.gaps_matter]
 
+    def files(self) -> list[Path]:
+        """The files this source reads (the image file, or a plan's ESP and GGUF)."""
+        return sorted({e.path for e in self.extents if e.path is not None})
+
     @property
     def data_bytes(self) -> int:
         return sum(e.length for e in self.extents)

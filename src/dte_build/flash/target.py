@@ -12,6 +12,7 @@ import fcntl
 import os
 import stat
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,21 +78,36 @@ def _dev_id(rdev: int) -> str:
     return f"{os.major(rdev)}:{os.minor(rdev)}"
 
 
-def check_target_kind(path: Path) -> str:
-    """The target must be a block device or a regular file (or a new file in an existing directory).
+def _under_dev(path: Path) -> bool:
+    resolved = Path(os.path.realpath(path))
+    return resolved.parts[:2] == ("/", "dev") or path.absolute().parts[:2] == ("/", "dev")
+
+
+def check_target_kind(path: Path, *, to_file: bool = True) -> str:
+    """The target must be an existing block device, or (with `to_file`) a regular file or a new file in an
+    existing directory.
 
     Writing a disk image into a character device (/dev/null, a tty), a directory or a socket is always a typo;
-    refusing it costs nothing and avoids "success" that wrote nowhere.
+    so is a path under /dev that names no device (`/dev/nvme9n9` would become a file in RAM-backed /dev).
+    Refusing costs nothing and avoids "success" that wrote nowhere.
     """
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if _under_dev(path):
+            raise DteError(f"target {path} does not exist: no such device",
+                           "`dte flash --list-devices` shows the drives this machine has") from None
         if not path.parent.is_dir():
             raise DteError(f"target {path}: directory {path.parent} does not exist") from None
+        _check_file_allowed(path, to_file)
         return "file"
     if stat.S_ISBLK(st.st_mode):
         return "block"
     if stat.S_ISREG(st.st_mode):
+        if _under_dev(path):
+            raise DteError(f"target {path} is a regular file under /dev, not a device (left by a mistyped "
+                           "command?)", f"remove it (rm {path}) and give a real device")
+        _check_file_allowed(path, to_file)
         return "file"
     if stat.S_ISCHR(st.st_mode):
         raise DteError(f"target {path} is a character device, not a disk",
@@ -99,6 +115,12 @@ def check_target_kind(path: Path) -> str:
     if stat.S_ISDIR(st.st_mode):
         raise DteError(f"target {path} is a directory", "give a block device or a file name inside it")
     raise DteError(f"target {path} is neither a block device nor a regular file")
+
+
+def _check_file_allowed(path: Path, to_file: bool) -> None:
+    if not to_file:
+        raise DteError(f"target {path} is not a block device", "pass --to-file to write an image file there, or "
+                       "give a drive (`dte flash --list-devices`)")
 
 
 def block_name(path: Path, system: System) -> str:
@@ -203,6 +225,79 @@ def _disks_under(dev: str, system: System, seen: set[str] | None = None) -> set[
     return out
 
 
+def _file_id(st: os.stat_result) -> str:
+    return f"file {st.st_dev}:{st.st_ino}"
+
+
+def storage_of(dev: str, system: System, seen: set[str] | None = None) -> set[str]:
+    """Where the data of block device MAJ:MIN `dev` really lives: whole disks ("disk sda") and, for a loop
+    device, its backing file by inode ("file DEV:INO"), followed down partitions, dm and md (`slaves`)."""
+    seen = set() if seen is None else seen
+    if not dev or dev in seen:
+        return set()
+    seen.add(dev)
+    entry = Path(os.path.realpath(system.sys_dev_block / dev))
+    if not entry.exists():
+        return set()
+    if (entry / "partition").exists():
+        entry = entry.parent
+    backing = _read(entry / "loop" / "backing_file").removesuffix(" (deleted)")
+    if backing:
+        try:
+            return {_file_id(os.stat(backing))}
+        except OSError:
+            return {f"loop {entry.name}"}
+    slaves = entry / "slaves"
+    below = sorted(slaves.iterdir()) if slaves.is_dir() else []
+    if not below:
+        return {f"disk {entry.name}"}
+    out: set[str] = set()
+    for s in below:
+        out |= storage_of(_read(s / "dev"), system, seen)
+    return out
+
+
+def mounted_storage(system: System) -> dict[str, str]:
+    """Storage (as storage_of names it) -> what uses it: every mounted block device and active swap, and the
+    files behind them (a mounted loop device's backing file, a swap file)."""
+    used: dict[str, str] = {}
+    for line in _read(system.mountinfo).splitlines():
+        fields = line.split()
+        if len(fields) > 4 and not fields[2].startswith("0:"):
+            source = line.split(" - ", 1)[1].split()[1] if " - " in line else fields[2]
+            for where in storage_of(fields[2], system):
+                used.setdefault(where, f"{source} mounted on {fields[4]}")
+    for line in _read(system.swaps).splitlines()[1:]:
+        swap = line.split()[0] if line.split() else ""
+        try:
+            st = os.stat(swap)
+        except OSError:
+            continue
+        found = storage_of(_dev_id(st.st_rdev), system) if stat.S_ISBLK(st.st_mode) else {_file_id(st)}
+        for where in found:
+            used.setdefault(where, f"swap {swap}")
+    return used
+
+
+def check_shared_storage(path: Path, kind: str, system: System, sources: Sequence[Path] = ()) -> None:
+    """Refuse a target whose storage is also under a mounted filesystem, swap, or the source image: a second
+    loop device over a mounted loop device's backing file, a loop device over the image itself, the backing file
+    of a mounted loop device given as a file target, a dm/md device stacked on any of these."""
+    st = os.stat(path) if path.exists() else None
+    if st is None:
+        return
+    mine = storage_of(_dev_id(st.st_rdev), system) if kind == "block" else {_file_id(st)}
+    for source in sources:
+        if _file_id(os.stat(source)) in mine:
+            raise DteError(f"target {path} is stored in {source}, which the flash reads from (a loop device over "
+                           "the image?)", "flash another drive, or copy the source first")
+    used = mounted_storage(system)
+    for where in sorted(mine & used.keys()):
+        shared = "its backing file" if where.startswith("file ") else where
+        raise DteError(f"target {path} shares storage ({shared}) with {used[where]}",
+                       "unmount it / detach the loop device first")
+
+
 def system_disks(system: System) -> set[str]:
     """Disks holding /, /boot or /boot/efi, from the MAJ:MIN (or the device named) in mountinfo."""
     wanted = {"/", "/boot", "/boot/efi"}
@@ -228,6 +323,80 @@ def check_not_system_disk(name: str, system: System) -> None:
     if name in system_disks(system):
         raise DteError(f"target /dev/{name} holds the running system (/, /boot or /boot/efi)",
                        "pick another disk; `lsblk` shows which is which")
+
+
+@dataclass
+class Drive:
+    """A candidate drive for `dte flash --list-devices`, with why dte would refuse it (None: it would not)."""
+
+    name: str
+    path: str
+    model: str
+    size: int
+    transport: str
+    removable: bool
+    read_only: bool
+    system: bool
+    mounted: list[str]
+    holders: list[str]
+    backing_file: str | None
+    refused: str | None
+
+
+def _transport(name: str, entry: Path) -> str:
+    for prefix, kind in (("nvme", "nvme"), ("loop", "loop"), ("vd", "virtio"), ("dm-", "dm"), ("md", "md"),
+                         ("sr", "optical"), ("mmcblk", "mmc")):
+        if name.startswith(prefix):
+            return kind
+    where = os.path.realpath(entry)
+    for part, kind in (("/usb", "usb"), ("/ata", "sata"), ("/virtio", "virtio")):
+        if part in where:
+            return kind
+    return "scsi" if name.startswith("sd") else "other"
+
+
+def _refusal(name: str, system: System) -> str | None:
+    """The first check (the same ones `dte flash` runs) that refuses this disk, as its one-line message."""
+    checks = [check_whole_disk, check_not_system_disk, check_not_mounted, check_not_swap, check_no_holders]
+    try:
+        for check in checks:
+            check(name, system)
+        node = Path("/dev") / name
+        if node.exists():
+            check_shared_storage(node, "block", system)
+    except DteError as exc:
+        return exc.message
+    if _read(system.sys_block / name / "ro") == "1":
+        return f"/dev/{name} is read-only"
+    return None
+
+
+def list_drives(system: System | None = None) -> list[Drive]:
+    """Every whole disk the kernel lists (sysfs), sized, with the flags and the refusal `dte flash` would give;
+    empty loop devices and zero-size nodes are left out."""
+    system = system or System()
+    try:
+        names = sorted(d.name for d in system.sys_block.iterdir())
+    except OSError:
+        return []
+    drives = []
+    for name in names:
+        entry = system.sys_block / name
+        sectors = _read(entry / "size")
+        if (entry / "partition").exists() or not sectors.isdigit() or int(sectors) == 0:
+            continue
+        ids = _dev_ids(name, system)
+        mounts = [f"/dev/{ids[f[2]]} on {f[4]}" for f in (line.split() for line in _read(system.mountinfo)
+                                                          .splitlines()) if len(f) > 4 and f[2] in ids]
+        holders = sorted({h.name for n in [name, *partitions_of(name, system)]
+                          for held in (system.sys_block / n / "holders", entry / n / "holders") if held.is_dir()
+                          for h in held.iterdir()})
+        model = " ".join(x for x in (_read(entry / "device" / "vendor"), _read(entry / "device" / "model")) if x)
+        drives.append(Drive(name, f"/dev/{name}", model, int(sectors) * 512, _transport(name, entry),
+                            _read(entry / "removable") == "1", _read(entry / "ro") == "1",
+                            name in system_disks(system), mounts, holders,
+                            _read(entry / "loop" / "backing_file") or None, _refusal(name, system)))
+    return drives
 
 
 def block_geometry(fd: int) -> tuple[int, int]:
@@ -266,13 +435,17 @@ def check_not_image(path: Path, image: Path | None) -> None:
 
 
 def inspect_target(path: str | Path, image_size: int, image_sector: int = 512, *, image: Path | None = None,
-                   system: System | None = None) -> Target:
-    """Run every check on `path` and return what it is; raises DteError on the first refusal."""
+                   system: System | None = None, to_file: bool = True, sources: Sequence[Path] = ()) -> Target:
+    """Run every check on `path` and return what it is; raises DteError on the first refusal.
+    `to_file` False: only an existing block device is a target (`dte flash` without --to-file).
+    `sources`: the files the flash reads (the image, or a plan's GGUF): the target may not be stored in them."""
     system = system or System()
     p = Path(path)
-    kind = check_target_kind(p)
+    sources = [*sources, *([image] if image is not None else [])]
+    kind = check_target_kind(p, to_file=to_file)
     check_not_image(p, image)
     if kind == "file":
+        check_shared_storage(p, kind, system, sources)
         exists = p.exists() and p.stat().st_size > 0
         target = Target(p, "file", p.stat().st_size if exists else image_size, exists=exists)
         check_size(target, image_size)
@@ -283,6 +456,7 @@ def inspect_target(path: str | Path, image_size: int, image_sector: int = 512, *
     check_not_mounted(name, system)
     check_not_swap(name, system)
     check_no_holders(name, system)
+    check_shared_storage(p, kind, system, sources)
     fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size, sector = block_geometry(fd)

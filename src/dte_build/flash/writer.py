@@ -58,15 +58,17 @@ Confirm = Callable[[Target, Source], bool]
 def flash(source: Source, target_path: str | Path, *, confirm: Confirm | None = None, dry_run: bool = False,
           verify: bool = True, changed_only: bool = False, direct: bool = True,
           on_chunk: Callable[[Chunk], None] | None = None, on_target: Callable[[Target], object] | None = None,
-          system: System | None = None, image_path: Path | None = None) -> FlashReport:
+          system: System | None = None, image_path: Path | None = None, to_file: bool = True) -> FlashReport:
     """Check `target_path`, write `source` to it and (by default) read it back.
 
     `confirm(target, source)` is asked before anything is written (not in a dry run); returning False aborts.
     `on_target(target)` sees the checked target first (to print its warnings).
     `on_chunk` is called after each chunk is written (progress hooks, tests that interrupt a flash).
+    `to_file` False: refuse anything but an existing block device (the CLI without --to-file).
     Raises DteError on refusal, on I/O errors and when the read-back does not match.
     """
-    target = inspect_target(target_path, source.size, source.sector_size, image=image_path, system=system)
+    target = inspect_target(target_path, source.size, source.sector_size, image=image_path, system=system,
+                            to_file=to_file, sources=source.files())
     report = FlashReport(source.name, str(target.path), source.size, dry_run=dry_run)
     if on_target is not None:
         on_target(target)
