@@ -105,8 +105,8 @@ def loop_available() -> bool:
 def bench(image: Path, bmap: Path, target: FileTarget | LoopTarget, repeat: int) -> dict[str, dict]:
     """Each tool `repeat` times, interleaved (so load from other processes hits all alike); keep the fastest."""
     runs = {
-        "dte flash --no-verify": DTE + ["flash", "-y", "--json", "--no-verify", str(image), str(target.path)],
-        "dte flash (verify)": DTE + ["flash", "-y", "--json", str(image), str(target.path)],
+        "dte flash --no-verify": DTE + ["flash", "-y", "--to-file", "--json", "--no-verify", str(image), str(target.path)],
+        "dte flash (verify)": DTE + ["flash", "-y", "--to-file", "--json", str(image), str(target.path)],
         "dd bs=4M oflag=direct conv=fsync": ["dd", f"if={image}", f"of={target.path}", "bs=4M", "oflag=direct",
                                              "conv=fsync,notrunc", "status=none"],
         "bmaptool copy": ["bmaptool", "-q", "copy", "--bmap", str(bmap), str(image), str(target.path)],
