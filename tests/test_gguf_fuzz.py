@@ -67,9 +67,10 @@ for pos in range(4, meta - 8, 3):
 lib.dte_host_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
                               ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
 lib.dte_host_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
-                                  ctypes.c_void_p, ctypes.c_int64]
+                                  ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64]
 lib.dte_host_tokenize.restype = ctypes.c_int64
-lib.dte_host_token_piece.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p, ctypes.c_int32]
+lib.dte_host_token_piece.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p,
+                                     ctypes.c_int32]
 h = ctypes.c_void_p()
 assert lib.dte_host_load(sys.argv[2].encode(), 16, 4, 1, ctypes.byref(h), err, 256) == 0, err.value
 alphabet = [b" ", b"a", b"b", b"\xe2", b"\x96", b"\x81", b"\xc3", b"\xa9", b"\xf0", b"\x80", b"\xff", b"\n"]
@@ -80,12 +81,12 @@ for i in range(600):
     ctypes.memmove(p, text, len(text))
     cap = rng.randint(0, 4)
     ids = libc.malloc(4 * max(1, cap))
-    n = lib.dte_host_tokenize(h, p, len(text), i % 3 == 0, ids, cap)
+    n = lib.dte_host_tokenize(h, p, len(text), i % 3 == 0, i % 2, ids, cap)
     assert n >= 0
     out = (ctypes.c_int32 * max(1, n))()
-    assert lib.dte_host_tokenize(h, p, len(text), 0, out, n) <= n
+    assert lib.dte_host_tokenize(h, p, len(text), 0, i % 2, out, n) <= n
     for t in list(out[:n]) + [-1, 10**6]:
-        lib.dte_host_token_piece(h, t, piece, rng.randint(0, 8))
+        lib.dte_host_token_piece(h, t, i % 2, piece, rng.randint(0, 8))
     libc.free(ids)
     libc.free(p)
     stats["tokenized"] = stats.get("tokenized", 0) + 1

@@ -133,7 +133,7 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     int32_t n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
     dte_sampler_configure(p->sampler, request->temperature, (int32_t)request->top_k, request->top_p, request->seed);
     dte_generation_begin(&ne->run, &(dte_generation_setup){.ctx = p->ctx, .logits = p->logits, .sampler = p->sampler,
-                                                           .eos = p->tok->eos, .prompt = ne->turn.eval,
+                                                           .eos = p->tok->eos, .tok = p->tok, .prompt = ne->turn.eval,
                                                            .n_prompt = ne->turn.n_eval, .n_predict = n_predict,
                                                            .keep = ne->turn.keep});
     return 0;

@@ -134,7 +134,7 @@ static int generate(struct engine *e, struct generation *g)
         return engine_error("memory", "no memory for the generated ids");
     }
     dte_generation_begin(&g->run, &(dte_generation_setup){.ctx = e->ctx, .logits = e->logits, .sampler = &e->sampler,
-                                                          .eos = e->tok.eos, .prompt = g->prompt_ids,
+                                                          .eos = e->tok.eos, .tok = &e->tok, .prompt = g->prompt_ids,
                                                           .n_prompt = g->n_prompt, .n_predict = n_predict});
     if (dte_generation_prefill(&g->run) != 0) {
         return engine_error("eval", "prompt evaluation failed");

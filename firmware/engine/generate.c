@@ -45,7 +45,7 @@ int dte_generation_next(dte_generation *g, int32_t *id) {
     }
     int32_t next = dte_sample(g->s.sampler, g->s.logits);
     if (!g->first_token_ns) g->first_token_ns = dte_time_ns();
-    if (next == g->s.eos) {
+    if (next == g->s.eos || (g->s.tok && dte_token_is_eog(g->s.tok, next))) {
         g->stop = DTE_GEN_EOS;
         return 0;
     }

@@ -42,6 +42,7 @@ typedef struct {
     float *logits;            /* n_vocab floats the evaluation writes and the sampler reads */
     dte_sampler *sampler;
     int32_t eos;
+    const dte_tokenizer *tok; /* when set, also stop at every end-of-generation id (dte_token_is_eog) */
     dte_eval_fn eval;         /* NULL: dte_llama_eval(ctx, ids, n, logits) */
     void *eval_user;
     const int32_t *prompt;

@@ -55,10 +55,13 @@ static int map_file(const char *path, dte_host *h, char *err, size_t errlen) {
     return 0;
 }
 
+enum { BUILD_VOCAB = -1 }; /* n_batch value: tokenizer only (a vocabulary GGUF without tensors) */
+
 static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx, char *err,
                  size_t errlen) {
     int rc = dte_gguf_parse(buf, size, &h->gguf, err, errlen);
     if (rc) return rc;
+    if (n_batch == BUILD_VOCAB) return dte_tokenizer_load(&h->gguf, &h->tok, err, errlen);
     if ((rc = dte_llama_load(&h->gguf, &h->model, err, errlen)) != 0) return rc;
     if ((rc = dte_tokenizer_load(&h->gguf, &h->tok, err, errlen)) != 0) return rc;
     if (h->tok.n_vocab != h->model.hp.n_vocab) return set_err(err, errlen, "tokenizer and token_embd disagree on the vocabulary size");
@@ -88,6 +91,10 @@ int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t thre
     return 0;
 }
 
+int dte_host_load_vocab(const char *path, dte_host **out, char *err, size_t errlen) {
+    return dte_host_load(path, 0, BUILD_VOCAB, 1, out, err, errlen);
+}
+
 void dte_host_free(dte_host *h) {
     if (!h) return;
     dte_hosted_arena_free(&h->arena);
@@ -97,26 +104,32 @@ void dte_host_free(dte_host *h) {
 
 void dte_host_get_info(const dte_host *h, dte_host_info *info) {
     const dte_llama_hparams *hp = &h->model.hp;
-    *info = (dte_host_info){(int32_t)hp->n_vocab, (int32_t)hp->n_embd, (int32_t)hp->n_layer, (int32_t)hp->n_head,
+    *info = (dte_host_info){(int32_t)h->tok.n_vocab, (int32_t)hp->n_embd, (int32_t)hp->n_layer, (int32_t)hp->n_head,
                             (int32_t)hp->n_head_kv, (int32_t)hp->n_ff, (int32_t)hp->n_ctx_train,
-                            (int32_t)dte_llama_ctx_size(h->ctx), h->tok.bos, h->tok.eos, h->tok.add_bos};
+                            h->ctx ? (int32_t)dte_llama_ctx_size(h->ctx) : 0, h->tok.bos, h->tok.eos, h->tok.add_bos};
 }
 
-int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t *ids, int64_t max_ids) {
+int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t parse_special,
+                          int32_t *ids, int64_t max_ids) {
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
-    int64_t n = dte_tokenize(&h->tok, text, len, add_bos != 0, ids, max_ids);
+    int64_t n = dte_tokenize_special(&h->tok, text, len, add_bos != 0, parse_special != 0, ids, max_ids);
     dte_hosted_arena_enter(prev);
     return n;
 }
 
-int32_t dte_host_token_piece(dte_host *h, int32_t id, char *buf, int32_t cap) {
-    return dte_token_piece(&h->tok, id, buf, cap);
+int32_t dte_host_token_piece(dte_host *h, int32_t id, int32_t special, char *buf, int32_t cap) {
+    return special ? dte_token_piece_special(&h->tok, id, buf, cap) : dte_token_piece(&h->tok, id, buf, cap);
 }
 
-void dte_host_reset(dte_host *h) { dte_llama_ctx_reset(h->ctx); }
-int32_t dte_host_pos(const dte_host *h) { return (int32_t)dte_llama_ctx_pos(h->ctx); }
+int32_t dte_host_token_is_eog(dte_host *h, int32_t id) { return dte_token_is_eog(&h->tok, id); }
+
+void dte_host_reset(dte_host *h) {
+    if (h->ctx) dte_llama_ctx_reset(h->ctx);
+}
+int32_t dte_host_pos(const dte_host *h) { return h->ctx ? (int32_t)dte_llama_ctx_pos(h->ctx) : 0; }
 
 int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen) {
+    if (!h->ctx) return set_err(err, errlen, "a vocabulary-only model cannot evaluate");
     uint32_t room = dte_llama_ctx_size(h->ctx) - dte_llama_ctx_pos(h->ctx);
     if (n <= 0) return set_err(err, errlen, "no tokens to evaluate");
     if ((uint64_t)n > room) return set_err(err, errlen, "tokens do not fit in the context");
@@ -152,6 +165,10 @@ static int host_eval(void *user, const int32_t *ids, int64_t n) {
 int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int32_t n_predict, float temp,
                       int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
                       int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen) {
+    if (!h->ctx) {
+        *n_out = 0;
+        return set_err(err, errlen, "a vocabulary-only model cannot generate");
+    }
     *n_out = 0;
     *prompt_seconds = *gen_seconds = 0.0;
     dte_sampler s;
@@ -163,7 +180,7 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
     struct host_eval ev = {h, err, errlen};
     dte_generation g;
     dte_generation_begin(&g, &(dte_generation_setup){.ctx = h->ctx, .logits = h->logits, .sampler = &s,
-                                                     .eos = h->tok.eos, .eval = host_eval, .eval_user = &ev,
+                                                     .eos = h->tok.eos, .tok = &h->tok, .eval = host_eval, .eval_user = &ev,
                                                      .prompt = prompt, .n_prompt = n_prompt, .n_predict = n_predict});
     rc = dte_generation_run(&g, &h->tok, out_ids, cb, user);
     *n_out = g.n_generated;

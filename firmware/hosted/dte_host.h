@@ -22,10 +22,17 @@ int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t thre
 void dte_host_free(dte_host *h);
 void dte_host_get_info(const dte_host *h, dte_host_info *info);
 
-/* Returns the number of ids the text needs (write at most max_ids), or negative on error. */
-int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t *ids, int64_t max_ids);
-/* Bytes of one token's text (may exceed cap: truncated). */
-int32_t dte_host_token_piece(dte_host *h, int32_t id, char *buf, int32_t cap);
+/* Map a vocabulary-only GGUF (or any model GGUF): the tokenizer calls work, eval/generate do not. */
+int dte_host_load_vocab(const char *path, dte_host **out, char *err, size_t errlen);
+
+/* llama_tokenize(add_special = add_bos, parse_special): the number of ids the text needs (write at most
+ * max_ids), or negative on error. */
+int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t parse_special,
+                          int32_t *ids, int64_t max_ids);
+/* Bytes of one token's text (may exceed cap: truncated); special: control tokens as their text. */
+int32_t dte_host_token_piece(dte_host *h, int32_t id, int32_t special, char *buf, int32_t cap);
+/* 1 when generation stops at this token. */
+int32_t dte_host_token_is_eog(dte_host *h, int32_t id);
 
 /* Forget the KV cache. */
 void dte_host_reset(dte_host *h);

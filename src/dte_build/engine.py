@@ -115,8 +115,11 @@ def load_library(path: Path | None = None) -> ctypes.CDLL:
                                     c.c_size_t]),
         "dte_host_free": (None, [c.c_void_p]),
         "dte_host_get_info": (None, [c.c_void_p, c.POINTER(_Info)]),
-        "dte_host_tokenize": (c.c_int64, [c.c_void_p, c.c_char_p, c.c_size_t, c.c_int32, i32p, c.c_int64]),
-        "dte_host_token_piece": (c.c_int32, [c.c_void_p, c.c_int32, c.c_char_p, c.c_int32]),
+        "dte_host_load_vocab": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.c_char_p, c.c_size_t]),
+        "dte_host_tokenize": (c.c_int64, [c.c_void_p, c.c_char_p, c.c_size_t, c.c_int32, c.c_int32, i32p,
+                                          c.c_int64]),
+        "dte_host_token_piece": (c.c_int32, [c.c_void_p, c.c_int32, c.c_int32, c.c_char_p, c.c_int32]),
+        "dte_host_token_is_eog": (c.c_int32, [c.c_void_p, c.c_int32]),
         "dte_host_reset": (None, [c.c_void_p]),
         "dte_host_pos": (c.c_int32, [c.c_void_p]),
         "dte_host_eval": (c.c_int, [c.c_void_p, i32p, c.c_int64, f32p, c.c_char_p, c.c_size_t]),
@@ -158,7 +161,9 @@ class Engine:
     """A loaded model in the hosted engine. Use as a context manager or call close()."""
 
     def __init__(self, model: str | Path, n_ctx: int = 0, threads: int | None = None, n_batch: int = 512,
-                 library: Path | None = None) -> None:
+                 library: Path | None = None, vocab_only: bool = False) -> None:
+        """`vocab_only`: load only the tokenizer (works on vocabulary GGUFs without tensors); tokenize, piece,
+        detokenize and is_eog work, eval and generate do not."""
         path = Path(model)
         if not path.is_file():
             raise DteError(f"model file not found: {path}", hint="pass --model PATH to a .gguf file")
@@ -169,7 +174,11 @@ class Engine:
         # n_ctx 0: the model's training context, capped (like llama.cpp's default) so a 128K-context model does
         # not allocate a many-GiB KV cache unasked.
         n_ctx = n_ctx if n_ctx > 0 else DEFAULT_CTX_CAP
-        rc = self._lib.dte_host_load(str(path).encode(), n_ctx, n_batch, threads, ctypes.byref(handle), err, ERRLEN)
+        if vocab_only:
+            rc = self._lib.dte_host_load_vocab(str(path).encode(), ctypes.byref(handle), err, ERRLEN)
+        else:
+            rc = self._lib.dte_host_load(str(path).encode(), n_ctx, n_batch, threads, ctypes.byref(handle), err,
+                                         ERRLEN)
         if rc != 0:
             raise DteError(f"cannot load {path.name}: {err.value.decode(errors='replace')}",
                            hint="use a llama-architecture GGUF (v2/v3)")
@@ -194,29 +203,37 @@ class Engine:
     def __del__(self) -> None:
         self.close()
 
-    def tokenize(self, text: str, add_bos: bool | None = None) -> list[int]:
-        raw = text.encode("utf-8")
-        bos = self.info["add_bos"] if add_bos is None else int(add_bos)
+    def tokenize(self, text: str | bytes, add_bos: bool | None = None, special: bool = False) -> list[int]:
+        """Token ids of `text`, as llama.cpp's llama_tokenize(text, add_special=add_bos, parse_special=special):
+        add_bos adds BOS (and EOS) only where the model asks for them (tokenizer.ggml.add_bos_token; None: the
+        same as True); `special` makes control tokens written in the text (`<|im_start|>`) single tokens."""
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        bos = 1 if add_bos is None else int(add_bos)
         cap = len(raw) + 8
         while True:
             buf = (ctypes.c_int32 * cap)()
-            n = self._lib.dte_host_tokenize(self._h, raw, len(raw), bos, buf, cap)
+            n = self._lib.dte_host_tokenize(self._h, raw, len(raw), bos, int(special), buf, cap)
             if n < 0:
                 raise DteError("tokenizer ran out of memory", hint="use a shorter prompt")
             if n <= cap:
                 return list(buf[:n])
             cap = n
 
-    def piece(self, token: int) -> bytes:
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (llama.cpp token_to_piece); `special`: control tokens as their text."""
         buf = ctypes.create_string_buffer(256)
-        n = self._lib.dte_host_token_piece(self._h, token, buf, 256)
+        n = self._lib.dte_host_token_piece(self._h, token, int(special), buf, 256)
         if n > 256:
             buf = ctypes.create_string_buffer(n)
-            n = self._lib.dte_host_token_piece(self._h, token, buf, n)
+            n = self._lib.dte_host_token_piece(self._h, token, int(special), buf, n)
         return buf.raw[:n]
 
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return b"".join(self.piece(i) for i in ids).decode("utf-8", errors="replace")
+    def detokenize(self, ids: Sequence[int], special: bool = False) -> str:
+        return b"".join(self.piece(i, special) for i in ids).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        """Does generation stop at this token (EOS, EOT, <|im_end|>-style end-of-turn ids)?"""
+        return bool(self._lib.dte_host_token_is_eog(self._h, token))
 
     def reset(self) -> None:
         self._lib.dte_host_reset(self._h)
