@@ -255,3 +255,55 @@ def test_prompts_with_invalid_utf8_or_nul_are_refused(server: Server) -> None:
             p.check_prompt_text(text)
     with server.client() as c:
         assert c.generate(p.Prompt("naïve — ok ✓", n_predict=2)).prompt_ids == list("naïve — ok ✓".encode())
+
+
+def test_replay_campaign_after_eviction_accepts_nothing_and_amplifies_nothing(server: Server) -> None:
+    """The issue's campaign, CI-sized: 300 recorded frames of 20 sessions (PROMPT, PING, STATS_REQUEST, ...),
+    replayed after 20 newer sessions evicted them, each from its own source port and from another: zero served,
+    zero tokens, and the replayer receives fewer bytes than it sends (version 1 served 150 of 300 and answered a
+    95-byte PROMPT with 5,215 bytes)."""
+    recorded: list[tuple[socket.socket, bytes]] = []
+    victims = []
+    for v in range(20):
+        sock = udp(server)
+        session = open_raw(sock)
+        victims.append(sock)
+        for seq in range(2, 17):                                        # 15 frames each
+            kind = seq % 3
+            if kind == 0:
+                frame = authentic(p.FrameType.PROMPT, session, seq, p.Prompt(f"v{v} s{seq}", n_predict=5).encode())
+            elif kind == 1:
+                frame = authentic(p.FrameType.PING, session, seq, b"p" * 16)
+            else:
+                frame = authentic(p.FrameType.STATS_REQUEST, session, seq)
+            sock.send(frame)
+            answers(sock, 0.02)
+            recorded.append((sock, frame))
+    assert len(recorded) == 300
+    newer = [udp(server) for _ in range(20)]
+    for sock in newer:
+        open_raw(sock)
+    with server.client() as monitor:
+        before = monitor.stats()
+        replayer = udp(server)
+        sent = received = 0
+        for own, frame in recorded:
+            for sock in (own, replayer):
+                sock.send(frame)
+                sent += len(frame)
+            for sock in (own, replayer):
+                for answer in answers(sock, 0.01):
+                    received += len(answer)
+                    assert p.decode_frame(KEY, answer).type == p.FrameType.GONE
+        time.sleep(0.2)
+        for sock in (replayer, *victims):
+            for answer in answers(sock, 0.05):
+                received += len(answer)
+                assert p.decode_frame(KEY, answer).type == p.FrameType.GONE
+        after = monitor.stats()
+    assert after["served"] - before["served"] == 1                       # only the monitor's STATS
+    assert after["generations"] == before["generations"] and after["tokens_generated"] == before["tokens_generated"]
+    assert after["gone"] - before["gone"] == 600
+    assert received <= sent                                             # a GONE is 60 bytes, no frame is smaller
+    for sock in [replayer, *victims, *newer]:
+        sock.close()
