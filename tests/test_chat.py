@@ -1,9 +1,11 @@
 """`dte chat` against the C token-protocol server with its fake engine (tests/devmodels/netserve.c): line-by-line
-mode on a pipe (only replies on stdout), the conversation remembered, /reset and /system, waiting for the appliance,
-and the interactive terminal (line editing, history, Ctrl-C) on a pseudo-terminal.
+mode on a pipe (only replies on stdout), the conversation remembered in the appliance's session, /reset and
+/system, waiting for the appliance, and the interactive terminal (line editing, history, Ctrl-C) on a
+pseudo-terminal.
 
-Expected replies come from the fake engine's documented rule applied to the transcript text docs/serve.md
-specifies, written out here by hand.
+Expected replies come from the fake engine's documented rule (its tokens are the text's bytes; a generated token
+depends on the sum of the session's whole transcript) applied to the transcript the protocol specifies, written
+out here by hand.
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ def fake_text(prompt: str, seed: int, n: int) -> str:
     return "".join(chr(i) for i in fake_ids(prompt, seed, n))
 
 
+def fake_turns(turns: list[str], seed: int, n: int) -> list[str]:
+    """The fake engine's replies to user turns appended to one session: each generated token depends on the sum
+    of every id in the transcript (the turns' bytes and the tokens generated before)."""
+    transcript: list[int] = []
+    replies = []
+    for text in turns:
+        transcript += list(text.encode())
+        total = sum(transcript)
+        ids = [97 + (seed + 7 * i + total) % 26 for i in range(n)]
+        transcript += ids
+        replies.append(bytes(ids).decode())
+    return replies
+
+
 @pytest.fixture(scope="module")
 def appliance() -> Iterator[Server]:
     s = Server(delay_us=0)
@@ -48,18 +64,19 @@ def chat(port: int, key_file: Path, stdin: str, *args: str, timeout: float = 60)
 
 
 def test_pipe_mode_prints_only_the_replies_and_remembers_the_conversation(appliance: Server, key_file: Path) -> None:
-    out = chat(appliance.port, key_file, "Hello\n\nWho are you?\n")
+    out = chat(appliance.port, key_file, "Hello\n\nWho are you?\nAnd then?\n")
     assert out.returncode == 0, out.stderr
-    first = fake_text("Hello", 0, 6)
-    second = fake_text(f"User: Hello\nAssistant: {first}\nUser: Who are you?\nAssistant:", 0, 6)
-    assert out.stdout == f"{first}\n{second}\n"
+    assert out.stdout == "".join(f"{reply}\n" for reply in fake_turns(["Hello", "Who are you?", "And then?"], 0, 6))
+    # turn 2 differs from a fresh answer to its text: the appliance's session remembered turn 1
+    assert out.stdout.splitlines()[1] != fake_text("Who are you?", 0, 6)
 
 
 def test_reset_system_and_no_history(appliance: Server, key_file: Path) -> None:
     out = chat(appliance.port, key_file, "Hello\n/reset\nWho are you?\n/system Be brief.\nHi\n/quit\nnever sent\n")
     assert out.returncode == 0, out.stderr
+    # a system message opens the first turn's text, a blank line before the user's (docs/serve.md)
     assert out.stdout.splitlines() == [fake_text("Hello", 0, 6), fake_text("Who are you?", 0, 6),
-                                       fake_text("System: Be brief.\nUser: Hi\nAssistant:", 0, 6)]
+                                       fake_text("Be brief.\n\nHi", 0, 6)]
     alone = chat(appliance.port, key_file, "Hello\nWho are you?\n", "--no-history", "-s", "3")
     assert alone.stdout.splitlines() == [fake_text("Hello", 3, 6), fake_text("Who are you?", 3, 6)]
 
@@ -68,7 +85,7 @@ def test_long_conversation_drops_its_oldest_turns_to_fit_a_frame(appliance: Serv
     lines = [f"turn {i} " + "x" * 300 for i in range(6)]
     out = chat(appliance.port, key_file, "\n".join(lines) + "\n")
     assert out.returncode == 0, out.stderr
-    assert len(out.stdout.splitlines()) == 6 and "oldest messages" in out.stderr
+    assert len(out.stdout.splitlines()) == 6 and "oldest messages" not in out.stderr   # a session holds it all
 
 
 class DelayedRelay:

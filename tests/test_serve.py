@@ -114,13 +114,67 @@ def test_completion_sends_the_prompt_as_it_is(client: openai.OpenAI) -> None:
     assert echoed.choices[0].text == "The forest" + reply.choices[0].text
 
 
-def test_conversation_is_sent_as_the_documented_transcript(client: openai.OpenAI) -> None:
+def fake_turns(turns: list[str], seed: int, n: int) -> list[str]:
+    """The fake engine's replies to user turns appended to one session: a generated token depends on the sum of
+    every id in the transcript (the turns' bytes, and the tokens generated before)."""
+    transcript: list[int] = []
+    replies = []
+    for text in turns:
+        transcript += list(text.encode())
+        total = sum(transcript)
+        ids = [97 + (seed + 7 * i + total) % 26 for i in range(n)]
+        transcript += ids
+        replies.append(bytes(ids).decode())
+    return replies
+
+
+def test_history_the_gateway_did_not_produce_is_carried_as_one_turn(client: openai.OpenAI) -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Who are you?"}]
     reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, seed=2)
-    # docs/serve.md: one turn per line, ending with "Assistant:" (protocol v1 has no sessions)
-    sent = "System: Be brief.\nUser: Hi\nAssistant: Hello.\nUser: Who are you?\nAssistant:"
+    # docs/serve.md: the system message, a blank line, then one line per message
+    sent = "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Who are you?"
     assert reply.choices[0].message.content == fake_text(sent, 2, 6)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_continues_its_appliance_session(client: openai.OpenAI, stream: bool) -> None:
+    turns = [f"Hi {stream}", "Tell me more", "And then?"]
+    expected = fake_turns(turns, 4, 6)
+    messages: list[dict] = []
+    for i, text in enumerate(turns):
+        messages.append({"role": "user", "content": text})
+        if stream:
+            chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, seed=4,
+                                                         stream=True, stream_options={"include_usage": True}))
+            answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+        else:
+            reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, seed=4)
+            answer, usage = reply.choices[0].message.content, reply.usage
+        assert answer == expected[i], i   # only the new turn was sent: the session held the rest
+        assert usage is not None
+        assert usage.prompt_tokens == sum(len(t.encode()) for t in turns[:i + 1]) + 6 * i
+        if i:
+            assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens > 0
+        messages.append({"role": "assistant", "content": answer})
+
+
+def test_an_expired_session_is_carried_to_a_new_transcript() -> None:
+    quick = Server(delay_us=0, idle_timeout_ms=300)   # the appliance closes sessions idle for 0.3 s
+    try:
+        with GatewayThread(config(quick)) as g:
+            c = openai.OpenAI(base_url=g.url, api_key="x", max_retries=0)
+            first = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                              max_tokens=5, seed=1).choices[0].message.content
+            time.sleep(1.0)
+            messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": first},
+                        {"role": "user", "content": "More"}]
+            reply = c.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, seed=1)
+    finally:
+        quick.stop()
+    assert first == fake_text("Hi", 1, 5)
+    assert reply.choices[0].message.content == fake_text(f"User: Hi\nAssistant: {first}\nUser: More", 1, 5)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -151,10 +151,6 @@ def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, 
                     break
                 continue
             text = line[1:] if line.startswith("//") else line
-            _, dropped = conversation.prompt_for(text)
-            if dropped:
-                warn(f"the conversation outgrew one request ({p.MAX_PROMPT_TEXT} bytes): "
-                     f"left out its {dropped} oldest messages")
             printer = _Printer()
             try:
                 result = conversation.ask(text, sampling, on_token=printer)
@@ -165,11 +161,19 @@ def chat(endpoint: str, key_file: str, n_predict: int, temp: float, top_k: int, 
                 info("[cancelled]")
                 continue
             printer.end()
+            if conversation.restarted:
+                warn(f"{conversation.restarted}: started it over from the text of the conversation")
+            if conversation.dropped:
+                warn(f"the conversation outgrew one request ({p.MAX_PROMPT_TEXT} bytes): "
+                     f"left out its {conversation.dropped} oldest messages")
             if interactive:
                 _report(result)
 
 
 def _report(result: Generation) -> None:
     data = result.to_json()
-    err.print(f"[{len(result.ids)} tokens, {data['tok_per_s']:.1f} tok/s; prompt {len(result.prompt_ids)} tokens]",
+    done = result.done
+    reused = f", {done.reused_tokens} reused" if done is not None and done.reused_tokens else ""
+    new = done.prompt_tokens if done is not None else len(result.prompt_ids)
+    err.print(f"[{len(result.ids)} tokens, {data['tok_per_s']:.1f} tok/s; prompt {new} evaluated{reused}]",
               style="dim", markup=False)

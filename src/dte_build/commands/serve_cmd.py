@@ -61,10 +61,12 @@ def _is_loopback(host: str) -> bool:
               help="Seconds without an answer before an appliance counts as down.")
 @click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 5),
               help="Generations in flight per appliance (it runs one and queues up to 4); others wait here.")
+@click.option("--sessions", default=8, show_default=True, type=click.IntRange(1, 15),
+              help="Conversations kept open per appliance (it holds 16 sessions; the rest serve other clients).")
 @click.option("--max-waiting", default=256, show_default=True, type=click.IntRange(0),
               help="Requests waiting for an appliance before new ones get 429.")
 def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str | None, model_name: str,
-          max_body: int, timeout: float, slots: int, max_waiting: int) -> None:
+          max_body: int, timeout: float, slots: int, sessions: int, max_waiting: int) -> None:
     """Serve the OpenAI HTTP API (/v1/models, /v1/chat/completions, /v1/completions) from appliances.
 
     \b
@@ -87,7 +89,7 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
         raise DteError(f"--listen {listen} is reachable from other machines and no --api-key is set",
                        "pass --api-key TOKEN (or DTE_API_KEY), or listen on 127.0.0.1")
     config = ServeConfig(appliances=endpoints, key=key, model=model_name, api_key=api_key, max_body=max_body,
-                         timeout=timeout, slots=slots, max_waiting=max_waiting)
+                         timeout=timeout, slots=slots, max_waiting=max_waiting, sessions=sessions)
     app = create_app(config)
     for appliance in app_pool(app):
         try:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .api import (ApiError, CompletionRequest, ResponseIds, Usage, bad_request, models_list, parse_chat,
                   parse_completion)
 from .backend import Appliance, Pool, Stream
-from .prompts import job_for
+from .prompts import job_for, key_after
 from .text import StopText
 
 DEFAULT_MAX_BODY = 256 << 10
@@ -46,6 +46,7 @@ class ServeConfig:
     timeout: float = 30.0          # seconds without an answer from the appliance before it counts as down
     slots: int = 1                 # generations in flight per appliance (it runs one at a time, queues 4)
     max_waiting: int = 256         # requests waiting for a slot before 429
+    sessions: int = 8              # conversations kept open per appliance (it holds 16 sessions)
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -147,7 +148,8 @@ class Gateway:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.pool = Pool([Appliance(host, port, config.key, timeout=config.timeout, slots=config.slots)
-                          for host, port in config.appliances], max_waiting=config.max_waiting)
+                          for host, port in config.appliances], max_waiting=config.max_waiting,
+                         sessions=config.sessions)
 
     # -- routes ---------------------------------------------------------------------------------------------
 
@@ -195,29 +197,33 @@ class Gateway:
         except (ClientGone, ClientDisconnect):
             return Response(status_code=499)
         ids = ResponseIds(model=parsed.model, chat=parsed.chat)
+        run = _Run(parsed, stream, StopText(parsed.stop))
+
+        def close() -> None:
+            stream.cancel()
+            self.pool.finish(stream, run.key())
+
         if parsed.stream:
-            return EventStream(self._events(parsed, ids, stream, first), on_close=stream.cancel)
+            return EventStream(self._events(parsed, ids, run, first), on_close=close)
         try:
-            return JSONResponse(await unless_gone(request, self._whole(parsed, ids, stream, first)))
+            return JSONResponse(await unless_gone(request, self._whole(parsed, ids, run, first)))
         except ApiError as error:
             return error_response(error)
         except ClientGone:
             return Response(status_code=499)
         finally:
-            stream.cancel()
+            close()
 
-    async def _whole(self, parsed: CompletionRequest, ids: ResponseIds, stream: Stream,
+    async def _whole(self, parsed: CompletionRequest, ids: ResponseIds, run: _Run,
                      first: tuple[str, object]) -> dict[str, Any]:
-        run = _Run(stream, StopText(parsed.stop))
         text = "".join([t async for t in run.texts(first)])
         if parsed.echo and parsed.prompt is not None:
             text = parsed.prompt + text
         usage, reason = run.result()
         return ids.completion(text, reason, usage)
 
-    async def _events(self, parsed: CompletionRequest, ids: ResponseIds, stream: Stream,
+    async def _events(self, parsed: CompletionRequest, ids: ResponseIds, run: _Run,
                       first: tuple[str, object]) -> AsyncIterator[str]:
-        run = _Run(stream, StopText(parsed.stop))
         try:
             if parsed.chat:
                 yield sse(ids.chunk("", first=True))
@@ -239,7 +245,8 @@ class _Run:
     """One generation's text as released to the client, cut at a stop sequence (which cancels the rest on the
     appliance), and its usage counts and finish reason."""
 
-    def __init__(self, stream: Stream, out: StopText) -> None:
+    def __init__(self, parsed: CompletionRequest, stream: Stream, out: StopText) -> None:
+        self.parsed = parsed
         self.stream = stream
         self.out = out
         self.tokens_at_stop = 0
@@ -262,11 +269,19 @@ class _Run:
             async for _ in self.stream.pieces():
                 pass
 
+    def key(self) -> str | None:
+        """The conversation the session now holds, when the reply went out whole (not cut at a stop string,
+        not cancelled): a request that extends it continues the session."""
+        outcome = self.stream.outcome
+        if self.out.stopped or outcome is None or outcome.finish_reason not in ("stop", "length"):
+            return None
+        return key_after(self.parsed, self.out.text)
+
     def result(self) -> tuple[Usage, str]:
         outcome = self.stream.outcome
         prompt_tokens = outcome.prompt_tokens if outcome else 0
         if self.out.stopped:
-            return Usage(prompt_tokens, self.tokens_at_stop), "stop"
+            return Usage(prompt_tokens, self.tokens_at_stop, outcome.cached_tokens if outcome else 0), "stop"
         assert outcome is not None
         reason = "stop" if outcome.finish_reason == "cancelled" else outcome.finish_reason
         return Usage(prompt_tokens, outcome.completion_tokens, outcome.cached_tokens), reason
