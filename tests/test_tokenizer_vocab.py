@@ -180,3 +180,25 @@ def test_special_tokens_parse_only_when_asked(engines) -> None:
     assert len(im_start) == 1 and engine.piece(im_start[0], special=True) == b"<|im_start|>"
     assert len(engine.tokenize("<|im_start|>", add_bos=False)) > 1
     assert engine.is_eog(engine.tokenize("<|im_end|>", add_bos=False, special=True)[0])
+
+
+def test_dte_tokenize_command(smollm2_path: Path, llama_cpp) -> None:
+    import json
+
+    import jsonschema
+    from click.testing import CliRunner
+
+    from dte_build.cli import main
+    from dte_build.paths import REPO_ROOT
+
+    text = "<|im_start|>user\nHéllo 🦙 it's 2024<|im_end|>\n"
+    ref = llama_cpp.Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    result = CliRunner().invoke(main, ["tokenize", "-m", str(smollm2_path), "--special", "--json", text])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    jsonschema.validate(data, json.loads((REPO_ROOT / "docs" / "schemas" / "tokenize.json").read_text()))
+    assert data["ids"] == ref.tokenize(text.encode(), add_bos=True, special=True)
+    plain = CliRunner().invoke(main, ["tokenize", "-m", str(smollm2_path), "--no-bos", "--ids", text])
+    assert json.loads(plain.stdout) == ref.tokenize(text.encode(), add_bos=False)
+    table = CliRunner().invoke(main, ["tokenize", "-m", str(smollm2_path), "Hello world"])
+    assert table.stdout.splitlines()[-1].split() == [str(ref.tokenize(b"Hello world")[-1]), "->", "'", "world'"]

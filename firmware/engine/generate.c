@@ -64,19 +64,23 @@ int32_t dte_generation_piece(const dte_tokenizer *tok, int32_t id, char *buf, in
 
 int dte_generation_run(dte_generation *g, const dte_tokenizer *tok, int32_t *ids, dte_piece_fn cb, void *user) {
     if (dte_generation_prefill(g) != 0) return -1;
-    char piece[256];
-    int32_t id;
+    char piece[256], text[sizeof piece + 4];
+    dte_utf8_stream utf8 = {0};
+    int32_t id, last = -1;
     int rc;
     while ((rc = dte_generation_next(g, &id)) == 1) {
         if (ids) ids[g->n_generated - 1] = id;
         if (!cb) continue;
         int32_t len = dte_generation_piece(tok, id, piece, (int32_t)sizeof piece);
-        if (cb(user, id, piece, len) != 0) {
+        last = id;
+        if (cb(user, id, text, dte_utf8_stream_push(&utf8, piece, len, text)) != 0) {
             g->stop = DTE_GEN_CALLBACK;
             break;
         }
     }
     if (rc < 0) return -1;
+    int32_t held = dte_utf8_stream_flush(&utf8, text);
+    if (cb && held > 0) cb(user, last, text, held);
     dte_generation_end(g);
     if (!g->first_token_ns) g->first_token_ns = g->end_ns;
     return 0;

@@ -72,6 +72,9 @@ int dte_generation_prefill(dte_generation *g);
  * n_predict before the prefill, so n_predict 0 finishes without evaluating anything. */
 int dte_generation_next(dte_generation *g, int32_t *id);
 /* Prefill, then every token to ids (capacity n_predict; may be NULL) and to cb (may be NULL) until finished;
+ * cb sees whole UTF-8 characters only: the bytes of a character split across tokens arrive with the token that
+ * completes it (dte_utf8_stream), and a sequence still incomplete at the end comes in one last call that repeats
+ * the last id;
  * stamps end_ns (and first_token_ns when no token was sampled). 0, or -1 when an evaluation failed. */
 int dte_generation_run(dte_generation *g, const dte_tokenizer *tok, int32_t *ids, dte_piece_fn cb, void *user);
 /* Stamp end_ns now (for dte_generation_next's callers). */

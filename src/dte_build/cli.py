@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flash": ("flash_cmd", "flash_command"),
     "verify": ("flash_cmd", "verify_command"),
     "generate": ("generate_cmd", "generate"),
+    "tokenize": ("tokenize_cmd", "tokenize"),
     "keygen": ("net_cmd", "keygen"),
     "chat": ("chat_cmd", "chat"),
     "serve": ("serve_cmd", "serve"),
