@@ -6,6 +6,7 @@ settings (prompt, sampling, threads), the token-protocol server when asked for, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +34,17 @@ def apply_network(board: Board, options: FirmwareOptions, net: bool, key_file: s
 def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
                        identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
                        sign_key: Path | None = None, sign_cert: Path | None = None,
+                       on_step: Callable[[str, int], None] | None = None,
                        ) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
     """The firmware `dte build` compiles for `board`: the persona (`persona_path`, else the board's) and identity
     strength, the FirmwareOptions fields in `settings` (prompt, sampling, threads, ...; defaults otherwise), the
     network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
-    `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes."""
+    `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes.
+    `on_step`: build_firmware's progress callback."""
     from .identity_build import resolve_identity, sign_firmware
 
     identity = resolve_identity(board, persona_path, identity_strength)
     options = apply_network(board, FirmwareOptions(**{**identity.firmware_options(), **(settings or {})}), net,
                             key_file)
-    firmware = build_firmware(board, options=options)
+    firmware = build_firmware(board, options=options, on_step=on_step)
     return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)

@@ -11,9 +11,12 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TaskProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -57,3 +60,33 @@ def progress(description: str, total: int, *, unit_bytes: bool = True) -> Iterat
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield _Bar(bar, task)
+
+
+class _Steps:
+    def __init__(self, progress: Progress | None, task: int | None) -> None:
+        self._progress, self._task = progress, task
+
+    def step(self, what: str, total: int) -> None:
+        """One step done (`what`: the one just finished), of `total`."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total, advance=1, what=what)
+
+    def phase(self, description: str) -> None:
+        """A new phase: a fresh bar (or spinner until its first step) under `description`."""
+        if self._progress is not None:
+            if self._task is not None:
+                self._progress.update(self._task, completed=self._progress.tasks[self._task].total or 1)
+            self._task = self._progress.add_task(description, total=None, what="")
+
+
+@contextmanager
+def steps(description: str) -> Iterator[_Steps]:
+    """Progress of a multi-step job (compile N files, then write an image ...) on stderr; silent when not a
+    terminal. `phase()` starts the next bar, `step()` advances the current one."""
+    if not err.is_terminal:
+        yield _Steps(None, None)
+        return
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("[dim]{task.fields[what]}")]
+    with Progress(*columns, console=err, transient=True) as bar:
+        yield _Steps(bar, bar.add_task(description, total=None, what=""))

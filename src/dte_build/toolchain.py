@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -375,8 +375,11 @@ def _kernel_object(board: Board, build_dir: Path) -> Path | None:
 
 
 def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
-                   build_dir: Path | None = None) -> FirmwareBuild:
-    """Compile and link BOOTX64.EFI for `board` into `build_dir` (default build/<board>/), check it, return it."""
+                   build_dir: Path | None = None, on_step: Callable[[str, int], None] | None = None) -> FirmwareBuild:
+    """Compile and link BOOTX64.EFI for `board` into `build_dir` (default build/<board>/), check it, return it.
+
+    `on_step(what, total)`: called as each step ends ("kernels", "compile engine/x.c", ..., "link"), with the
+    number of steps in all, for a progress display."""
     start = time.monotonic()
     options = with_persona(board, options or FirmwareOptions())
     tc = find_toolchain()
@@ -384,7 +387,7 @@ def build_firmware(board: Board, *, options: FirmwareOptions | None = None,
     (build_dir / "obj").mkdir(parents=True, exist_ok=True)
     build_id = compute_build_id(board, options, tc)
     with build_lock(build_dir):
-        return _build_locked(board, options, tc, build_dir, build_id, start)
+        return _build_locked(board, options, tc, build_dir, build_id, start, on_step or (lambda _what, _n: None))
 
 
 @contextlib.contextmanager
@@ -406,7 +409,7 @@ def unique_tmp(path: Path) -> Path:
 
 
 def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_dir: Path, build_id: str,
-                  start: float) -> FirmwareBuild:
+                  start: float, on_step: Callable[[str, int], None]) -> FirmwareBuild:
     header = build_dir / "dte_config.h"
     text = config_header(board, options, build_id)
     if not header.is_file() or header.read_text() != text:
@@ -414,10 +417,17 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
     sources = read_source_list("common", "firmware")
     if not sources:
         raise DteError("firmware/sources.toml lists no firmware sources")
+    steps = len(sources) + 2
+
+    def compile_one(rel: str) -> Path:
+        obj = _compile_one(tc, rel, board, build_dir, kernel_obj is not None)
+        on_step(f"compile {rel}", steps)
+        return obj
+
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         kernel_obj = _kernel_object(board, build_dir)
-        objects = list(pool.map(lambda rel: _compile_one(tc, rel, board, build_dir, kernel_obj is not None),
-                                sources))
+        on_step("kernels", steps)
+        objects = list(pool.map(compile_one, sources))
     if kernel_obj is not None:
         objects.append(kernel_obj)
     # Content-addressed output (the build id hashes every input): a concurrent build with other options links
@@ -428,6 +438,7 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
     try:
         _link(tc, objects, tmp)
         check_efi(tmp)
+        on_step("link", steps)
         data = tmp.read_bytes()
         tmp.replace(efi)
     finally:

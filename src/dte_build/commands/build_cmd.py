@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..appliance import appliance_firmware
 from ..board import board_names, load_board
-from ..console import out
+from ..console import out, steps
 from ..toolchain import FirmwareOptions
 from . import options
 from .identity_opts import identity_options, sign_options
@@ -72,12 +72,15 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "chat": shape, "boot_chat": bool(chat)}
     if system is not None:
         settings["system_prompt"] = system
-    identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
-                                                    identity_strength=identity_strength, net=net, key_file=key_file,
-                                                    sign_key=sign_key, sign_cert=sign_cert)
-    image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
-                        model_path=model, build_id=firmware.build_id,
-                        no_model=no_model, stream_weights=stream_weights)
+    with steps(f"firmware for {board.name}") as progress:
+        identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
+                                                        identity_strength=identity_strength, net=net,
+                                                        key_file=key_file, sign_key=sign_key, sign_cert=sign_cert,
+                                                        on_step=progress.step)
+        progress.phase("image (checking and hashing the model, writing the GPT disk)")
+        image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
+                            model_path=model, build_id=firmware.build_id,
+                            no_model=no_model, stream_weights=stream_weights)
     packed = image.manifest.get("model")
     result = {
         "schema": options.JSON_SCHEMA_VERSION,

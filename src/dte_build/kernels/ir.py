@@ -1,7 +1,7 @@
 """Textual LLVM IR for the quantized dot-product kernels: a small function builder and the integer/float building
 blocks every kernel shares.
 
-The shapes follow docs in /work/shared/notes/kernels-llvmlite.md (measured on this machine): `abs`/`select` sign
+The instruction shapes (measured when the kernels were written; docs/kernels.md): `abs`/`select` sign
 trick plus a saturating 16-bit truncation that LLVM selects as `vpmaddubsw`, `pmadd.wd` (or its 4-instruction
 generic form) for pair sums, `vpdpbusd` on VNNI boards, `fma` accumulators and dte's fixed
 summation tree (`tree_sum`) instead of a reassociating reduction: the float side is the same at every width.
