@@ -129,6 +129,8 @@ def test_c_network_defines_from_a_board_table() -> None:
     assert defines["DTE_PROTO_KEY"].startswith("{0x00, 0x01, 0x02") and defines["DTE_PROTO_HAS_KEY"] == "1"
     fixed = dict(p.c_network_defines({**network, "mac": "02:00:00:aa:bb:cc"}, None))
     assert fixed["DTE_NET_MAC"] == "{0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc}" and fixed["DTE_PROTO_HAS_KEY"] == "0"
+    assert defines["DTE_NET_IDLE_TIMEOUT_S"] == "600u"                   # board [network] session_idle_s default
+    assert dict(p.c_network_defines({**network, "session_idle_s": 30}, KEY))["DTE_NET_IDLE_TIMEOUT_S"] == "30u"
 
 
 def test_c_network_defines_compile_into_the_net_config(tmp_path) -> None:

@@ -309,3 +309,6 @@ def _check_network(network: _Fields) -> None:
     mac = network.get("mac", str, "nic")
     if mac != "nic" and not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac):
         raise network.fail("mac", f"'{mac}' must be 'nic' or aa:bb:cc:dd:ee:ff")
+    idle = network.get("session_idle_s", int, 600)
+    if not 0 <= idle <= 86400:
+        raise network.fail("session_idle_s", f"must be 0..86400 seconds (0: never), not {idle}")

@@ -436,7 +436,8 @@ def c_network_defines(network: dict, key: bytes | None) -> list[tuple[str, str]]
     mac_bytes = bytes(6) if mac == "nic" else bytes(int(part, 16) for part in mac.split(":"))
     defines = [("DTE_NET_IPV4", u32("ipv4")), ("DTE_NET_NETMASK", u32("netmask")),
                ("DTE_NET_GATEWAY", u32("gateway")), ("DTE_NET_PORT", f"{int(network['port'])}u"),
-               ("DTE_NET_MAC", "{" + ", ".join(f"0x{b:02x}" for b in mac_bytes) + "}")]
+               ("DTE_NET_MAC", "{" + ", ".join(f"0x{b:02x}" for b in mac_bytes) + "}"),
+               ("DTE_NET_IDLE_TIMEOUT_S", f"{int(network.get('session_idle_s', 600))}u")]
     if key is not None:
         if len(key) != KEY_SIZE:
             raise DteError(f"appliance key is {len(key)} bytes, not {KEY_SIZE}", "make one with `dte keygen`")
