@@ -17,7 +17,8 @@ from model_factory import sized_model
 from dte_build.board import load_board
 from dte_build.errors import DteError
 from dte_build.image import builder
-from dte_build.image.builder import build_image, write_plan
+from dte_build.flash import flash, plan_source
+from dte_build.image.builder import build_image
 from dte_build.image.plan import plan_image
 
 pytestmark = pytest.mark.skipif(
@@ -137,14 +138,15 @@ def test_failure_mid_write_removes_temp_file(tmp_path: Path, inputs: tuple[Path,
     def boom(*args: object, **kw: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(builder, "write_plan", boom)
+    monkeypatch.setattr(builder, "write_fresh_file", boom)
     with pytest.raises(OSError):
         _build(tmp_path, inputs)
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_plan_onto_a_dirty_bigger_target(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
-    """What `dte flash` does: the same plan on a used drive (all 0xFF) of its own size."""
+    """What `dte flash --board` does: the same plan, through the same writer, on a used drive (all 0xFF) of its
+    own size."""
     size = 80 * MIB
     target = tmp_path / "drive.bin"
     with open(target, "wb") as f:
@@ -153,12 +155,7 @@ def test_plan_onto_a_dirty_bigger_target(tmp_path: Path, inputs: tuple[Path, Pat
     with plan_image(load_board("qemu-q35"), inputs[0], model_path=inputs[1], build_id=BUILD_ID,
                     disk_size=size) as plan:
         assert [e.kind for e in plan.extents][-5:] == ["gpt"] * 5
-        assert plan.extents[-1].offset == 0  # protective MBR written last
-        fd = os.open(target, os.O_WRONLY)
-        try:
-            write_plan(plan, fd, fresh=False)
-        finally:
-            os.close(fd)
+        assert flash(plan_source(plan), target).verified
     sg = subprocess.run(["sgdisk", "-v", str(target)], capture_output=True, text=True, check=True).stdout
     assert "No problems found" in sg
     esp = tmp_path / "esp.img"

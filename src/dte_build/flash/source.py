@@ -31,13 +31,16 @@ SECTOR_SIZES = (512, 4096)
 
 @dataclass(frozen=True)
 class Extent:
-    """`length` bytes at disk byte `offset`: either `data` or the file `path` from `file_offset`."""
+    """`length` bytes at disk byte `offset`: either `data` or the file `path` from `file_offset`.
+    `kind` ("esp", "weights", "weights-pad", "gpt", or "" for an image file's data) and `what` describe it."""
 
     offset: int
     length: int
     data: bytes | None = None
     path: Path | None = None
     file_offset: int = 0
+    kind: str = ""
+    what: str = ""
 
     @property
     def end(self) -> int:
@@ -47,7 +50,8 @@ class Extent:
 class Source:
     """A disk image of `size` bytes: sorted, non-overlapping data extents; gaps read as zeros."""
 
-    def __init__(self, name: str, size: int, extents: Iterable[Extent], *, gaps_matter: bool = True) -> None:
+    def __init__(self, name: str, size: int, extents: Iterable[Extent], *, gaps_matter: bool = True,
+                 has_gpt: bool = True) -> None:
         self.name = name
         # An image file's holes are zeros that may matter (zero runs inside the ESP or the GGUF); a plan's gaps
         # are don't-care by contract (everything that matters is an extent), so they are neither written nor read.
@@ -62,7 +66,9 @@ class Source:
         self._files: dict[Path, int] = {}
         self._maps: dict[Path, mmap.mmap] = {}
         self._lock = threading.Lock()  # read_into runs in several threads at once
-        self.sector_size, self.gpt_ranges, self.disk_guid = _gpt_geometry(self)
+        # has_gpt False: a piece of a disk (the builder writes the weights while they are hashed, before the
+        # manifest and GPT exist); no GPT ranges, nothing held back for last.
+        self.sector_size, self.gpt_ranges, self.disk_guid = _gpt_geometry(self) if has_gpt else (512, [], None)
 
     def chunks(self) -> list[Chunk]:
         """The units flash writes and verify reads: aligned chunks, GPT ranges last, don't-care gaps left out."""
@@ -245,15 +251,9 @@ def image_source(path: str | Path) -> Source:
     return Source(str(p), size, [Extent(off, n, path=p, file_offset=off) for off, n in ranges])
 
 
-def plan_source(plan: Any, name: str = "image plan") -> Source:
-    """The Source for an `ImagePlan` (disk_size + extents with `data` bytes or `path` + `file_offset`)."""
-    extents = []
-    for e in plan.extents:
-        if getattr(e, "kind", "") == "wipe":  # the writer invalidates the old GPT itself, in its own order
-            continue
-        data = getattr(e, "data", None)
-        path = getattr(e, "path", None)
-        extents.append(Extent(int(e.offset), int(e.length), data=bytes(data) if data is not None else None,
-                              path=Path(path) if path is not None else None,
-                              file_offset=int(getattr(e, "file_offset", 0) or 0)))
-    return Source(name, int(plan.disk_size), extents, gaps_matter=False)
+def plan_source(plan: Any, name: str = "image plan", *, without: frozenset[str] = frozenset(),
+                has_gpt: bool = True) -> Source:
+    """The Source for an `ImagePlan` (image/plan.py: disk_size + these Extents); `without`: extent kinds left out
+    (the builder has written the weights already)."""
+    extents = [e for e in plan.extents if e.kind not in without]
+    return Source(name, int(plan.disk_size), extents, gaps_matter=False, has_gpt=has_gpt)

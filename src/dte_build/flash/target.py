@@ -176,16 +176,23 @@ def check_not_mounted(name: str, system: System) -> None:
                            f"unmount it first (umount {fields[4]})")
 
 
+def _swaps(system: System) -> list[tuple[str, os.stat_result]]:
+    """Active swap areas (/proc/swaps) that exist, with their stat."""
+    out = []
+    for line in _read(system.swaps).splitlines()[1:]:
+        swap = line.split()[0] if line.split() else ""
+        try:
+            out.append((swap, os.stat(swap)))
+        except OSError:
+            continue
+    return out
+
+
 def check_not_swap(name: str, system: System) -> None:
     """Refuse a disk used as swap (the disk or one of its partitions in /proc/swaps): the kernel writes
     pages there at any moment, corrupting the image and crashing whatever was swapped out."""
     ids = _dev_ids(name, system)
-    for line in _read(system.swaps).splitlines()[1:]:
-        swap = line.split()[0] if line.split() else ""
-        try:
-            st = os.stat(swap)
-        except OSError:
-            continue
+    for swap, st in _swaps(system):
         if stat.S_ISBLK(st.st_mode) and _dev_id(st.st_rdev) in ids:
             raise DteError(f"target /dev/{name}: {swap} is active swap", f"run `swapoff {swap}` first")
 
@@ -267,12 +274,7 @@ def mounted_storage(system: System) -> dict[str, str]:
             source = line.split(" - ", 1)[1].split()[1] if " - " in line else fields[2]
             for where in storage_of(fields[2], system):
                 used.setdefault(where, f"{source} mounted on {fields[4]}")
-    for line in _read(system.swaps).splitlines()[1:]:
-        swap = line.split()[0] if line.split() else ""
-        try:
-            st = os.stat(swap)
-        except OSError:
-            continue
+    for swap, st in _swaps(system):
         found = storage_of(_dev_id(st.st_rdev), system) if stat.S_ISBLK(st.st_mode) else {_file_id(st)}
         for where in found:
             used.setdefault(where, f"swap {swap}")

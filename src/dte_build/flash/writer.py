@@ -114,6 +114,19 @@ def flash(source: Source, target_path: str | Path, *, confirm: Confirm | None = 
     return report
 
 
+def write_fresh_file(source: Source, fd: int, name: str, *, label: str | None = None) -> FlashReport:
+    """Write `source` into a regular file open at `fd` that reads as zeros wherever it was not written (new,
+    sparse, sized by the caller): `dte build`'s path into this writer. Only data chunks are written, only their
+    data ranges (holes stay holes); the GPT chunks last, as for a drive. No read-back (the builder fsyncs)."""
+    target = Target(Path(name), "file", source.size, exists=False)
+    report = FlashReport(source.name, name, source.size)
+    start = time.monotonic()
+    _write(source, [c for c in source.chunks() if c.data], fd, target, {}, report, None, fresh=True, verify=False,
+           label=label)
+    report.write_seconds = report.seconds = time.monotonic() - start
+    return report
+
+
 class FlashVerifyError(DteError):
     """The read-back after a flash did not match; carries the report for `--json`."""
 
@@ -231,7 +244,8 @@ def _write_file_extents(source: Source, fd: int, c: Chunk, view: memoryview, *, 
 
 
 def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected: dict[int, int],
-           report: FlashReport, on_chunk: Callable[[Chunk], None] | None, *, fresh: bool, verify: bool) -> None:
+           report: FlashReport, on_chunk: Callable[[Chunk], None] | None, *, fresh: bool, verify: bool,
+           label: str | None = None) -> None:
     """Write the body chunks (DEPTH at a time), flush, then the GPT chunks, flush. All-zero chunks become
     BLKZEROOUT / punched holes (or nothing on a fresh file) instead of zeros sent over the bus."""
     block = target.is_block
@@ -262,7 +276,7 @@ def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected:
         written = _write_file_extents(source, fd, c, view, fresh=fresh)
         return crc, written, 0, c.length - written
 
-    with progress(f"flash {target.path}", sum(c.length for c in todo)) as bar:
+    with progress(label or f"flash {target.path}", sum(c.length for c in todo)) as bar:
         holes = [c for c in todo if not c.data]
         for lo, hi in _runs(holes):  # one BLKZEROOUT / punch per run of holes: cheap, and parallel ones contend
             if not fresh:

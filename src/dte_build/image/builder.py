@@ -1,8 +1,8 @@
-"""`build_image`: write an ImagePlan to a sparse file, atomically (temp file in the same directory + rename)."""
+"""`build_image`: write an ImagePlan to a sparse file, atomically (temp file in the same directory + rename), through
+`dte flash`'s writer (a file is a target): the model while it is hashed, then the ESP and the GPT."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 import time
@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..board import Board
-from ..console import info, progress, warn
+from ..console import info, warn
 from ..errors import DteError
+from ..flash.source import Extent, Source, plan_source
+from ..flash.writer import write_fresh_file
 from .manifest import ModelDigest, digest_model
 from .model_check import ModelInfo, check_model
-from .plan import Extent, ImagePlan, plan_image
-
-COPY_CHUNK = 8 * 1024 * 1024
+from .plan import plan_image
 
 
 @dataclass(frozen=True)
@@ -36,115 +36,18 @@ def default_model(board: Board) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def _is_zero(chunk: memoryview) -> bool:
-    return chunk.nbytes == 0 or (chunk[0] == 0 and chunk == bytes(chunk.nbytes))
-
-
-def _data_ranges(fd: int, start: int, end: int) -> list[tuple[int, int]]:
-    """The [begin, end) ranges of a file holding data (SEEK_DATA/SEEK_HOLE); the whole span if unsupported."""
-    ranges, pos = [], start
+def _write_model_while_hashing(model: Path, fd: int, name: str, offset: int, size: int) -> ModelDigest:
+    """Write the GGUF at `offset` through the flash writer while another thread hashes it (SHA-256 and CRC32C
+    release the GIL; both read the same page cache): the build costs about one read of the model, not two."""
+    weights = Source(f"model {model.name}", offset + size,
+                     [Extent(offset, size, path=model, kind="weights", what=f"model {model.name}")], has_gpt=False)
     try:
-        while pos < end:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:
-                    break
-                raise
-            if data >= end:
-                break
-            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
-            ranges.append((data, hole))
-            pos = hole
-    except (OSError, AttributeError):
-        return [(start, end)]
-    return ranges
-
-
-def _copy(src: int, src_off: int, dst: int, dst_off: int, length: int, *, skip_zeros: bool, bar: Any) -> None:
-    """Copy `length` bytes between descriptors: copy_file_range when both are files, read/write otherwise."""
-    done = 0
-    use_cfr = not skip_zeros and hasattr(os, "copy_file_range")
-    buf = bytearray(COPY_CHUNK)
-    view = memoryview(buf)
-    while done < length:
-        want = min(COPY_CHUNK, length - done)
-        if use_cfr:
-            try:
-                n = os.copy_file_range(src, dst, want, src_off + done, dst_off + done)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
-                    raise
-                use_cfr = False
-                continue
-        else:
-            n = os.preadv(src, [view[:want]], src_off + done)
-            if n and not (skip_zeros and _is_zero(view[:n])):
-                os.pwrite(dst, view[:n], dst_off + done)
-        if n == 0:
-            raise DteError(f"source ended {length - done} bytes early while copying (file changed?)")
-        done += n
-        bar.advance(n)
-
-
-class _NoBar:
-    def advance(self, amount: int) -> None:
-        pass
-
-
-def write_extent(extent: Extent, dst: int, *, fresh: bool, bar: Any = None) -> None:
-    """Write one extent to descriptor `dst`. `fresh`: the target reads as zeros, so zero runs are skipped."""
-    bar = bar or _NoBar()
-    if extent.data is not None:
-        if len(extent.data) != extent.length:
-            raise DteError(f"extent '{extent.what}' holds {len(extent.data)} bytes, not {extent.length}")
-        if not (fresh and extent.kind in ("wipe", "weights-pad")):
-            os.pwrite(dst, extent.data, extent.offset)
-        bar.advance(extent.length)
-        return
-    assert extent.path is not None
-    src = os.open(extent.path, os.O_RDONLY)
-    try:
-        if os.fstat(src).st_size < extent.file_offset + extent.length:
-            raise DteError(f"{extent.path} is shorter than the {extent.length} bytes planned (file changed?)")
-        if extent.kind == "esp" and fresh:
-            begin, end = extent.file_offset, extent.file_offset + extent.length
-            covered = 0
-            for a, b in _data_ranges(src, begin, end):
-                _copy(src, a, dst, extent.offset + a - begin, b - a, skip_zeros=True, bar=bar)
-                covered += b - a
-            bar.advance(extent.length - covered)
-        else:
-            _copy(src, extent.file_offset, dst, extent.offset, extent.length, skip_zeros=False, bar=bar)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(digest_model, model)
+            write_fresh_file(weights, fd, name, label=f"copying {model.name}")
+            return hashing.result()
     finally:
-        os.close(src)
-
-
-def write_plan(plan: ImagePlan, dst: int, *, fresh: bool, description: str = "writing image",
-               skip_kinds: frozenset[str] = frozenset()) -> None:
-    """Write every extent of `plan`, in order, to descriptor `dst` (a file sized to plan.disk_size, or a drive).
-
-    `skip_kinds`: extents already written by the caller (build_image copies the weights while hashing them).
-    """
-    extents = [e for e in plan.extents if e.kind not in skip_kinds]
-    with progress(description, sum(e.length for e in extents)) as bar:
-        for extent in extents:
-            write_extent(extent, dst, fresh=fresh, bar=bar)
-
-
-def _copy_model_while_hashing(model: Path, dst: int, offset: int) -> ModelDigest:
-    """Copy the GGUF to `offset` in `dst` while another thread hashes it (SHA-256 and CRC32C release the GIL,
-    copy_file_range runs in the kernel): the build costs about one read of the model, not two."""
-    size = model.stat().st_size
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = pool.submit(digest_model, model)
-        src = os.open(model, os.O_RDONLY)
-        try:
-            with progress(f"copying {model.name}", size) as bar:
-                _copy(src, 0, dst, offset, size, skip_zeros=False, bar=bar)
-        finally:
-            os.close(src)
-        return hashing.result()
+        weights.close()
 
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
@@ -183,12 +86,18 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         os.fchmod(fd, 0o666 & ~umask)
         digest = None
         if model_path is not None:
-            digest = _copy_model_while_hashing(Path(model_path), fd, board.weights_offset)
+            digest = _write_model_while_hashing(Path(model_path), fd, tmp_name, board.weights_offset,
+                                                model_info.size)
         with plan_image(board, efi_path, model_path=model_path, build_id=build_id,
                         extra_esp_files=extra_esp_files, source_date_epoch=source_date_epoch,
                         model_info=model_info, model_digest=digest, persona=persona) as plan:
             os.ftruncate(fd, plan.disk_size)
-            write_plan(plan, fd, fresh=True, skip_kinds=frozenset({"weights"}))
+            # The rest through the same writer; the weights (and their zero padding) are there already.
+            source = plan_source(plan, out_path.name, without=frozenset({"weights", "weights-pad"}))
+            try:
+                write_fresh_file(source, fd, tmp_name, label="writing image")
+            finally:
+                source.close()
         os.fsync(fd)
         os.close(fd)
         fd = -1

@@ -1,9 +1,10 @@
-"""The disk image as an ordered list of extents: what `dte build` writes to a file and `dte flash` to a drive.
+"""The disk image as a list of extents: what `dte build` writes to a file and `dte flash` to a drive, both through
+the one writer (flash/writer.py; `flash.plan_source(plan)` is the plan as a Source).
 
-Extents are written in list order. The GPT (backup first, the protective MBR last) comes last, and a "wipe" extent
-that zeroes the old partition table comes first, so an interrupted write never looks like a complete disk.
-Holes are not extents: on a fresh (sparse, zero) file they need no writing. The ESP is built in a temporary
-directory that lives as long as the plan: use the plan as a context manager (or call `close()`).
+The writer puts the GPT (backup first, the protective MBR last) down after everything else and invalidates an old
+one first, so an interrupted write never looks like a complete disk. Holes are not extents: a fresh (sparse, zero)
+file needs no writing there, and a drive's gaps are don't-care. The ESP is built in a temporary directory that
+lives as long as the plan: use the plan as a context manager (or call `close()`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from ..board import Board
 from ..console import progress
 from ..errors import DteError
+from ..flash.source import Extent
 from . import gpt, manifest as mf
 from .esp import build_esp
 from .model_check import ModelInfo, check_model
@@ -26,23 +28,6 @@ MIB = 1024 * 1024
 ESP_OFFSET = MIB  # first byte of partition 1 (LBA 2048 at 512-byte sectors)
 ESP_NAME = "EFI System Partition"
 WEIGHTS_NAME = "dte-weights"
-
-
-@dataclass(frozen=True)
-class Extent:
-    """`length` bytes at disk byte `offset`: either `data`, or `path` read from `file_offset`."""
-
-    offset: int
-    length: int
-    kind: str  # "wipe" | "esp" | "weights" | "weights-pad" | "gpt"
-    data: bytes | None = None
-    path: Path | None = None
-    file_offset: int = 0
-    what: str = ""
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.length
 
 
 @dataclass
@@ -174,15 +159,13 @@ def plan_image(board: Board, efi_path: Path, *, model_path: Path | None, build_i
         tmp.cleanup()
         raise
 
-    extents = [Extent(0, table.first_usable_lba * ss, "wipe", data=bytes(table.first_usable_lba * ss),
-                      what="clear the old partition table")]
-    extents.append(Extent(ESP_OFFSET, esp_bytes, "esp", path=esp_path, what="EFI System Partition"))
+    extents = [Extent(ESP_OFFSET, esp_bytes, path=esp_path, kind="esp", what="EFI System Partition")]
     if digest is not None:
-        extents.append(Extent(board.weights_offset, digest.size, "weights", path=Path(model_path),
+        extents.append(Extent(board.weights_offset, digest.size, path=Path(model_path), kind="weights",
                               what=f"model {Path(model_path).name}"))
         pad = -digest.size % MIB
         if pad:
-            extents.append(Extent(board.weights_offset + digest.size, pad, "weights-pad", data=bytes(pad),
+            extents.append(Extent(board.weights_offset + digest.size, pad, data=bytes(pad), kind="weights-pad",
                                   what="zeros to the end of the weights partition"))
-    extents += [Extent(b.offset, len(b.data), "gpt", data=b.data, what=b.what) for b in gpt.render(table)]
+    extents += [Extent(b.offset, len(b.data), data=b.data, kind="gpt", what=b.what) for b in gpt.render(table)]
     return ImagePlan(board.name, disk_size, ss, extents, manifest, table, model_info if digest else None, tmp)
