@@ -17,7 +17,7 @@ from dte_build.kernels import KERNEL_SYMBOLS
 from dte_build.paths import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "docs" / "schemas"
-PENDING = {"flash", "verify"}   # issue 16's image-writer work (helper "image") reshapes these outputs; schema then
+PENDING: set[str] = set()
 
 
 def _schema(name: str) -> dict:
@@ -109,3 +109,16 @@ def test_build_and_inspect_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert seen["efi"]["sha256"] == built["firmware"]["sha256"]
     shown = CliRunner().invoke(main, ["inspect", str(image)])
     assert shown.exit_code == 0 and "partitions" in shown.stdout      # tables go to stdout: `dte inspect | less`
+
+
+def test_flash_verify_and_list_devices_json(tmp_path: Path) -> None:
+    from test_flash_lib import make_image
+
+    image, out = tmp_path / "dte.img", tmp_path / "out.img"
+    make_image(image)
+    flashed = _validated("flash", ["flash", "-y", "--to-file", "--json", str(image), str(out)])
+    assert flashed["verified"] is True and flashed["image_size"] == image.stat().st_size
+    checked = _validated("verify", ["verify", "--json", str(image), str(out)])
+    assert checked["status"] == "ok"
+    drives = _validated("flash", ["flash", "--list-devices", "--json"])
+    assert isinstance(drives["drives"], list)

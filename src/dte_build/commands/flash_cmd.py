@@ -15,6 +15,7 @@ from ..errors import DteError
 from ..flash import FlashVerifyError, Source, Target, flash, image_source, plan_source, verify
 from ..flash.target import human
 from ..image import gpt as gptlib
+from .options import JSON_SCHEMA_VERSION
 
 
 def _say(line: str) -> None:
@@ -103,7 +104,7 @@ def _list_devices(as_json: bool) -> None:
 
     drives = list_drives()
     if as_json:
-        click.echo(json.dumps({"drives": [asdict(d) for d in drives]}, indent=2))
+        click.echo(json.dumps({"schema": JSON_SCHEMA_VERSION, "drives": [asdict(d) for d in drives]}, indent=2))
         return
     table = Table("device", "model", "size", "transport", "flags", "dte flash", title="drives", title_justify="left")
     for d in drives:
@@ -162,10 +163,10 @@ def flash_command(args: tuple[str, ...], board: str | None, model: Path | None, 
                            on_target=lambda t: [warn(w) for w in t.warnings])
         except FlashVerifyError as exc:
             if as_json:
-                click.echo(json.dumps(exc.report.to_dict(), indent=2))
+                click.echo(json.dumps({"schema": JSON_SCHEMA_VERSION, **exc.report.to_dict()}, indent=2))
             raise
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({"schema": JSON_SCHEMA_VERSION, **report.to_dict()}, indent=2))
         return
     verb = "would write" if dry_run else "wrote"
     _say(f"{verb} {human(report.bytes_written)} to {report.target}, zeroed {human(report.bytes_zeroed)}, "
@@ -190,7 +191,8 @@ def verify_command(args: tuple[str, ...], board: str | None, model: Path | None,
         source, target = _source(args, board, model, no_model, stack)
         result = verify(source, target)
     if as_json:
-        click.echo(json.dumps({"target": str(target), "image": source.name, "status": result.status,
+        click.echo(json.dumps({"schema": JSON_SCHEMA_VERSION, "target": str(target), "image": source.name,
+                               "status": result.status,
                                "verified": result.ok, "line": result.line(), "bytes_checked": result.bytes_checked,
                                "seconds": round(result.seconds, 3), "first_bad_offset": result.first_bad_offset,
                                "mib_per_s": round(result.bytes_checked / (1 << 20) / result.seconds, 1)
