@@ -127,3 +127,109 @@ def test_parser_survives_mutations_under_asan(asan_setup: tuple[Path, Path, Path
     assert stats["rejected"] > stats["cases"] // 2   # most mutations must be refused, not silently accepted
     assert stats["ok"] >= 1
     assert stats["tokenized"] == 600
+
+
+# ---- byte-level BPE vocabularies: mutated metadata, and random text through every pre-tokenizer family ----
+
+BPE_DRIVER = r'''
+import ctypes, json, random, sys
+lib = ctypes.CDLL(sys.argv[1])
+paths = sys.argv[2:]
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+lib.dte_host_vocab_check.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+lib.dte_host_load_vocab.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+lib.dte_host_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
+                                  ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64]
+lib.dte_host_tokenize.restype = ctypes.c_int64
+lib.dte_host_token_piece.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p,
+                                     ctypes.c_int32]
+err = ctypes.create_string_buffer(256)
+stats = {"cases": 0, "rejected": 0, "tokenized": 0}
+rng = random.Random(99)
+
+def check(buf):
+    p = libc.malloc(max(1, len(buf)))
+    ctypes.memmove(p, buf, len(buf))
+    rc = lib.dte_host_vocab_check(p, len(buf), err, 256)
+    libc.free(p)
+    stats["cases"] += 1
+    stats["rejected"] += rc != 0
+
+data = open(paths[0], "rb").read()
+for n in range(0, len(data), max(1, len(data) // 300)):
+    check(data[:n])
+for _ in range(600):
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        b[rng.randrange(len(b))] = rng.randrange(256)
+    check(bytes(b))
+alphabet = ["a", "B", "'s", "'LL", " ", "  ", "\n", "\r\n", "\t", "1", "234", "\u00a0", "\u3000", "é", "e\u0301",
+            "日本", "한", "🦙", "!", "$", "...", "<|im_start|>", "<|im_end|>", "<tool>", "\u0301"]
+for path in paths:
+    h = ctypes.c_void_p()
+    assert lib.dte_host_load_vocab(path.encode(), ctypes.byref(h), err, 256) == 0, (path, err.value)
+    piece = ctypes.create_string_buffer(8)
+    for i in range(150):
+        if i % 3:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))).encode()
+        else:
+            text = rng.randbytes(rng.randint(0, 60))
+        p = libc.malloc(max(1, len(text)))
+        ctypes.memmove(p, text, len(text))
+        n = lib.dte_host_tokenize(h, p, len(text), i & 1, i & 2, None, 0)
+        assert n >= 0
+        out = (ctypes.c_int32 * max(1, n))()
+        assert lib.dte_host_tokenize(h, p, len(text), i & 1, i & 2, out, n) == n
+        for t in list(out[:n]) + [-1, 10**6]:
+            lib.dte_host_token_piece(h, t, i & 1, piece, rng.randint(0, 8))
+        libc.free(p)
+        stats["tokenized"] += 1
+print(json.dumps(stats))
+'''
+
+PRE_TOKENIZERS = ["llama-bpe", "qwen2", "qwen35", "smollm", "gpt-2", "falcon", "default", "deepseek-llm",
+                  "deepseek-coder"]
+
+
+def tiny_bpe_vocab(path: Path, pre: str) -> Path:
+    """Every GPT-2 byte symbol, a few merges, a control and a user-defined token."""
+    import gguf
+
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    extra = iter(range(256, 512))
+    byte_char = {b: chr(b if b in printable else next(extra)) for b in range(256)}
+    tokens = [byte_char[b] for b in range(256)]
+    merges = [("Ġ", "a"), ("Ġa", "B"), ("1", "2"), ("12", "3"), ("'", "s")]
+    tokens += [a + b for a, b in merges] + ["<|im_start|>", "<|im_end|>", "<tool>"]
+    types = [gguf.TokenType.NORMAL] * (len(tokens) - 3) + [gguf.TokenType.CONTROL] * 2 + [
+        gguf.TokenType.USER_DEFINED]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([f"{a} {b}" for a, b in merges])
+    w.add_bos_token_id(len(tokens) - 3)
+    w.add_eos_token_id(len(tokens) - 2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_bpe_vocabularies_survive_under_asan(asan_setup: tuple[Path, Path, Path, int], tmp_path: Path) -> None:
+    lib, runtime, _, _ = asan_setup
+    paths = [str(tiny_bpe_vocab(tmp_path / f"{pre}.gguf", pre)) for pre in PRE_TOKENIZERS]
+    env = dict(os.environ, LD_PRELOAD=str(runtime),
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    proc = subprocess.run([sys.executable, "-c", BPE_DRIVER, str(lib), *paths], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, f"sanitizer/crash report:\n{proc.stderr[-4000:]}"
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["cases"] > 800 and stats["rejected"] > 300
+    assert stats["tokenized"] == 150 * len(PRE_TOKENIZERS)

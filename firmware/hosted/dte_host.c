@@ -194,19 +194,25 @@ void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength) {
     dte_identity_init(&h->identity, hash, strength);
 }
 
-static int check_in_arena(const void *buf, uint64_t size, bool model, char *err, size_t errlen) {
+static int check_in_arena(const void *buf, uint64_t size, int what, char *err, size_t errlen) {
     dte_host h = {0};
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
-    int rc = model ? build(&h, buf, size, 0, 1, false, err, errlen) : dte_gguf_parse(buf, size, &h.gguf, err, errlen);
+    int rc = what == 2 ? build(&h, buf, size, 0, BUILD_VOCAB, false, err, errlen)
+             : what == 1 ? build(&h, buf, size, 0, 1, false, err, errlen)
+                         : dte_gguf_parse(buf, size, &h.gguf, err, errlen);
     dte_hosted_arena_enter(prev);
     dte_hosted_arena_free(&h.arena);
     return rc;
 }
 
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen) {
-    return check_in_arena(buf, size, false, err, errlen);
+    return check_in_arena(buf, size, 0, err, errlen);
 }
 
 int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen) {
-    return check_in_arena(buf, size, true, err, errlen);
+    return check_in_arena(buf, size, 1, err, errlen);
+}
+
+int dte_host_vocab_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+    return check_in_arena(buf, size, 2, err, errlen);
 }

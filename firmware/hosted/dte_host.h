@@ -55,5 +55,7 @@ void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength);
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen);
 /* Parse + build the llama model + tokenizer views from memory, without a KV cache. For fuzzing. */
 int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen);
+/* Parse + load the tokenizer alone from memory (a vocabulary GGUF). For fuzzing. */
+int dte_host_vocab_check(const void *buf, uint64_t size, char *err, size_t errlen);
 
 #endif
