@@ -297,7 +297,12 @@ def create_app(config: ServeConfig) -> ASGIApp:
         return error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
                                        code=code))
 
-    app = Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        gateway.pool.store.close()   # CLOSE the kept sessions: the appliance frees them at once
+
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
