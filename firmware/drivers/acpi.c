@@ -18,8 +18,9 @@ static uint64_t rd64(const uint8_t *p)
 static bool checksum_ok(const uint8_t *p, uint32_t len)
 {
     uint8_t sum = 0;
-    for (uint32_t i = 0; i < len; i++)
+    for (uint32_t i = 0; i < len; i++) {
         sum = (uint8_t)(sum + p[i]);
+    }
     return sum == 0;
 }
 
@@ -36,11 +37,13 @@ uint32_t acpi_table_length(const void *table)
 static const uint8_t *valid_table(uint64_t addr)
 {
     const uint8_t *t = (const uint8_t *)(uintptr_t)addr;
-    if (!t)
+    if (!t) {
         return NULL;
+    }
     uint32_t len = rd32(t + 4);
-    if (len < ACPI_SDT_HEADER_BYTES || len > (1u << 24) || !checksum_ok(t, len))
+    if (len < ACPI_SDT_HEADER_BYTES || len > (1u << 24) || !checksum_ok(t, len)) {
         return NULL;
+    }
     return t;
 }
 
@@ -48,36 +51,44 @@ const void *acpi_find_table(const void *rsdp_ptr, const char *sig)
 {
     const uint8_t *rsdp = rsdp_ptr;
     static const char magic[8] = {'R', 'S', 'D', ' ', 'P', 'T', 'R', ' '};
-    if (!rsdp || !sig)
+    if (!rsdp || !sig) {
         return NULL;
-    for (int i = 0; i < 8; i++)
-        if (rsdp[i] != (uint8_t)magic[i])
+    }
+    for (int i = 0; i < 8; i++) {
+        if (rsdp[i] != (uint8_t)magic[i]) {
             return NULL;
-    if (!checksum_ok(rsdp, 20)) /* the ACPI 1.0 part: first 20 bytes */
+        }
+    }
+    if (!checksum_ok(rsdp, 20)) { /* the ACPI 1.0 part: first 20 bytes */
         return NULL;
+    }
     uint8_t revision = rsdp[15];
     const uint8_t *root;
     uint32_t entry_size;
     if (revision >= 2 && checksum_ok(rsdp, rd32(rsdp + 20) >= 36 ? rd32(rsdp + 20) : 36) && rd64(rsdp + 24)) {
         root = valid_table(rd64(rsdp + 24)); /* XSDT: 64-bit entries */
         entry_size = 8;
-        if (root && !same4(root, "XSDT"))
+        if (root && !same4(root, "XSDT")) {
             root = NULL;
+        }
     } else {
         root = valid_table(rd32(rsdp + 16)); /* RSDT: 32-bit entries */
         entry_size = 4;
-        if (root && !same4(root, "RSDT"))
+        if (root && !same4(root, "RSDT")) {
             root = NULL;
+        }
     }
-    if (!root)
+    if (!root) {
         return NULL;
+    }
     uint32_t n = (rd32(root + 4) - ACPI_SDT_HEADER_BYTES) / entry_size;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = root + ACPI_SDT_HEADER_BYTES + i * entry_size;
         uint64_t addr = entry_size == 8 ? rd64(e) : rd32(e);
         const uint8_t *t = (const uint8_t *)(uintptr_t)addr;
-        if (t && same4(t, sig) && valid_table(addr))
+        if (t && same4(t, sig) && valid_table(addr)) {
             return t;
+        }
     }
     return NULL;
 }
@@ -91,9 +102,11 @@ static const uint8_t acpi10_guid[16] = {0x30, 0x2d, 0x9d, 0xeb, 0x88, 0x2d, 0xd3
 
 static bool same_guid(const uint8_t *a, const uint8_t *b)
 {
-    for (int i = 0; i < 16; i++)
-        if (a[i] != b[i])
+    for (int i = 0; i < 16; i++) {
+        if (a[i] != b[i]) {
             return false;
+        }
+    }
     return true;
 }
 
@@ -104,10 +117,12 @@ const void *acpi_rsdp_from_uefi(const void *configuration_table, uint64_t entrie
     for (uint64_t i = 0; t && i < entries; i++) {
         const uint8_t *e = t + 24u * i;
         const void *table = (const void *)(uintptr_t)rd64(e + 16);
-        if (same_guid(e, acpi20_guid))
+        if (same_guid(e, acpi20_guid)) {
             return table;
-        if (same_guid(e, acpi10_guid))
+        }
+        if (same_guid(e, acpi10_guid)) {
             v1 = table;
+        }
     }
     return v1;
 }
@@ -117,12 +132,14 @@ int acpi_mcfg_entry(const void *mcfg, int index, struct acpi_mcfg_entry *out)
     /* MCFG: SDT header (36) + 8 reserved bytes, then 16-byte allocations: base u64, segment u16, start bus u8,
      * end bus u8, 4 reserved (PCI Firmware 3.0 Table 4-3). */
     const uint8_t *t = mcfg;
-    if (!t || index < 0 || !same4(t, "MCFG"))
+    if (!t || index < 0 || !same4(t, "MCFG")) {
         return 0;
+    }
     uint32_t len = acpi_table_length(t);
     uint32_t off = ACPI_SDT_HEADER_BYTES + 8u + 16u * (uint32_t)index;
-    if (off + 16u > len)
+    if (off + 16u > len) {
         return 0;
+    }
     out->base = rd64(t + off);
     out->segment = (uint16_t)(t[off + 8] | (t[off + 9] << 8));
     out->bus_start = t[off + 10];

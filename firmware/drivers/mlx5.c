@@ -20,8 +20,9 @@ static int alloc_object(struct mlx5 *m, uint16_t opcode, uint32_t *out)
 {
     mlx5_cmd_begin(m, opcode, 0, 0x10, 0x10);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         *out = mlx5_get(m->cmd.out, 0x08, 23, 0);
+    }
     return rc;
 }
 
@@ -36,8 +37,9 @@ static int set_issi(struct mlx5 *m)
 {
     mlx5_cmd_begin(m, OP_QUERY_ISSI, 0, 0x10, 0x70);
     int rc = mlx5_cmd_exec(m);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     uint32_t supported = mlx5_get(m->cmd.out, 0x6C, 31, 0);
     if (!(supported & (1u << ISSI_1))) {
         drv_logf("dte: mlx5 error=unsupported text=\"ISSI 1 not supported\" supported_issi=0x%x", supported);
@@ -54,8 +56,9 @@ static int supply_pages(struct mlx5 *m, uint16_t which, uint32_t *given)
 {
     mlx5_cmd_begin(m, OP_QUERY_PAGES, which, 0x10, 0x10);
     int rc = mlx5_cmd_exec(m);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     int32_t wanted = (int32_t)mlx5_get(m->cmd.out, 0x0C, 31, 0);
     uint32_t function_id = mlx5_get(m->cmd.out, 0x08, 15, 0);
     *given = 0;
@@ -69,10 +72,12 @@ static int supply_pages(struct mlx5 *m, uint16_t which, uint32_t *given)
         struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_MANAGE_PAGES, 1, 0x10 + 8u * n, 0x10);
         mlx5_set(c->in, 0x08, 15, 0, function_id);
         mlx5_set(c->in, 0x0C, 31, 0, n);
-        for (uint32_t i = 0; i < n; i++)
+        for (uint32_t i = 0; i < n; i++) {
             mlx5_set64(c->in, 0x10 + 8u * i, (uint64_t)(uintptr_t)(pages + (size_t)i * MLX5_PAGE));
-        if ((rc = mlx5_cmd_exec(m)))
+        }
+        if ((rc = mlx5_cmd_exec(m))) {
             return rc;
+        }
         wanted -= (int32_t)n;
         *given += n;
     }
@@ -86,8 +91,9 @@ static int set_caps(struct mlx5 *m)
 {
     mlx5_cmd_begin(m, OP_QUERY_HCA_CAP, HCA_CAP_GENERAL << 1 | HCA_CAP_CURRENT, 0x10, 0x10 + CAP_BYTES);
     int rc = mlx5_cmd_exec(m);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     struct mlx5_cmd *c = &m->cmd;
     uint32_t port_type = mlx5_get(c->out, 0x10 + 0x34, 9, 8);   /* cmd_hca_cap port_type: 1 = Ethernet */
     if (port_type != 1) {
@@ -95,8 +101,9 @@ static int set_caps(struct mlx5 *m)
         return MLX5_ERR_UNSUPPORTED;
     }
     mlx5_cmd_begin(m, OP_SET_HCA_CAP, HCA_CAP_GENERAL << 1, 0x10 + CAP_BYTES, 0x10);
-    for (uint32_t i = 0; i < CAP_BYTES; i++)
+    for (uint32_t i = 0; i < CAP_BYTES; i++) {
         c->in[0x10 + i] = c->out[0x10 + i];  /* cmd_begin cleared only the output's first 0x10 bytes */
+    }
     mlx5_set(c->in, 0x10 + 0x40, 15, 14, 0);
     return mlx5_cmd_exec(m);
 }
@@ -106,8 +113,9 @@ static int query_reserved_lkey(struct mlx5 *m)
 {
     mlx5_cmd_begin(m, OP_QUERY_SPECIAL_CONTEXTS, 0, 0x10, 0x10);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         m->info.reserved_lkey = mlx5_get(m->cmd.out, 0x0C, 31, 0);
+    }
     return rc;
 }
 
@@ -117,10 +125,12 @@ static int query_mac(struct mlx5 *m)
 {
     mlx5_cmd_begin(m, OP_QUERY_NIC_VPORT_CONTEXT, 0, 0x10, 0x10 + 0x100);
     int rc = mlx5_cmd_exec(m);
-    if (rc)
+    if (rc) {
         return rc;
-    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++)
+    }
+    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++) {
         m->info.mac[i] = m->cmd.out[0x10 + 0xF6 + i];
+    }
     return MLX5_OK;
 }
 
@@ -136,11 +146,11 @@ static int bring_up(struct mlx5 *m)
     if ((rc = mlx5_cmd_setup(m)) || (rc = enable_hca(m)) || (rc = set_issi(m)) ||
         (rc = supply_pages(m, BOOT_PAGES, &m->info.boot_pages)) || (rc = set_caps(m)) ||
         (rc = supply_pages(m, INIT_PAGES, &m->info.init_pages)) || (rc = init_hca(m)) ||
-        (rc = supply_pages(m, REGULAR_PAGES, &m->info.regular_pages)) ||
-        (rc = query_reserved_lkey(m)) || (rc = alloc_object(m, OP_ALLOC_UAR, &m->info.uar)) ||
-        (rc = alloc_object(m, OP_ALLOC_PD, &m->info.pd)) ||
-        (rc = alloc_object(m, OP_ALLOC_TRANSPORT_DOMAIN, &m->info.transport_domain)) || (rc = query_mac(m)))
+        (rc = supply_pages(m, REGULAR_PAGES, &m->info.regular_pages)) || (rc = query_reserved_lkey(m)) ||
+        (rc = alloc_object(m, OP_ALLOC_UAR, &m->info.uar)) || (rc = alloc_object(m, OP_ALLOC_PD, &m->info.pd)) ||
+        (rc = alloc_object(m, OP_ALLOC_TRANSPORT_DOMAIN, &m->info.transport_domain)) || (rc = query_mac(m))) {
         return rc;
+    }
     if ((uint64_t)(m->info.uar + 1) * MLX5_PAGE > m->bar_size) {
         drv_logf("dte: mlx5 error=no_device text=\"UAR page outside BAR 0\" uar=%u bar_size=0x%llx", m->info.uar,
                  (unsigned long long)m->bar_size);
@@ -160,26 +170,32 @@ int mlx5_init(struct mlx5 *m)
     m->ready = true;
     const struct mlx5_info *i = &m->info;
     drv_logf("dte: mlx5 ready fw=%u.%u.%u mac=%02x:%02x:%02x:%02x:%02x:%02x boot_pages=%u init_pages=%u sqn=%u "
-             "rqn=%u", i->fw_major, i->fw_minor, i->fw_subminor, i->mac[0], i->mac[1], i->mac[2], i->mac[3],
-             i->mac[4], i->mac[5], i->boot_pages, i->init_pages, i->sqn, i->rqn);
+             "rqn=%u",
+             i->fw_major, i->fw_minor, i->fw_subminor, i->mac[0], i->mac[1], i->mac[2], i->mac[3], i->mac[4], i->mac[5],
+             i->boot_pages, i->init_pages, i->sqn, i->rqn);
     return MLX5_OK;
 }
 
 struct mlx5 *mlx5_create(volatile void *bar0, uint64_t bar_size, const struct mlx5_config *cfg)
 {
     struct mlx5 *m = dte_alloc(sizeof *m, 64);
-    if (!m)
+    if (!m) {
         return 0;
+    }
     m->bar = bar0;
     m->bar_size = bar_size;
-    if (cfg)
+    if (cfg) {
         m->cfg = *cfg;
-    if (!m->cfg.init_timeout_ms)
+    }
+    if (!m->cfg.init_timeout_ms) {
         m->cfg.init_timeout_ms = 120000;
-    if (!m->cfg.command_timeout_ms)
+    }
+    if (!m->cfg.command_timeout_ms) {
         m->cfg.command_timeout_ms = 60000;
-    if (!m->cfg.queue_log_size || m->cfg.queue_log_size > 12)
+    }
+    if (!m->cfg.queue_log_size || m->cfg.queue_log_size > 12) {
         m->cfg.queue_log_size = 8;
+    }
     return m;
 }
 
@@ -187,8 +203,9 @@ struct mlx5 *mlx5_find(int nth, const struct mlx5_config *cfg)
 {
     for (int i = 0; i < pci_device_count(); i++) {
         const struct pci_device *d = pci_device_at(i);
-        if (d->vendor_id != MLX5_PCI_VENDOR || d->class_code != 0x02 || nth-- > 0)
+        if (d->vendor_id != MLX5_PCI_VENDOR || d->class_code != 0x02 || nth-- > 0) {
             continue;
+        }
         if (d->bars[0].is_io || !d->bars[0].base || d->bars[0].size < 2 * MLX5_PAGE) {
             drv_logf("dte: mlx5 error=no_device text=\"BAR 0 missing\" dev=%02x:%02x.%x", d->bus, d->dev, d->fn);
             return 0;
@@ -223,15 +240,17 @@ const struct mlx5_info *mlx5_get_info(const struct mlx5 *m)
 
 void mlx5_mac(struct mlx5 *m, uint8_t out[DTE_ETH_ADDR_SIZE])
 {
-    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++)
+    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++) {
         out[i] = m->info.mac[i];
+    }
 }
 
 /* Link state: QUERY_VPORT_STATE (query_vport_state_out state 0x0C 3:0, 1 = up). */
 bool mlx5_link_up(struct mlx5 *m)
 {
-    if (!m->ready)
+    if (!m->ready) {
         return false;
+    }
     mlx5_cmd_begin(m, OP_QUERY_VPORT_STATE, 0, 0x10, 0x10);
     return mlx5_cmd_exec(m) == MLX5_OK && mlx5_get(m->cmd.out, 0x0C, 3, 0) == 1;
 }
@@ -246,14 +265,33 @@ size_t mlx5_poll_receive(struct mlx5 *m, uint8_t *buf, size_t capacity)
     return m->ready ? mlx5_rx(m, buf, capacity) : 0;
 }
 
-static int nif_init(void *ctx) { return mlx5_init(ctx); }
-static bool nif_link_up(void *ctx) { return mlx5_link_up(ctx); }
-static int nif_transmit(void *ctx, const uint8_t *f, size_t n) { return mlx5_transmit(ctx, f, n); }
-static size_t nif_poll(void *ctx, uint8_t *b, size_t cap) { return mlx5_poll_receive(ctx, b, cap); }
-static void nif_mac(void *ctx, uint8_t out[DTE_ETH_ADDR_SIZE]) { mlx5_mac(ctx, out); }
+static int nif_init(void *ctx)
+{
+    return mlx5_init(ctx);
+}
+static bool nif_link_up(void *ctx)
+{
+    return mlx5_link_up(ctx);
+}
+static int nif_transmit(void *ctx, const uint8_t *f, size_t n)
+{
+    return mlx5_transmit(ctx, f, n);
+}
+static size_t nif_poll(void *ctx, uint8_t *b, size_t cap)
+{
+    return mlx5_poll_receive(ctx, b, cap);
+}
+static void nif_mac(void *ctx, uint8_t out[DTE_ETH_ADDR_SIZE])
+{
+    mlx5_mac(ctx, out);
+}
 
 void mlx5_netif(struct mlx5 *m, dte_netif *out)
 {
-    *out = (dte_netif){.ctx = m, .init = nif_init, .link_up = nif_link_up, .transmit = nif_transmit,
-                       .poll_receive = nif_poll, .mac = nif_mac};
+    *out = (dte_netif){.ctx = m,
+                       .init = nif_init,
+                       .link_up = nif_link_up,
+                       .transmit = nif_transmit,
+                       .poll_receive = nif_poll,
+                       .mac = nif_mac};
 }

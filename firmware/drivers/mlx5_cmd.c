@@ -39,7 +39,10 @@ static uint32_t load_be32(const uint8_t *p)
 
 static void store_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }
 
 void mlx5_set(uint8_t *buf, uint32_t off, uint32_t hi, uint32_t lo, uint32_t value)
@@ -171,8 +174,9 @@ int mlx5_wait_initialized(struct mlx5 *m, const char *stage)
 int mlx5_cmd_setup(struct mlx5 *m)
 {
     int rc = mlx5_wait_initialized(m, "before_cmdq");
-    if (rc)
+    if (rc) {
         return rc;
+    }
     uint32_t fw = iseg_read(m, ISEG_FW_REV), cmdif = iseg_read(m, ISEG_CMDIF_REV);
     m->info.fw_major = (uint16_t)fw;
     m->info.fw_minor = (uint16_t)(fw >> 16);
@@ -187,14 +191,15 @@ int mlx5_cmd_setup(struct mlx5 *m)
     m->log_cmdq_stride = sizes & 0xFu;
     uint32_t log_size = (sizes >> 4) & 0xFu;
     if (((1u << m->log_cmdq_stride) < 64u) || ((1u << (log_size + m->log_cmdq_stride)) > MLX5_PAGE)) {
-        drv_logf("dte: mlx5 error=unsupported text=\"command queue geometry\" log_size=%u log_stride=%u",
-                 log_size, m->log_cmdq_stride);
+        drv_logf("dte: mlx5 error=unsupported text=\"command queue geometry\" log_size=%u log_stride=%u", log_size,
+                 m->log_cmdq_stride);
         return MLX5_ERR_UNSUPPORTED;
     }
     m->cmdq = mlx5_dma(m, MLX5_PAGE, MLX5_PAGE);
     m->mailboxes = mlx5_dma(m, 2u * MLX5_MAX_MAILBOXES * MB_STRIDE, MLX5_PAGE);
-    if (!m->cmdq || !m->mailboxes)
+    if (!m->cmdq || !m->mailboxes) {
         return MLX5_ERR_NO_MEMORY;
+    }
     uint64_t addr = (uint64_t)(uintptr_t)m->cmdq;
     iseg_write(m, ISEG_CMDQ_ADDR_H, (uint32_t)(addr >> 32));
     iseg_write(m, ISEG_CMDQ_ADDR_L, (uint32_t)addr & 0xFFFFF000u);
@@ -204,10 +209,12 @@ int mlx5_cmd_setup(struct mlx5 *m)
 struct mlx5_cmd *mlx5_cmd_begin(struct mlx5 *m, uint16_t opcode, uint16_t op_mod, uint32_t inlen, uint32_t outlen)
 {
     struct mlx5_cmd *c = &m->cmd;
-    for (uint32_t i = 0; i < inlen; i++)
+    for (uint32_t i = 0; i < inlen; i++) {
         c->in[i] = 0;
-    for (uint32_t i = 0; i < outlen; i++)
+    }
+    for (uint32_t i = 0; i < outlen; i++) {
         c->out[i] = 0;
+    }
     c->inlen = inlen;
     c->outlen = outlen;
     mlx5_set(c->in, 0x00, 31, 16, opcode);   /* every *_in struct: opcode 0x00 31:16, op_mod 0x04 15:0 */
@@ -226,12 +233,14 @@ static uint64_t chain(struct mlx5 *m, bool output, uint32_t len, const uint8_t *
     uint32_t count = len > 16 ? (len - 16 + MB_DATA - 1) / MB_DATA : 0;
     for (uint32_t n = 0; n < count; n++) {
         uint8_t *mb = mailbox(m, output, n);
-        for (uint32_t i = 0; i < MB_STRIDE; i++)
+        for (uint32_t i = 0; i < MB_STRIDE; i++) {
             mb[i] = 0;
+        }
         if (data) {
             uint32_t start = 16 + n * MB_DATA, end = start + MB_DATA < len ? start + MB_DATA : len;
-            for (uint32_t i = start; i < end; i++)
+            for (uint32_t i = start; i < end; i++) {
                 mb[i - start] = data[i];
+            }
         }
         mlx5_set64(mb, MB_NEXT, n + 1 < count ? (uint64_t)(uintptr_t)mailbox(m, output, n + 1) : 0);
         mlx5_set(mb, MB_BLOCK, 31, 0, n);
@@ -243,10 +252,12 @@ static uint64_t chain(struct mlx5 *m, bool output, uint32_t len, const uint8_t *
 static void gather_output(struct mlx5 *m, const uint8_t *entry)
 {
     struct mlx5_cmd *c = &m->cmd;
-    for (uint32_t i = 0; i < 16 && i < c->outlen; i++)
+    for (uint32_t i = 0; i < 16 && i < c->outlen; i++) {
         c->out[i] = entry[ENT_OUT_INLINE + i];
-    for (uint32_t i = 16; i < c->outlen; i++)
+    }
+    for (uint32_t i = 16; i < c->outlen; i++) {
         c->out[i] = mailbox(m, true, (i - 16) / MB_DATA)[(i - 16) % MB_DATA];
+    }
 }
 
 static int report_failure(struct mlx5 *m, uint16_t opcode, uint32_t delivery)
@@ -267,17 +278,20 @@ int mlx5_cmd_exec(struct mlx5 *m)
 {
     struct mlx5_cmd *c = &m->cmd;
     uint16_t opcode = (uint16_t)mlx5_get(c->in, 0x00, 31, 16);
-    if (c->inlen > MLX5_CMD_MAX || c->outlen > MLX5_CMD_MAX)
+    if (c->inlen > MLX5_CMD_MAX || c->outlen > MLX5_CMD_MAX) {
         return MLX5_ERR_TOO_LARGE;
+    }
     m->token = (uint8_t)(m->token % 255u + 1u);          /* 1..255: the entry and its mailboxes share it */
     uint8_t *e = m->cmdq;                                /* entry 0 */
-    for (uint32_t i = 0; i < 64; i++)
+    for (uint32_t i = 0; i < 64; i++) {
         e[i] = 0;
+    }
     mlx5_set(e, ENT_TYPE, 31, 24, CMD_TYPE_PCIE);
     mlx5_set(e, ENT_INLEN, 31, 0, c->inlen);
     mlx5_set64(e, ENT_IN_PTR, chain(m, false, c->inlen, c->in));
-    for (uint32_t i = 0; i < 16 && i < c->inlen; i++)
+    for (uint32_t i = 0; i < 16 && i < c->inlen; i++) {
         e[ENT_IN_INLINE + i] = c->in[i];
+    }
     mlx5_set64(e, ENT_OUT_PTR, chain(m, true, c->outlen, 0));
     mlx5_set(e, ENT_OUTLEN, 31, 0, c->outlen);
     mlx5_set(e, ENT_STATUS, 31, 24, m->token);
@@ -295,9 +309,11 @@ int mlx5_cmd_exec(struct mlx5 *m)
         cpu_relax();
     }
     uint32_t delivery = mlx5_get(e, ENT_STATUS, 7, 1);
-    if (!delivery)
+    if (!delivery) {
         gather_output(m, e);
-    if (delivery || mlx5_get(c->out, 0x00, 31, 24) != 0)
+    }
+    if (delivery || mlx5_get(c->out, 0x00, 31, 24) != 0) {
         return report_failure(m, opcode, delivery);
+    }
     return MLX5_OK;
 }

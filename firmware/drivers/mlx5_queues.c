@@ -32,8 +32,9 @@ static uint32_t pages_of(uint32_t bytes)
 /* pas[]: one 64-bit address per 4 KiB page of a physically contiguous buffer (log_page_size 0). */
 static void put_pas(uint8_t *in, uint32_t off, const uint8_t *buf, uint32_t bytes)
 {
-    for (uint32_t i = 0; i < pages_of(bytes); i++)
+    for (uint32_t i = 0; i < pages_of(bytes); i++) {
         mlx5_set64(in, off + 8u * i, (uint64_t)(uintptr_t)(buf + (size_t)i * MLX5_PAGE));
+    }
 }
 
 /* create_eq_in: eqc at 0x10 (log_eq_size 0x0C 28:24, uar_page 0x0C 23:0, log_page_size 0x18 28:24),
@@ -42,17 +43,20 @@ static int create_eq(struct mlx5 *m)
 {
     uint32_t bytes = 64u << EQ_LOG_SIZE;
     m->eq = mlx5_dma(m, bytes, MLX5_PAGE);
-    if (!m->eq)
+    if (!m->eq) {
         return MLX5_ERR_NO_MEMORY;
-    for (uint32_t i = 0; i < (1u << EQ_LOG_SIZE); i++)
+    }
+    for (uint32_t i = 0; i < (1u << EQ_LOG_SIZE); i++) {
         m->eq[64u * i + 0x3F] = 1;      /* EQE owner = hardware */
+    }
     struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_CREATE_EQ, 0, 0x110 + 8u * pages_of(bytes), 0x10);
     mlx5_set(c->in, 0x10 + 0x0C, 28, 24, EQ_LOG_SIZE);
     mlx5_set(c->in, 0x10 + 0x0C, 23, 0, m->info.uar);
     put_pas(c->in, 0x110, m->eq, bytes);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         m->info.eqn = mlx5_get(c->out, 0x08, 7, 0);
+    }
     return rc;
 }
 
@@ -64,10 +68,12 @@ static int create_cq(struct mlx5 *m, struct mlx5_cq *cq, uint32_t *cqn_out)
     uint32_t bytes = 64u << cq->log_size;
     cq->cqes = mlx5_dma(m, bytes, MLX5_PAGE);
     cq->dbrec = mlx5_dma(m, 64, 64);
-    if (!cq->cqes || !cq->dbrec)
+    if (!cq->cqes || !cq->dbrec) {
         return MLX5_ERR_NO_MEMORY;
-    for (uint32_t i = 0; i < (1u << cq->log_size); i++)
+    }
+    for (uint32_t i = 0; i < (1u << cq->log_size); i++) {
         cq->cqes[64u * i + 0x3F] = CQE_OWNER_INIT;
+    }
     struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_CREATE_CQ, 0, 0x110 + 8u * pages_of(bytes), 0x10);
     mlx5_set(c->in, 0x10 + 0x0C, 28, 24, cq->log_size);
     mlx5_set(c->in, 0x10 + 0x0C, 23, 0, m->info.uar);
@@ -75,8 +81,9 @@ static int create_cq(struct mlx5 *m, struct mlx5_cq *cq, uint32_t *cqn_out)
     mlx5_set64(c->in, 0x10 + 0x38, (uint64_t)(uintptr_t)cq->dbrec);
     put_pas(c->in, 0x110, cq->cqes, bytes);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         cq->cqn = *cqn_out = mlx5_get(c->out, 0x08, 23, 0);
+    }
     return rc;
 }
 
@@ -86,8 +93,9 @@ static int create_tis(struct mlx5 *m)
     struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_CREATE_TIS, 0, 0xC0, 0x10);
     mlx5_set(c->in, 0x20 + 0x24, 23, 0, m->info.transport_domain);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         m->info.tisn = mlx5_get(c->out, 0x08, 23, 0);
+    }
     return rc;
 }
 
@@ -118,8 +126,9 @@ static void put_wq(struct mlx5 *m, uint8_t *in, uint32_t wq, const struct mlx5_w
 static int create_sq(struct mlx5 *m)
 {
     int rc = alloc_wq(m, &m->sq, WQE_BYTES);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     uint32_t bytes = WQE_BYTES << m->sq.log_size;
     struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_CREATE_SQ, 0, 0x110 + 8u * pages_of(bytes), 0x10);
     mlx5_set(c->in, 0x20, 31, 31, 1);
@@ -129,8 +138,9 @@ static int create_sq(struct mlx5 *m)
     mlx5_set(c->in, 0x20 + 0x20, 31, 16, 1);
     mlx5_set(c->in, 0x20 + 0x2C, 23, 0, m->info.tisn);
     put_wq(m, c->in, 0x20 + 0x30, &m->sq, 6);
-    if ((rc = mlx5_cmd_exec(m)))
+    if ((rc = mlx5_cmd_exec(m))) {
         return rc;
+    }
     m->info.sqn = mlx5_get(c->out, 0x08, 23, 0);
     return MLX5_OK;
 }
@@ -140,8 +150,9 @@ static int create_sq(struct mlx5 *m)
 static int create_rq(struct mlx5 *m)
 {
     int rc = alloc_wq(m, &m->rq, RWQE_BYTES);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     struct mlx5_wq *q = &m->rq;
     for (uint32_t i = 0; i < (1u << q->log_size); i++) {
         uint8_t *w = q->wqes + RWQE_BYTES * i;
@@ -158,8 +169,9 @@ static int create_rq(struct mlx5 *m)
     mlx5_set(c->in, 0x20, 18, 18, 1);
     mlx5_set(c->in, 0x20 + 0x08, 23, 0, m->info.rx_cqn);
     put_wq(m, c->in, 0x20 + 0x30, q, 4);
-    if ((rc = mlx5_cmd_exec(m)))
+    if ((rc = mlx5_cmd_exec(m))) {
         return rc;
+    }
     m->info.rqn = mlx5_get(c->out, 0x08, 23, 0);
     return MLX5_OK;
 }
@@ -182,8 +194,9 @@ static int create_tir(struct mlx5 *m)
     mlx5_set(c->in, 0x20 + 0x1C, 23, 0, m->info.rqn);
     mlx5_set(c->in, 0x20 + 0x24, 23, 0, m->info.transport_domain);
     int rc = mlx5_cmd_exec(m);
-    if (!rc)
+    if (!rc) {
         m->info.tirn = mlx5_get(c->out, 0x08, 23, 0);
+    }
     return rc;
 }
 
@@ -197,15 +210,17 @@ static int create_flow(struct mlx5 *m)
     struct mlx5_cmd *c = mlx5_cmd_begin(m, OP_CREATE_FLOW_TABLE, 0, 0x40, 0x10);
     mlx5_set(c->in, 0x18, 7, 0, 0);
     int rc = mlx5_cmd_exec(m);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     m->info.flow_table = mlx5_get(c->out, 0x08, 23, 0);
     c = mlx5_cmd_begin(m, OP_CREATE_FLOW_GROUP, 0, 0x400, 0x10);
     mlx5_set(c->in, 0x14, 23, 0, m->info.flow_table);
     mlx5_set(c->in, 0x1C, 31, 0, 0);
     mlx5_set(c->in, 0x24, 31, 0, 0);
-    if ((rc = mlx5_cmd_exec(m)))
+    if ((rc = mlx5_cmd_exec(m))) {
         return rc;
+    }
     m->info.flow_group = mlx5_get(c->out, 0x08, 23, 0);
     c = mlx5_cmd_begin(m, OP_SET_FLOW_TABLE_ENTRY, 0, 0x40 + 0x300 + 8, 0x10);
     mlx5_set(c->in, 0x14, 23, 0, m->info.flow_table);
@@ -215,8 +230,9 @@ static int create_flow(struct mlx5 *m)
     mlx5_set(c->in, 0x40 + 0x10, 23, 0, 1);
     mlx5_set(c->in, 0x40 + 0x300, 31, 24, TIR_DEST);
     mlx5_set(c->in, 0x40 + 0x300, 23, 0, m->info.tirn);
-    if ((rc = mlx5_cmd_exec(m)))
+    if ((rc = mlx5_cmd_exec(m))) {
         return rc;
+    }
     c = mlx5_cmd_begin(m, OP_SET_FLOW_TABLE_ROOT, 0, 0x40, 0x10);
     mlx5_set(c->in, 0x14, 23, 0, m->info.flow_table);
     return mlx5_cmd_exec(m);
@@ -228,8 +244,9 @@ int mlx5_create_queues(struct mlx5 *m)
     if ((rc = create_eq(m)) || (rc = create_cq(m, &m->tx_cq, &m->info.tx_cqn)) ||
         (rc = create_cq(m, &m->rx_cq, &m->info.rx_cqn)) || (rc = create_tis(m)) || (rc = create_sq(m)) ||
         (rc = modify_to_ready(m, OP_MODIFY_SQ, m->info.sqn)) || (rc = create_rq(m)) ||
-        (rc = modify_to_ready(m, OP_MODIFY_RQ, m->info.rqn)) || (rc = create_tir(m)) || (rc = create_flow(m)))
+        (rc = modify_to_ready(m, OP_MODIFY_RQ, m->info.rqn)) || (rc = create_tir(m)) || (rc = create_flow(m))) {
         return rc;
+    }
     return MLX5_OK;
 }
 
@@ -240,8 +257,9 @@ static const uint8_t *next_cqe(struct mlx5_cq *cq)
 {
     const uint8_t *cqe = cq->cqes + 64u * (cq->ci & ((1u << cq->log_size) - 1u));
     uint8_t op_own = __atomic_load_n(&cqe[0x3F], __ATOMIC_ACQUIRE);
-    if ((op_own >> 4) == 0xF || (op_own & 1u) != ((cq->ci >> cq->log_size) & 1u))
+    if ((op_own >> 4) == 0xF || (op_own & 1u) != ((cq->ci >> cq->log_size) & 1u)) {
         return 0;
+    }
     return cqe;
 }
 
@@ -258,8 +276,9 @@ static void reclaim_tx(struct mlx5 *m)
     while ((cqe = next_cqe(&m->tx_cq))) {
         uint32_t opcode = cqe[0x3F] >> 4;
         uint16_t counter = (uint16_t)mlx5_get(cqe, 0x3C, 31, 16);   /* wqe_counter */
-        if (opcode == CQE_REQ_ERR)
+        if (opcode == CQE_REQ_ERR) {
             drv_logf("dte: mlx5 error=tx_completion syndrome=0x%x wqe=%u", cqe[0x37], counter);
+        }
         m->sq.cc = m->sq.pc - (uint16_t)(m->sq.pc - (uint16_t)(counter + 1u));
         consume_cqe(&m->tx_cq);
     }
@@ -268,19 +287,23 @@ static void reclaim_tx(struct mlx5 *m)
 int mlx5_tx(struct mlx5 *m, const uint8_t *frame, size_t size)
 {
     struct mlx5_wq *q = &m->sq;
-    if (size > BUF_BYTES)
+    if (size > BUF_BYTES) {
         return MLX5_ERR_TOO_LARGE;
+    }
     reclaim_tx(m);
-    if (q->pc - q->cc >= (1u << q->log_size))
+    if (q->pc - q->cc >= (1u << q->log_size)) {
         return MLX5_ERR_FULL;
+    }
     uint32_t slot = q->pc & ((1u << q->log_size) - 1u);
     uint8_t *buf = q->buffers + (size_t)BUF_BYTES * slot;
     uint32_t len = size < ETH_MIN ? ETH_MIN : (uint32_t)size;          /* 802.3 minimum, zero padded */
-    for (uint32_t i = 0; i < len; i++)
+    for (uint32_t i = 0; i < len; i++) {
         buf[i] = i < size ? frame[i] : 0;
+    }
     uint8_t *w = q->wqes + WQE_BYTES * slot;
-    for (uint32_t i = 0; i < WQE_BYTES; i++)
+    for (uint32_t i = 0; i < WQE_BYTES; i++) {
         w[i] = 0;
+    }
     /* Control segment: opmod 31:24 | wqe_index 23:8 | opcode 7:0; qpn_ds: sqn 31:8 | ds 5:0 (16-byte units:
      * control 1 + Ethernet 2 (18 inline bytes spill into the second) + data 1); fm_ce_se 0x08: CQE always. */
     mlx5_set(w, 0x00, 23, 8, q->pc & 0xFFFFu);
@@ -290,8 +313,9 @@ int mlx5_tx(struct mlx5 *m, const uint8_t *frame, size_t size)
     mlx5_set(w, 0x08, 7, 0, 0x08);
     /* Ethernet segment (struct mlx5_wqe_eth_seg at 0x10): inline_hdr_sz 0x1C 31:16, inline_hdr_start 0x1E. */
     mlx5_set(w, 0x1C, 31, 16, INLINE_HDR);
-    for (uint32_t i = 0; i < INLINE_HDR; i++)
+    for (uint32_t i = 0; i < INLINE_HDR; i++) {
         w[0x1E + i] = buf[i];
+    }
     /* Data segment (struct mlx5_wqe_data_seg at 0x30): byte_count, lkey, addr. */
     mlx5_set(w, 0x30, 31, 0, len - INLINE_HDR);
     mlx5_set(w, 0x34, 31, 0, m->info.reserved_lkey);
@@ -303,8 +327,9 @@ int mlx5_tx(struct mlx5 *m, const uint8_t *frame, size_t size)
     /* The doorbell: the first 8 bytes of the control segment, one 64-bit store to the UAR page. */
     volatile uint64_t *db = (volatile uint64_t *)(uintptr_t)(m->bar + (size_t)m->info.uar * MLX5_PAGE + UAR_DB_OFFSET);
     uint64_t first = 0;
-    for (int i = 7; i >= 0; i--)
+    for (int i = 7; i >= 0; i--) {
         first = first << 8 | w[i];                                     /* bytes in memory order */
+    }
     *db = first;
     return MLX5_OK;
 }
@@ -313,16 +338,18 @@ size_t mlx5_rx(struct mlx5 *m, uint8_t *buf, size_t capacity)
 {
     struct mlx5_wq *q = &m->rq;
     const uint8_t *cqe = next_cqe(&m->rx_cq);
-    if (!cqe)
+    if (!cqe) {
         return 0;
+    }
     uint32_t opcode = cqe[0x3F] >> 4;
     uint32_t bytes = mlx5_get(cqe, 0x2C, 31, 0);                       /* byte_cnt */
     uint32_t slot = mlx5_get(cqe, 0x3C, 31, 16) & ((1u << q->log_size) - 1u);
     size_t n = 0;
     if (opcode == CQE_RESP_SEND && bytes <= capacity && bytes <= BUF_BYTES) {
         const uint8_t *src = q->buffers + (size_t)BUF_BYTES * slot;
-        for (uint32_t i = 0; i < bytes; i++)
+        for (uint32_t i = 0; i < bytes; i++) {
             buf[i] = src[i];
+        }
         n = bytes;
     } else if (opcode == CQE_RESP_ERR) {
         drv_logf("dte: mlx5 error=rx_completion syndrome=0x%x wqe=%u", cqe[0x37], slot);

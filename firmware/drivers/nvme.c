@@ -22,12 +22,15 @@ static int wait_ready(struct nvme_ctrl *c, uint32_t want)
     uint64_t deadline = timeout_after(c->ready_timeout_ns);
     for (;;) {
         uint32_t csts = mmio_read32(c->bar, NVME_REG_CSTS);
-        if (csts == 0xFFFFFFFFu)
+        if (csts == 0xFFFFFFFFu) {
             return nvme_fail(c, NVME_ERR_NO_DEVICE, "controller registers read all-ones");
-        if ((csts & NVME_CSTS_CFS) && want)
+        }
+        if ((csts & NVME_CSTS_CFS) && want) {
             return nvme_fail(c, NVME_ERR_FATAL, "controller fatal status (CSTS.CFS) during enable");
-        if ((csts & NVME_CSTS_RDY) == want)
+        }
+        if ((csts & NVME_CSTS_RDY) == want) {
             return NVME_OK;
+        }
         if (dte_time_ns() > deadline) {
             drv_logf("dte: nvme error=not_ready want_rdy=%u csts=0x%x timeout_ms=%llu", want, csts,
                      (unsigned long long)(c->ready_timeout_ns / MS));
@@ -46,8 +49,9 @@ static int reset_controller(struct nvme_ctrl *c)
         uint32_t csts = mmio_read32(c->bar, NVME_REG_CSTS);
         if (!(csts & NVME_CSTS_RDY) && !(csts & NVME_CSTS_CFS)) {
             int rc = wait_ready(c, NVME_CSTS_RDY);
-            if (rc != NVME_OK)
+            if (rc != NVME_OK) {
                 return rc;
+            }
         }
         mmio_write32(c->bar, NVME_REG_CC, cc & ~NVME_CC_EN);
     }
@@ -58,8 +62,9 @@ static int reset_controller(struct nvme_ctrl *c)
 static int choose_page_size(struct nvme_ctrl *c)
 {
     uint32_t min_shift = 12u + NVME_CAP_MPSMIN(c->cap);
-    if (min_shift > 16u)
+    if (min_shift > 16u) {
         return nvme_fail(c, NVME_ERR_UNSUPPORTED, "controller minimum page size above 64 KiB");
+    }
     c->page_shift = min_shift;
     c->info.page_bytes = 1u << c->page_shift;
     return NVME_OK;
@@ -69,11 +74,13 @@ static int enable_controller(struct nvme_ctrl *c)
 {
     struct nvme_queue *aq = &c->admin;
     uint16_t entries = NVME_ADMIN_ENTRIES;
-    if (entries > c->info.max_queue_entries)
+    if (entries > c->info.max_queue_entries) {
         entries = (uint16_t)c->info.max_queue_entries;
+    }
     int rc = nvme_queue_init(c, aq, 0, entries, false);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return nvme_fail(c, rc, "out of memory for the admin queue");
+    }
 
     /* Section 3.5.1 steps 3-5: AQA sizes are 0's based; ASQ/ACQ page aligned. Interrupts stay masked (polled). */
     mmio_write32(c->bar, NVME_REG_INTMS, 0xFFFFFFFFu);
@@ -93,8 +100,9 @@ static void copy_ascii(char *dst, const uint8_t *src, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         uint8_t ch = src[i];
         dst[i] = (ch >= 0x20 && ch < 0x7F && ch != '"' && ch != '\\') ? (char)ch : '?';
-        if (ch != ' ' && ch != 0)
+        if (ch != ' ' && ch != 0) {
             len = i + 1;
+        }
     }
     dst[len] = '\0';
 }
@@ -122,8 +130,9 @@ static int identify(struct nvme_ctrl *c, uint32_t cns, uint32_t nsid)
 static int identify_controller(struct nvme_ctrl *c)
 {
     int rc = identify(c, NVME_CNS_CONTROLLER, 0);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     const uint8_t *d = c->identify_buf;
     c->info.vendor_id = (uint16_t)(d[NVME_IDC_VID] | (d[NVME_IDC_VID + 1] << 8));
     copy_ascii(c->info.serial, d + NVME_IDC_SN, 20);
@@ -135,8 +144,9 @@ static int identify_controller(struct nvme_ctrl *c)
     uint8_t mdts = d[NVME_IDC_MDTS];
     if (mdts) {
         uint64_t mdts_bytes = 1ull << (12u + NVME_CAP_MPSMIN(c->cap) + mdts);
-        if (mdts_bytes < limit)
+        if (mdts_bytes < limit) {
             limit = mdts_bytes;
+        }
     }
     c->info.max_transfer_bytes = (uint32_t)limit;
     return NVME_OK;
@@ -149,24 +159,28 @@ static int pick_namespace(struct nvme_ctrl *c, uint32_t wanted)
         return NVME_OK;
     }
     int rc = identify(c, NVME_CNS_ACTIVE_NS_LIST, 0);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     c->info.nsid = le32(c->identify_buf);
-    if (!c->info.nsid)
+    if (!c->info.nsid) {
         return nvme_fail(c, NVME_ERR_UNSUPPORTED, "controller reports no active namespace");
+    }
     return NVME_OK;
 }
 
 static int identify_namespace(struct nvme_ctrl *c)
 {
     int rc = identify(c, NVME_CNS_NAMESPACE, c->info.nsid);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     const uint8_t *d = c->identify_buf;
     uint8_t flbas = d[NVME_IDN_FLBAS];
     uint32_t index = flbas & 0xFu;
-    if (d[NVME_IDN_NLBAF] >= 16u) /* NVM CS 1.0 Figure 97: FLBAS bits 6:5 are the high index bits past 16 formats */
+    if (d[NVME_IDN_NLBAF] >= 16u) { /* NVM CS 1.0 Figure 97: FLBAS bits 6:5 are the high index bits past 16 formats */
         index |= ((flbas >> 5) & 0x3u) << 4;
+    }
     uint32_t lbaf = le32(d + NVME_IDN_LBAF0 + 4u * index);
     uint32_t lbads = (lbaf >> 16) & 0xFFu;
     c->info.namespace_blocks = le64(d + NVME_IDN_NSZE);
@@ -176,8 +190,9 @@ static int identify_namespace(struct nvme_ctrl *c)
         c->failed = true;
         return NVME_ERR_UNSUPPORTED;
     }
-    if ((lbaf & 0xFFFFu) != 0 && (flbas & 0x10u)) /* extended LBAs interleave metadata with data */
+    if ((lbaf & 0xFFFFu) != 0 && (flbas & 0x10u)) { /* extended LBAs interleave metadata with data */
         return nvme_fail(c, NVME_ERR_UNSUPPORTED, "namespace uses extended LBAs with metadata");
+    }
     c->info.block_bytes = 1u << lbads;
     return NVME_OK;
 }
@@ -190,8 +205,9 @@ static int request_queues(struct nvme_ctrl *c, uint32_t wanted)
     cmd.cdw10 = NVME_FEAT_NUMBER_OF_QUEUES;
     cmd.cdw11 = ((wanted - 1u) << 16) | (wanted - 1u);
     int rc = nvme_admin_sync(c, &cmd);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     uint32_t nsqa = (c->admin.last_dw0 & 0xFFFFu) + 1u;
     uint32_t ncqa = (c->admin.last_dw0 >> 16) + 1u;
     uint32_t granted = nsqa < ncqa ? nsqa : ncqa;
@@ -203,8 +219,9 @@ static int request_queues(struct nvme_ctrl *c, uint32_t wanted)
 static int create_io_queue(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t qid)
 {
     int rc = nvme_queue_init(c, q, qid, (uint16_t)(c->info.queue_depth + 1u), true);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return nvme_fail(c, rc, "out of memory for an I/O queue");
+    }
     uint32_t size_field = ((uint32_t)(q->entries - 1u) << 16) | qid;
 
     struct nvme_sqe cmd = {0};
@@ -213,8 +230,9 @@ static int create_io_queue(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t q
     cmd.cdw10 = size_field;
     cmd.cdw11 = 1u; /* PC = 1, IEN = 0 */
     rc = nvme_admin_sync(c, &cmd);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
 
     struct nvme_sqe sq = {0};
     sq.cdw0 = NVME_ADMIN_CREATE_IO_SQ;
@@ -227,19 +245,23 @@ static int create_io_queue(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t q
 static int create_io_queues(struct nvme_ctrl *c, const struct nvme_config *cfg)
 {
     uint32_t depth = cfg->queue_depth ? cfg->queue_depth : DEFAULT_QUEUE_DEPTH;
-    if (depth > c->info.max_queue_entries - 1u)
+    if (depth > c->info.max_queue_entries - 1u) {
         depth = c->info.max_queue_entries - 1u;
+    }
     c->info.queue_depth = depth;
     int rc = request_queues(c, cfg->io_queues ? cfg->io_queues : 1u);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     c->io = dte_alloc(sizeof(struct nvme_queue) * c->info.io_queues, 64);
-    if (!c->io)
+    if (!c->io) {
         return nvme_fail(c, NVME_ERR_NO_MEMORY, "out of memory for I/O queues");
+    }
     for (uint32_t i = 0; i < c->info.io_queues; i++) {
         rc = create_io_queue(c, &c->io[i], (uint16_t)(i + 1u));
-        if (rc != NVME_OK)
+        if (rc != NVME_OK) {
             return rc;
+        }
     }
     return NVME_OK;
 }
@@ -247,23 +269,26 @@ static int create_io_queues(struct nvme_ctrl *c, const struct nvme_config *cfg)
 static void log_ready(const struct nvme_ctrl *c)
 {
     drv_logf("dte: nvme ready model=\"%s\" serial=\"%s\" nsid=%u blocks=%llu block_bytes=%u max_transfer=%u "
-             "queues=%u depth=%u", c->info.model, c->info.serial, c->info.nsid,
-             (unsigned long long)c->info.namespace_blocks, c->info.block_bytes, c->info.max_transfer_bytes,
-             c->info.io_queues, c->info.queue_depth);
+             "queues=%u depth=%u",
+             c->info.model, c->info.serial, c->info.nsid, (unsigned long long)c->info.namespace_blocks,
+             c->info.block_bytes, c->info.max_transfer_bytes, c->info.io_queues, c->info.queue_depth);
 }
 
 static int bring_up(struct nvme_ctrl *c, const struct nvme_config *cfg)
 {
     int rc;
-    if (c->cap == ~0ull)
+    if (c->cap == ~0ull) {
         return nvme_fail(c, NVME_ERR_NO_DEVICE, "controller registers read all-ones");
-    if (!(NVME_CAP_CSS(c->cap) & NVME_CAP_CSS_NVM))
+    }
+    if (!(NVME_CAP_CSS(c->cap) & NVME_CAP_CSS_NVM)) {
         return nvme_fail(c, NVME_ERR_UNSUPPORTED, "controller lacks the NVM command set (CAP.CSS)");
+    }
     if ((rc = choose_page_size(c)) != NVME_OK || (rc = reset_controller(c)) != NVME_OK ||
         (rc = enable_controller(c)) != NVME_OK || (rc = identify_controller(c)) != NVME_OK ||
         (rc = pick_namespace(c, cfg->nsid)) != NVME_OK || (rc = identify_namespace(c)) != NVME_OK ||
-        (rc = create_io_queues(c, cfg)) != NVME_OK)
+        (rc = create_io_queues(c, cfg)) != NVME_OK) {
         return rc;
+    }
     log_ready(c);
     return NVME_OK;
 }
@@ -272,11 +297,13 @@ int nvme_open(volatile void *bar0, const struct nvme_config *cfg, struct nvme_ct
 {
     *out = 0;
     struct nvme_ctrl *c = dte_alloc(sizeof *c, 64);
-    if (!c)
+    if (!c) {
         return NVME_ERR_NO_MEMORY;
+    }
     c->identify_buf = dte_alloc(4096, 4096);
-    if (!c->identify_buf)
+    if (!c->identify_buf) {
         return NVME_ERR_NO_MEMORY;
+    }
     c->bar = bar0;
     c->cap = mmio_read64(bar0, NVME_REG_CAP);
     c->info.version = mmio_read32(bar0, NVME_REG_VS);

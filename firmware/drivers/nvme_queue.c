@@ -19,13 +19,15 @@ int nvme_queue_init(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t qid, uin
     q->cq = dte_alloc((size_t)entries * sizeof(struct nvme_cqe), page);
     q->slots = dte_alloc((size_t)depth * sizeof(struct nvme_slot), 64);
     q->free_cids = dte_alloc((size_t)depth * sizeof(uint16_t), 64);
-    if (!q->sq || !q->cq || !q->slots || !q->free_cids)
+    if (!q->sq || !q->cq || !q->slots || !q->free_cids) {
         return NVME_ERR_NO_MEMORY;
+    }
     if (with_io_buffers) {
         q->prp_lists = dte_alloc((size_t)depth * page, page);
         q->bounce = dte_alloc(c->info.block_bytes > page ? c->info.block_bytes : page, page);
-        if (!q->prp_lists || !q->bounce)
+        if (!q->prp_lists || !q->bounce) {
             return NVME_ERR_NO_MEMORY;
+        }
     }
     /* Doorbells (section 3.1.3.x, Figure 33): SQ y tail at 1000h + 2y*stride, CQ y head at 1000h + (2y+1)*stride. */
     q->sq_tail_doorbell = NVME_REG_DOORBELL_BASE + (2u * qid) * stride;
@@ -35,8 +37,9 @@ int nvme_queue_init(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t qid, uin
     q->phase = 1; /* CQ memory starts zeroed; the controller posts the first pass with P = 1 (section 4.6) */
     q->in_flight = 0;
     q->max_in_flight = depth;
-    for (uint16_t i = 0; i < depth; i++)
+    for (uint16_t i = 0; i < depth; i++) {
         q->free_cids[i] = (uint16_t)(depth - 1 - i);
+    }
     q->free_count = depth;
     q->error = NVME_OK;
     return NVME_OK;
@@ -77,8 +80,9 @@ static uint16_t reap(struct nvme_queue *q)
     for (;;) {
         volatile struct nvme_cqe *e = &q->cq[q->cq_head];
         uint16_t status = e->status;
-        if (NVME_STATUS_PHASE(status) != q->phase)
+        if (NVME_STATUS_PHASE(status) != q->phase) {
             break;
+        }
         MMIO_BARRIER(); /* read the rest of the entry only after its phase tag (x86 keeps loads ordered) */
         uint16_t cid = e->cid;
         if (cid >= q->max_in_flight || !q->slots[cid].busy) {
@@ -87,8 +91,9 @@ static uint16_t reap(struct nvme_queue *q)
         } else {
             if ((status >> 1) != 0) {
                 log_command_error(q, &q->slots[cid], cid, status);
-                if (!q->error)
+                if (!q->error) {
                     q->error = NVME_ERR_COMMAND;
+                }
             }
             q->last_dw0 = e->dw0;
             q->slots[cid].busy = false;
@@ -102,16 +107,18 @@ static uint16_t reap(struct nvme_queue *q)
         }
         n++;
     }
-    if (n)
+    if (n) {
         mmio_write32(q->ctrl->bar, q->cq_head_doorbell, q->cq_head);
+    }
     return n;
 }
 
 static void log_timeout(struct nvme_queue *q)
 {
     uint16_t oldest = 0;
-    while (oldest < q->max_in_flight && !q->slots[oldest].busy)
+    while (oldest < q->max_in_flight && !q->slots[oldest].busy) {
         oldest++;
+    }
     const struct nvme_slot *slot = &q->slots[oldest < q->max_in_flight ? oldest : 0];
     drv_logf("dte: nvme error=timeout qid=%u in_flight=%u cid=%u opcode=0x%x lba=%llu timeout_ms=%llu", q->qid,
              q->in_flight, oldest, slot->opcode, (unsigned long long)slot->lba,
@@ -130,15 +137,19 @@ int nvme_queue_drain_to(struct nvme_queue *q, uint16_t target_in_flight)
             idle_polls = 0;
             continue;
         }
-        if (q->error == NVME_ERR_FATAL)
+        if (q->error == NVME_ERR_FATAL) {
             return q->error;
+        }
         /* A CSTS read is an uncached MMIO round trip: check for controller fatal status only now and then. */
         if ((++idle_polls & 0x3FFu) == 0) {
             uint32_t csts = mmio_read32(c->bar, NVME_REG_CSTS);
-            if (csts == 0xFFFFFFFFu)
-                return q->error = nvme_fail(c, NVME_ERR_NO_DEVICE, "controller stopped responding (CSTS reads all-ones)");
-            if (csts & NVME_CSTS_CFS)
+            if (csts == 0xFFFFFFFFu) {
+                return q->error =
+                           nvme_fail(c, NVME_ERR_NO_DEVICE, "controller stopped responding (CSTS reads all-ones)");
+            }
+            if (csts & NVME_CSTS_CFS) {
                 return q->error = nvme_fail(c, NVME_ERR_FATAL, "controller fatal status (CSTS.CFS) while waiting");
+            }
             if (dte_time_ns() > deadline) {
                 log_timeout(q);
                 c->failed = true;
@@ -153,8 +164,9 @@ int nvme_queue_drain_to(struct nvme_queue *q, uint16_t target_in_flight)
 int nvme_admin_sync(struct nvme_ctrl *c, struct nvme_sqe *cmd)
 {
     struct nvme_queue *q = &c->admin;
-    if (c->failed)
+    if (c->failed) {
         return NVME_ERR_FAILED;
+    }
     q->error = NVME_OK;
     nvme_queue_push(q, cmd, 0, 0);
     nvme_queue_ring(q);
@@ -170,8 +182,9 @@ void nvme_build_prps(const struct nvme_ctrl *c, struct nvme_sqe *cmd, uint64_t b
 
     cmd->prp1 = buf;
     cmd->prp2 = 0;
-    if (len <= first)
+    if (len <= first) {
         return;
+    }
     uint64_t next = buf + first;
     uint64_t rest = len - first;
     if (rest <= page) {
@@ -179,8 +192,9 @@ void nvme_build_prps(const struct nvme_ctrl *c, struct nvme_sqe *cmd, uint64_t b
         return;
     }
     uint64_t n = (rest + page - 1) >> c->page_shift;
-    for (uint64_t i = 0; i < n; i++)
+    for (uint64_t i = 0; i < n; i++) {
         list[i] = next + (i << c->page_shift);
+    }
     cmd->prp2 = (uint64_t)(uintptr_t)list;
 }
 

@@ -6,20 +6,23 @@
 
 static int check_read(struct nvme_ctrl *c, uint32_t qid, uint64_t lba, uint64_t byte_count, const void *dst)
 {
-    if (c->failed)
+    if (c->failed) {
         return NVME_ERR_FAILED;
+    }
     uint64_t blocks = (byte_count + c->info.block_bytes - 1u) / c->info.block_bytes;
     const char *why = 0;
-    if (qid < 1u || qid > c->info.io_queues)
+    if (qid < 1u || qid > c->info.io_queues) {
         why = "queue id out of range";
-    else if (((uintptr_t)dst & 3u) != 0) /* section 4.3.1: PRP1 offset must be dword aligned */
+    } else if (((uintptr_t)dst & 3u) != 0) { /* section 4.3.1: PRP1 offset must be dword aligned */
         why = "destination not 4-byte aligned";
-    else if (lba > c->info.namespace_blocks || blocks > c->info.namespace_blocks - lba)
+    } else if (lba > c->info.namespace_blocks || blocks > c->info.namespace_blocks - lba) {
         why = "range beyond the end of the namespace";
-    if (!why)
+    }
+    if (!why) {
         return NVME_OK;
-    drv_logf("dte: nvme error=bad_argument text=\"%s\" qid=%u lba=%llu bytes=%llu", why, qid,
-             (unsigned long long)lba, (unsigned long long)byte_count);
+    }
+    drv_logf("dte: nvme error=bad_argument text=\"%s\" qid=%u lba=%llu bytes=%llu", why, qid, (unsigned long long)lba,
+             (unsigned long long)byte_count);
     return NVME_ERR_ARGUMENT;
 }
 
@@ -45,8 +48,9 @@ static int read_blocks(struct nvme_queue *q, uint64_t lba, uint64_t blocks, uint
     struct nvme_ctrl *c = q->ctrl;
     uint32_t per_cmd = c->info.max_transfer_bytes / c->info.block_bytes;
     /* One PRP list page (page/8 entries) plus PRP1 covers max_transfer_bytes even from an unaligned dst. */
-    if (per_cmd > 65536u) /* NLB is 16 bits */
+    if (per_cmd > 65536u) { /* NLB is 16 bits */
         per_cmd = 65536u;
+    }
 
     while (blocks) {
         uint16_t pushed = 0;
@@ -58,13 +62,15 @@ static int read_blocks(struct nvme_queue *q, uint64_t lba, uint64_t blocks, uint
             dst += (uint64_t)n * c->info.block_bytes;
             pushed++;
         }
-        if (pushed)
+        if (pushed) {
             nvme_queue_ring(q);
+        }
         /* Keep the pipe full: wait for at least one completion, not all of them. */
         int rc = nvme_queue_drain_to(q, blocks ? (uint16_t)(q->in_flight - 1u) : 0u);
         if (rc != NVME_OK) {
-            if (rc == NVME_ERR_COMMAND) /* let the rest finish so the queue is clean for the next call */
+            if (rc == NVME_ERR_COMMAND) { /* let the rest finish so the queue is clean for the next call */
                 nvme_queue_drain_to(q, 0);
+            }
             return rc;
         }
     }
@@ -74,22 +80,26 @@ static int read_blocks(struct nvme_queue *q, uint64_t lba, uint64_t blocks, uint
 int nvme_read(struct nvme_ctrl *c, uint32_t qid, uint64_t lba, uint64_t byte_count, void *dst)
 {
     int rc = check_read(c, qid, lba, byte_count, dst);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     struct nvme_queue *q = &c->io[qid - 1u];
     q->error = NVME_OK;
     uint64_t whole = byte_count / c->info.block_bytes;
     uint32_t tail = (uint32_t)(byte_count % c->info.block_bytes);
 
     rc = read_blocks(q, lba, whole, dst);
-    if (rc != NVME_OK || tail == 0)
+    if (rc != NVME_OK || tail == 0) {
         return rc;
+    }
     rc = read_blocks(q, lba + whole, 1, q->bounce);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     uint8_t *out = (uint8_t *)dst + whole * c->info.block_bytes;
-    for (uint32_t i = 0; i < tail; i++)
+    for (uint32_t i = 0; i < tail; i++) {
         out[i] = q->bounce[i];
+    }
     return NVME_OK;
 }
 
@@ -101,16 +111,19 @@ int nvme_read_at(struct nvme_ctrl *c, uint32_t qid, uint64_t byte_offset, uint64
     uint8_t *out = dst;
     if (head && bytes) { /* the first block starts before the data: read it whole into the queue's bounce buffer */
         int rc = check_read(c, qid, lba, block, dst);
-        if (rc != NVME_OK)
+        if (rc != NVME_OK) {
             return rc;
+        }
         struct nvme_queue *q = &c->io[qid - 1u];
         q->error = NVME_OK;
         rc = read_blocks(q, lba, 1, q->bounce);
-        if (rc != NVME_OK)
+        if (rc != NVME_OK) {
             return rc;
+        }
         uint64_t n = block - head < bytes ? block - head : bytes;
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
             out[i] = q->bounce[head + i];
+        }
         out += n;
         bytes -= n;
         lba++;

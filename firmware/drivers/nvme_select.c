@@ -9,20 +9,25 @@
 
 static bool starts_with(const char *s, const char *prefix)
 {
-    while (*prefix)
-        if (*s++ != *prefix++)
+    while (*prefix) {
+        if (*s++ != *prefix++) {
             return false;
+        }
+    }
     return true;
 }
 
 static int hex_digit(char c)
 {
-    if (c >= '0' && c <= '9')
+    if (c >= '0' && c <= '9') {
         return c - '0';
-    if (c >= 'a' && c <= 'f')
+    }
+    if (c >= 'a' && c <= 'f') {
         return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
+    }
+    if (c >= 'A' && c <= 'F') {
         return c - 'A' + 10;
+    }
     return -1;
 }
 
@@ -33,15 +38,19 @@ static bool parse_pci_address(const char *s, uint8_t *bus, uint8_t *dev, uint8_t
     const char seps[3] = {':', '.', '\0'};
     for (int part = 0; part < 3; part++) {
         int digits = 0;
-        for (; hex_digit(*s) >= 0; s++, digits++)
+        for (; hex_digit(*s) >= 0; s++, digits++) {
             v[part] = v[part] * 16u + (unsigned)hex_digit(*s);
-        if (!digits || digits > 2 || *s != seps[part])
+        }
+        if (!digits || digits > 2 || *s != seps[part]) {
             return false;
-        if (part < 2)
+        }
+        if (part < 2) {
             s++;
+        }
     }
-    if (v[1] > 31u || v[2] > 7u)
+    if (v[1] > 31u || v[2] > 7u) {
         return false;
+    }
     *bus = (uint8_t)v[0];
     *dev = (uint8_t)v[1];
     *fn = (uint8_t)v[2];
@@ -50,8 +59,9 @@ static bool parse_pci_address(const char *s, uint8_t *bus, uint8_t *dev, uint8_t
 
 static bool same_string(const char *a, const char *b)
 {
-    while (*a && *a == *b)
+    while (*a && *a == *b) {
         a++, b++;
+    }
     return *a == *b;
 }
 
@@ -81,24 +91,29 @@ int nvme_open_selected(const char *select, const struct nvme_config *cfg, struct
     }
     if (select && *select && !by_pci && !by_serial && !same_string(select, "first")) {
         drv_logf("dte: nvme error=bad_argument text=\"storage.select is first, pci:BB:DD.F or serial:SN\" "
-                 "select=%s", select);
+                 "select=%s",
+                 select);
         return NVME_ERR_ARGUMENT;
     }
     int rc = NVME_ERR_NO_DEVICE;
     const struct pci_device *d;
     for (int nth = 0; (d = pci_find_class(NVME_CLASS, NVME_SUBCLASS, NVME_PROG_IF, nth)) != 0; nth++) {
-        if (by_pci && !(d->bus == bus && d->dev == dev && d->fn == fn))
+        if (by_pci && !(d->bus == bus && d->dev == dev && d->fn == fn)) {
             continue;
+        }
         rc = open_device(d, cfg, out);
-        if (rc != NVME_OK || !by_serial)
+        if (rc != NVME_OK || !by_serial) {
             return rc;
-        if (same_string(nvme_get_info(*out)->serial, select + 7))
+        }
+        if (same_string(nvme_get_info(*out)->serial, select + 7)) {
             return NVME_OK;
+        }
         nvme_disable(*out);
         *out = 0;
         rc = NVME_ERR_NO_DEVICE;
     }
     drv_logf("dte: nvme error=no_device text=\"no NVMe controller (PCI class 01.08.02) matches\" select=%s "
-             "pci_functions=%d", select && *select ? select : "first", pci_device_count());
+             "pci_functions=%d",
+             select && *select ? select : "first", pci_device_count());
     return rc;
 }

@@ -60,13 +60,15 @@ static uint32_t port_address(uint8_t bus, uint8_t dev, uint8_t fn, uint16_t off)
 
 uint32_t pci_config_read32(uint8_t bus, uint8_t dev, uint8_t fn, uint16_t off)
 {
-    if (bus < pci.bus_start || bus > pci.bus_end)
+    if (bus < pci.bus_start || bus > pci.bus_end) {
         return 0xFFFFFFFFu;
+    }
     switch (pci.method) {
     case PCI_ECAM: return mmio_read32(ecam_function(bus, dev, fn), off & 0xFFCu);
     case PCI_PORTS:
-        if (off >= 256u)
+        if (off >= 256u) {
             return 0xFFFFFFFFu;
+        }
         port_out32(0xCF8, port_address(bus, dev, fn, off));
         return port_in32(0xCFC);
     case PCI_CUSTOM: return pci.read32(pci.ctx, bus, dev, fn, off & 0xFFCu);
@@ -76,8 +78,9 @@ uint32_t pci_config_read32(uint8_t bus, uint8_t dev, uint8_t fn, uint16_t off)
 
 void pci_config_write32(uint8_t bus, uint8_t dev, uint8_t fn, uint16_t off, uint32_t value)
 {
-    if (bus < pci.bus_start || bus > pci.bus_end)
+    if (bus < pci.bus_start || bus > pci.bus_end) {
         return;
+    }
     switch (pci.method) {
     case PCI_ECAM: mmio_write32(ecam_function(bus, dev, fn), off & 0xFFCu, value); break;
     case PCI_PORTS:
@@ -137,10 +140,10 @@ static void size_bars(struct pci_device *d)
     int n = d->header_type == 0 ? 6 : (d->header_type == 1 ? 2 : 0);
     uint32_t cmd = pci_config_read32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND);
     /* Turn decoding off while BARs hold all-ones, so no stray window appears on the bus. */
-    pci_config_write32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND,
-                       cmd & 0xFFFFu & ~(PCI_COMMAND_IO | PCI_COMMAND_MEMORY));
-    for (int i = 0; i < n;)
+    pci_config_write32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND, cmd & 0xFFFFu & ~(PCI_COMMAND_IO | PCI_COMMAND_MEMORY));
+    for (int i = 0; i < n;) {
         i += size_bar(d, i);
+    }
     pci_config_write32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND, cmd & 0xFFFFu);
 }
 
@@ -148,8 +151,9 @@ static void scan_bus(uint8_t bus, int depth);
 
 static void add_function(uint8_t bus, uint8_t dev, uint8_t fn, uint32_t id, int depth)
 {
-    if (pci.count >= PCI_MAX_DEVICES)
+    if (pci.count >= PCI_MAX_DEVICES) {
         return;
+    }
     struct pci_device *d = &pci.devices[pci.count++];
     uint32_t class_reg = pci_config_read32(bus, dev, fn, PCI_CFG_REVISION);
     *d = (struct pci_device){0};
@@ -168,25 +172,29 @@ static void add_function(uint8_t bus, uint8_t dev, uint8_t fn, uint32_t id, int 
         d->secondary_bus = config_byte(bus, dev, fn, PCI_CFG_SECONDARY_BUS);
         d->subordinate_bus = config_byte(bus, dev, fn, PCI_CFG_SUBORDINATE);
         /* Follow the bridge to the bus the firmware gave it (never backwards: guards against loops). */
-        if (d->secondary_bus > bus && depth < 32)
+        if (d->secondary_bus > bus && depth < 32) {
             scan_bus(d->secondary_bus, depth + 1);
+        }
     }
 }
 
 static void scan_bus(uint8_t bus, int depth)
 {
-    if (pci.visited[bus / 8] & (1u << (bus % 8)))
+    if (pci.visited[bus / 8] & (1u << (bus % 8))) {
         return;
+    }
     pci.visited[bus / 8] |= (uint8_t)(1u << (bus % 8));
     for (uint8_t dev = 0; dev < 32; dev++) {
         uint32_t id = pci_config_read32(bus, dev, 0, PCI_CFG_VENDOR_ID);
-        if ((id & 0xFFFFu) == 0xFFFFu || (id & 0xFFFFu) == 0)
+        if ((id & 0xFFFFu) == 0xFFFFu || (id & 0xFFFFu) == 0) {
             continue;
+        }
         uint8_t fns = (config_byte(bus, dev, 0, PCI_CFG_HEADER_TYPE) & 0x80u) ? 8 : 1;
         for (uint8_t fn = 0; fn < fns; fn++) {
             uint32_t fid = fn ? pci_config_read32(bus, dev, fn, PCI_CFG_VENDOR_ID) : id;
-            if ((fid & 0xFFFFu) != 0xFFFFu && (fid & 0xFFFFu) != 0)
+            if ((fid & 0xFFFFu) != 0xFFFFu && (fid & 0xFFFFu) != 0) {
                 add_function(bus, dev, fn, fid, depth);
+            }
         }
     }
 }
@@ -194,10 +202,12 @@ static void scan_bus(uint8_t bus, int depth)
 int pci_enumerate(void)
 {
     pci.count = 0;
-    for (unsigned i = 0; i < sizeof pci.visited; i++)
+    for (unsigned i = 0; i < sizeof pci.visited; i++) {
         pci.visited[i] = 0;
-    if (pci.method != PCI_NONE)
+    }
+    if (pci.method != PCI_NONE) {
         scan_bus(pci.bus_start, 0);
+    }
     return pci.count;
 }
 
@@ -216,8 +226,9 @@ const struct pci_device *pci_find_class(uint8_t class_code, uint8_t subclass, ui
     for (int i = 0; i < pci.count; i++) {
         const struct pci_device *d = &pci.devices[i];
         if (d->class_code == class_code && d->subclass == subclass && (prog_if == 0xFF || d->prog_if == prog_if) &&
-            nth-- == 0)
+            nth-- == 0) {
             return d;
+        }
     }
     return 0;
 }
@@ -226,8 +237,9 @@ const struct pci_device *pci_find_id(uint16_t vendor_id, uint16_t device_id, int
 {
     for (int i = 0; i < pci.count; i++) {
         const struct pci_device *d = &pci.devices[i];
-        if (d->vendor_id == vendor_id && d->device_id == device_id && nth-- == 0)
+        if (d->vendor_id == vendor_id && d->device_id == device_id && nth-- == 0) {
             return d;
+        }
     }
     return 0;
 }
@@ -236,21 +248,24 @@ const struct pci_device *pci_find_address(uint8_t bus, uint8_t dev, uint8_t fn)
 {
     for (int i = 0; i < pci.count; i++) {
         const struct pci_device *d = &pci.devices[i];
-        if (d->bus == bus && d->dev == dev && d->fn == fn)
+        if (d->bus == bus && d->dev == dev && d->fn == fn) {
             return d;
+        }
     }
     return 0;
 }
 
 uint8_t pci_find_capability(const struct pci_device *d, uint8_t cap_id, int nth)
 {
-    if (!(pci_config_read32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND) >> 16 & PCI_STATUS_CAP_LIST))
+    if (!(pci_config_read32(d->bus, d->dev, d->fn, PCI_CFG_COMMAND) >> 16 & PCI_STATUS_CAP_LIST)) {
         return 0;
+    }
     uint8_t off = config_byte(d->bus, d->dev, d->fn, PCI_CFG_CAP_POINTER) & 0xFCu;
     for (int guard = 0; off >= 0x40 && guard < 48; guard++) {
         uint32_t head = pci_config_read32(d->bus, d->dev, d->fn, off);
-        if ((head & 0xFFu) == cap_id && nth-- == 0)
+        if ((head & 0xFFu) == cap_id && nth-- == 0) {
             return off;
+        }
         off = (uint8_t)(head >> 8) & 0xFCu;
     }
     return 0;
@@ -266,7 +281,7 @@ void pci_log_devices(void)
 {
     for (int i = 0; i < pci.count; i++) {
         const struct pci_device *d = &pci.devices[i];
-        drv_logf("dte: pci dev=%02x:%02x.%x id=%04x:%04x class=%02x.%02x.%02x", d->bus, d->dev, d->fn,
-                 d->vendor_id, d->device_id, d->class_code, d->subclass, d->prog_if);
+        drv_logf("dte: pci dev=%02x:%02x.%x id=%04x:%04x class=%02x.%02x.%02x", d->bus, d->dev, d->fn, d->vendor_id,
+                 d->device_id, d->class_code, d->subclass, d->prog_if);
     }
 }

@@ -17,26 +17,26 @@
 #define PCI_MAX_DEVICES 256
 
 /* Type 0/1 header offsets (PCI 3.0 Figure 6-1, PCI-PCI Bridge 1.2 Figure 3-1). */
-#define PCI_CFG_VENDOR_ID     0x00
-#define PCI_CFG_DEVICE_ID     0x02
-#define PCI_CFG_COMMAND       0x04
-#define PCI_CFG_REVISION      0x08
-#define PCI_CFG_PROG_IF       0x09
-#define PCI_CFG_SUBCLASS      0x0A
-#define PCI_CFG_CLASS         0x0B
-#define PCI_CFG_HEADER_TYPE   0x0E   /* bits 6:0 layout (0 device, 1 bridge), bit 7 multi-function */
-#define PCI_CFG_BAR0          0x10
-#define PCI_CFG_STATUS        0x06
-#define PCI_CFG_CAP_POINTER   0x34   /* type 0 and type 1 */
+#define PCI_CFG_VENDOR_ID 0x00
+#define PCI_CFG_DEVICE_ID 0x02
+#define PCI_CFG_COMMAND 0x04
+#define PCI_CFG_REVISION 0x08
+#define PCI_CFG_PROG_IF 0x09
+#define PCI_CFG_SUBCLASS 0x0A
+#define PCI_CFG_CLASS 0x0B
+#define PCI_CFG_HEADER_TYPE 0x0E   /* bits 6:0 layout (0 device, 1 bridge), bit 7 multi-function */
+#define PCI_CFG_BAR0 0x10
+#define PCI_CFG_STATUS 0x06
+#define PCI_CFG_CAP_POINTER 0x34   /* type 0 and type 1 */
 
-#define PCI_STATUS_CAP_LIST     (1u << 4)
-#define PCI_CAP_ID_VENDOR       0x09   /* vendor-specific (PCI 3.0 Appendix H); virtio 1.2 section 4.1.4 uses it */
+#define PCI_STATUS_CAP_LIST (1u << 4)
+#define PCI_CAP_ID_VENDOR 0x09   /* vendor-specific (PCI 3.0 Appendix H); virtio 1.2 section 4.1.4 uses it */
 #define PCI_CFG_SECONDARY_BUS 0x19   /* type 1 only */
-#define PCI_CFG_SUBORDINATE   0x1A   /* type 1 only */
+#define PCI_CFG_SUBORDINATE 0x1A   /* type 1 only */
 
-#define PCI_COMMAND_IO          (1u << 0)
-#define PCI_COMMAND_MEMORY      (1u << 1)
-#define PCI_COMMAND_BUS_MASTER  (1u << 2)
+#define PCI_COMMAND_IO (1u << 0)
+#define PCI_COMMAND_MEMORY (1u << 1)
+#define PCI_COMMAND_BUS_MASTER (1u << 2)
 
 struct pci_bar {
     uint64_t base;       /* bus address (memory: identity-mapped on the firmware); 0 when unassigned */

@@ -9,8 +9,9 @@
 
 static int init_pci(const struct storage_load *req)
 {
-    if (req->pci == STORAGE_PCI_ENUMERATED)
+    if (req->pci == STORAGE_PCI_ENUMERATED) {
         return pci_device_count() > 0 ? 0 : STORAGE_ERR_NO_PCI;
+    }
     struct acpi_mcfg_entry ecam;
     const void *mcfg = req->pci == STORAGE_PCI_ACPI ? acpi_find_table(req->rsdp, "MCFG") : 0;
     if (mcfg && acpi_mcfg_entry(mcfg, 0, &ecam)) {
@@ -46,12 +47,14 @@ static void load_range(void *arg, int64_t begin, int64_t end, int worker)
     const struct storage_load *req = job->req;
     uint64_t start = (uint64_t)begin * job->unit;
     uint64_t stop = (uint64_t)end * job->unit < req->bytes ? (uint64_t)end * job->unit : req->bytes;
-    if (start >= stop)
+    if (start >= stop) {
         return;
+    }
     int rc = storage_read_bytes(job->ctrl, (uint32_t)worker + 1u, req->byte_offset + start, stop - start,
                                 (uint8_t *)req->dst + start);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         job->error = rc;
+    }
 }
 
 static void verify_range(void *arg, int64_t begin, int64_t end, int worker)
@@ -66,8 +69,9 @@ static void verify_range(void *arg, int64_t begin, int64_t end, int worker)
         if (got != req->crc32c[i]) {
             drv_logf("dte: verify error=crc32c chunk=%lld offset=%llu expected=0x%08x got=0x%08x", (long long)i,
                      (unsigned long long)start, req->crc32c[i], got);
-            if (job->bad_chunk < 0 || i < job->bad_chunk)
+            if (job->bad_chunk < 0 || i < job->bad_chunk) {
                 job->bad_chunk = i;
+            }
             return; /* one line per worker is enough to name the damage */
         }
     }
@@ -76,8 +80,9 @@ static void verify_range(void *arg, int64_t begin, int64_t end, int worker)
 static int run_parallel(int64_t n, dte_range_fn fn, struct load_job *job, uint32_t queues)
 {
     /* Workers beyond the queue count would share a queue; then read on the calling core alone. */
-    if ((uint32_t)dte_worker_count() <= queues && dte_parallel_for(n, fn, job) == 0)
+    if ((uint32_t)dte_worker_count() <= queues && dte_parallel_for(n, fn, job) == 0) {
         return 0;
+    }
     fn(job, 0, n, 0);
     return 0;
 }
@@ -96,12 +101,14 @@ static int verify(const struct storage_load *req, struct load_job *job, struct s
         return STORAGE_ERR_CORRUPT;
     }
     job->bad_chunk = -1;
-    if (dte_parallel_for((int64_t)needed, verify_range, job) != 0)
+    if (dte_parallel_for((int64_t)needed, verify_range, job) != 0) {
         verify_range(job, 0, (int64_t)needed, 0);
+    }
     out->verify_ns = dte_time_ns() - t0;
     out->bad_chunk = job->bad_chunk;
-    if (job->bad_chunk >= 0)
+    if (job->bad_chunk >= 0) {
         return STORAGE_ERR_CORRUPT;
+    }
     uint64_t ms = out->verify_ns / 1000000u;
     drv_logf("dte: verify ok chunks=%llu ms=%llu", (unsigned long long)needed, (unsigned long long)ms);
     return 0;
@@ -118,8 +125,9 @@ int storage_load(const struct storage_load *req, struct storage_result *out)
     struct nvme_config cfg = {.io_queues = req->max_queues && req->max_queues < workers ? req->max_queues : workers,
                               .queue_depth = req->queue_depth};
     int rc = nvme_open_selected(req->select, &cfg, &out->ctrl);
-    if (rc != NVME_OK)
+    if (rc != NVME_OK) {
         return rc;
+    }
     const struct nvme_info *info = nvme_get_info(out->ctrl);
     out->queues = info->io_queues;
 
@@ -127,8 +135,9 @@ int storage_load(const struct storage_load *req, struct storage_result *out)
     uint32_t parts = out->queues;
     /* Work items: the CRC chunks, or an even split in whole pages (keeps every worker's dst 4-byte aligned). */
     job.unit = req->chunk_size ? req->chunk_size : ((req->bytes / (parts ? parts : 1u)) + 4095u) & ~4095ull;
-    if (!job.unit)
+    if (!job.unit) {
         job.unit = 4096;
+    }
     int64_t units = (int64_t)((req->bytes + job.unit - 1u) / job.unit);
 
     uint64_t t0 = dte_time_ns();
@@ -140,7 +149,7 @@ int storage_load(const struct storage_load *req, struct storage_result *out)
     }
     uint64_t us = out->read_ns / 1000u ? out->read_ns / 1000u : 1u;
     drv_logf("dte: load bytes=%llu ms=%llu mib_per_s=%llu queues=%u block_bytes=%u", (unsigned long long)req->bytes,
-             (unsigned long long)(out->read_ns / 1000000u),
-             (unsigned long long)((req->bytes * 1000000u / us) >> 20), out->queues, info->block_bytes);
+             (unsigned long long)(out->read_ns / 1000000u), (unsigned long long)((req->bytes * 1000000u / us) >> 20),
+             out->queues, info->block_bytes);
     return verify(req, &job, out);
 }

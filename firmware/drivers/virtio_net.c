@@ -114,8 +114,8 @@ const char *virtio_net_error_name(int err)
 
 static int fail(struct virtio_net *vn, int err, const char *what)
 {
-    drv_logf("dte: virtio_net error=%s text=\"%s\" dev=%02x:%02x.%x", virtio_net_error_name(err), what,
-             vn->pci->bus, vn->pci->dev, vn->pci->fn);
+    drv_logf("dte: virtio_net error=%s text=\"%s\" dev=%02x:%02x.%x", virtio_net_error_name(err), what, vn->pci->bus,
+             vn->pci->dev, vn->pci->fn);
     return err;
 }
 
@@ -132,8 +132,9 @@ static volatile uint8_t *map_cap(const struct pci_device *d, uint8_t cap, uint32
     uint8_t bar = (uint8_t)cap_read(d, cap, CAP_BAR);
     uint32_t offset = cap_read(d, cap, CAP_OFFSET), length = cap_read(d, cap, CAP_LENGTH);
     if (bar > 5 || d->bars[bar].is_io || d->bars[bar].base == 0 || length < min_length ||
-        (uint64_t)offset + length > d->bars[bar].size)
+        (uint64_t)offset + length > d->bars[bar].size) {
         return 0;
+    }
     return (volatile uint8_t *)(uintptr_t)(d->bars[bar].base + offset);
 }
 
@@ -142,18 +143,20 @@ static bool read_capabilities(struct virtio_net *vn)
     const struct pci_device *d = vn->pci;
     for (int n = 0;; n++) {
         uint8_t cap = pci_find_capability(d, PCI_CAP_ID_VENDOR, n);
-        if (!cap)
+        if (!cap) {
             break;
+        }
         uint8_t type = (uint8_t)(cap_read(d, cap, 0) >> (8 * CAP_CFG_TYPE));
-        if (type == CFG_COMMON && !vn->common)
+        if (type == CFG_COMMON && !vn->common) {
             vn->common = map_cap(d, cap, COMMON_CFG_MIN_LENGTH);
-        else if (type == CFG_NOTIFY && !vn->notify_base) {
+        } else if (type == CFG_NOTIFY && !vn->notify_base) {
             vn->notify_base = map_cap(d, cap, 2);
             vn->notify_multiplier = cap_read(d, cap, CAP_NOTIFY_MULTIPLIER);
-        } else if (type == CFG_ISR && !vn->isr)
+        } else if (type == CFG_ISR && !vn->isr) {
             vn->isr = map_cap(d, cap, 1);
-        else if (type == CFG_DEVICE && !vn->device)
+        } else if (type == CFG_DEVICE && !vn->device) {
             vn->device = map_cap(d, cap, 8);
+        }
     }
     return vn->common && vn->notify_base && vn->isr && vn->device;
 }
@@ -161,11 +164,13 @@ static bool read_capabilities(struct virtio_net *vn)
 struct virtio_net *virtio_net_probe(const struct pci_device *dev)
 {
     if (!dev || dev->vendor_id != VIRTIO_PCI_VENDOR ||
-        (dev->device_id != VIRTIO_PCI_ID_NET_MODERN && dev->device_id != VIRTIO_PCI_ID_NET_TRANSITION))
+        (dev->device_id != VIRTIO_PCI_ID_NET_MODERN && dev->device_id != VIRTIO_PCI_ID_NET_TRANSITION)) {
         return 0;
+    }
     struct virtio_net *vn = dte_alloc(sizeof *vn, 64);
-    if (!vn)
+    if (!vn) {
         return 0;
+    }
     vn->pci = dev;
     if (!read_capabilities(vn)) {
         fail(vn, VIRTIO_NET_ERR_NO_DEVICE, "no modern virtio capabilities (common/notify/isr/device)");
@@ -181,10 +186,12 @@ struct virtio_net *virtio_net_find(int nth)
     for (int i = 0; i < 2; i++) {
         for (int k = 0;; k++) {
             const struct pci_device *d = pci_find_id(VIRTIO_PCI_VENDOR, ids[i], k);
-            if (!d)
+            if (!d) {
                 break;
-            if (nth-- == 0)
+            }
+            if (nth-- == 0) {
                 return virtio_net_probe(d);
+            }
         }
     }
     return 0;
@@ -208,8 +215,9 @@ static int reset_device(struct virtio_net *vn)
     mmio_write8(vn->common, CC_DEVICE_STATUS, 0);
     uint64_t deadline = dte_time_ns() + RESET_TIMEOUT_NS;
     while (get_status(vn) != 0) {
-        if (dte_time_ns() > deadline)
+        if (dte_time_ns() > deadline) {
             return fail(vn, VIRTIO_NET_ERR_TIMEOUT, "device_status did not read 0 after reset");
+        }
         cpu_relax();
     }
     return VIRTIO_NET_OK;
@@ -227,8 +235,9 @@ static uint64_t device_features(struct virtio_net *vn)
 static int negotiate(struct virtio_net *vn)
 {
     uint64_t offered = device_features(vn);
-    if (!(offered & F_VERSION_1))
+    if (!(offered & F_VERSION_1)) {
         return fail(vn, VIRTIO_NET_ERR_FEATURES, "device does not offer VIRTIO_F_VERSION_1");
+    }
     vn->features = offered & WANTED_FEATURES;
     mmio_write32(vn->common, CC_DRIVER_FEATURE_SELECT, 0);
     mmio_write32(vn->common, CC_DRIVER_FEATURE, (uint32_t)vn->features);
@@ -236,8 +245,9 @@ static int negotiate(struct virtio_net *vn)
     mmio_write32(vn->common, CC_DRIVER_FEATURE, (uint32_t)(vn->features >> 32));
     add_status(vn, STATUS_FEATURES_OK);
     /* Section 3.1.1 step 6: re-read; a device that cannot work with these features leaves FEATURES_OK clear. */
-    if (!(get_status(vn) & STATUS_FEATURES_OK))
+    if (!(get_status(vn) & STATUS_FEATURES_OK)) {
         return fail(vn, VIRTIO_NET_ERR_FEATURES, "device did not accept the features (FEATURES_OK clear)");
+    }
     return VIRTIO_NET_OK;
 }
 
@@ -247,18 +257,21 @@ static int setup_queue(struct virtio_net *vn, struct virtq *q, uint16_t index, b
 {
     mmio_write16(vn->common, CC_QUEUE_SELECT, index);
     uint16_t max = mmio_read16(vn->common, CC_QUEUE_SIZE);
-    if (max == 0)
+    if (max == 0) {
         return fail(vn, VIRTIO_NET_ERR_QUEUE, device_writes ? "receive queue 0 missing" : "transmit queue 1 missing");
+    }
     uint16_t size = VIRTIO_NET_QUEUE_MAX;
-    while (size > max)
+    while (size > max) {
         size >>= 1;                       /* split rings: a power of two no larger than the device's maximum */
+    }
     q->size = size;
     q->desc = dte_alloc(16u * size, 16);                          /* section 2.7: alignment 16 */
     q->avail = dte_alloc(6u + 2u * size, 2);                      /* alignment 2 */
     q->used = dte_alloc(6u + 8u * size, 4);                       /* alignment 4 */
     q->buffers = dte_alloc((size_t)BUF_SIZE * size, 64);
-    if (!q->desc || !q->avail || !q->used || !q->buffers)
+    if (!q->desc || !q->avail || !q->used || !q->buffers) {
         return fail(vn, VIRTIO_NET_ERR_NO_MEMORY, "virtqueue memory");
+    }
     for (uint16_t i = 0; i < size; i++) {
         q->desc[i].addr = (uint64_t)(uintptr_t)(q->buffers + (size_t)BUF_SIZE * i);
         q->desc[i].len = BUF_SIZE;
@@ -295,8 +308,9 @@ static void kick(struct virtq *q, uint16_t index)
 static bool next_used(struct virtq *q, struct vq_used_elem *out)
 {
     uint16_t idx = q->used[1];
-    if (idx == q->last_used)
+    if (idx == q->last_used) {
         return false;
+    }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     const volatile struct vq_used_elem *ring = (const volatile struct vq_used_elem *)(q->used + 2);
     out->id = ring[q->last_used & (q->size - 1)].id;
@@ -311,8 +325,9 @@ int virtio_net_init(struct virtio_net *vn)
 {
     vn->ready = false;
     int rc = reset_device(vn);
-    if (rc)
+    if (rc) {
         return rc;
+    }
     add_status(vn, STATUS_ACKNOWLEDGE);
     add_status(vn, STATUS_DRIVER);
     if ((rc = negotiate(vn)) || (rc = setup_queue(vn, &vn->rx, RX_QUEUE, true)) ||
@@ -320,51 +335,62 @@ int virtio_net_init(struct virtio_net *vn)
         add_status(vn, STATUS_FAILED);
         return rc;
     }
-    for (uint8_t i = 0; i < DTE_ETH_ADDR_SIZE; i++)
+    for (uint8_t i = 0; i < DTE_ETH_ADDR_SIZE; i++) {
         vn->mac[i] = (vn->features & F_NET_MAC) ? mmio_read8(vn->device, NETCFG_MAC + i) : 0;
-    for (uint16_t i = 0; i < vn->rx.size; i++)
+    }
+    for (uint16_t i = 0; i < vn->rx.size; i++) {
         publish(&vn->rx, i);
+    }
     add_status(vn, STATUS_DRIVER_OK);
     kick(&vn->rx, RX_QUEUE);
     vn->ready = true;
-    drv_logf("dte: virtio_net ready mac=%02x:%02x:%02x:%02x:%02x:%02x features=0x%llx rx=%u tx=%u link=%u",
-             vn->mac[0], vn->mac[1], vn->mac[2], vn->mac[3], vn->mac[4], vn->mac[5],
-             (unsigned long long)vn->features, vn->rx.size, vn->tx.size, virtio_net_link_up(vn) ? 1u : 0u);
+    drv_logf("dte: virtio_net ready mac=%02x:%02x:%02x:%02x:%02x:%02x features=0x%llx rx=%u tx=%u link=%u", vn->mac[0],
+             vn->mac[1], vn->mac[2], vn->mac[3], vn->mac[4], vn->mac[5], (unsigned long long)vn->features, vn->rx.size,
+             vn->tx.size, virtio_net_link_up(vn) ? 1u : 0u);
     return VIRTIO_NET_OK;
 }
 
 bool virtio_net_link_up(struct virtio_net *vn)
 {
-    if (!vn->ready)
+    if (!vn->ready) {
         return false;
-    if (!(vn->features & F_NET_STATUS))
+    }
+    if (!(vn->features & F_NET_STATUS)) {
         return true;                      /* section 5.1.4: without STATUS the link is assumed up */
+    }
     return mmio_read16(vn->device, NETCFG_STATUS) & NET_S_LINK_UP;
 }
 
 static void reclaim_tx(struct virtio_net *vn)
 {
     struct vq_used_elem e;
-    while (next_used(&vn->tx, &e))
-        if (e.id < vn->tx.size && vn->tx.free_count < vn->tx.size)
+    while (next_used(&vn->tx, &e)) {
+        if (e.id < vn->tx.size && vn->tx.free_count < vn->tx.size) {
             vn->tx.free_ids[vn->tx.free_count++] = (uint16_t)e.id;
+        }
+    }
 }
 
 int virtio_net_transmit(struct virtio_net *vn, const uint8_t *frame, size_t size)
 {
-    if (!vn->ready)
+    if (!vn->ready) {
         return VIRTIO_NET_ERR_STATE;
-    if (size > BUF_SIZE - NET_HDR_SIZE)
+    }
+    if (size > BUF_SIZE - NET_HDR_SIZE) {
         return VIRTIO_NET_ERR_TOO_LARGE;
+    }
     reclaim_tx(vn);
-    if (vn->tx.free_count == 0)
+    if (vn->tx.free_count == 0) {
         return VIRTIO_NET_ERR_FULL;
+    }
     uint16_t id = vn->tx.free_ids[--vn->tx.free_count];
     uint8_t *buf = vn->tx.buffers + (size_t)BUF_SIZE * id;
-    for (uint32_t i = 0; i < NET_HDR_SIZE; i++)
+    for (uint32_t i = 0; i < NET_HDR_SIZE; i++) {
         buf[i] = 0;                       /* flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE: no offloads */
-    for (size_t i = 0; i < size; i++)
+    }
+    for (size_t i = 0; i < size; i++) {
         buf[NET_HDR_SIZE + i] = frame[i];
+    }
     vn->tx.desc[id].len = (uint32_t)(NET_HDR_SIZE + size);
     publish(&vn->tx, id);
     kick(&vn->tx, TX_QUEUE);
@@ -373,19 +399,24 @@ int virtio_net_transmit(struct virtio_net *vn, const uint8_t *frame, size_t size
 
 size_t virtio_net_poll_receive(struct virtio_net *vn, uint8_t *buf, size_t capacity)
 {
-    if (!vn->ready)
+    if (!vn->ready) {
         return 0;
+    }
     struct vq_used_elem e;
-    if (!next_used(&vn->rx, &e))
+    if (!next_used(&vn->rx, &e)) {
         return 0;
-    if (e.id >= vn->rx.size)
+    }
+    if (e.id >= vn->rx.size) {
         return 0;                         /* a device bug; the descriptor cannot be reposted */
+    }
     size_t frame = e.len > NET_HDR_SIZE ? e.len - NET_HDR_SIZE : 0;
-    if (frame > capacity || e.len > BUF_SIZE)
+    if (frame > capacity || e.len > BUF_SIZE) {
         frame = 0;                        /* netif.h: oversized frames are dropped */
+    }
     const uint8_t *src = vn->rx.buffers + (size_t)BUF_SIZE * e.id + NET_HDR_SIZE;
-    for (size_t i = 0; i < frame; i++)
+    for (size_t i = 0; i < frame; i++) {
         buf[i] = src[i];
+    }
     publish(&vn->rx, (uint16_t)e.id);
     kick(&vn->rx, RX_QUEUE);
     return frame;
@@ -393,8 +424,9 @@ size_t virtio_net_poll_receive(struct virtio_net *vn, uint8_t *buf, size_t capac
 
 void virtio_net_mac(struct virtio_net *vn, uint8_t out[DTE_ETH_ADDR_SIZE])
 {
-    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++)
+    for (int i = 0; i < DTE_ETH_ADDR_SIZE; i++) {
         out[i] = vn->mac[i];
+    }
 }
 
 uint64_t virtio_net_features(const struct virtio_net *vn)
@@ -402,14 +434,33 @@ uint64_t virtio_net_features(const struct virtio_net *vn)
     return vn->features;
 }
 
-static int nif_init(void *ctx) { return virtio_net_init(ctx); }
-static bool nif_link_up(void *ctx) { return virtio_net_link_up(ctx); }
-static int nif_transmit(void *ctx, const uint8_t *f, size_t n) { return virtio_net_transmit(ctx, f, n); }
-static size_t nif_poll(void *ctx, uint8_t *b, size_t cap) { return virtio_net_poll_receive(ctx, b, cap); }
-static void nif_mac(void *ctx, uint8_t out[DTE_ETH_ADDR_SIZE]) { virtio_net_mac(ctx, out); }
+static int nif_init(void *ctx)
+{
+    return virtio_net_init(ctx);
+}
+static bool nif_link_up(void *ctx)
+{
+    return virtio_net_link_up(ctx);
+}
+static int nif_transmit(void *ctx, const uint8_t *f, size_t n)
+{
+    return virtio_net_transmit(ctx, f, n);
+}
+static size_t nif_poll(void *ctx, uint8_t *b, size_t cap)
+{
+    return virtio_net_poll_receive(ctx, b, cap);
+}
+static void nif_mac(void *ctx, uint8_t out[DTE_ETH_ADDR_SIZE])
+{
+    virtio_net_mac(ctx, out);
+}
 
 void virtio_net_netif(struct virtio_net *vn, dte_netif *out)
 {
-    *out = (dte_netif){.ctx = vn, .init = nif_init, .link_up = nif_link_up, .transmit = nif_transmit,
-                       .poll_receive = nif_poll, .mac = nif_mac};
+    *out = (dte_netif){.ctx = vn,
+                       .init = nif_init,
+                       .link_up = nif_link_up,
+                       .transmit = nif_transmit,
+                       .poll_receive = nif_poll,
+                       .mac = nif_mac};
 }

@@ -19,8 +19,8 @@
 #include "../net/netif.h"
 #include "pci.h"
 
-#define VIRTIO_PCI_VENDOR            0x1AF4
-#define VIRTIO_PCI_ID_NET_MODERN     0x1041   /* 0x1040 + device type 1 (section 4.1.2.1) */
+#define VIRTIO_PCI_VENDOR 0x1AF4
+#define VIRTIO_PCI_ID_NET_MODERN 0x1041   /* 0x1040 + device type 1 (section 4.1.2.1) */
 #define VIRTIO_PCI_ID_NET_TRANSITION 0x1000   /* transitional; accepted when it has the modern capabilities */
 
 #define VIRTIO_NET_QUEUE_MAX 256u             /* ring entries used per queue (fewer when the device offers fewer) */

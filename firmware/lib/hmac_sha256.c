@@ -7,8 +7,9 @@
 static void hash_padded_key(dte_sha256_ctx *ctx, const uint8_t block_key[DTE_SHA256_BLOCK_SIZE], uint8_t pad)
 {
     uint8_t padded[DTE_SHA256_BLOCK_SIZE];
-    for (unsigned i = 0; i < DTE_SHA256_BLOCK_SIZE; i++)
+    for (unsigned i = 0; i < DTE_SHA256_BLOCK_SIZE; i++) {
         padded[i] = (uint8_t)(block_key[i] ^ pad);
+    }
     dte_sha256_init(ctx);
     dte_sha256_update(ctx, padded, sizeof padded);
 }
@@ -16,13 +17,15 @@ static void hash_padded_key(dte_sha256_ctx *ctx, const uint8_t block_key[DTE_SHA
 void dte_hmac_sha256_setkey(dte_hmac_sha256_key *prepared, const uint8_t *key, size_t key_size)
 {
     uint8_t block_key[DTE_SHA256_BLOCK_SIZE];
-    for (unsigned i = 0; i < DTE_SHA256_BLOCK_SIZE; i++)
+    for (unsigned i = 0; i < DTE_SHA256_BLOCK_SIZE; i++) {
         block_key[i] = 0;
+    }
     if (key_size > DTE_SHA256_BLOCK_SIZE) {
         dte_sha256(key, key_size, block_key);   /* RFC 2104 §2: K = H(K) when longer than B */
     } else {
-        for (size_t i = 0; i < key_size; i++)
+        for (size_t i = 0; i < key_size; i++) {
             block_key[i] = key[i];
+        }
     }
     hash_padded_key(&prepared->inner, block_key, IPAD);
     hash_padded_key(&prepared->outer, block_key, OPAD);
@@ -59,8 +62,9 @@ void dte_hmac_sha256(const dte_hmac_sha256_key *prepared, const void *data, size
 bool dte_bytes_equal_ct(const uint8_t *a, const uint8_t *b, size_t size)
 {
     volatile uint8_t difference = 0;
-    for (size_t i = 0; i < size; i++)
+    for (size_t i = 0; i < size; i++) {
         difference = (uint8_t)(difference | (a[i] ^ b[i]));
+    }
     return difference == 0;
 }
 

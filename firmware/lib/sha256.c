@@ -23,7 +23,10 @@ static const uint32_t round_constants[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static uint32_t rotr32(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
+static uint32_t rotr32(uint32_t x, unsigned n)
+{
+    return (x >> n) | (x << (32u - n));
+}
 
 static uint32_t load_be32(const uint8_t *p)
 {
@@ -42,8 +45,9 @@ static void store_be32(uint8_t *p, uint32_t v)
 static void compress_block_generic(uint32_t state[8], const uint8_t block[DTE_SHA256_BLOCK_SIZE])
 {
     uint32_t w[64];
-    for (unsigned t = 0; t < 16; t++)
+    for (unsigned t = 0; t < 16; t++) {
         w[t] = load_be32(block + 4 * t);
+    }
     for (unsigned t = 16; t < 64; t++) {
         uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);   /* σ0, §4.1.2 */
         uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);    /* σ1 */
@@ -76,7 +80,6 @@ static void compress_block_generic(uint32_t state[8], const uint8_t block[DTE_SH
     state[6] += g;
     state[7] += h;
 }
-
 
 #if defined(__x86_64__)
 #define SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
@@ -119,8 +122,9 @@ static bool cpu_has_sha_extensions(void)
 {
     uint32_t eax = 0, ebx, ecx = 0, edx;
     __asm__ __volatile__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-    if (eax < 7)
+    if (eax < 7) {
         return false;
+    }
     eax = 7;
     ecx = 0;
     __asm__ __volatile__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
@@ -138,10 +142,12 @@ static int block_function;
 int dte_sha256_select(int which)
 {
 #if defined(__x86_64__)
-    if (which == DTE_SHA256_AUTO)
+    if (which == DTE_SHA256_AUTO) {
         which = cpu_has_sha_extensions() ? DTE_SHA256_SHA_EXTENSIONS : DTE_SHA256_PORTABLE;
-    if (which == DTE_SHA256_SHA_EXTENSIONS && !cpu_has_sha_extensions())
+    }
+    if (which == DTE_SHA256_SHA_EXTENSIONS && !cpu_has_sha_extensions()) {
         which = DTE_SHA256_PORTABLE;
+    }
 #else
     which = DTE_SHA256_PORTABLE;
 #endif
@@ -151,16 +157,18 @@ int dte_sha256_select(int which)
 
 static void compress_blocks(uint32_t state[8], const uint8_t *data, size_t blocks)
 {
-    if (block_function == 0)
+    if (block_function == 0) {
         dte_sha256_select(DTE_SHA256_AUTO);
+    }
 #if defined(__x86_64__)
     if (block_function == DTE_SHA256_SHA_EXTENSIONS) {
         compress_blocks_shani(state, data, blocks);
         return;
     }
 #endif
-    for (; blocks > 0; blocks--, data += DTE_SHA256_BLOCK_SIZE)
+    for (; blocks > 0; blocks--, data += DTE_SHA256_BLOCK_SIZE) {
         compress_block_generic(state, data);
+    }
 }
 
 void dte_sha256_init(dte_sha256_ctx *ctx)
@@ -169,8 +177,9 @@ void dte_sha256_init(dte_sha256_ctx *ctx)
     static const uint32_t initial[8] = {
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
     };
-    for (unsigned i = 0; i < 8; i++)
+    for (unsigned i = 0; i < 8; i++) {
         ctx->state[i] = initial[i];
+    }
     ctx->total_bytes = 0;
     ctx->block_used = 0;
 }
@@ -184,8 +193,9 @@ void dte_sha256_update(dte_sha256_ctx *ctx, const void *data, size_t size)
             ctx->block[ctx->block_used++] = *bytes++;
             size--;
         }
-        if (ctx->block_used < DTE_SHA256_BLOCK_SIZE)
+        if (ctx->block_used < DTE_SHA256_BLOCK_SIZE) {
             return;
+        }
         compress_blocks(ctx->state, ctx->block, 1);
         ctx->block_used = 0;
     }
@@ -207,18 +217,21 @@ void dte_sha256_final(dte_sha256_ctx *ctx, uint8_t digest[DTE_SHA256_DIGEST_SIZE
     uint64_t bit_length = ctx->total_bytes * 8u;
     ctx->block[ctx->block_used++] = 0x80;
     if (ctx->block_used > 56) {
-        while (ctx->block_used < DTE_SHA256_BLOCK_SIZE)
+        while (ctx->block_used < DTE_SHA256_BLOCK_SIZE) {
             ctx->block[ctx->block_used++] = 0;
+        }
         compress_blocks(ctx->state, ctx->block, 1);
         ctx->block_used = 0;
     }
-    while (ctx->block_used < 56)
+    while (ctx->block_used < 56) {
         ctx->block[ctx->block_used++] = 0;
+    }
     store_be32(ctx->block + 56, (uint32_t)(bit_length >> 32));
     store_be32(ctx->block + 60, (uint32_t)bit_length);
     compress_blocks(ctx->state, ctx->block, 1);
-    for (unsigned i = 0; i < 8; i++)
+    for (unsigned i = 0; i < 8; i++) {
         store_be32(digest + 4 * i, ctx->state[i]);
+    }
     ctx->block_used = 0;
 }
 

@@ -23,12 +23,15 @@ uint16_t dte_inet_checksum(const uint8_t *data, size_t size, uint32_t partial_su
     /* RFC 1071 §4.1: one's complement sum of 16-bit words, odd byte padded with zero, folded, complemented. */
     uint64_t sum = partial_sum;
     size_t i = 0;
-    for (; i + 1 < size; i += 2)
+    for (; i + 1 < size; i += 2) {
         sum += dte_get_be16(data + i);
-    if (i < size)
+    }
+    if (i < size) {
         sum += (uint32_t)data[i] << 8;
-    while (sum >> 16)
+    }
+    while (sum >> 16) {
         sum = (sum & 0xffffu) + (sum >> 16);
+    }
     return (uint16_t)~sum;
 }
 
@@ -50,22 +53,27 @@ static uint32_t next_hop(const dte_net_stack *s, uint32_t ip)
 
 static dte_net_neighbour *find_neighbour(dte_net_stack *s, uint32_t ip)
 {
-    for (unsigned i = 0; i < DTE_NET_NEIGHBOURS; i++)
-        if (s->neighbours[i].ipv4 == ip && ip != 0)
+    for (unsigned i = 0; i < DTE_NET_NEIGHBOURS; i++) {
+        if (s->neighbours[i].ipv4 == ip && ip != 0) {
             return &s->neighbours[i];
+        }
+    }
     return NULL;
 }
 
 static void learn_neighbour(dte_net_stack *s, uint32_t ip, const uint8_t mac[DTE_ETH_ADDR_SIZE])
 {
-    if (ip == 0 || ip == s->config.ipv4 || (mac[0] & 1u))   /* never learn multicast/broadcast MACs */
+    if (ip == 0 || ip == s->config.ipv4 || (mac[0] & 1u)) {   /* never learn multicast/broadcast MACs */
         return;
+    }
     dte_net_neighbour *slot = find_neighbour(s, ip);
     if (slot == NULL) {
         slot = &s->neighbours[0];
-        for (unsigned i = 1; i < DTE_NET_NEIGHBOURS; i++)
-            if (s->neighbours[i].last_used < slot->last_used)
+        for (unsigned i = 1; i < DTE_NET_NEIGHBOURS; i++) {
+            if (s->neighbours[i].last_used < slot->last_used) {
                 slot = &s->neighbours[i];
+            }
+        }
         slot->ipv4 = ip;
     }
     dte_copy_bytes(slot->mac, mac, DTE_ETH_ADDR_SIZE);
@@ -74,8 +82,9 @@ static void learn_neighbour(dte_net_stack *s, uint32_t ip, const uint8_t mac[DTE
 
 static int transmit(dte_net_stack *s, size_t size)
 {
-    while (size < ETH_MIN_FRAME)
+    while (size < ETH_MIN_FRAME) {
         s->tx[size++] = 0;
+    }
     if (s->nic->transmit(s->nic->ctx, s->tx, size) != 0) {
         s->counters[DTE_NET_TX_ERRORS]++;
         return -1;
@@ -129,14 +138,16 @@ static void handle_arp(dte_net_stack *s, const uint8_t *arp, size_t size)
         return;
     }
     learn_neighbour(s, sender_ip, arp + 8);   /* RFC 826 "merge" step */
-    if (op != 1)
+    if (op != 1) {
         return;
+    }
     uint8_t sender_mac[DTE_ETH_ADDR_SIZE];
     dte_copy_bytes(sender_mac, arp + 8, DTE_ETH_ADDR_SIZE);
     write_eth_header(s, sender_mac, ETHERTYPE_ARP);
     write_arp(s, 2, sender_mac, sender_ip);
-    if (transmit(s, ETH_HEADER + ARP_SIZE) == 0)
+    if (transmit(s, ETH_HEADER + ARP_SIZE) == 0) {
         s->counters[DTE_NET_ARP_REPLIES]++;
+    }
 }
 
 /* RFC 791 §3.1 header with no options; the payload must already be at tx + 14 + 20. */
@@ -174,8 +185,9 @@ static void handle_icmp(dte_net_stack *s, const uint8_t *eth, uint32_t src_ip, c
     dte_put_be16(reply + 2, dte_inet_checksum(reply, size, 0));
     write_eth_header(s, eth + 6, ETHERTYPE_IPV4);   /* straight back to the sender's MAC */
     write_ipv4_header(s, IP_PROTO_ICMP, src_ip, size);
-    if (transmit(s, ETH_HEADER + IPV4_HEADER + size) == 0)
+    if (transmit(s, ETH_HEADER + IPV4_HEADER + size) == 0) {
         s->counters[DTE_NET_ICMP_REPLIES]++;
+    }
 }
 
 static void handle_udp(dte_net_stack *s, uint32_t src_ip, uint32_t dst_ip, const uint8_t *udp, size_t size)
@@ -221,12 +233,13 @@ static void handle_ipv4(dte_net_stack *s, const uint8_t *eth, const uint8_t *ip,
         return;
     }
     learn_neighbour(s, next_hop(s, src_ip), eth + 6);
-    if (ip[9] == IP_PROTO_ICMP)
+    if (ip[9] == IP_PROTO_ICMP) {
         handle_icmp(s, eth, src_ip, ip + header, total - header);
-    else if (ip[9] == IP_PROTO_UDP)
+    } else if (ip[9] == IP_PROTO_UDP) {
         handle_udp(s, src_ip, dst_ip, ip + header, total - header);
-    else
+    } else {
         s->counters[DTE_NET_DROPPED]++;
+    }
 }
 
 void dte_net_input(dte_net_stack *s, const uint8_t *frame, size_t size)
@@ -239,12 +252,13 @@ void dte_net_input(dte_net_stack *s, const uint8_t *frame, size_t size)
     bool for_us = dte_same_bytes(frame, s->mac, DTE_ETH_ADDR_SIZE);
     bool broadcast = dte_same_bytes(frame, broadcast_mac, DTE_ETH_ADDR_SIZE);
     uint16_t ethertype = dte_get_be16(frame + 12);
-    if (ethertype == ETHERTYPE_ARP && (for_us || broadcast))
+    if (ethertype == ETHERTYPE_ARP && (for_us || broadcast)) {
         handle_arp(s, frame + ETH_HEADER, size - ETH_HEADER);
-    else if (ethertype == ETHERTYPE_IPV4 && for_us)
+    } else if (ethertype == ETHERTYPE_IPV4 && for_us) {
         handle_ipv4(s, frame, frame + ETH_HEADER, size - ETH_HEADER);
-    else
+    } else {
         s->counters[DTE_NET_DROPPED]++;
+    }
 }
 
 int dte_net_poll(dte_net_stack *s, int max_frames)
@@ -252,8 +266,9 @@ int dte_net_poll(dte_net_stack *s, int max_frames)
     int handled = 0;
     while (handled < max_frames) {
         size_t size = s->nic->poll_receive(s->nic->ctx, s->rx, sizeof s->rx);
-        if (size == 0)
+        if (size == 0) {
             break;
+        }
         dte_net_input(s, s->rx, size);
         handled++;
     }
@@ -292,27 +307,32 @@ int dte_net_send_to(void *stack, uint32_t dst_ip, uint16_t dst_port, const uint8
     return dte_net_udp_send((dte_net_stack *)stack, dst_ip, dst_port, data, size);
 }
 
-int dte_net_init(dte_net_stack *s, const dte_net_config *config, const dte_netif *nic,
-                 dte_udp_handler handler, void *handler_ctx)
+int dte_net_init(dte_net_stack *s, const dte_net_config *config, const dte_netif *nic, dte_udp_handler handler,
+                 void *handler_ctx)
 {
     static const uint8_t zero_mac[DTE_ETH_ADDR_SIZE] = {0, 0, 0, 0, 0, 0};
-    if (config->ipv4 == 0 || config->udp_port == 0 || nic == NULL)
+    if (config->ipv4 == 0 || config->udp_port == 0 || nic == NULL) {
         return -1;
+    }
     s->config = *config;
     s->nic = nic;
     s->udp_handler = handler;
     s->udp_ctx = handler_ctx;
     s->clock = 0;
     s->next_ip_id = 1;
-    for (unsigned i = 0; i < DTE_NET_NEIGHBOURS; i++)
+    for (unsigned i = 0; i < DTE_NET_NEIGHBOURS; i++) {
         s->neighbours[i] = (dte_net_neighbour){0};
-    for (unsigned i = 0; i < DTE_NET_COUNTER_COUNT; i++)
+    }
+    for (unsigned i = 0; i < DTE_NET_COUNTER_COUNT; i++) {
         s->counters[i] = 0;
-    if (nic->init != NULL && nic->init(nic->ctx) != 0)
+    }
+    if (nic->init != NULL && nic->init(nic->ctx) != 0) {
         return -2;
-    if (dte_same_bytes(config->mac, zero_mac, DTE_ETH_ADDR_SIZE))
+    }
+    if (dte_same_bytes(config->mac, zero_mac, DTE_ETH_ADDR_SIZE)) {
         nic->mac(nic->ctx, s->mac);
-    else
+    } else {
         dte_copy_bytes(s->mac, config->mac, DTE_ETH_ADDR_SIZE);
+    }
     return 0;
 }
