@@ -202,3 +202,42 @@ def test_dte_tokenize_command(smollm2_path: Path, llama_cpp) -> None:
     assert json.loads(plain.stdout) == ref.tokenize(text.encode(), add_bos=False)
     table = CliRunner().invoke(main, ["tokenize", "-m", str(smollm2_path), "Hello world"])
     assert table.stdout.splitlines()[-1].split() == [str(ref.tokenize(b"Hello world")[-1]), "->", "'", "world'"]
+
+
+# ---- every pre-tokenizer name dte accepts, checked on llama.cpp itself ----
+# llama.cpp's suite has vocabularies for one name per family; the other names (aliases, and tekken, which has no
+# test vocabulary) are checked by relabelling the gpt-2 vocabulary's tokenizer.ggml.pre and comparing with
+# llama.cpp on random text: the merges are GPT-2's, the splitting is the named pre-tokenizer's.
+ALIASES = ["default", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano",
+           "dbrx", "smaug-bpe", "codeshell", "exaone", "minerva-7b", "mellum2", "phi-2", "jina-es", "jina-de",
+           "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "olmo", "jais", "trillion",
+           "granite-docling", "exaone4", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "megrez", "hunyuan",
+           "solar-open", "tekken"]
+THOROUGH = {"default", "tekken", "olmo", "dbrx"}
+
+
+def relabel(src: Path, dst: Path, pre: str) -> Path:
+    """A copy of a vocabulary GGUF with another tokenizer.ggml.pre string (no tensors: nothing else moves)."""
+    import struct
+
+    data = src.read_bytes()
+    key = b"tokenizer.ggml.pre"
+    at = data.index(struct.pack("<Q", len(key)) + key) + 8 + len(key)
+    assert struct.unpack_from("<I", data, at)[0] == 8          # GGUF string
+    old_len = struct.unpack_from("<Q", data, at + 4)[0]
+    new = pre.encode()
+    dst.write_bytes(data[:at + 4] + struct.pack("<Q", len(new)) + new + data[at + 12 + old_len:])
+    return dst
+
+
+@pytest.mark.parametrize("pre", ALIASES)
+def test_pre_tokenizer_names_match_llama_cpp(llama_cpp_tree: Path, llama_cpp, tmp_path: Path, pre: str) -> None:
+    path = relabel(vocab_path(llama_cpp_tree, "gpt-2"), tmp_path / f"{pre}.gguf", pre)
+    ref = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    rng = random.Random(f"dte-pre-{pre}")
+    n = N_RANDOM if pre in THOROUGH else 40
+    with Engine(path, vocab_only=True) as engine:
+        for i in range(n):
+            text = random_text(rng).encode("utf-8")
+            want = ref.tokenize(text, add_bos=bool(i & 1), special=bool(i & 2))
+            assert engine.tokenize(text, add_bos=bool(i & 1), special=bool(i & 2)) == want, text

@@ -94,7 +94,7 @@ static int tokenize_prompt(struct engine *e, struct generation *g)
         return engine_error("memory", "no memory for the chat prompt");
     }
     bool add_bos = chat ? false : e->tok.add_bos;
-    int64_t n = dte_tokenize(&e->tok, prompt, len, add_bos, NULL, 0);
+    int64_t n = dte_tokenize_special(&e->tok, prompt, len, add_bos, chat, NULL, 0);
     if (n <= 0) {
         return engine_error("prompt", "the prompt is empty or could not be tokenized");
     }
@@ -105,7 +105,7 @@ static int tokenize_prompt(struct engine *e, struct generation *g)
     if (!g->prompt_ids) {
         return engine_error("memory", "no memory for the prompt ids");
     }
-    g->n_prompt = dte_tokenize(&e->tok, prompt, len, add_bos, g->prompt_ids, n);
+    g->n_prompt = dte_tokenize_special(&e->tok, prompt, len, add_bos, chat, g->prompt_ids, n);
     return 0;
 }
 

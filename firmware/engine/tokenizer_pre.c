@@ -26,6 +26,8 @@ enum stage {
     ST_DS_LETTERS,    /* \s?[A-Za-zµÀ-Ö...𞤀-𞥃]+ (deepseek-llm's cased-letter list) */
     ST_DS_PUNCTS,     /* \s?[!-/:-~！-／：-～‘-‟　-。]+ */
     ST_TRAILING_WS,   /* \s+$ */
+    ST_TEKKEN,        /* [^\r\n\p{L}\p{N}]?U*Lo+|[^\r\n\p{L}\p{N}]?U+Lo*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+                       * with U = a letter not in [a-z], Lo = a letter not in [A-Z] (std::regex) */
 };
 
 /* ---- names ---- */
@@ -49,12 +51,13 @@ static const pre_def PRE_DEFS[] = {
      "trillion|granite-docling|exaone4", {ST_GPT2}, 0},
     {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|stablelm2|megrez|hunyuan|solar-open", {ST_QWEN2}, 0},
     {"qwen35", {ST_QWEN35}, 0},
+    {"tekken", {ST_TEKKEN}, DTE_PRE_IGNORE_MERGES | DTE_PRE_ADD_BOS},
     {"gemma4", {ST_NEWLINES}, DTE_PRE_RAW_UTF8 | DTE_PRE_ADD_BOS},
 };
 
 const char *dte_pre_names(void) {
     return "default, llama-bpe (llama3), dbrx, smaug-bpe, deepseek-llm, deepseek-coder, falcon, starcoder, "
-           "refact, command-r, smollm, gpt-2, mpt, olmo, qwen2, qwen35, stablelm2, gemma4 and their aliases";
+           "refact, command-r, smollm, gpt-2, mpt, olmo, qwen2, qwen35, stablelm2, tekken, gemma4 and their aliases";
 }
 
 static int name_in(const char *names, const char *name, size_t len) {
@@ -206,6 +209,70 @@ static void split_newlines(piece *p) {
     }
 }
 
+/* ---- tekken (Mistral Nemo): llama.cpp runs its regex through std::regex; this is that match, alternative by
+ * alternative, with ECMAScript's backtracking worked out ---- */
+
+static int tk_letter(const piece *p, size_t i) { return i < p->end && (p->flags[i] & F_L); }
+static int tk_upper(const piece *p, size_t i) { return tk_letter(p, i) && !(p->cpt[i] >= 'a' && p->cpt[i] <= 'z'); }
+static int tk_lower(const piece *p, size_t i) { return tk_letter(p, i) && !(p->cpt[i] >= 'A' && p->cpt[i] <= 'Z'); }
+static int tk_other(const piece *p, size_t i) { return i < p->end && !(p->flags[i] & (F_WS | F_L | F_N)); }
+static int tk_prefix(const piece *p, size_t i) {
+    return i < p->end && p->cpt[i] != '\r' && p->cpt[i] != '\n' && !(p->flags[i] & (F_L | F_N));
+}
+
+/* U*Lo+ from s: the end, or 0. Greedy U*, then give back one at a time until Lo+ can start. */
+static size_t tk_upper_lower(const piece *p, size_t s) {
+    size_t k = s;
+    while (tk_upper(p, k)) k++;
+    size_t m = k;
+    while (!tk_lower(p, m)) {
+        if (m == s) return 0;
+        m--;
+    }
+    size_t e = m;
+    while (tk_lower(p, e)) e++;
+    return e;
+}
+
+/* The match of the tekken regex at i: its end, or 0 when no alternative matches there. */
+static size_t tekken_at(const piece *p, size_t i) {
+    size_t s = tk_prefix(p, i) ? i + 1 : i, e;
+    if ((e = tk_upper_lower(p, s)) != 0) return e;          /* P?U*Lo+ */
+    if (tk_upper(p, s)) {                                   /* P?U+Lo* */
+        for (e = s; tk_upper(p, e); e++) {}
+        while (tk_lower(p, e)) e++;
+        return e;
+    }
+    if (p->flags[i] & F_N) return i + 1;                    /* \p{N} */
+    s = p->cpt[i] == ' ' && tk_other(p, i + 1) ? i + 1 : i;
+    if (tk_other(p, s)) {                                   /* ' ?[^\s\p{L}\p{N}]+[\r\n/]*' */
+        for (e = s; tk_other(p, e); e++) {}
+        while (e < p->end && (p->cpt[e] == '\r' || p->cpt[e] == '\n' || p->cpt[e] == '/')) e++;
+        return e;
+    }
+    size_t k = i, last_rn = 0;
+    while (k < p->end && (p->flags[k] & F_WS)) {
+        if (p->cpt[k] == '\r' || p->cpt[k] == '\n') last_rn = k + 1;
+        k++;
+    }
+    if (last_rn) return last_rn;                            /* \s*[\r\n]+ */
+    if (k == p->end && k > i) return k;                     /* \s+(?!\S) at the end */
+    if (k - i >= 2) return k - 1;                           /* \s+(?!\S) */
+    return k > i ? k : 0;                                   /* \s+ */
+}
+
+static void split_tekken(piece *p) {
+    size_t pos = p->ini;
+    for (size_t i = p->ini; i < p->end;) {
+        size_t e = tekken_at(p, i);
+        if (!e) { i++; continue; }
+        if (i > pos) add_word(p, i);
+        add_word(p, e);
+        pos = i = e;
+    }
+    add_word(p, p->end);
+}
+
 /* ---- std::regex stages: character classes and leftmost matching ---- */
 
 typedef struct {
@@ -313,6 +380,7 @@ static void split_piece(piece *p, int stage) {
     case ST_QWEN2: split_llama3(p, 1, F_L); break;
     case ST_QWEN35: split_llama3(p, 1, F_L | DTE_UC_MARK); break;
     case ST_NEWLINES: split_newlines(p); break;
+    case ST_TEKKEN: split_tekken(p); break;
     default: split_regex(p, stage); break;
     }
 }
