@@ -38,10 +38,11 @@ import numpy as np  # noqa: E402
 
 from dte_build.paths import REPO_ROOT, build_root  # noqa: E402
 
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))  # first: scripts/llamacpp_ref.py, not tests/llamacpp_ref.py
 
-FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
+          "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
 N_CTX, N_BATCH, N_PP, N_TG = 512, 128, 128, 128
 MEASURES = ("pp_tps", "tg_tps", "rss_base_mib", "rss_peak_mib")  # what a worker reports
 SHAPE = {"n_vocab": 32000, "n_embd": 2048, "n_layer": 20, "n_head": 16, "n_head_kv": 4, "n_ff": 5632}

@@ -18,9 +18,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build.board import load_board
-from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, TILE_ROWS, TOKENS, VEC_DOT_SYMBOLS, Isa,
-                               Jit, Target,
-                               board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
+from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, ROW_SYMBOLS, TILE_ROWS, TOKENS,
+                               VEC_DOT_SYMBOLS, Isa, Jit, Target, board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
 KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_K": T.Q2_K,
@@ -79,8 +78,9 @@ def test_symbols_match_kernels_header() -> None:
     header = (FIRMWARE_DIR / "engine/kernels.h").read_text()
     declared = re.findall(r"^(?:float|void) (dte_k_(?:vec_dot|gemm)\w+)\(", header, re.M)
     assert declared == list(KERNEL_SYMBOLS)
-    assert sorted(GEMM_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}")
-                                          for k in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"))
+    quantized = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+    assert sorted(GEMM_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}") for k in quantized)
+    assert sorted(ROW_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x1") for k in quantized)
     assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
     assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
                                            if KERNEL_TYPES[k] not in FLOATS)
@@ -172,18 +172,22 @@ GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.
 
 @pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
 def test_tile_kernel_matches_reference_and_four_token_kernel(q: Quants, jit: Jit, kind: str) -> None:
-    """TILE_ROWS weight rows x TOKENS activation rows: each result equal, bit for bit, to dte_vec_dot_ref's and to
-    the 4-token kernel's (same per-pair operations), so batching never changes the logits."""
+    """TILE_ROWS weight rows x TOKENS activation rows: each result equal, bit for bit, to dte_vec_dot_ref's, to the
+    4-token kernel's and to the TILE_ROWS x 1 kernel's (same per-pair operations), so batching never changes the
+    logits."""
     t = KERNEL_TYPES[kind]
     sym = symbol(kind).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}")
     tile = GEMM_SIGNATURE(jit.engine.get_function_address(sym))
     four = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", "vec_dot4")))
+    rows_kernel = GEMM_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", f"gemm{TILE_ROWS}x1")))
     rng = np.random.default_rng(int(t) + 200)
     for blocks in (1, 2, 3, 8, 17):
         n = 32 * blocks
         wrows = [random_weight_bytes(t, n, rng) for _ in range(TILE_ROWS)]
         wstride = wrows[0].size + 6  # rows need not be adjacent
         w = np.zeros(wstride * TILE_ROWS, dtype=np.uint8)
+        if blocks == 3:
+            wrows = [adversarial_weights(t, n, rng) for _ in range(TILE_ROWS)]
         for r, row in enumerate(wrows):
             w[r * wstride:r * wstride + row.size] = row
         rows = [q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(TOKENS)]
@@ -193,6 +197,10 @@ def test_tile_kernel_matches_reference_and_four_token_kernel(q: Quants, jit: Jit
             acts[i * stride:i * stride + r.size] = r
         out = (ctypes.c_float * (TILE_ROWS * TOKENS))()
         tile(n, w.ctypes.data, wstride, acts.ctypes.data, stride, out)
+        one = (ctypes.c_float * TILE_ROWS)()
+        for i in range(TOKENS):  # the TILE_ROWS x 1 kernel (generation) on each token alone
+            rows_kernel(n, w.ctypes.data, wstride, acts[i * stride:].ctypes.data, 0, one)
+            assert [bits(v) for v in one] == [bits(out[i * TILE_ROWS + r]) for r in range(TILE_ROWS)], (kind, n, i)
         by_row = (ctypes.c_float * TOKENS)()
         for r, row in enumerate(wrows):
             four(n, row.ctypes.data, acts.ctypes.data, stride, by_row)

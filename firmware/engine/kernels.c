@@ -68,3 +68,20 @@ dte_gemm_fn dte_kernel_gemm(uint32_t weight_type)
     return NULL;
 #endif
 }
+
+dte_gemm_fn dte_kernel_rows(uint32_t weight_type)
+{
+#ifdef DTE_HAVE_GENERATED_KERNELS
+    switch (weight_type) {
+    case DTE_TYPE_Q8_0: return dte_k_gemm4x1_q8_0_q8_0;
+    case DTE_TYPE_Q4_0: return dte_k_gemm4x1_q4_0_q8_0;
+    case DTE_TYPE_Q4_1: return dte_k_gemm4x1_q4_1_q8_1;
+    case DTE_TYPE_Q5_0: return dte_k_gemm4x1_q5_0_q8_0;
+    case DTE_TYPE_Q5_1: return dte_k_gemm4x1_q5_1_q8_1;
+    default: return NULL;
+    }
+#else
+    (void)weight_type;
+    return NULL;
+#endif
+}

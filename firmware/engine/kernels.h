@@ -68,11 +68,27 @@ void dte_k_gemm4x4_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes
 void dte_k_gemm4x4_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
     int64_t act_row_bytes, float *out);
 
+
+/* DTE_KERNEL_ROWS weight rows against one activation row (generation; act_row_bytes unused): out[r] = dot(w_r, a),
+ * bit-identical to dte_vec_dot_fn's result. */
+void dte_k_gemm4x1_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q4_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q4_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+    int64_t act_row_bytes, float *out);
+
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
 /* The multi-token kernel for a weight type, or NULL (loop over dte_vec_dot). */
 dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type);
 /* The DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS tile kernel for a weight type, or NULL. */
 dte_gemm_fn dte_kernel_gemm(uint32_t weight_type);
+/* The DTE_KERNEL_ROWS x 1 kernel for a weight type, or NULL. */
+dte_gemm_fn dte_kernel_rows(uint32_t weight_type);
 
 #endif

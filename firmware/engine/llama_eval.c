@@ -117,13 +117,9 @@ static void mm_rows(void *arg, int64_t begin, int64_t end, int worker) {
                 int64_t nt = t->n_tokens - t0 < 64 ? t->n_tokens - t0 : 64;
                 const uint8_t *a = t->act + t0 * t->act_row_bytes;
                 float *out = t->jobs[j].out + t0 * w->n_rows;
-                if (nt == 1) {
-                    for (int64_t r = r0; r < r1; r++)
-                        out[r] = dte_vec_dot(w->type, w->n_cols, w->data + r * w->row_bytes, a);
-                } else { /* 4 x 4 tiles (rows x tokens) where the type has a tile kernel */
-                    dte_vec_dot_rows_tokens(w->type, w->n_cols, w->data + r0 * w->row_bytes, w->row_bytes, r1 - r0, a,
-                                            t->act_row_bytes, nt, out + r0, w->n_rows);
-                }
+                /* 4 x 4 tiles (rows x tokens), 4 x 1 for one token, where the type has those kernels */
+                dte_vec_dot_rows_tokens(w->type, w->n_cols, w->data + r0 * w->row_bytes, w->row_bytes, r1 - r0, a,
+                                        t->act_row_bytes, nt, out + r0, w->n_rows);
             }
         }
         base += w->n_rows;

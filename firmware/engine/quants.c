@@ -487,15 +487,26 @@ float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const vo
     return dte_vec_dot_ref(weight_type, n, weights, activations);
 }
 
+/* Rows r0.. (full tiles of DTE_KERNEL_ROWS) against one token: the rows kernel, one activation load per 4 rows. */
+static void rows_one_token(dte_gemm_fn rows_fn, int64_t n, const uint8_t *w, int64_t w_row_bytes, int64_t rows,
+                           const uint8_t *a, float *out)
+{
+    for (int64_t r = 0; r < rows; r += DTE_KERNEL_ROWS) {
+        float block[DTE_KERNEL_ROWS];
+        rows_fn(n, w + r * w_row_bytes, w_row_bytes, a, 0, block);
+        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) out[r + rr] = block[rr];
+    }
+}
+
 void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weights, int64_t w_row_bytes, int64_t rows,
                              const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride)
 {
     const uint8_t *w = weights, *a = activations;
-    const dte_gemm_fn tile = dte_kernel_gemm(weight_type);
-    const int64_t full_rows = tile != NULL ? rows / DTE_KERNEL_ROWS * DTE_KERNEL_ROWS : 0;
+    const dte_gemm_fn tile = dte_kernel_gemm(weight_type), rows_fn = dte_kernel_rows(weight_type);
+    const int64_t full_rows = tile != NULL || rows_fn != NULL ? rows / DTE_KERNEL_ROWS * DTE_KERNEL_ROWS : 0;
     const int64_t full_tokens = tile != NULL ? tokens / DTE_KERNEL_TOKENS * DTE_KERNEL_TOKENS : 0;
-    for (int64_t r = 0; r < full_rows; r += DTE_KERNEL_ROWS) {
+    for (int64_t r = 0; r < full_rows && tile != NULL; r += DTE_KERNEL_ROWS) {
         for (int64_t t = 0; t < full_tokens; t += DTE_KERNEL_TOKENS) {
             float block[DTE_KERNEL_ROWS * DTE_KERNEL_TOKENS];
             tile(n, w + r * w_row_bytes, w_row_bytes, a + t * act_row_bytes, act_row_bytes, block);
@@ -505,9 +516,14 @@ void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weight
                 }
             }
         }
-        for (int64_t rr = r; rr < r + DTE_KERNEL_ROWS && full_tokens < tokens; ++rr) { /* leftover tokens */
-            dte_vec_dot_tokens(weight_type, n, w + rr * w_row_bytes, a + full_tokens * act_row_bytes, act_row_bytes,
-                               tokens - full_tokens, out + full_tokens * out_stride + rr, out_stride);
+    }
+    for (int64_t t = full_tokens; t < tokens && full_rows > 0; ++t) { /* leftover tokens of the full row tiles */
+        if (rows_fn != NULL) {
+            rows_one_token(rows_fn, n, w, w_row_bytes, full_rows, a + t * act_row_bytes, out + t * out_stride);
+        } else {
+            for (int64_t r = 0; r < full_rows; ++r) {
+                out[t * out_stride + r] = dte_vec_dot(weight_type, n, w + r * w_row_bytes, a + t * act_row_bytes);
+            }
         }
     }
     for (int64_t r = full_rows; r < rows; ++r) { /* leftover rows, every token */

@@ -66,8 +66,9 @@ float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const vo
 void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, const void *activations,
                         int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride);
 /* `rows` weight rows (w_row_bytes apart) against `tokens` activation rows: out[t * out_stride + r] = dot(w_r, a_t).
- * Tiles of DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS go to the tile kernels where generated (same results as
- * dte_vec_dot_tokens, bit for bit), the rest to dte_vec_dot_tokens. */
+ * Tiles of DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS go to the tile kernels where generated, the leftover tokens of
+ * those rows to the DTE_KERNEL_ROWS x 1 kernels, the rest to dte_vec_dot_tokens: every result bit-identical to
+ * dte_vec_dot's. One token (generation) is the tokens == 1 case. */
 void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weights, int64_t w_row_bytes, int64_t rows,
                              const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride);

@@ -146,8 +146,9 @@ class Fn:
         minus_x = self.emit(f"sub {t8} zeroinitializer, {x}")
         return self.emit(f"select {vec(n, 'i1')} {neg}, {t8} {minus_x}, {t8} {x}")
 
-    def dot4(self, isa: Isa, n: int, u: str, sx: str) -> str:
-        """|w| (<n x i8>, unsigned) . x*sign(w) (<n x i8>) -> <n/4 x i32>, lane l = sum of products 4l..4l+3.
+    def dot4(self, isa: Isa, n: int, u: str, sx: str, init: str = "zeroinitializer") -> str:
+        """|w| (<n x i8>, unsigned) . x*sign(w) (<n x i8>) -> <n/4 x i32>, lane l = sum of products 4l..4l+3
+        (plus lane l of `init`, VNNI only).
 
         Exact for |w| * |x| * 2 < 32768 (all ggml types against Q8 activations clamped to [-127, 127]).
         """
@@ -156,7 +157,8 @@ class Fn:
             t32 = vec(n // 4, "i32")
             name = f"@llvm.x86.avx512.vpdpbusd.{n * 8}"
             self.declare(f"declare {t32} {name}({t32}, {t8}, {t8})")
-            return self.emit(f"call {t32} {name}({t32} zeroinitializer, {t8} {u}, {t8} {sx})")
+            return self.emit(f"call {t32} {name}({t32} {init}, {t8} {u}, {t8} {sx})")
+        assert init == "zeroinitializer", "an initial sum needs VNNI"
         return self.pair_sum_i16(isa, n // 2, self.maddubs(isa, n, u, sx))
 
     def maddubs(self, isa: Isa, n: int, u: str, sx: str) -> str:
