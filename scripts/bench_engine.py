@@ -43,6 +43,8 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))  # first: scripts/llamacpp_ref.py
 
 FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
           "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+REAL = {"smollm2": "smollm2-135m", "gemma3": "gemma3-270m"}
+"""Real third-party models (dte_build.fetch names), benchmarked as they are when the engine loads them."""
 N_CTX, N_BATCH, N_PP, N_TG = 512, 128, 128, 128
 MEASURES = ("pp_tps", "tg_tps", "rss_base_mib", "rss_peak_mib")  # what a worker reports
 SHAPE = {"n_vocab": 32000, "n_embd": 2048, "n_layer": 20, "n_head": 16, "n_head_kv": 4, "n_ff": 5632}
@@ -52,7 +54,7 @@ def make_models(out_dir: Path, types: list[str]) -> dict[str, Path]:
     """The benchmark GGUFs (made once): F16 by gguf-py, the quantized types by llama.cpp's quantizer."""
     out_dir.mkdir(parents=True, exist_ok=True)
     f16 = out_dir / "bench-f16.gguf"
-    if not f16.is_file():
+    if not f16.is_file() and set(types) - set(REAL):
         from gguf import GGMLQuantizationType as T
         from model_factory import ModelSpec, make_model
 
@@ -62,6 +64,11 @@ def make_models(out_dir: Path, types: list[str]) -> dict[str, Path]:
         tmp.replace(f16)
     paths = {}
     for name in types:
+        if name in REAL:
+            from dte_build import fetch
+
+            paths[name] = fetch.fetch(REAL[name])
+            continue
         dst = out_dir / f"bench-{name}.gguf"
         if not dst.is_file():
             import llama_cpp
@@ -101,9 +108,20 @@ def read_bandwidth(gib: float = 1.0, repeat: int = 5) -> float:
     return x.nbytes / best
 
 
-def kv_cache_bytes(n_ctx: int) -> int:
-    kv_dim = SHAPE["n_embd"] // SHAPE["n_head"] * SHAPE["n_head_kv"]
-    return 2 * SHAPE["n_layer"] * n_ctx * kv_dim * 2  # K and V, F16
+def kv_cache_bytes(path: Path, n_ctx: int) -> int:
+    """K and V in F16 for n_ctx positions, from the file's own shape."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    arch = bytes(fields["general.architecture"].parts[-1]).decode()
+
+    def meta(key: str) -> int:
+        return int(fields[f"{arch}.{key}"].parts[-1][0])
+
+    n_head = meta("attention.head_count")
+    key_len = (meta("attention.key_length") if f"{arch}.attention.key_length" in fields
+               else meta("embedding_length") // n_head)
+    return 2 * meta("block_count") * n_ctx * key_len * meta("attention.head_count_kv") * 2
 
 
 def max_rss_mib() -> float:
@@ -220,7 +238,8 @@ def print_table(rows: list[dict[str, object]], bandwidth: float, load: tuple[str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--types", nargs="+", default=list(FTYPES), choices=list(FTYPES))
+    ap.add_argument("--types", nargs="+", default=list(FTYPES), choices=[*FTYPES, *REAL],
+                    help=f"random-weight ~1 GiB models ({', '.join(FTYPES)}) and real ones ({', '.join(REAL)})")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is reported")
     ap.add_argument("--dir", type=Path, default=None, help="where the models are cached (default build/bench)")
@@ -267,7 +286,7 @@ def main() -> int:
     rows: list[dict[str, object]] = []
     for name, path in models.items():
         per_token = weight_bytes_per_token(path)
-        budget = (path.stat().st_size + kv_cache_bytes(N_CTX)) / 2**20 + 64
+        budget = (path.stat().st_size + kv_cache_bytes(path, N_CTX)) / 2**20 + 64
         for threads in args.threads:
             med = {e: {k: statistics.median(s[k] for s in samples[(name, threads, e)]) for k in MEASURES}
                    for e in ("dte", "llamacpp")}

@@ -65,8 +65,6 @@ def test_qemu_ids_equal_this_hosts_on_a_prompt_that_diverged(tmp_path: Path) -> 
     from dte_build.board import load_board
     from dte_build.toolchain import FirmwareOptions
 
-    if not boot_tokens.HAVE_QEMU:
-        pytest.skip("qemu-system-x86 and ovmf not installed")
     model = MODELS_DIR / "dte-tiny-q4_0.gguf"
     options = FirmwareOptions(prompt="Hello. I am Deep Tree Echo,", n_predict=12, temperature=0.0, top_k=0,
                               top_p=1.0, seed=1)
