@@ -1,5 +1,5 @@
 /* ACPI RSDP -> XSDT/RSDT -> table walk and MCFG decoding (see acpi.h for the sections cited). */
-#include "acpi.h"
+#include "drivers/acpi.h"
 
 #include <stdbool.h>
 #include <stddef.h>

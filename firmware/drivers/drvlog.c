@@ -1,10 +1,10 @@
 /* Driver log lines (see drvlog.h). */
-#include "drvlog.h"
+#include "drivers/drvlog.h"
 
 #include <stdarg.h>
 
-#include "../engine/platform.h"
-#include "../lib/fmt.h"
+#include "engine/platform.h"
+#include "lib/fmt.h"
 
 void drv_logf(const char *fmt, ...)
 {

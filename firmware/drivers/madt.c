@@ -1,8 +1,8 @@
 /* MADT decoding (ACPI 6.5 §5.2.12; Processor Local APIC §5.2.12.2, Local APIC Address Override §5.2.12.8,
  * Processor Local x2APIC §5.2.12.12). */
-#include "madt.h"
+#include "drivers/madt.h"
 
-#include "acpi.h"
+#include "drivers/acpi.h"
 
 #define MADT_ENTRIES_OFFSET 44u
 #define TYPE_LOCAL_APIC 0u              /* length 8: uid u8 @2, apic id u8 @3, flags u32 @4 */

@@ -1,9 +1,9 @@
 /* mlx5 bring-up (see mlx5.h for the order and the sources). Each command is encoded field by field at the PRM
  * offsets: (byte offset, bit hi, bit lo) of big-endian dwords, named after the Linux mlx5_ifc.h struct. */
-#include "drvlog.h"
-#include "mlx5_internal.h"
+#include "drivers/drvlog.h"
+#include "drivers/mlx5_internal.h"
 
-#include "../engine/platform.h"
+#include "engine/platform.h"
 
 #define BOOT_PAGES 1
 #define INIT_PAGES 2

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../net/netif.h"
-#include "pci.h"
+#include "drivers/pci.h"
+#include "net/netif.h"
 
 #define MLX5_PCI_VENDOR 0x15B3
 

@@ -1,11 +1,11 @@
 /* mlx5 command interface (PRM "Command Interface": command queue entry, mailboxes, ownership, delivery status,
  * "Return Status Summary"). Layouts: Linux include/linux/mlx5/device.h struct mlx5_cmd_layout (the 64-byte entry)
  * and struct mlx5_cmd_prot_block (the mailbox). One command at a time, on entry 0, polled. */
-#include "drvlog.h"
-#include "mlx5_internal.h"
-#include "mmio.h"
+#include "drivers/drvlog.h"
+#include "drivers/mlx5_internal.h"
+#include "drivers/mmio.h"
 
-#include "../engine/platform.h"
+#include "engine/platform.h"
 
 /* Command queue entry (struct mlx5_cmd_layout). */
 #define ENT_TYPE 0x00               /* 31:24 = 0x7, PCIe command interface */

@@ -2,7 +2,7 @@
 #ifndef DTE_DRIVERS_MLX5_INTERNAL_H
 #define DTE_DRIVERS_MLX5_INTERNAL_H
 
-#include "mlx5.h"
+#include "drivers/mlx5.h"
 
 /* Initialization segment (PRM "Initialization Segment"; Linux struct mlx5_init_seg). Big-endian dwords. */
 #define ISEG_FW_REV 0x00            /* 31:16 fw_rev_minor, 15:0 fw_rev_major */

@@ -2,9 +2,9 @@
  * "Completion Queues", "Send Queue", "Receive Queue", "Transport Interface", "Flow Table"), send WQEs (control +
  * Ethernet segment with inline headers + data segment), receive WQEs (one data segment), CQE polling by owner bit.
  * Buffers are addressed physically through the reserved lkey (sqc/rqc rlky = 1). */
-#include "drvlog.h"
-#include "mlx5_internal.h"
-#include "mmio.h"
+#include "drivers/drvlog.h"
+#include "drivers/mlx5_internal.h"
+#include "drivers/mmio.h"
 
 #define EQ_LOG_SIZE 6                   /* 64 EQEs = one page; never armed, never polled */
 #define WQE_BYTES 64u                   /* one send WQE basic block (log_wq_stride 6) */

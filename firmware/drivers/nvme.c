@@ -1,11 +1,11 @@
 /* NVMe controller bring-up: reset, enable, Identify, I/O queue creation.
  * NVM Express Base Specification 2.0: section 3.5.1 (memory-based controller initialization), 3.1.3 (properties),
  * 5.17 (Identify), 5.27.1.5 (Number of Queues), 5.4/5.5 (Create I/O CQ/SQ). */
-#include "drvlog.h"
-#include "mmio.h"
-#include "nvme_internal.h"
+#include "drivers/drvlog.h"
+#include "drivers/mmio.h"
+#include "drivers/nvme_internal.h"
 
-#include "../engine/platform.h"
+#include "engine/platform.h"
 
 #define DEFAULT_QUEUE_DEPTH 64u
 #define DEFAULT_TIMEOUT_MS 5000u

@@ -4,8 +4,8 @@
 
 #include <stdbool.h>
 
-#include "nvme.h"
-#include "nvme_spec.h"
+#include "drivers/nvme.h"
+#include "drivers/nvme_spec.h"
 
 #define NVME_ADMIN_ENTRIES 32u
 

@@ -1,10 +1,10 @@
 /* NVMe queue mechanics: submission, polled completion with phase tags, PRPs, status names.
  * NVM Express Base Specification 2.0, sections 3.3 (queue mechanics), 4.2-4.6 (entries), 4.3 (PRPs). */
-#include "drvlog.h"
-#include "mmio.h"
-#include "nvme_internal.h"
+#include "drivers/drvlog.h"
+#include "drivers/mmio.h"
+#include "drivers/nvme_internal.h"
 
-#include "../engine/platform.h"
+#include "engine/platform.h"
 
 int nvme_queue_init(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t qid, uint16_t entries, bool with_io_buffers)
 {

@@ -1,8 +1,8 @@
 /* Streaming reads: split into MDTS-sized Read commands (NVM CS 1.0 section 3.2.4), keep up to the queue depth in
  * flight, finish a partial last block through a bounce buffer. */
-#include "drvlog.h"
-#include "mmio.h"
-#include "nvme_internal.h"
+#include "drivers/drvlog.h"
+#include "drivers/mmio.h"
+#include "drivers/nvme_internal.h"
 
 static int check_read(struct nvme_ctrl *c, uint32_t qid, uint64_t lba, uint64_t byte_count, const void *dst)
 {

@@ -1,7 +1,7 @@
 /* Choosing the NVMe controller named by the board file (storage.select) among the enumerated PCI functions. */
-#include "drvlog.h"
-#include "nvme.h"
-#include "pci.h"
+#include "drivers/drvlog.h"
+#include "drivers/nvme.h"
+#include "drivers/pci.h"
 
 #define NVME_CLASS 0x01u    /* mass storage (PCI Code and ID Assignment 1.11, section 1.2) */
 #define NVME_SUBCLASS 0x08u /* non-volatile memory controller */

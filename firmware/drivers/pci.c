@@ -1,8 +1,8 @@
 /* PCI configuration access, bus walk and BAR sizing (see pci.h for the specs cited). */
-#include "pci.h"
+#include "drivers/pci.h"
 
-#include "drvlog.h"
-#include "mmio.h"
+#include "drivers/drvlog.h"
+#include "drivers/mmio.h"
 
 enum pci_method { PCI_NONE, PCI_ECAM, PCI_PORTS, PCI_CUSTOM };
 

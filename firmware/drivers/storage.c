@@ -1,11 +1,11 @@
 /* Weights loading: PCI discovery, controller selection, parallel reads, CRC32C verification (see storage.h). */
-#include "storage.h"
+#include "drivers/storage.h"
 
-#include "../engine/platform.h"
-#include "../lib/crc32c.h"
-#include "acpi.h"
-#include "drvlog.h"
-#include "pci.h"
+#include "drivers/acpi.h"
+#include "drivers/drvlog.h"
+#include "drivers/pci.h"
+#include "engine/platform.h"
+#include "lib/crc32c.h"
 
 static int init_pci(const struct storage_load *req)
 {

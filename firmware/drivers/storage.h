@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "nvme.h"
+#include "drivers/nvme.h"
 
 enum storage_pci {
     STORAGE_PCI_ACPI = 0,          /* ECAM from the MCFG reachable from `rsdp`; ports when there is none */

@@ -1,12 +1,12 @@
 /* virtio-net driver (see virtio_net.h for the spec sections). Split virtqueues with one fixed buffer per descriptor:
  * RX (queue 0) keeps every descriptor posted, device-writable; TX (queue 1) takes descriptors from a free stack and
  * returns them when the device puts them in the used ring. */
-#include "virtio_net.h"
+#include "drivers/virtio_net.h"
 
-#include "drvlog.h"
-#include "mmio.h"
+#include "drivers/drvlog.h"
+#include "drivers/mmio.h"
 
-#include "../engine/platform.h"
+#include "engine/platform.h"
 
 /* virtio 1.2 section 4.1.4: struct virtio_pci_cap (cfg_type values in 4.1.4.x). */
 #define CAP_CFG_TYPE 3

@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../net/netif.h"
-#include "pci.h"
+#include "drivers/pci.h"
+#include "net/netif.h"
 
 #define VIRTIO_PCI_VENDOR 0x1AF4
 #define VIRTIO_PCI_ID_NET_MODERN 0x1041   /* 0x1040 + device type 1 (section 4.1.2.1) */

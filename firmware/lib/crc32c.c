@@ -1,6 +1,6 @@
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78; RFC 3720 appendix B.4): the SSE4.2 `crc32`
  * instruction (Intel SDM vol. 2A "CRC32") when the CPU has it, a byte-wise table otherwise. Platform-free. */
-#include "crc32c.h"
+#include "lib/crc32c.h"
 
 /* table[i] = CRC of byte i alone, reflected: the classic Sarwate table for polynomial 0x82F63B78. */
 static const uint32_t crc32c_table[256] = {

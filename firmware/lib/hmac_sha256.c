@@ -1,5 +1,5 @@
 /* HMAC-SHA256: H((K ^ opad) || H((K ^ ipad) || message)), RFC 2104 §2 with B = 64, L = 32. */
-#include "hmac_sha256.h"
+#include "lib/hmac_sha256.h"
 
 #define IPAD 0x36u
 #define OPAD 0x5cu

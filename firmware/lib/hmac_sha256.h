@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sha256.h"
+#include "lib/sha256.h"
 
 typedef struct dte_hmac_sha256_key {
     dte_sha256_ctx inner;   /* state after hashing K xor ipad */

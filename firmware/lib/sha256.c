@@ -3,7 +3,7 @@
  * Two block functions: portable C, and the x86 SHA extensions (Intel SDM Vol. 2, SHA256RNDS2/SHA256MSG1/
  * SHA256MSG2; CPUID.(EAX=7,ECX=0):EBX bit 29) used when the CPU has them. Both are tested against hashlib.
  */
-#include "sha256.h"
+#include "lib/sha256.h"
 
 #include <stdbool.h>
 

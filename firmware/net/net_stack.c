@@ -1,7 +1,7 @@
 /* Polled IPv4 stack: see net_stack.h. Field offsets are from the RFCs cited at each function. */
-#include "net_stack.h"
+#include "net/net_stack.h"
 
-#include "bytes.h"
+#include "net/bytes.h"
 
 #define ETH_HEADER 14u
 #define ETH_MIN_FRAME 60u           /* IEEE 802.3 minimum without FCS */
