@@ -135,9 +135,22 @@ def llama_cpp():
     return llama_cpp
 
 
+@pytest.fixture(scope="module")
+def refs(paths, llama_cpp):
+    """llama.cpp's vocabulary-only models, loaded once per module (a 256k vocabulary takes seconds)."""
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = llama_cpp.Llama(model_path=str(paths(name)), vocab_only=True, verbose=False)
+        return cache[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", CLAIMED + list(REAL))
-def test_random_strings_match_llama_cpp(paths, engines, llama_cpp, name: str) -> None:
-    ref = llama_cpp.Llama(model_path=str(paths(name)), vocab_only=True, verbose=False)
+def test_random_strings_match_llama_cpp(engines, refs, name: str) -> None:
+    ref = refs(name)
     engine = engines(name)
     rng = random.Random(f"dte-tokenizer-{name}")
     wrong = []
@@ -152,11 +165,10 @@ def test_random_strings_match_llama_cpp(paths, engines, llama_cpp, name: str) ->
 
 
 @pytest.mark.parametrize("name", CLAIMED + list(REAL))
-def test_end_of_generation_ids_and_pieces_match_llama_cpp(paths, engines, llama_cpp, name: str) -> None:
+def test_end_of_generation_ids_and_pieces_match_llama_cpp(engines, refs, llama_cpp, name: str) -> None:
     """llama_vocab_is_eog for every id; token_to_piece (special off and on) for a sample of ids plus every
     control/user-defined one."""
-    ref = llama_cpp.Llama(model_path=str(paths(name)), vocab_only=True, verbose=False)
-    vocab = llama_cpp.llama_model_get_vocab(ref.model)
+    vocab = llama_cpp.llama_model_get_vocab(refs(name).model)
     engine = engines(name)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
     assert engine.n_vocab == n_vocab
@@ -182,7 +194,7 @@ def test_special_tokens_parse_only_when_asked(engines) -> None:
     assert engine.is_eog(engine.tokenize("<|im_end|>", add_bos=False, special=True)[0])
 
 
-def test_dte_tokenize_command(smollm2_path: Path, llama_cpp) -> None:
+def test_dte_tokenize_command(smollm2_path: Path, refs) -> None:
     import json
 
     import jsonschema
@@ -192,7 +204,7 @@ def test_dte_tokenize_command(smollm2_path: Path, llama_cpp) -> None:
     from dte_build.paths import REPO_ROOT
 
     text = "<|im_start|>user\nHéllo 🦙 it's 2024<|im_end|>\n"
-    ref = llama_cpp.Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    ref = refs("smollm2")
     result = CliRunner().invoke(main, ["tokenize", "-m", str(smollm2_path), "--special", "--json", text])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -29,7 +29,7 @@ enum { DTE_ATTR_UNKNOWN = 1, DTE_ATTR_UNUSED = 2, DTE_ATTR_NORMAL = 4, DTE_ATTR_
 
 enum { DTE_TOKENIZER_SPM = 1, DTE_TOKENIZER_BPE = 2 };
 
-#define DTE_MAX_EOG 16
+#define DTE_MAX_EOG 32
 
 typedef struct {
     uint64_t *keys;    /* (left id << 32 | right id) + 1; 0 = empty slot */

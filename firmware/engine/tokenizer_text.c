@@ -55,14 +55,13 @@ static uint32_t cut_token(const dte_tokenizer *tk, int32_t id, const char *text,
     return m;
 }
 
-/* The fragments of text: raw pieces and special tokens. Returns the count, or -1 when out of memory. */
-static int64_t partition(dte_tokenizer *tk, const char *text, uint32_t len, bool parse_special, fragment **result) {
-    uint32_t cap = 2 * len + 3;
-    fragment *a = dte_tokenizer_scratch(&tk->frag_work, &tk->frag_work_cap, 2 * (size_t)cap * sizeof(fragment));
-    if (!a) return -1;
-    fragment *b = a + cap;
-    uint32_t n = 0;
-    if (len > 0) a[n++] = (fragment){0, len, -1};
+/* The fragments of text: raw pieces and special tokens (*whole, the caller's, when there are none). Returns the
+ * count, or -1 when out of memory. */
+static int64_t partition(dte_tokenizer *tk, const char *text, uint32_t len, bool parse_special, fragment *whole,
+                         fragment **result) {
+    *whole = (fragment){0, len, -1};
+    fragment *a = whole, *b = 0;
+    uint32_t n = len > 0;
     for (uint32_t s = 0; s < tk->n_special; s++) {
         int32_t id = tk->special[s];
         if (!active(tk, id, parse_special) || tk->text[id].len > len) continue;
@@ -70,6 +69,14 @@ static int64_t partition(dte_tokenizer *tk, const char *text, uint32_t len, bool
         for (uint32_t f = 0; f < n && !present; f++)
             present = a[f].id < 0 && find(text, a[f].off, a[f].off + a[f].len, tk->text[id]) < a[f].off + a[f].len;
         if (!present) continue;
+        if (!b) { /* the first special token in the text: room for every split (at most one raw + one token per byte) */
+            uint32_t cap = 2 * len + 3;
+            fragment *w = dte_tokenizer_scratch(&tk->frag_work, &tk->frag_work_cap, 2 * (size_t)cap * sizeof(fragment));
+            if (!w) return -1;
+            w[0] = *whole;
+            a = w;
+            b = w + cap;
+        }
         n = cut_token(tk, id, text, a, n, b);
         fragment *t = a;
         a = b;
@@ -87,8 +94,8 @@ static int64_t emit(int32_t id, int64_t count, int32_t *out, int64_t max_out) {
 int64_t dte_tokenize_special(dte_tokenizer *tk, const char *text, size_t len, bool add_bos, bool parse_special,
                              int32_t *out, int64_t max_out) {
     if (len > (1u << 28)) return -1;
-    fragment *frag;
-    int64_t n_frag = partition(tk, text, (uint32_t)len, parse_special, &frag);
+    fragment whole, *frag;
+    int64_t n_frag = partition(tk, text, (uint32_t)len, parse_special, &whole, &frag);
     if (n_frag < 0) return -1;
     int64_t count = 0;
     if (add_bos && tk->add_bos) count = emit(tk->bos, count, out, max_out);
