@@ -207,6 +207,7 @@ class Terminal:
         os.close(self.fd)
 
 
+@pytest.mark.slow
 def test_terminal_edits_lines_recalls_history_and_ctrl_c_cancels(key_file: Path, tmp_path: Path) -> None:
     slow = Server(delay_us=20_000)   # 20 ms a token: a long answer to interrupt
     term = Terminal(["chat", f"127.0.0.1:{slow.port}", "--key", str(key_file), "-n", "100"], tmp_path)

@@ -7,6 +7,8 @@ The same configuration in front of two QEMU appliances with the real firmware: t
 
 from __future__ import annotations
 
+import pytest
+
 from _fleet import HAProxy, run_load
 from _serve import GatewayThread
 from dte_build.serve import ServeConfig
@@ -20,6 +22,7 @@ def gateway(server: Server) -> GatewayThread:
     return GatewayThread(ServeConfig(appliances=[("127.0.0.1", server.port)], key=KEY, model="dte", timeout=1.5))
 
 
+@pytest.mark.slow
 def test_two_appliances_behind_haproxy_one_stopped_mid_run_no_request_lost() -> None:
     a, b = Server(delay_us=3_000), Server(delay_us=3_000)   # 3 ms a token: requests overlap
     try:

@@ -155,8 +155,10 @@ def test_a_conversation_continues_its_appliance_session(client: openai.OpenAI, s
         assert answer == expected[i], i   # only the new turn was sent: the session held the rest
         assert usage is not None
         assert usage.prompt_tokens == sum(len(t.encode()) for t in turns[:i + 1]) + 6 * i
-        if i:
-            assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens > 0
+        if i:   # docs/protocol.md: only the new turn and the previous turn's last sampled token are evaluated
+            before = sum(len(t.encode()) for t in turns[:i]) + 6 * i
+            assert usage.prompt_tokens_details is not None
+            assert usage.prompt_tokens_details.cached_tokens == before - 1
         messages.append({"role": "assistant", "content": answer})
 
 

@@ -11,6 +11,7 @@ from .. import protocol as p
 from ..client import parse_endpoint
 from ..console import info, warn
 from ..errors import DteError
+from .net_cmd import _key_option
 
 
 def _listen_address(listen: str) -> tuple[str, int]:
@@ -49,8 +50,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--appliance", "appliances", multiple=True, required=True, metavar="HOST:PORT",
               help="An appliance's token-protocol address (repeat for several; requests go to the least busy, "
                    "and move to another when one is down).")
-@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
-              help="The appliances' key file (from `dte keygen`).")
+@_key_option
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Where to accept HTTP (port 0: a free one). Anything but loopback needs --api-key.")
 @click.option("--api-key", envvar="DTE_API_KEY", default=None, metavar="TOKEN",
