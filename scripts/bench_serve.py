@@ -10,7 +10,11 @@ evaluate the whole prompt (no prefix reuse). Measured on the host clock: time to
 first generated token's text received) and time per token after the first (first -> last arrival, / tokens - 1).
 The seeded sampler makes every run produce the same text (checked). Ratio = gateway / direct.
 
-    python scripts/bench_serve.py [--model models/dte-tiny-q8_0.gguf] [-n 64] [--repeat 5] [--json]
+`--fake US` runs the appliance side as the C protocol server on the hosted loopnic with its fake engine
+(tests/devmodels/netserve.c) at US microseconds per token instead of QEMU: a fast, steady appliance, so the
+gateway's own cost per request and per token shows in absolute terms.
+
+    python scripts/bench_serve.py [--model models/dte-tiny-q8_0.gguf] [-n 64] [--repeat 5] [--fake US] [--json]
 """
 
 from __future__ import annotations
@@ -81,41 +85,57 @@ def gateway(http: httpx.Client, url: str, n: int) -> tuple[float, float, str]:
     return arrivals[0] - start, (arrivals[-1] - arrivals[0]) / max(1, len(arrivals) - 1), text
 
 
+def measure(host: str, port: int, key: bytes, key_file: Path, args: argparse.Namespace,
+            rows: dict[str, list[tuple[float, float]]], texts: set[str]) -> None:
+    with ServeProcess(["--appliance", f"{host}:{port}", "--key", str(key_file), "--timeout", "120"]) as serve, \
+            Client(host, port, key, timeout=120) as client, Client(host, port, key, timeout=120) as other, \
+            httpx.Client(timeout=600) as http:
+        client.open()
+        gateway(http, serve.url, 2)   # warm: the gateway's idle session is open, as direct's is
+        for _ in range(args.repeat):
+            flush(other)
+            ttft, per_token, text = direct(client, args.n)
+            rows["direct"].append((ttft, per_token))
+            texts.add(text)
+            flush(other)
+            ttft, per_token, text = gateway(http, serve.url, args.n)
+            rows["gateway"].append((ttft, per_token))
+            texts.add(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODELS_DIR / "dte-tiny-q8_0.gguf")
     parser.add_argument("-n", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--fake", type=int, default=None, metavar="US",
+                        help="the hosted C protocol server with its fake engine, US microseconds per token")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    rows: dict[str, list[tuple[float, float]]] = {"direct": [], "gateway": []}
+    texts: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        key = p.generate_key()
-        key_file = p.write_key(workdir / "appliance.key", key)
-        image = build(workdir, args.model, key_file)
-        with NetAppliance(image, timeout=3600) as app:
-            app.wait_ready(300)
-            with ServeProcess(["--appliance", app.endpoint, "--key", str(key_file), "--timeout", "120"]) as serve, \
-                    Client(app.host, app.port, key, timeout=120) as client, \
-                    Client(app.host, app.port, key, timeout=120) as other, \
-                    httpx.Client(timeout=600) as http:
-                client.open()
-                rows: dict[str, list[tuple[float, float]]] = {"direct": [], "gateway": []}
-                texts = set()
-                gateway(http, serve.url, 2)   # warm: the gateway's idle session is open, as direct's is
-                for _ in range(args.repeat):
-                    flush(other)
-                    ttft, per_token, text = direct(client, args.n)
-                    rows["direct"].append((ttft, per_token))
-                    texts.add(text)
-                    flush(other)
-                    ttft, per_token, text = gateway(http, serve.url, args.n)
-                    rows["gateway"].append((ttft, per_token))
-                    texts.add(text)
+        if args.fake is not None:
+            from test_net_stack import KEY, Server
+
+            server = Server(delay_us=args.fake)
+            try:
+                measure("127.0.0.1", server.port, KEY, p.write_key(workdir / "appliance.key", KEY), args, rows, texts)
+            finally:
+                server.stop()
+        else:
+            key = p.generate_key()
+            key_file = p.write_key(workdir / "appliance.key", key)
+            image = build(workdir, args.model, key_file)
+            with NetAppliance(image, timeout=3600) as app:
+                app.wait_ready(300)
+                measure(app.host, app.port, key, key_file, args, rows, texts)
     if len(texts) != 1:
         sys.exit(f"the two paths generated different text: {texts}")
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in rows.items()}
-    result = {"n": args.n, "repeat": args.repeat, "load_average": os.getloadavg()[0],
+    result = {"appliance": f"fake {args.fake} us/token" if args.fake is not None else f"QEMU {args.model.name}",
+              "n": args.n, "repeat": args.repeat, "load_average": os.getloadavg()[0],
               "direct": {"ttft_ms": med["direct"][0] * 1e3, "per_token_ms": med["direct"][1] * 1e3},
               "gateway": {"ttft_ms": med["gateway"][0] * 1e3, "per_token_ms": med["gateway"][1] * 1e3},
               "ttft_ratio": med["gateway"][0] / med["direct"][0],
