@@ -93,7 +93,8 @@ def test_llama_cpp_vocab_suite(llama_cpp_tree: Path, engines, name: str) -> None
 WHITESPACE = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\r", " \n", "\u00a0", "\u3000", "\u2009", "\u0085",
               "\u2028", "\x0b", "\x0c"]
 FRAGMENTS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "'Re", "n't", "don't", "I'M", "'",
-             "Hello", "world", "the", "ie", "Äpfel", "naïve", "café", "ß", "İstanbul", "ﬁ", "Ǆ",
+             "Hello", "world", "the", "ie", "CamelCase", "HTTPServer", "iPhone", "McDonald's", "XMLHttpRequest",
+             "ÉCOLEétude", "ΑθήναΑΘΗΝΑ", "Äpfel", "naïve", "café", "ß", "İstanbul", "ﬁ", "Ǆ",
              "Привет", "мир", "Γειά", "σου", "مرحبا", "שלום", "नमस्ते", "हिन्दी", "안녕하세요", "こんにちは", "カタカナ",
              "你好", "世界", "漢字", "ไทย", "ქართული", "Ելք",
              "🙂", "🦙", "👍🏽", "👨‍👩‍👧", "🇩🇪", "❤️", "∑", "π", "≈", "→", "©", "®", "™", "°", "½", "²", "³", "Ⅻ",
@@ -224,8 +225,9 @@ ALIASES = ["default", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "
            "dbrx", "smaug-bpe", "codeshell", "exaone", "minerva-7b", "mellum2", "phi-2", "jina-es", "jina-de",
            "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "olmo", "jais", "trillion",
            "granite-docling", "exaone4", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "megrez", "hunyuan",
-           "solar-open", "tekken"]
-THOROUGH = {"default", "tekken", "olmo", "dbrx"}
+           "solar-open", "tekken", "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2", "chatglm-bpe", "glm4",
+           "glm5"]
+THOROUGH = {"default", "tekken", "olmo", "dbrx", "llama4", "glm4"}
 
 
 def relabel(src: Path, dst: Path, pre: str) -> Path:

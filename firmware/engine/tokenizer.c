@@ -300,7 +300,8 @@ int dte_tokenizer_load(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t e
     if (rc == 0) rc = read_vocab(g, tk, err, errlen);
     if (rc) return rc;
     bool spm = tk->kind == DTE_TOKENIZER_SPM;
-    tk->bos = special_id(g, "tokenizer.ggml.bos_token_id", spm ? 1 : 11, tk->n_vocab);
+    tk->bos = special_id(g, "tokenizer.ggml.bos_token_id", spm ? 1 : (tk->pre.flags & DTE_PRE_NO_BOS_ID) ? -1 : 11,
+                         tk->n_vocab);
     tk->eos = special_id(g, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, tk->n_vocab);
     tk->unk = special_id(g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, tk->n_vocab);
     bool raw = (tk->pre.flags & DTE_PRE_RAW_UTF8) != 0;

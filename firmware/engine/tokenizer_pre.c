@@ -28,6 +28,7 @@ enum stage {
     ST_TRAILING_WS,   /* \s+$ */
     ST_TEKKEN,        /* [^\r\n\p{L}\p{N}]?U*Lo+|[^\r\n\p{L}\p{N}]?U+Lo*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
                        * with U = a letter not in [a-z], Lo = a letter not in [A-Z] (std::regex) */
+    ST_GPT4O,         /* the same with an optional contraction after each letter alternative and \p{N}{1,3} */
 };
 
 /* ---- names ---- */
@@ -52,12 +53,16 @@ static const pre_def PRE_DEFS[] = {
     {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|stablelm2|megrez|hunyuan|solar-open", {ST_QWEN2}, 0},
     {"qwen35", {ST_QWEN35}, 0},
     {"tekken", {ST_TEKKEN}, DTE_PRE_IGNORE_MERGES | DTE_PRE_ADD_BOS},
+    {"gpt-4o|llama4|kanana2|talkie|minimax-m2", {ST_GPT4O}, 0},
+    {"chatglm-bpe", {ST_LLAMA3}, DTE_PRE_NO_BOS_ID},
+    {"glm4|glm5", {ST_LLAMA3}, DTE_PRE_NO_BOS_ID | DTE_PRE_IGNORE_MERGES},
     {"gemma4", {ST_NEWLINES}, DTE_PRE_RAW_UTF8 | DTE_PRE_ADD_BOS},
 };
 
 const char *dte_pre_names(void) {
     return "default, llama-bpe (llama3), dbrx, smaug-bpe, deepseek-llm, deepseek-coder, falcon, starcoder, "
-           "refact, command-r, smollm, gpt-2, mpt, olmo, qwen2, qwen35, stablelm2, tekken, gemma4 and their aliases";
+           "refact, command-r, smollm, gpt-2, mpt, olmo, qwen2, qwen35, stablelm2, tekken, gpt-4o (llama4), chatglm-bpe, "
+           "glm4, gemma4 and their aliases";
 }
 
 static int name_in(const char *names, const char *name, size_t len) {
@@ -234,16 +239,21 @@ static size_t tk_upper_lower(const piece *p, size_t s) {
     return e;
 }
 
-/* The match of the tekken regex at i: its end, or 0 when no alternative matches there. */
-static size_t tekken_at(const piece *p, size_t i) {
+/* The match of the tekken regex (gpt4o: with contractions and \p{N}{1,3}) at i: its end, or 0 when no
+ * alternative matches there. */
+static size_t tekken_at(const piece *p, size_t i, int gpt4o) {
     size_t s = tk_prefix(p, i) ? i + 1 : i, e;
-    if ((e = tk_upper_lower(p, s)) != 0) return e;          /* P?U*Lo+ */
+    if ((e = tk_upper_lower(p, s)) != 0)                    /* P?U*Lo+ */
+        return gpt4o && e < p->end ? e + contraction(p, e, 1) : e;
     if (tk_upper(p, s)) {                                   /* P?U+Lo* */
         for (e = s; tk_upper(p, e); e++) {}
         while (tk_lower(p, e)) e++;
+        return gpt4o && e < p->end ? e + contraction(p, e, 1) : e;
+    }
+    if (p->flags[i] & F_N) {                                /* \p{N} or \p{N}{1,3} */
+        for (e = i + 1; gpt4o && e < i + 3 && e < p->end && (p->flags[e] & F_N); e++) {}
         return e;
     }
-    if (p->flags[i] & F_N) return i + 1;                    /* \p{N} */
     s = p->cpt[i] == ' ' && tk_other(p, i + 1) ? i + 1 : i;
     if (tk_other(p, s)) {                                   /* ' ?[^\s\p{L}\p{N}]+[\r\n/]*' */
         for (e = s; tk_other(p, e); e++) {}
@@ -261,10 +271,10 @@ static size_t tekken_at(const piece *p, size_t i) {
     return k > i ? k : 0;                                   /* \s+ */
 }
 
-static void split_tekken(piece *p) {
+static void split_tekken(piece *p, int gpt4o) {
     size_t pos = p->ini;
     for (size_t i = p->ini; i < p->end;) {
-        size_t e = tekken_at(p, i);
+        size_t e = tekken_at(p, i, gpt4o);
         if (!e) { i++; continue; }
         if (i > pos) add_word(p, i);
         add_word(p, e);
@@ -380,7 +390,8 @@ static void split_piece(piece *p, int stage) {
     case ST_QWEN2: split_llama3(p, 1, F_L); break;
     case ST_QWEN35: split_llama3(p, 1, F_L | DTE_UC_MARK); break;
     case ST_NEWLINES: split_newlines(p); break;
-    case ST_TEKKEN: split_tekken(p); break;
+    case ST_TEKKEN: split_tekken(p, 0); break;
+    case ST_GPT4O: split_tekken(p, 1); break;
     default: split_regex(p, stage); break;
     }
 }

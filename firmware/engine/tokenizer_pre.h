@@ -16,6 +16,7 @@ enum {
     DTE_PRE_IGNORE_MERGES = 1, /* a word that is a whole token is that token (llama.cpp ignore_merges) */
     DTE_PRE_ADD_BOS = 2,       /* add_bos defaults to true */
     DTE_PRE_RAW_UTF8 = 4,      /* no GPT-2 byte encoding; spaces become U+2581 (Gemma 4) */
+    DTE_PRE_NO_BOS_ID = 8,     /* no default BOS id (GLM) */
 };
 
 typedef struct {
