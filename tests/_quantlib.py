@@ -147,3 +147,29 @@ def load_ggml() -> Ggml | None:
         return None
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
     return Ggml(lib_dir) if (lib_dir / "libggml-cpu.so").is_file() else None
+
+
+# ---- independent (numpy) views of ggml's activation quantizers, from ggml-common.h / ggml-quants.c ----
+
+def np_quantize_q8_0_x86(x: np.ndarray) -> np.ndarray:
+    """llama.cpp's x86 quantize_row_q8_0: d = amax/127, id = 127/amax, round half to even."""
+    b = x.reshape(-1, 32).astype(np.float32)
+    amax = np.abs(b).max(axis=1, keepdims=True)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        idv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
+    qs = np.rint(b * idv).astype(np.int8)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), qs.view(np.uint8)], axis=1).ravel()
+
+
+def np_quantize_q8_K(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ggml quantize_row_q8_K_ref: iscale = -127/(value of largest magnitude), nearest (ties even), min 127."""
+    b = x.reshape(-1, 256).astype(np.float32)
+    idx = np.abs(b).argmax(axis=1)
+    mx = b[np.arange(b.shape[0]), idx][:, None]
+    with np.errstate(divide="ignore"):
+        iscale = np.where(mx == 0, np.float32(0), np.float32(-127) / mx).astype(np.float32)
+    qs = np.minimum(np.rint(iscale * b), 127).astype(np.int8)
+    with np.errstate(divide="ignore"):
+        d = np.where(mx == 0, np.float32(0), np.float32(1) / iscale).astype(np.float32)
+    return d.ravel(), qs, qs.reshape(-1, 16, 16).sum(axis=2, dtype=np.int32)

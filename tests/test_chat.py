@@ -25,7 +25,7 @@ import pytest
 
 from _serve import DTE, write_key
 from dte_build.netboot import free_udp_port
-from test_net_stack import KEY, Server, fake_ids
+from net_helpers import KEY, Server, fake_ids
 
 
 def fake_text(prompt: str, seed: int, n: int) -> str:

@@ -12,7 +12,7 @@ import pytest
 from _fleet import HAProxy, run_load
 from _serve import GatewayThread
 from dte_build.serve import ServeConfig
-from test_net_stack import KEY, Server, fake_ids
+from net_helpers import KEY, Server, fake_ids
 
 def fake_text(prompt: str, seed: int, n: int) -> str:
     return "".join(chr(i) for i in fake_ids(prompt, seed, n))

@@ -30,8 +30,8 @@ from dte_build.engine import Engine
 from dte_build.errors import DteError
 from dte_build.netboot import NetAppliance, free_udp_port
 from dte_build.paths import MODELS_DIR
-from test_net_stack import DROP_COUNTERS as PROTO_DROP_COUNTERS
-from test_net_stack import KEY, authentic, bad_traffic, fuzz_frame, no_answer, open_raw
+from net_helpers import DROP_COUNTERS as PROTO_DROP_COUNTERS
+from net_helpers import KEY, authentic, bad_traffic, fuzz_frame, no_answer, open_raw
 
 pytestmark = pytest.mark.qemu
 

@@ -19,7 +19,7 @@ import pytest
 from dte_build import protocol as p
 from dte_build.client import RemoteError, SessionGone
 from dte_build.errors import DteError
-from test_net_stack import KEY, Server, authentic, fake_ids, no_answer, open_raw
+from net_helpers import KEY, Server, authentic, fake_ids, no_answer, open_raw
 
 
 @pytest.fixture(scope="module")

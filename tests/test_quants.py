@@ -9,7 +9,15 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from gguf import quants as gq
 
-from _quantlib import K_TYPES, LEGACY, Quants, load_quants, random_weight_bytes
+from _quantlib import (
+    K_TYPES,
+    LEGACY,
+    Quants,
+    load_quants,
+    np_quantize_q8_0_x86,
+    np_quantize_q8_K,
+    random_weight_bytes,
+)
 
 WEIGHT_TYPES = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 VEC_DOT_TYPE = {T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
@@ -22,30 +30,6 @@ def q() -> Quants:
 
 
 # ---- independent (numpy) views of ggml block layouts, from ggml-common.h ----
-
-def np_quantize_q8_0_x86(x: np.ndarray) -> np.ndarray:
-    """llama.cpp's x86 quantize_row_q8_0: d = amax/127, id = 127/amax, round half to even."""
-    b = x.reshape(-1, 32).astype(np.float32)
-    amax = np.abs(b).max(axis=1, keepdims=True)
-    d = amax / np.float32(127)
-    with np.errstate(divide="ignore"):
-        idv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
-    qs = np.rint(b * idv).astype(np.int8)
-    return np.concatenate([d.astype(np.float16).view(np.uint8), qs.view(np.uint8)], axis=1).ravel()
-
-
-def np_quantize_q8_K(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ggml quantize_row_q8_K_ref: iscale = -127/(value of largest magnitude), nearest (ties even), min 127."""
-    b = x.reshape(-1, 256).astype(np.float32)
-    idx = np.abs(b).argmax(axis=1)
-    mx = b[np.arange(b.shape[0]), idx][:, None]
-    with np.errstate(divide="ignore"):
-        iscale = np.where(mx == 0, np.float32(0), np.float32(-127) / mx).astype(np.float32)
-    qs = np.minimum(np.rint(iscale * b), 127).astype(np.int8)
-    with np.errstate(divide="ignore"):
-        d = np.where(mx == 0, np.float32(0), np.float32(1) / iscale).astype(np.float32)
-    return d.ravel(), qs, qs.reshape(-1, 16, 16).sum(axis=2, dtype=np.int32)
-
 
 def np_dequantize_activation(t: int, data: np.ndarray, n: int) -> np.ndarray:
     if t in (T.F32, T.F16, T.BF16):

@@ -21,7 +21,7 @@ import pytest
 from _serve import DTE, GatewayThread, ServeProcess, write_key
 from dte_build.netboot import free_udp_port
 from dte_build.serve import ServeConfig
-from test_net_stack import KEY, Server, fake_ids
+from net_helpers import KEY, Server, fake_ids
 
 MODEL = "dte-test"
 

@@ -27,7 +27,7 @@ from dte_build.client import Client
 from dte_build.engine import Engine
 from dte_build.netboot import NetAppliance
 from dte_build.paths import MODELS_DIR
-from test_net_stack import KEY
+from net_helpers import KEY
 
 pytestmark = pytest.mark.qemu
 
