@@ -74,12 +74,15 @@ class ModelInfo:
 _bound: list[ctypes.CDLL] = []
 
 
-def _library() -> ctypes.CDLL:
-    """The hosted library with the description functions bound (built once, cached under build/host/)."""
+def _library(path: Path | None = None) -> ctypes.CDLL:
+    """The hosted library with the description functions bound (built once, cached under build/host/).
+    `path`: use that build instead (the fuzz campaign binds the ASan/UBSan variant before the first call)."""
+    if path is not None:
+        _bound.clear()
     if not _bound:
         from ..engine import load_library
 
-        lib = load_library()
+        lib = load_library(path)
         lib.dte_host_model_describe.restype = ctypes.c_int
         lib.dte_host_model_describe.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(_Desc)]
         lib.dte_host_supported_types.restype = ctypes.c_int
