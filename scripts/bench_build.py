@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark the image build against `cp` of the same GGUF, in one run, and print the ratio.
 
-Makes a ~1 GiB llama GGUF (gguf-py writes the header; the tensor data is random bytes streamed in 16 MiB pieces),
+Makes a ~1 GiB llama GGUF the engine accepts (gguf-py writes the header and vocabulary; the tensor data is random
+bytes streamed in 16 MiB pieces),
 reads it once so every contender starts with it in the page cache, then times, in the same directory:
   cp --reflink=never SRC DST + fsync(DST)        (the floor: one copy, durable)
-  build_image(qemu-q35, ..., model_path=SRC)     (validate, hash SHA-256 + CRC32C, build ESP, copy, GPT, fsync)
+  build_image(qemu-q35, ..., model_path=SRC)     (the engine's model check, SHA-256 + CRC32C while copying, ESP,
+                                                 GPT, fsync)
+  check_model(SRC)                               (the engine's model check alone)
 Each is run --repeat times; the best time counts.
 
     python scripts/bench_build.py [--size-mib 1023] [--dir /tmp] [--repeat 2] [--json]
@@ -26,24 +29,51 @@ import numpy as np
 
 from dte_build.board import load_board
 from dte_build.image.builder import build_image
+from dte_build.image.model_check import check_model
 
 MIB = 1 << 20
 
 
 def make_gguf(path: Path, size_mib: int) -> int:
-    """A llama GGUF of about `size_mib` MiB: one F32 tensor of random bytes (the header comes from gguf-py)."""
-    n_floats = (size_mib * MIB - 64 * 1024) // 4 // 256 * 256
+    """A llama GGUF of about `size_mib` MiB that the engine's model check accepts (so `dte build` packs it): the
+    header, hyper-parameters and a SentencePiece vocabulary from gguf-py, F32 tensors of random bytes streamed in
+    16 MiB pieces (the check reads shapes and types, not values). Width 2048, 32000 tokens, as many layers as fit."""
+    n_embd, n_vocab, n_ff, n_head = 2048, 32000, 5632, 16
+    per_layer = (4 * n_embd * n_embd + 3 * n_embd * n_ff + 2 * n_embd) * 4
+    n_layer = max(1, (size_mib * MIB - 2 * n_vocab * n_embd * 4) // per_layer)
     w = gguf.GGUFWriter(str(path), "llama")
-    w.add_block_count(1)
-    w.add_tensor_info("filler", (n_floats,), np.dtype(np.float32), n_floats * 4)
+    for add, value in ((w.add_context_length, 2048), (w.add_embedding_length, n_embd), (w.add_block_count, n_layer),
+                       (w.add_feed_forward_length, n_ff), (w.add_head_count, n_head), (w.add_head_count_kv, n_head),
+                       (w.add_layer_norm_rms_eps, 1e-5), (w.add_rope_freq_base, 10000.0),
+                       (w.add_rope_dimension_count, n_embd // n_head), (w.add_vocab_size, n_vocab)):
+        add(value)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, n_vocab)])
+    w.add_token_scores([0.0] * 3 + [-float(i) for i in range(3, n_vocab)])
+    w.add_token_types([2, 3, 3] + [1] * (n_vocab - 3))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    shapes = [("token_embd.weight", (n_vocab, n_embd))]
+    for il in range(n_layer):
+        shapes += [(f"blk.{il}.attn_norm.weight", (n_embd,)), (f"blk.{il}.ffn_norm.weight", (n_embd,))]
+        shapes += [(f"blk.{il}.{t}.weight", (n_embd, n_embd)) for t in ("attn_q", "attn_k", "attn_v", "attn_output")]
+        shapes += [(f"blk.{il}.ffn_gate.weight", (n_ff, n_embd)), (f"blk.{il}.ffn_up.weight", (n_ff, n_embd)),
+                   (f"blk.{il}.ffn_down.weight", (n_embd, n_ff))]
+    shapes += [("output_norm.weight", (n_embd,)), ("output.weight", (n_vocab, n_embd))]
+    total = 0
+    for name, shape in shapes:
+        n = int(np.prod(shape)) * 4
+        w.add_tensor_info(name, shape, np.dtype(np.float32), n)
+        total += n + (-n % 32)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     w.close()
     rng = np.random.default_rng(0)
     with open(path, "ab") as f:
-        f.write(bytes(-f.tell() % 32))  # default GGUF alignment
-        left = n_floats * 4
+        f.write(bytes(-f.tell() % 32))  # default GGUF alignment; each tensor's size is a multiple of 32 here
+        left = total
         while left:
             n = min(16 * MIB, left)
             f.write(rng.bytes(n))
@@ -89,16 +119,24 @@ def main() -> int:
         efi.write_bytes(b"MZ" + bytes(64 * 1024))
         size = make_gguf(src, args.size_mib)
         warm(src)
-        cp_s = min(time_cp(src, d / "copy.gguf") for _ in range(args.repeat))
-        build_s = min(time_build(src, efi, d / "dte.img") for _ in range(args.repeat))
+        cp_s, build_s, check_s = [], [], []
+        for _ in range(args.repeat):  # interleaved, so load changes hit both alike
+            cp_s.append(time_cp(src, d / "copy.gguf"))
+            build_s.append(time_build(src, efi, d / "dte.img"))
+            start = time.monotonic()
+            check_model(src)
+            check_s.append(time.monotonic() - start)
+        cp_s, build_s, check = min(cp_s), min(build_s), min(check_s)
     result = {"model_bytes": size, "cp_seconds": round(cp_s, 3), "build_seconds": round(build_s, 3),
+              "check_seconds": round(check, 4), "load_average": round(os.getloadavg()[0], 1),
               "ratio": round(build_s / cp_s, 2), "cp_mib_s": round(size / MIB / cp_s, 1),
               "build_mib_s": round(size / MIB / build_s, 1)}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{size / MIB:.0f} MiB GGUF: cp+fsync {cp_s:.2f} s ({result['cp_mib_s']} MiB/s), "
-              f"build_image {build_s:.2f} s ({result['build_mib_s']} MiB/s), ratio {result['ratio']:.2f}x")
+              f"build_image {build_s:.2f} s ({result['build_mib_s']} MiB/s), ratio {result['ratio']:.2f}x; "
+              f"model check {check * 1000:.1f} ms; load average {result['load_average']}")
     return 0
 
 

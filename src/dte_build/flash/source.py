@@ -120,13 +120,28 @@ class Source:
         self.read_into(memoryview(buf), offset)
         return bytes(buf)
 
-    def mapped(self, offset: int, length: int) -> memoryview | None:
-        """Zero-copy: a view of the page cache (mmap) when one file extent covers the whole range, else None.
-        The caller releases the view when done."""
+    def _covering(self, offset: int, length: int) -> Extent | None:
+        """The one file extent that covers [offset, offset + length) whole, if there is one."""
         near = self._near(offset, offset + length)
         if len(near) != 1 or near[0].path is None or near[0].offset > offset or near[0].end < offset + length:
             return None
-        e = near[0]
+        return near[0]
+
+    def file_range(self, offset: int, length: int) -> tuple[int, int] | None:
+        """(descriptor, offset in it) of a file holding [offset, offset + length) whole, for copy_file_range."""
+        e = self._covering(offset, length)
+        if e is None:
+            return None
+        assert e.path is not None
+        return self._fd(e.path), e.file_offset + offset - e.offset
+
+    def mapped(self, offset: int, length: int) -> memoryview | None:
+        """Zero-copy: a view of the page cache (mmap) when one file extent covers the whole range, else None.
+        The caller releases the view when done."""
+        e = self._covering(offset, length)
+        if e is None:
+            return None
+        assert e.path is not None
         with self._lock:
             if e.path not in self._maps:
                 self._maps[e.path] = mmap.mmap(self._fd_locked(e.path), 0, prot=mmap.PROT_READ)

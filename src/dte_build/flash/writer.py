@@ -10,6 +10,7 @@ Order of writes (what makes an interrupted flash detectable):
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -243,6 +244,32 @@ def _write_file_extents(source: Source, fd: int, c: Chunk, view: memoryview, *, 
     return written
 
 
+def _copy_in_kernel(source: Source, fd: int, c: Chunk) -> bool:
+    """copy_file_range the chunk when one source file holds it whole and has no hole there (a hole would be
+    copied as written zeros; the page-cache path keeps it a hole); False when it cannot."""
+    where = source.file_range(c.offset, c.length)
+    if where is None or not hasattr(os, "copy_file_range"):
+        return False
+    src, at = where
+    try:
+        if os.lseek(src, at, os.SEEK_HOLE) < at + c.length:
+            return False
+    except OSError:
+        return False
+    done = 0
+    try:
+        while done < c.length:
+            n = os.copy_file_range(src, fd, c.length - done, at + done, c.offset + done)
+            if n == 0:
+                raise DteError(f"{source.name}: a source file ended early at byte {at + done} (file changed?)")
+            done += n
+    except OSError as exc:
+        if done == 0 and exc.errno in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
+            return False
+        raise
+    return True
+
+
 def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected: dict[int, int],
            report: FlashReport, on_chunk: Callable[[Chunk], None] | None, *, fresh: bool, verify: bool,
            label: str | None = None) -> None:
@@ -252,6 +279,8 @@ def _write(source: Source, todo: list[Chunk], fd: int, target: Target, expected:
 
     def put(c: Chunk, buf: memoryview) -> tuple[int | None, int, int, int]:
         """(crc, bytes written, bytes zeroed, bytes skipped) for one data chunk."""
+        if not block and not verify and not c.gpt and _copy_in_kernel(source, fd, c):
+            return None, c.length, 0, 0  # file to file, nothing to checksum: the kernel copies (dte build's path)
         mapped = source.mapped(c.offset, c.length)  # write straight from the image's page cache: no copy
         try:
             return put_view(c, mapped if mapped is not None else _filled(buf, c))
