@@ -46,8 +46,9 @@ def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
     return out
 
 
-def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
-    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane."""
+def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str, bias: int = 0) -> str:
+    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane. bias (VNNI only):
+    the weights were loaded as unsigned w + bias, so each 4-element sum starts from -bias * (sum of the 4 x)."""
     n = isa.bytes
     lanes = vec(n // 4, "i32")
     sumi = None
@@ -55,7 +56,11 @@ def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: st
         x = fn.load(vec(n, "i8"), base, fn.emit(f"add i64 {aoff}, {4 + v * n}"))
         sx = fn.signed_by(n, neg, x)
         if isa.vnni:
-            scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, sx), scales)
+            init = "zeroinitializer"
+            if bias:
+                xsum = fn.dot4(isa, n, splat_const(n, "i8", 1), x)
+                init = fn.op("mul nsw", lanes, xsum, splat_const(n // 4, "i32", -bias))
+            scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, sx, init), scales)
         else:  # llama.cpp's shape: vpmaddubsw, then vpmaddwd by the scales
             scaled = fn.madd_i16(isa, n // 2, fn.maddubs(isa, n, u, sx), scales)
         sumi = scaled if sumi is None else fn.op("add nsw", lanes, sumi, scaled)
@@ -112,7 +117,8 @@ def q5_K_pieces(fn: Fn, woff: str) -> list[str]:
     return out
 
 
-def q6_K_pieces(fn: Fn, woff: str) -> list[str]:
+def q6_K_pieces(fn: Fn, woff: str, biased: bool = False) -> list[str]:
+    """Q6_K quants, -32..31 (biased: 0..63)."""
     t = vec(32, "i8")
     pieces = []
     for c in range(2):
@@ -123,17 +129,18 @@ def q6_K_pieces(fn: Fn, woff: str) -> list[str]:
             low = hi if quarter & 2 else lo
             high = fn.vop("and", 32, fn.vop("lshr", 32, qh, 2 * quarter), 3)
             q = fn.op("or", t, low, fn.vop("shl", 32, high, 4))
-            pieces.append(fn.vop("sub", 32, q, 32))
+            pieces.append(q if biased else fn.vop("sub", 32, q, 32))
     return pieces
 
 
-def q3_K_pieces(fn: Fn, woff: str) -> list[str]:
-    """Q3_K: 2 low bits as Q2_K, hmask bit e/32 of hmask[e%32] clear means minus 4: values -4..3."""
+def q3_K_pieces(fn: Fn, woff: str, biased: bool = False) -> list[str]:
+    """Q3_K: 2 low bits as Q2_K, hmask bit e/32 of hmask[e%32] clear means minus 4: values -4..3 (biased: 0..7)."""
     hm = fn.load(vec(32, "i8"), "%w", woff)
     out = []
     for k, low in enumerate(two_bit_pieces(fn, woff, 32)):
         high = fn.vop("shl", 32, fn.vop("and", 32, fn.vop("lshr", 32, hm, k), 1), 2)
-        out.append(fn.vop("sub", 32, fn.op("or", vec(32, "i8"), low, high), 4))
+        q = fn.op("or", vec(32, "i8"), low, high)
+        out.append(q if biased else fn.vop("sub", 32, q, 4))
     return out
 
 
@@ -161,29 +168,31 @@ class KType:
     unsigned: bool      # weight quants >= 0 (no sign trick needed)
     d_at: int           # offset of the fp16 super-block scale; dmin follows at +2 when has_min
     has_min: bool
+    bias: int = 0       # signed quants: what makes them unsigned (VNNI form; see k_dot)
 
 
 K_TYPES = {
     "q2_K": KType("dte_k_vec_dot_q2_K_q8_K", 84, 16, True, 80, True),
-    "q3_K": KType("dte_k_vec_dot_q3_K_q8_K", 110, 16, False, 108, False),
+    "q3_K": KType("dte_k_vec_dot_q3_K_q8_K", 110, 16, False, 108, False, bias=4),
     "q4_K": KType("dte_k_vec_dot_q4_K_q8_K", 144, 32, True, 0, True),
     "q5_K": KType("dte_k_vec_dot_q5_K_q8_K", 176, 32, True, 0, True),
-    "q6_K": KType("dte_k_vec_dot_q6_K_q8_K", 210, 16, False, 208, False),
+    "q6_K": KType("dte_k_vec_dot_q6_K_q8_K", 210, 16, False, 208, False, bias=32),
 }
 
 
-def unpack(fn: Fn, kind: str, woff: str) -> tuple[list[str], str, str | None]:
-    """(8 x <32 x i8> quants, <16 x i32> scales, <16 x i8> mins per 16 elements or None) of one super-block."""
+def unpack(fn: Fn, kind: str, woff: str, biased: bool = False) -> tuple[list[str], str, str | None]:
+    """(8 x <32 x i8> quants, <16 x i32> scales, <16 x i8> mins per 16 elements or None) of one super-block.
+    biased: Q3_K/Q6_K quants plus their KType.bias (unsigned)."""
     i8x16 = vec(16, "i8")
     if kind == "q2_K":  # scales[16] @0: low nibble scale, high nibble min
         packed = fn.load(i8x16, "%w", woff)
         scales = fn.emit(f"zext {i8x16} {fn.vop('and', 16, packed, 15)} to {vec(16, 'i32')}")
         return two_bit_pieces(fn, woff, 16), scales, fn.vop("lshr", 16, packed, 4)
     if kind == "q3_K":
-        return q3_K_pieces(fn, woff), q3_K_scales(fn, woff), None
+        return q3_K_pieces(fn, woff, biased), q3_K_scales(fn, woff), None
     if kind == "q6_K":
         scales = fn.emit(f"sext {i8x16} {fn.load(i8x16, '%w', fn.emit(f'add i64 {woff}, 192'))} to {vec(16, 'i32')}")
-        return q6_K_pieces(fn, woff), scales, None
+        return q6_K_pieces(fn, woff, biased), scales, None
     scales, bytes16 = q45_scales_mins(fn, woff)
     mins = fn.shuffle(i8x16, bytes16, None, [8 + j // 2 for j in range(16)])
     return (q4_K_pieces(fn, woff, 16) if kind == "q4_K" else q5_K_pieces(fn, woff)), scales, mins
@@ -212,14 +221,15 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     def body(i: str, accs: list[str]) -> list[str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
         aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
-        pieces, scales, mins = unpack(fn, kind, woff)
-        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
+        bias = k.bias if isa.vnni else 0
+        pieces, scales, mins = unpack(fn, kind, woff, bias > 0)
+        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned or bias > 0)
         dw = load_scale(fn, woff, k.d_at, k.w_bytes)
         dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
         vaccs, maccs = [], []
         for base, acc, macc in zip(bases, accs[:tokens], accs[tokens:]):
             ad = fn.load("float", base, aoff)
-            sumi = k_dot(fn, isa, weights, base, aoff)
+            sumi = k_dot(fn, isa, weights, base, aoff, bias)
             if dminw is not None:
                 dmin = fn.op("fmul", "float", dminw, ad)
                 macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, base, aoff)))
