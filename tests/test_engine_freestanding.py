@@ -16,7 +16,8 @@ CLANG = shutil.which("clang-19")
 NM = shutil.which("llvm-nm-19") or shutil.which("llvm-nm")
 FLAGS = ["-target", "x86_64-unknown-windows", "-ffreestanding", "-fno-builtin", "-mno-stack-arg-probe",
          "-fshort-wchar", "-mno-red-zone", "-Wall", "-Wextra", "-Werror", "-std=c11", "-O2"]
-ENGINE_FILES = ["gguf.c", "llama.c", "llama_eval.c", "mathf.c", "sampler.c", "tokenizer.c"]
+ENGINE_FILES = ["gguf.c", "arch.c", "model_load.c", "forward.c", "engine.c", "mathf.c", "sampler.c",
+                "tokenizer.c", "generate.c"]
 PLATFORM = {"dte_alloc", "dte_log", "dte_time_ns", "dte_parallel_for", "dte_worker_count"}
 ALLOWED_OTHER = {"dte_fmt", "memcpy", "memset", "memmove", "memcmp", "_fltused"}
 

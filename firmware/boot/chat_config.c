@@ -2,7 +2,7 @@
 #include "boot/chat_config.h"
 
 #include "dte_config.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #ifndef DTE_CHAT
 #define DTE_CHAT 0

@@ -5,7 +5,7 @@
 #include "boot/status.h"
 #include "dte_config.h"
 #include "engine/generate.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #ifndef DTE_SYSTEM_PROMPT
 #define DTE_SYSTEM_PROMPT ""
@@ -63,7 +63,7 @@ static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const 
         }
         return dte_chat_next_turn(f, user, size, ne->text, ne->text_cap);
     }
-    *add_bos = first && ne->parts.tok->add_bos;
+    *add_bos = first && ne->info.add_bos;
     uint64_t len = 0;
     if (first && SYSTEM_PROMPT_LEN) {
         len = put(ne, len, system_prompt, SYSTEM_PROMPT_LEN);
@@ -72,7 +72,7 @@ static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const 
     return put(ne, len, user, size);
 }
 
-uint32_t net_engine_context(const struct net_engine *ne) { return dte_llama_ctx_size(ne->parts.ctx); }
+uint32_t net_engine_context(const struct net_engine *ne) { return ne->info.n_ctx; }
 
 int net_engine_init(struct net_engine *ne)
 {
@@ -81,7 +81,8 @@ int net_engine_init(struct net_engine *ne)
         dte_status("net error=no_engine text=\"the engine did not start\"");
         return -1;
     }
-    uint32_t n_ctx = dte_llama_ctx_size(ne->parts.ctx);
+    dte_engine_get_info(ne->parts.engine, &ne->info);
+    uint32_t n_ctx = ne->info.n_ctx;
     ne->text_cap = format_overhead() + DTE_PROTO_MAX_PAYLOAD;
     ne->text = dte_alloc(ne->text_cap, 64);
     ne->new_ids = dte_alloc((size_t)n_ctx * sizeof(int32_t), 64);
@@ -97,7 +98,7 @@ int net_engine_init(struct net_engine *ne)
     for (uint64_t i = 0; i < ne->text_cap; i++) {
         ne->text[i] = 'a';
     }
-    dte_tokenize(ne->parts.tok, ne->text, ne->text_cap, ne->parts.tok->add_bos, NULL, 0);
+    dte_engine_tokenize(ne->parts.engine, ne->text, ne->text_cap, ne->info.add_bos, NULL, 0);
     return 0;
 }
 
@@ -105,7 +106,7 @@ static int engine_start(void *ctx, const dte_proto_request *request)
 {
     struct net_engine *ne = ctx;
     struct engine_parts *p = &ne->parts;
-    uint32_t n_ctx = dte_llama_ctx_size(p->ctx);
+    uint32_t n_ctx = ne->info.n_ctx;
     uint32_t len = 0;
     bool continues = request->append && ne->conv.owner[request->slot] == request->session;
     if (continues) {
@@ -117,7 +118,7 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     if (text_len >= ne->text_cap) {
         return DTE_ENGINE_START_FAILED;   /* cannot happen: text_cap covers every format string */
     }
-    int64_t n = dte_tokenize_special(p->tok, ne->text, text_len, add_bos, request->chat, ne->new_ids, n_ctx);
+    int64_t n = dte_engine_tokenize_special(p->engine, ne->text, text_len, add_bos, request->chat, ne->new_ids, n_ctx);
     if (n <= 0) {
         return DTE_ENGINE_START_FAILED;   /* empty or untokenizable */
     }
@@ -132,17 +133,16 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     uint32_t room = n_ctx - used;
     int32_t n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
     dte_sampler_configure(p->sampler, request->temperature, (int32_t)request->top_k, request->top_p, request->seed);
-    dte_generation_begin(&ne->run, &(dte_generation_setup){.ctx = p->ctx, .logits = p->logits, .sampler = p->sampler,
-                                                           .eos = p->tok->eos, .tok = p->tok, .prompt = ne->turn.eval,
-                                                           .n_prompt = ne->turn.n_eval, .n_predict = n_predict,
-                                                           .keep = ne->turn.keep});
+    dte_generation_begin(&ne->run, &(dte_generation_setup){.engine = p->engine, .sampler = p->sampler,
+                                                           .prompt = ne->turn.eval, .n_prompt = ne->turn.n_eval,
+                                                           .n_predict = n_predict, .keep = ne->turn.keep});
     return 0;
 }
 
 /* The token and its text piece into *out (the piece stays valid until the next call). */
 static int emit_token(struct net_engine *ne, int32_t id, bool is_prompt, uint32_t position, dte_proto_token *out)
 {
-    int32_t len = dte_generation_piece(ne->parts.tok, id, ne->piece, (int32_t)sizeof ne->piece);
+    int32_t len = dte_generation_piece(ne->parts.engine, id, ne->piece, (int32_t)sizeof ne->piece);
     *out = (dte_proto_token){.id = (uint32_t)id, .piece = (const uint8_t *)ne->piece, .piece_size = (size_t)len,
                              .is_prompt = is_prompt, .position = position};
     return DTE_ENGINE_STEP_TOKEN;
@@ -198,12 +198,12 @@ static void engine_finish(void *ctx, dte_proto_result *out)
     if (g->stop == DTE_GEN_ERROR) {
         dte_conv_forget_cache(&ne->conv);
     } else {
-        dte_conv_end(&ne->conv, ne->slot, dte_llama_ctx_pos(ne->parts.ctx));
+        dte_conv_end(&ne->conv, ne->slot, dte_engine_pos(ne->parts.engine));
     }
     uint32_t len;
     dte_conv_transcript(&ne->conv, ne->slot, &len);
     uint8_t reason = done_reason(g);
-    if (reason == DTE_DONE_LENGTH && len >= dte_llama_ctx_size(ne->parts.ctx)) {
+    if (reason == DTE_DONE_LENGTH && len >= ne->info.n_ctx) {
         reason = DTE_DONE_CONTEXT_FULL;   /* n_predict was capped to the room left */
     }
     *out = (dte_proto_result){.reason = reason, .prompt_tokens = g->prefilled ? ne->turn.n_eval : 0,

@@ -28,6 +28,7 @@
 
 struct net_engine {
     struct engine_parts parts;
+    dte_engine_info info;        /* n_ctx, add_bos */
     char *text;                  /* the turn's text as formatted */
     uint64_t text_cap;
     int32_t *new_ids;            /* the turn's tokens; capacity: the context size */

@@ -10,7 +10,7 @@
 #include "drivers/mlx5.h"
 #include "drivers/virtio_net.h"
 #include "dte_config.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 #include "net/net_stack.h"
 #include "net/proto.h"
 

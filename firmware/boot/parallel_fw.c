@@ -3,7 +3,7 @@
  * [0, n) and counts down `remaining`; everyone spins with `pause`. Nested or concurrent calls are rejected
  * with -1 (a `busy` flag taken by compare-exchange), never waited on, so they cannot deadlock. */
 #include "boot/smp.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 #include "boot/io.h"
 #include "boot/thermal_fw.h"
 

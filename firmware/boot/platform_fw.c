@@ -1,7 +1,7 @@
-/* The engine platform interface (firmware/engine/platform.h) on bare metal, after ExitBootServices:
+/* The engine platform interface (firmware/runtime/platform.h) on bare metal, after ExitBootServices:
  * memory from the bump allocator, logging to COM1, time from the TSC. dte_parallel_for and
  * dte_worker_count live in parallel_fw.c. */
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #include "boot/alloc.h"
 #include "boot/status.h"

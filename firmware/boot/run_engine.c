@@ -12,22 +12,21 @@
 #include "boot/timer.h"
 #include "boot/weights_stream.h"
 #include "dte_config.h"
+#include "engine/engine.h"
 #include "engine/generate.h"
-#include "engine/gguf.h"
-#include "engine/llama.h"
-#include "engine/platform.h"
 #include "engine/sampler.h"
-#include "engine/tokenizer.h"
 #include "lib/fmt.h"
+#include "runtime/platform.h"
 
 #define MS(ns) ((unsigned long long)((ns) / 1000000u))
 
+#ifndef DTE_N_CTX
+#define DTE_N_CTX 0   /* the model's training context */
+#endif
+
 struct engine {
-    dte_gguf gguf;
-    dte_llama_model model;
-    dte_tokenizer tok;
-    dte_llama_ctx *ctx;
-    float *logits;
+    dte_engine *engine;
+    dte_engine_info info;
     dte_sampler sampler;
 };
 
@@ -51,37 +50,27 @@ static int engine_error(const char *what, const char *detail)
 static int build_engine(const struct weights_loaded *w, struct engine *e)
 {
     char err[160] = "";
-    /* The parser validates every offset against the whole file; on a streamed model the part past
-     * resident_bytes is not read through these pointers (weights_stream repoints it first). */
-    if (dte_gguf_parse(w->data, w->model_size, &e->gguf, err, sizeof err) != 0) {
-        return engine_error("gguf", err);
+    /* The engine validates every offset against the whole file; on a streamed model the part past
+     * resident_bytes is read through the hooks (weights_stream), never through the buffer. */
+    dte_engine_params params = {.n_ctx = DTE_N_CTX};
+    dte_engine_hooks hooks;
+    weights_stream_hooks(w, &params, &hooks);
+    int rc = dte_engine_open(w->data, w->model_size, &params, &hooks, &e->engine, err, sizeof err);
+    if (rc != 0) {
+        return engine_error(dte_err_name(rc), err);
     }
-    if (w->streaming && weights_stream_prepare(&e->gguf, w) != 0) {
-        return engine_error("stream", "the model's metadata and token embeddings do not fit the weights region");
-    }
-    if (dte_llama_load(&e->gguf, &e->model, err, sizeof err) != 0) {
-        return engine_error("model", err);
-    }
-    if (w->streaming && weights_stream_attach(&e->model) != 0) {
+    if (weights_stream_attach(e->engine) != 0) {
         return engine_error("stream", "no memory for the streaming window");
     }
-    if (dte_tokenizer_load(&e->gguf, &e->tok, err, sizeof err) != 0) {
-        return engine_error("tokenizer", err);
-    }
-    if (e->tok.n_vocab != e->model.hp.n_vocab) {
-        return engine_error("tokenizer", "tokenizer and token_embd disagree on the vocabulary size");
-    }
-    /* n_ctx 0: the model's training context; n_batch = n_ctx so the prompt is one evaluation, as hosted. */
-    e->ctx = dte_llama_ctx_new(&e->model, 0, e->model.hp.n_ctx_train);
-    e->logits = dte_alloc((size_t)e->model.hp.n_vocab * sizeof(float), 64);
-    if (!e->ctx || !e->logits ||
-        dte_sampler_init(&e->sampler, e->model.hp.n_vocab, DTE_TEMPERATURE, DTE_TOP_K, DTE_TOP_P, DTE_SEED) != 0) {
-        return engine_error("memory", "out of memory for the KV cache, logits or sampler");
+    dte_engine_get_info(e->engine, &e->info);
+    if (dte_sampler_init(&e->sampler, e->info.n_vocab, DTE_TEMPERATURE, DTE_TOP_K, DTE_TOP_P, DTE_SEED) != 0) {
+        return engine_error("memory", "out of memory for the sampler");
     }
     attest_attach_identity(&e->sampler);   /* the persona's identity stage; off at strength 0 */
-    const dte_llama_hparams *hp = &e->model.hp;
-    dte_status("model layers=%u embd=%u heads=%u kv_heads=%u ff=%u vocab=%u ctx=%u", hp->n_layer, hp->n_embd,
-               hp->n_head, hp->n_head_kv, hp->n_ff, hp->n_vocab, dte_llama_ctx_size(e->ctx));
+    const dte_engine_info *i = &e->info;
+    dte_status("model arch=%s layers=%u embd=%u heads=%u kv_heads=%u head_dim=%u ff=%u vocab=%u ctx=%u swa=%u",
+               i->arch, i->n_layer, i->n_embd, i->n_head, i->n_head_kv, i->head_dim, i->n_ff, i->n_vocab, i->n_ctx,
+               i->n_swa);
     return 0;
 }
 
@@ -93,19 +82,19 @@ static int tokenize_prompt(struct engine *e, struct generation *g)
     if (!prompt) {
         return engine_error("memory", "no memory for the chat prompt");
     }
-    bool add_bos = chat ? false : e->tok.add_bos;
-    int64_t n = dte_tokenize_special(&e->tok, prompt, len, add_bos, chat, NULL, 0);
+    bool add_bos = chat ? false : e->info.add_bos;
+    int64_t n = dte_engine_tokenize_special(e->engine, prompt, len, add_bos, chat, NULL, 0);
     if (n <= 0) {
         return engine_error("prompt", "the prompt is empty or could not be tokenized");
     }
-    if (n >= (int64_t)dte_llama_ctx_size(e->ctx)) {
+    if (n >= (int64_t)e->info.n_ctx) {
         return engine_error("prompt", "the prompt does not fit in the model's context");
     }
     g->prompt_ids = dte_alloc((size_t)n * sizeof(int32_t), 64);
     if (!g->prompt_ids) {
         return engine_error("memory", "no memory for the prompt ids");
     }
-    g->n_prompt = dte_tokenize_special(&e->tok, prompt, len, add_bos, chat, g->prompt_ids, n);
+    g->n_prompt = dte_engine_tokenize_special(e->engine, prompt, len, add_bos, chat, g->prompt_ids, n);
     return 0;
 }
 
@@ -125,7 +114,7 @@ static int emit_piece(void *user, int32_t id, const char *piece, int32_t len)
 /* The shared loop (engine/generate.h), n_predict capped to the context's room. */
 static int generate(struct engine *e, struct generation *g)
 {
-    uint32_t room = dte_llama_ctx_size(e->ctx) - (uint32_t)g->n_prompt;
+    uint32_t room = e->info.n_ctx - (uint32_t)g->n_prompt;
     int32_t n_predict = DTE_N_PREDICT < room ? DTE_N_PREDICT : (int32_t)room;
     g->ids = dte_alloc((size_t)(n_predict > 0 ? n_predict : 1) * sizeof(int32_t), 64);
     g->text_cap = (uint64_t)(n_predict > 0 ? n_predict : 1) * 64u + 1u;
@@ -133,9 +122,9 @@ static int generate(struct engine *e, struct generation *g)
     if (!g->ids || !g->text) {
         return engine_error("memory", "no memory for the generated ids");
     }
-    dte_generation_begin(&g->run, &(dte_generation_setup){.ctx = e->ctx, .logits = e->logits, .sampler = &e->sampler,
-                                                          .eos = e->tok.eos, .tok = &e->tok, .prompt = g->prompt_ids,
-                                                          .n_prompt = g->n_prompt, .n_predict = n_predict});
+    dte_generation_begin(&g->run, &(dte_generation_setup){.engine = e->engine, .sampler = &e->sampler,
+                                                          .prompt = g->prompt_ids, .n_prompt = g->n_prompt,
+                                                          .n_predict = n_predict});
     if (dte_generation_prefill(&g->run) != 0) {
         return engine_error("eval", "prompt evaluation failed");
     }
@@ -144,7 +133,7 @@ static int generate(struct engine *e, struct generation *g)
      * in the middle of inference, to exercise the panic path with subsystem=engine. */
     *(volatile uint64_t *)(uintptr_t)0x8000000000000000ULL = 1;
 #endif
-    if (dte_generation_run(&g->run, &e->tok, g->ids, emit_piece, g) != 0) {
+    if (dte_generation_run(&g->run, g->ids, emit_piece, g) != 0) {
         return engine_error("eval", "token evaluation failed");
     }
     g->n_ids = g->run.n_generated;
@@ -208,8 +197,7 @@ int run_engine_parts(struct engine_parts *out)
     if (!built) {
         return -1;
     }
-    *out = (struct engine_parts){.model = &built->model, .tok = &built->tok, .ctx = built->ctx,
-                                 .logits = built->logits, .sampler = &built->sampler};
+    *out = (struct engine_parts){.engine = built->engine, .sampler = &built->sampler};
     return 0;
 }
 

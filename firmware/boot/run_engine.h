@@ -7,9 +7,8 @@
 #include <stdint.h>
 
 #include "boot/weights_load.h"
-#include "engine/llama.h"
+#include "engine/engine.h"
 #include "engine/sampler.h"
-#include "engine/tokenizer.h"
 
 /* Times (timer_ns) that make up boot-to-first-token, filled in by the appliance. */
 struct boot_times {
@@ -22,13 +21,10 @@ struct boot_times {
 /* 0 on success; -1 after logging `dte: engine error=... text="..."`. */
 int run_engine(const struct weights_loaded *weights, const struct boot_times *times);
 
-/* The engine run_engine built (model, tokenizer, KV cache, logits, sampler), for the network server
- * (boot/net_engine.c). Returns -1 when run_engine has not succeeded. */
+/* The engine session run_engine opened and its sampler, for the network server (boot/net_engine.c). Returns -1
+ * when run_engine has not succeeded. */
 struct engine_parts {
-    const dte_llama_model *model;
-    dte_tokenizer *tok;
-    dte_llama_ctx *ctx;
-    float *logits;
+    dte_engine *engine;
     dte_sampler *sampler;
 };
 int run_engine_parts(struct engine_parts *out);

@@ -1,6 +1,6 @@
 /* SMP bring-up after ExitBootServices (Intel SDM Vol. 3A §9.4 "Multiple-processor (MP) initialization";
  * AMD APM Vol. 2 §15.x / §16 "Advanced Programmable Interrupt Controller") and the bare-metal worker pool
- * behind dte_parallel_for (firmware/engine/platform.h). */
+ * behind dte_parallel_for (firmware/runtime/platform.h). */
 #ifndef DTE_BOOT_SMP_H
 #define DTE_BOOT_SMP_H
 

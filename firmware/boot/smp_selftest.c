@@ -6,7 +6,7 @@
 #include "boot/smp.h"
 #include "boot/status.h"
 #include "dte_config.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #define SELFTEST_ROWS 10007   /* prime: uneven shares at any worker count */
 #define MAX_TRACKED_WORKERS 512

@@ -10,7 +10,7 @@
 #include "drivers/thermal.h"
 #include "drivers/thermal_governor.h"
 #include "dte_config.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 __attribute__((noinline)) int dte_rdmsr_safe(uint32_t msr, uint64_t *value)
 {

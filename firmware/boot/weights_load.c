@@ -7,7 +7,7 @@
 #include "drivers/nvme.h"
 #include "drivers/storage.h"
 #include "dte_config.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 #include "lib/crc32c.h"
 
 #ifndef DTE_STORAGE_SELECT

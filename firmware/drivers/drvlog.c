@@ -3,8 +3,8 @@
 
 #include <stdarg.h>
 
-#include "engine/platform.h"
 #include "lib/fmt.h"
+#include "runtime/platform.h"
 
 void drv_logf(const char *fmt, ...)
 {

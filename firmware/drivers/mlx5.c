@@ -3,7 +3,7 @@
 #include "drivers/drvlog.h"
 #include "drivers/mlx5_internal.h"
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #define BOOT_PAGES 1
 #define INIT_PAGES 2

@@ -5,7 +5,7 @@
 #include "drivers/mlx5_internal.h"
 #include "drivers/mmio.h"
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 /* Command queue entry (struct mlx5_cmd_layout). */
 #define ENT_TYPE 0x00               /* 31:24 = 0x7, PCIe command interface */

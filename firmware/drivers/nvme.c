@@ -5,7 +5,7 @@
 #include "drivers/mmio.h"
 #include "drivers/nvme_internal.h"
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 #define DEFAULT_QUEUE_DEPTH 64u
 #define DEFAULT_TIMEOUT_MS 5000u

@@ -4,7 +4,7 @@
 #include "drivers/mmio.h"
 #include "drivers/nvme_internal.h"
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 int nvme_queue_init(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t qid, uint16_t entries, bool with_io_buffers)
 {

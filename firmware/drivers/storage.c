@@ -4,8 +4,8 @@
 #include "drivers/acpi.h"
 #include "drivers/drvlog.h"
 #include "drivers/pci.h"
-#include "engine/platform.h"
 #include "lib/crc32c.h"
+#include "runtime/platform.h"
 
 static int init_pci(const struct storage_load *req)
 {

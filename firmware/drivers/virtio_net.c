@@ -6,7 +6,7 @@
 #include "drivers/drvlog.h"
 #include "drivers/mmio.h"
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 /* virtio 1.2 section 4.1.4: struct virtio_pci_cap (cfg_type values in 4.1.4.x). */
 #define CAP_CFG_TYPE 3

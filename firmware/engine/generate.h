@@ -18,12 +18,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "llama.h"
+#include "engine.h"
 #include "sampler.h"
-#include "tokenizer.h"
 
-/* Evaluates n tokens at the next positions, the last token's logits into the generation's logits buffer.
- * 0 on success. */
+/* Evaluates n tokens at the next positions, the last token's logits into dte_engine_logits. 0 on success. */
 typedef int (*dte_eval_fn)(void *user, const int32_t *ids, int64_t n);
 /* Called per generated token with its text piece; return non-zero to stop. */
 typedef int (*dte_piece_fn)(void *user, int32_t id, const char *piece, int32_t len);
@@ -38,12 +36,9 @@ enum dte_generation_stop {
 };
 
 typedef struct {
-    dte_llama_ctx *ctx;
-    float *logits;            /* n_vocab floats the evaluation writes and the sampler reads */
+    dte_engine *engine;       /* its logits are what the sampler reads; its EOS stops the loop */
     dte_sampler *sampler;
-    int32_t eos;
-    const dte_tokenizer *tok; /* when set, also stop at every end-of-generation id (dte_token_is_eog) */
-    dte_eval_fn eval;         /* NULL: dte_llama_eval(ctx, ids, n, logits) */
+    dte_eval_fn eval;         /* NULL: dte_engine_eval(engine, ids, n) */
     void *eval_user;
     const int32_t *prompt;
     int64_t n_prompt;
@@ -54,6 +49,8 @@ typedef struct {
 typedef struct {
     dte_generation_setup s;
     int32_t n_generated;
+    int32_t eos;              /* the engine's end-of-sequence id */
+    uint32_t n_ctx;           /* the engine's context size */
     int32_t last_id;
     bool prefilled;
     uint8_t stop;             /* enum dte_generation_stop */
@@ -76,11 +73,11 @@ int dte_generation_next(dte_generation *g, int32_t *id);
  * completes it (dte_utf8_stream), and a sequence still incomplete at the end comes in one last call that repeats
  * the last id;
  * stamps end_ns (and first_token_ns when no token was sampled). 0, or -1 when an evaluation failed. */
-int dte_generation_run(dte_generation *g, const dte_tokenizer *tok, int32_t *ids, dte_piece_fn cb, void *user);
+int dte_generation_run(dte_generation *g, int32_t *ids, dte_piece_fn cb, void *user);
 /* Stamp end_ns now (for dte_generation_next's callers). */
 void dte_generation_end(dte_generation *g);
 
 /* One token's text into buf, its length clamped to [0, cap]. */
-int32_t dte_generation_piece(const dte_tokenizer *tok, int32_t id, char *buf, int32_t cap);
+int32_t dte_generation_piece(const dte_engine *e, int32_t id, char *buf, int32_t cap);
 
 #endif /* DTE_ENGINE_GENERATE_H */

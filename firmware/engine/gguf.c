@@ -2,7 +2,7 @@
 #include "gguf.h"
 
 #include "../lib/fmt.h"
-#include "platform.h"
+#include "../runtime/platform.h"
 #include "quants.h"
 
 typedef struct {
@@ -80,60 +80,60 @@ static int skip_array(cursor *c, uint32_t type, uint64_t count) {
     if (type == DTE_GGUF_STRING) {
         for (uint64_t i = 0; i < count; i++) {
             dte_str s;
-            if (!read_str(c, &s)) return fail(c, DTE_GGUF_E_TRUNCATED, "string array runs past the end");
+            if (!read_str(c, &s)) return fail(c, DTE_E_TRUNCATED, "string array runs past the end");
         }
-        return DTE_GGUF_OK;
+        return DTE_OK;
     }
     uint64_t esz = scalar_size(type);
-    if (esz == 0) return fail(c, DTE_GGUF_E_TYPE, "array of unsupported element type");
+    if (esz == 0) return fail(c, DTE_E_TYPE, "array of unsupported element type");
     const uint8_t *p;
     if (count > (c->size - c->pos) / esz || !take(c, count * esz, &p))
-        return fail(c, DTE_GGUF_E_TRUNCATED, "array runs past the end");
-    return DTE_GGUF_OK;
+        return fail(c, DTE_E_TRUNCATED, "array runs past the end");
+    return DTE_OK;
 }
 
 static int parse_kv(cursor *c, dte_gguf_kv *kv) {
-    if (!read_str(c, &kv->key)) return fail(c, DTE_GGUF_E_TRUNCATED, "key runs past the end");
-    if (!read_u32(c, &kv->type)) return fail(c, DTE_GGUF_E_TRUNCATED, "value type runs past the end");
-    if (kv->type >= DTE_GGUF_TYPE_COUNT) return fail(c, DTE_GGUF_E_TYPE, "unknown value type");
+    if (!read_str(c, &kv->key)) return fail(c, DTE_E_TRUNCATED, "key runs past the end");
+    if (!read_u32(c, &kv->type)) return fail(c, DTE_E_TRUNCATED, "value type runs past the end");
+    if (kv->type >= DTE_GGUF_TYPE_COUNT) return fail(c, DTE_E_TYPE, "unknown value type");
     if (kv->type == DTE_GGUF_ARRAY) {
         if (!read_u32(c, &kv->arr_type) || !read_u64(c, &kv->arr_count))
-            return fail(c, DTE_GGUF_E_TRUNCATED, "array header runs past the end");
+            return fail(c, DTE_E_TRUNCATED, "array header runs past the end");
         if (kv->arr_type == DTE_GGUF_ARRAY || kv->arr_type >= DTE_GGUF_TYPE_COUNT)
-            return fail(c, DTE_GGUF_E_TYPE, "unsupported array element type");
+            return fail(c, DTE_E_TYPE, "unsupported array element type");
         kv->value = c->buf + c->pos;
         return skip_array(c, kv->arr_type, kv->arr_count);
     }
     kv->value = c->buf + c->pos;
     if (kv->type == DTE_GGUF_STRING) {
         dte_str s;
-        return read_str(c, &s) ? DTE_GGUF_OK : fail(c, DTE_GGUF_E_TRUNCATED, "string value runs past the end");
+        return read_str(c, &s) ? DTE_OK : fail(c, DTE_E_TRUNCATED, "string value runs past the end");
     }
     const uint8_t *p;
-    return take(c, scalar_size(kv->type), &p) ? DTE_GGUF_OK : fail(c, DTE_GGUF_E_TRUNCATED, "value runs past the end");
+    return take(c, scalar_size(kv->type), &p) ? DTE_OK : fail(c, DTE_E_TRUNCATED, "value runs past the end");
 }
 
 static int parse_tensor_info(cursor *c, dte_gguf_tensor *t) {
-    if (!read_str(c, &t->name)) return fail(c, DTE_GGUF_E_TRUNCATED, "tensor name runs past the end");
-    if (!read_u32(c, &t->n_dims)) return fail(c, DTE_GGUF_E_TRUNCATED, "tensor info runs past the end");
-    if (t->n_dims == 0 || t->n_dims > DTE_GGUF_MAX_DIMS) return fail(c, DTE_GGUF_E_RANGE, "tensor dimension count out of range");
+    if (!read_str(c, &t->name)) return fail(c, DTE_E_TRUNCATED, "tensor name runs past the end");
+    if (!read_u32(c, &t->n_dims)) return fail(c, DTE_E_TRUNCATED, "tensor info runs past the end");
+    if (t->n_dims == 0 || t->n_dims > DTE_GGUF_MAX_DIMS) return fail(c, DTE_E_RANGE, "tensor dimension count out of range");
     uint64_t elems = 1;
     for (uint32_t d = 0; d < DTE_GGUF_MAX_DIMS; d++) {
         uint64_t ne = 1;
-        if (d < t->n_dims && !read_u64(c, &ne)) return fail(c, DTE_GGUF_E_TRUNCATED, "tensor dims run past the end");
-        if (ne == 0 || ne > (uint64_t)INT64_MAX / elems) return fail(c, DTE_GGUF_E_RANGE, "tensor dimension out of range");
+        if (d < t->n_dims && !read_u64(c, &ne)) return fail(c, DTE_E_TRUNCATED, "tensor dims run past the end");
+        if (ne == 0 || ne > (uint64_t)INT64_MAX / elems) return fail(c, DTE_E_RANGE, "tensor dimension out of range");
         elems *= ne;
         t->ne[d] = (int64_t)ne;
     }
     if (!read_u32(c, &t->type) || !read_u64(c, &t->offset))
-        return fail(c, DTE_GGUF_E_TRUNCATED, "tensor info runs past the end");
-    if (t->type >= DTE_TYPE_COUNT || dte_type_block_elems(t->type) <= 0) return fail(c, DTE_GGUF_E_TYPE, "unknown tensor type");
+        return fail(c, DTE_E_TRUNCATED, "tensor info runs past the end");
+    if (t->type >= DTE_TYPE_COUNT || dte_type_block_elems(t->type) <= 0) return fail(c, DTE_E_TYPE, "unknown tensor type");
     int64_t row = dte_type_row_bytes(t->type, t->ne[0]);
-    if (row <= 0) return fail(c, DTE_GGUF_E_RANGE, "tensor row length is not a multiple of its block size");
+    if (row <= 0) return fail(c, DTE_E_RANGE, "tensor row length is not a multiple of its block size");
     uint64_t rows = elems / (uint64_t)t->ne[0];
-    if (rows > (uint64_t)INT64_MAX / (uint64_t)row) return fail(c, DTE_GGUF_E_RANGE, "tensor size overflows");
+    if (rows > (uint64_t)INT64_MAX / (uint64_t)row) return fail(c, DTE_E_RANGE, "tensor size overflows");
     t->n_bytes = rows * (uint64_t)row;
-    return DTE_GGUF_OK;
+    return DTE_OK;
 }
 
 /* FNV-1a over a dte_str, for the duplicate checks. */
@@ -153,68 +153,68 @@ static bool str_same(dte_str a, dte_str b) {
 /* True when some name appears twice. names are reached through a stride so kv keys and tensor names share it. */
 static int find_duplicates(const uint8_t *base, size_t stride, uint64_t n, bool *dup) {
     *dup = false;
-    if (n < 2) return DTE_GGUF_OK;
+    if (n < 2) return DTE_OK;
     uint64_t cap = 1;
     while (cap < 2 * n) cap <<= 1;
     uint64_t *slots = dte_alloc(cap * sizeof(uint64_t), 8); /* index + 1; 0 = empty */
-    if (!slots) return DTE_GGUF_E_NOMEM;
+    if (!slots) return DTE_E_NOMEM;
     for (uint64_t i = 0; i < n; i++) {
         dte_str s = *(const dte_str *)(base + i * stride);
         uint64_t h = hash_str(s) & (cap - 1);
         while (slots[h]) {
             if (str_same(*(const dte_str *)(base + (slots[h] - 1) * stride), s)) {
                 *dup = true;
-                return DTE_GGUF_OK;
+                return DTE_OK;
             }
             h = (h + 1) & (cap - 1);
         }
         slots[h] = i + 1;
     }
-    return DTE_GGUF_OK;
+    return DTE_OK;
 }
 
 static int read_header(cursor *c, dte_gguf *g) {
     const uint8_t *magic;
-    if (!take(c, 4, &magic)) return fail(c, DTE_GGUF_E_TRUNCATED, "file shorter than the GGUF header");
+    if (!take(c, 4, &magic)) return fail(c, DTE_E_TRUNCATED, "file shorter than the GGUF header");
     if (magic[0] != 'G' || magic[1] != 'G' || magic[2] != 'U' || magic[3] != 'F')
-        return fail(c, DTE_GGUF_E_MAGIC, "not a GGUF file (bad magic)");
+        return fail(c, DTE_E_MAGIC, "not a GGUF file (bad magic)");
     if (!read_u32(c, &g->version) || !read_u64(c, &g->n_tensors) || !read_u64(c, &g->n_kv))
-        return fail(c, DTE_GGUF_E_TRUNCATED, "file shorter than the GGUF header");
-    if (g->version != 2 && g->version != 3) return fail(c, DTE_GGUF_E_VERSION, "unsupported GGUF version (want 2 or 3)");
+        return fail(c, DTE_E_TRUNCATED, "file shorter than the GGUF header");
+    if (g->version != 2 && g->version != 3) return fail(c, DTE_E_VERSION, "unsupported GGUF version (want 2 or 3)");
     /* Each kv needs >= 12 bytes (key length + type), each tensor info >= 28: bound the counts by the file. */
     uint64_t rest = c->size - c->pos;
-    if (g->n_kv > rest / 12) return fail(c, DTE_GGUF_E_RANGE, "key/value count larger than the file");
-    if (g->n_tensors > rest / 28) return fail(c, DTE_GGUF_E_RANGE, "tensor count larger than the file");
-    return DTE_GGUF_OK;
+    if (g->n_kv > rest / 12) return fail(c, DTE_E_RANGE, "key/value count larger than the file");
+    if (g->n_tensors > rest / 28) return fail(c, DTE_E_RANGE, "tensor count larger than the file");
+    return DTE_OK;
 }
 
 static int read_alignment(cursor *c, dte_gguf *g) {
     g->alignment = 32;
     const dte_gguf_kv *kv = dte_gguf_find(g, "general.alignment");
-    if (!kv) return DTE_GGUF_OK;
-    if (kv->type != DTE_GGUF_U32) return fail(c, DTE_GGUF_E_TYPE, "general.alignment is not a u32");
+    if (!kv) return DTE_OK;
+    if (kv->type != DTE_GGUF_U32) return fail(c, DTE_E_TYPE, "general.alignment is not a u32");
     uint32_t a = dte_load_u32(kv->value);
-    if (a == 0 || (a & (a - 1)) != 0) return fail(c, DTE_GGUF_E_RANGE, "general.alignment is not a power of two");
+    if (a == 0 || (a & (a - 1)) != 0) return fail(c, DTE_E_RANGE, "general.alignment is not a power of two");
     g->alignment = a;
-    return DTE_GGUF_OK;
+    return DTE_OK;
 }
 
 static int place_tensors(cursor *c, dte_gguf *g) {
     uint64_t pad = (g->alignment - c->pos % g->alignment) % g->alignment;
     if (pad > c->size - c->pos) {
-        if (g->n_tensors == 0) { g->data_offset = c->size; return DTE_GGUF_OK; }
-        return fail(c, DTE_GGUF_E_TRUNCATED, "file ends before the tensor data");
+        if (g->n_tensors == 0) { g->data_offset = c->size; return DTE_OK; }
+        return fail(c, DTE_E_TRUNCATED, "file ends before the tensor data");
     }
     g->data_offset = c->pos + pad;
     uint64_t data_size = c->size - g->data_offset;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         dte_gguf_tensor *t = &g->tensors[i];
-        if (t->offset % g->alignment != 0) return fail(c, DTE_GGUF_E_RANGE, "tensor offset not aligned");
+        if (t->offset % g->alignment != 0) return fail(c, DTE_E_RANGE, "tensor offset not aligned");
         if (t->offset > data_size || t->n_bytes > data_size - t->offset)
-            return fail(c, DTE_GGUF_E_TRUNCATED, "tensor data runs past the end of the file");
+            return fail(c, DTE_E_TRUNCATED, "tensor data runs past the end of the file");
         t->data = g->buf + g->data_offset + t->offset;
     }
-    return DTE_GGUF_OK;
+    return DTE_OK;
 }
 
 int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_t errlen) {
@@ -226,7 +226,7 @@ int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_
     if (rc) return rc;
     g->kv = dte_alloc((size_t)(g->n_kv ? g->n_kv : 1) * sizeof(dte_gguf_kv), 8);
     g->tensors = dte_alloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(dte_gguf_tensor), 8);
-    if (!g->kv || !g->tensors) return fail(&c, DTE_GGUF_E_NOMEM, "out of memory for the GGUF tables");
+    if (!g->kv || !g->tensors) return fail(&c, DTE_E_NOMEM, "out of memory for the GGUF tables");
     for (uint64_t i = 0; i < g->n_kv; i++)
         if ((rc = parse_kv(&c, &g->kv[i])) != 0) return rc;
     for (uint64_t i = 0; i < g->n_tensors; i++)
@@ -234,10 +234,10 @@ int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_
     bool dup;
     if ((rc = find_duplicates((const uint8_t *)&g->kv[0].key, sizeof(dte_gguf_kv), g->n_kv, &dup)) != 0)
         return fail(&c, rc, "out of memory");
-    if (dup) return fail(&c, DTE_GGUF_E_DUPLICATE, "a key appears twice");
+    if (dup) return fail(&c, DTE_E_DUPLICATE, "a key appears twice");
     if ((rc = find_duplicates((const uint8_t *)&g->tensors[0].name, sizeof(dte_gguf_tensor), g->n_tensors, &dup)) != 0)
         return fail(&c, rc, "out of memory");
-    if (dup) return fail(&c, DTE_GGUF_E_DUPLICATE, "a tensor name appears twice");
+    if (dup) return fail(&c, DTE_E_DUPLICATE, "a tensor name appears twice");
     if ((rc = read_alignment(&c, g)) != 0) return rc;
     return place_tensors(&c, g);
 }

@@ -3,7 +3,7 @@
  * Layout (ggml docs/gguf.md): magic "GGUF", u32 version, u64 tensor_count, u64 kv_count, the key/value pairs,
  * the tensor infos, padding to general.alignment (default 32), then tensor data. Everything little-endian.
  * The parser trusts nothing: every count, length, offset, dimension and type is checked against the buffer and
- * for overflow; a malformed file yields a negative DTE_GGUF_E_* code and a message, never an out-of-bounds read.
+ * for overflow; a malformed file yields a negative DTE_E_* code and a message, never an out-of-bounds read.
  * Platform-free; allocates its tables with dte_alloc.
  */
 #ifndef DTE_ENGINE_GGUF_H
@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
+
 /* Value types (ggml gguf.h enum gguf_type). */
 enum dte_gguf_type {
     DTE_GGUF_U8 = 0, DTE_GGUF_I8 = 1, DTE_GGUF_U16 = 2, DTE_GGUF_I16 = 3, DTE_GGUF_U32 = 4, DTE_GGUF_I32 = 5,
@@ -20,17 +22,7 @@ enum dte_gguf_type {
     DTE_GGUF_I64 = 11, DTE_GGUF_F64 = 12, DTE_GGUF_TYPE_COUNT = 13
 };
 
-enum dte_gguf_error {
-    DTE_GGUF_OK = 0,
-    DTE_GGUF_E_TRUNCATED = -1,   /* a field runs past the end of the buffer */
-    DTE_GGUF_E_MAGIC = -2,       /* not a GGUF file */
-    DTE_GGUF_E_VERSION = -3,     /* version other than 2 or 3 */
-    DTE_GGUF_E_TYPE = -4,        /* unknown value type or tensor type */
-    DTE_GGUF_E_RANGE = -5,       /* count, dimension, offset or alignment out of range */
-    DTE_GGUF_E_DUPLICATE = -6,   /* a key or tensor name appears twice */
-    DTE_GGUF_E_NOMEM = -7,
-    DTE_GGUF_E_MISSING = -8      /* a required key or tensor is absent / has the wrong type */
-};
+/* Errors: DTE_E_* (errors.h). */
 
 #define DTE_GGUF_MAX_DIMS 4
 
@@ -69,7 +61,7 @@ typedef struct {
     dte_gguf_tensor *tensors;
 } dte_gguf;
 
-/* Parse and validate; on failure returns a DTE_GGUF_E_* code and writes a one-line message into err. */
+/* Parse and validate; on failure returns a DTE_E_* code and writes a one-line message into err. */
 int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *out, char *err, size_t errlen);
 
 bool dte_str_eq(dte_str s, const char *cstr);

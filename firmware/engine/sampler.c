@@ -2,7 +2,7 @@
 #include "sampler.h"
 
 #include "mathf.h"
-#include "platform.h"
+#include "../runtime/platform.h"
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);

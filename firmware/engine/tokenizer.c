@@ -4,11 +4,12 @@
 #include "tokenizer.h"
 
 #include "../lib/fmt.h"
-#include "platform.h"
+#include "errors.h"
+#include "../runtime/platform.h"
 
 static int fail(char *err, size_t errlen, const char *what) {
     if (err && errlen) dte_fmt(err, errlen, "tokenizer: %s", what);
-    return -30;
+    return DTE_E_TOKENIZER;
 }
 
 static uint32_t hash_bytes(const char *p, size_t n) {
@@ -289,7 +290,7 @@ static int read_model(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t er
         for (size_t i = 0; i < n; i++) name[i] = pre.ptr[i] >= 0x20 && pre.ptr[i] < 0x7f ? pre.ptr[i] : '?';
         name[n] = 0;
         if (err && errlen) dte_fmt(err, errlen, "tokenizer: unknown pre-tokenizer \"%s\" (dte knows %s)", name, dte_pre_names());
-        return -30;
+        return DTE_E_TOKENIZER;
     }
     return 0;
 }

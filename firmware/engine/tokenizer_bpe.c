@@ -7,7 +7,8 @@
 #include "tokenizer.h"
 
 #include "../lib/fmt.h"
-#include "platform.h"
+#include "errors.h"
+#include "../runtime/platform.h"
 #include "unicode.h"
 
 /* ---- workspace ---- */
@@ -183,7 +184,7 @@ static int32_t lookup_pair(const dte_tokenizer *tk, const char *a, size_t na, co
 
 static int merge_error(char *err, size_t errlen, uint64_t i, const char *what) {
     if (err && errlen) dte_fmt(err, errlen, "tokenizer: merge %llu of tokenizer.ggml.merges %s", (unsigned long long)i, what);
-    return -30;
+    return DTE_E_TOKENIZER;
 }
 
 int dte_bpe_load_merges(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t errlen) {
@@ -191,7 +192,7 @@ int dte_bpe_load_merges(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t 
     const uint8_t *data;
     if (!dte_gguf_get_arr(g, "tokenizer.ggml.merges", DTE_GGUF_STRING, &n, &data)) {
         if (err && errlen) dte_fmt(err, errlen, "tokenizer: tokenizer.ggml.merges missing (a BPE vocabulary needs it)");
-        return -30;
+        return DTE_E_TOKENIZER;
     }
     if (n > 0x3fffffff) return merge_error(err, errlen, n, "count is out of range");
     for (int b = 0; b < 256; b++) {

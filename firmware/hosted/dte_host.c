@@ -1,4 +1,5 @@
-/* Hosted C API over the engine (see dte_host.h): mmap the GGUF, parse, build model/tokenizer/context. */
+/* Hosted C API over the engine (see dte_host.h): mmap the GGUF and open an engine session on it (engine/engine.h);
+ * no engine structure is touched here. */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 #include "dte_host.h"
@@ -10,24 +11,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../engine/engine.h"
 #include "../engine/generate.h"
-#include "../engine/gguf.h"
 #include "../engine/identity.h"
-#include "../engine/llama.h"
-#include "../engine/platform.h"
 #include "../engine/sampler.h"
-#include "../engine/tokenizer.h"
+#include "../runtime/platform.h"
 #include "platform_hosted.h"
 
 struct dte_host {
     dte_arena arena;
     void *map;
     size_t map_size;
-    dte_gguf gguf;
-    dte_llama_model model;
-    dte_tokenizer tok;
-    dte_llama_ctx *ctx;
-    float *logits;
+    dte_engine *engine;
+    dte_engine_info info;
     int32_t threads;
     dte_identity identity; /* the sampler's identity stage (weight 0: off) */
 };
@@ -59,16 +55,11 @@ enum { BUILD_VOCAB = -1 }; /* n_batch value: tokenizer only (a vocabulary GGUF w
 
 static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx, char *err,
                  size_t errlen) {
-    int rc = dte_gguf_parse(buf, size, &h->gguf, err, errlen);
+    dte_engine_params params = {.n_ctx = n_ctx > 0 ? (uint32_t)n_ctx : 0, .n_batch = n_batch > 0 ? (uint32_t)n_batch : 512,
+                                .no_context = !with_ctx, .vocab_only = n_batch == BUILD_VOCAB};
+    int rc = dte_engine_open(buf, size, &params, NULL, &h->engine, err, errlen);
     if (rc) return rc;
-    if (n_batch == BUILD_VOCAB) return dte_tokenizer_load(&h->gguf, &h->tok, err, errlen);
-    if ((rc = dte_llama_load(&h->gguf, &h->model, err, errlen)) != 0) return rc;
-    if ((rc = dte_tokenizer_load(&h->gguf, &h->tok, err, errlen)) != 0) return rc;
-    if (h->tok.n_vocab != h->model.hp.n_vocab) return set_err(err, errlen, "tokenizer and token_embd disagree on the vocabulary size");
-    if (!with_ctx) return 0;
-    h->ctx = dte_llama_ctx_new(&h->model, n_ctx > 0 ? (uint32_t)n_ctx : 0, n_batch > 0 ? (uint32_t)n_batch : 512);
-    h->logits = dte_alloc((size_t)h->model.hp.n_vocab * sizeof(float), 64);
-    if (!h->ctx || !h->logits) return set_err(err, errlen, "out of memory for the KV cache");
+    dte_engine_get_info(h->engine, &h->info);
     return 0;
 }
 
@@ -103,51 +94,45 @@ void dte_host_free(dte_host *h) {
 }
 
 void dte_host_get_info(const dte_host *h, dte_host_info *info) {
-    const dte_llama_hparams *hp = &h->model.hp;
-    *info = (dte_host_info){(int32_t)h->tok.n_vocab, (int32_t)hp->n_embd, (int32_t)hp->n_layer, (int32_t)hp->n_head,
-                            (int32_t)hp->n_head_kv, (int32_t)hp->n_ff, (int32_t)hp->n_ctx_train,
-                            h->ctx ? (int32_t)dte_llama_ctx_size(h->ctx) : 0, h->tok.bos, h->tok.eos, h->tok.add_bos};
+    const dte_engine_info *i = &h->info;
+    *info = (dte_host_info){(int32_t)i->n_vocab, (int32_t)i->n_embd, (int32_t)i->n_layer, (int32_t)i->n_head,
+                            (int32_t)i->n_head_kv, (int32_t)i->n_ff, (int32_t)i->n_ctx_train, (int32_t)i->n_ctx,
+                            i->bos, i->eos, i->add_bos};
 }
 
 int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t parse_special,
                           int32_t *ids, int64_t max_ids) {
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
-    int64_t n = dte_tokenize_special(&h->tok, text, len, add_bos != 0, parse_special != 0, ids, max_ids);
+    int64_t n = dte_engine_tokenize_special(h->engine, text, len, add_bos != 0, parse_special != 0, ids, max_ids);
     dte_hosted_arena_enter(prev);
     return n;
 }
 
 int32_t dte_host_token_piece(dte_host *h, int32_t id, int32_t special, char *buf, int32_t cap) {
-    return special ? dte_token_piece_special(&h->tok, id, buf, cap) : dte_token_piece(&h->tok, id, buf, cap);
+    return special ? dte_engine_piece_special(h->engine, id, buf, cap) : dte_engine_piece(h->engine, id, buf, cap);
 }
 
-int32_t dte_host_token_is_eog(dte_host *h, int32_t id) { return dte_token_is_eog(&h->tok, id); }
+int32_t dte_host_token_is_eog(dte_host *h, int32_t id) { return dte_engine_is_eog(h->engine, id); }
 
-void dte_host_reset(dte_host *h) {
-    if (h->ctx) dte_llama_ctx_reset(h->ctx);
-}
-int32_t dte_host_pos(const dte_host *h) { return h->ctx ? (int32_t)dte_llama_ctx_pos(h->ctx) : 0; }
+void dte_host_reset(dte_host *h) { dte_engine_reset(h->engine); }
+int32_t dte_host_pos(const dte_host *h) { return (int32_t)dte_engine_pos(h->engine); }
 
 int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen) {
-    if (!h->ctx) return set_err(err, errlen, "a vocabulary-only model cannot evaluate");
-    uint32_t room = dte_llama_ctx_size(h->ctx) - dte_llama_ctx_pos(h->ctx);
     if (n <= 0) return set_err(err, errlen, "no tokens to evaluate");
-    if ((uint64_t)n > room) return set_err(err, errlen, "tokens do not fit in the context");
+    if ((uint64_t)n > h->info.n_ctx - dte_engine_pos(h->engine)) return set_err(err, errlen, "tokens do not fit in the context");
     for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || (uint32_t)ids[i] >= h->model.hp.n_vocab) return set_err(err, errlen, "token id out of range");
+        if (ids[i] < 0 || (uint32_t)ids[i] >= h->info.n_vocab) return set_err(err, errlen, "token id out of range");
     if (dte_hosted_set_threads(h->threads) != 0) return set_err(err, errlen, "engine busy");
-    int64_t batch = 512;
-    for (int64_t done = 0; done < n;) {
-        int64_t step = n - done < batch ? n - done : batch;
-        dte_arena *prev = dte_hosted_arena_enter(&h->arena); /* per-worker scratch may grow */
-        int rc = dte_llama_eval(h->ctx, ids + done, (uint32_t)step, h->logits);
-        dte_hosted_arena_enter(prev);
-        if (rc == -1 && step > 1 && batch > 1) { batch /= 2; continue; } /* n_batch smaller than asked */
-        if (rc) return set_err(err, errlen, "evaluation failed (engine busy or bad arguments)");
-        done += step;
+    dte_arena *prev = dte_hosted_arena_enter(&h->arena); /* per-worker scratch may grow */
+    int rc = dte_engine_eval(h->engine, ids, n);
+    dte_hosted_arena_enter(prev);
+    if (rc) {
+        if (err && errlen) snprintf(err, errlen, "evaluation failed (%s)", dte_err_name(rc));
+        return rc;
     }
+    const float *out = dte_engine_logits(h->engine);
     if (logits)
-        for (uint32_t i = 0; i < h->model.hp.n_vocab; i++) logits[i] = h->logits[i];
+        for (uint32_t i = 0; i < h->info.n_vocab; i++) logits[i] = out[i];
     return 0;
 }
 
@@ -165,24 +150,20 @@ static int host_eval(void *user, const int32_t *ids, int64_t n) {
 int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int32_t n_predict, float temp,
                       int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
                       int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen) {
-    if (!h->ctx) {
-        *n_out = 0;
-        return set_err(err, errlen, "a vocabulary-only model cannot generate");
-    }
     *n_out = 0;
     *prompt_seconds = *gen_seconds = 0.0;
     dte_sampler s;
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
-    int rc = dte_sampler_init(&s, h->model.hp.n_vocab, temp, top_k, top_p, seed);
+    int rc = dte_sampler_init(&s, h->info.n_vocab, temp, top_k, top_p, seed);
     dte_hosted_arena_enter(prev);
     if (rc) return set_err(err, errlen, "out of memory for the sampler");
     dte_identity_attach(&h->identity, &s);
     struct host_eval ev = {h, err, errlen};
     dte_generation g;
-    dte_generation_begin(&g, &(dte_generation_setup){.ctx = h->ctx, .logits = h->logits, .sampler = &s,
-                                                     .eos = h->tok.eos, .tok = &h->tok, .eval = host_eval, .eval_user = &ev,
-                                                     .prompt = prompt, .n_prompt = n_prompt, .n_predict = n_predict});
-    rc = dte_generation_run(&g, &h->tok, out_ids, cb, user);
+    dte_generation_begin(&g, &(dte_generation_setup){.engine = h->engine, .sampler = &s, .eval = host_eval,
+                                                     .eval_user = &ev, .prompt = prompt, .n_prompt = n_prompt,
+                                                     .n_predict = n_predict});
+    rc = dte_generation_run(&g, out_ids, cb, user);
     *n_out = g.n_generated;
     if (g.prefilled) *prompt_seconds = (double)(g.prompt_done_ns - g.start_ns) * 1e-9;
     if (rc) return rc;
@@ -197,9 +178,10 @@ void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength) {
 static int check_in_arena(const void *buf, uint64_t size, int what, char *err, size_t errlen) {
     dte_host h = {0};
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
+    dte_engine_params params = {.gguf_only = true, .no_context = true};
     int rc = what == 2 ? build(&h, buf, size, 0, BUILD_VOCAB, false, err, errlen)
              : what == 1 ? build(&h, buf, size, 0, 1, false, err, errlen)
-                         : dte_gguf_parse(buf, size, &h.gguf, err, errlen);
+                         : dte_engine_open(buf, size, &params, NULL, &h.engine, err, errlen);
     dte_hosted_arena_enter(prev);
     dte_hosted_arena_free(&h.arena);
     return rc;

@@ -51,7 +51,7 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
  * 32-byte SHA-256; strength 0 turns the stage off. */
 void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength);
 
-/* Parse a GGUF held in memory (no model construction): 0 or a negative DTE_GGUF_E_* code. For fuzzing. */
+/* Parse a GGUF held in memory (no model construction): 0 or a negative DTE_E_* code. For fuzzing. */
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen);
 /* Parse + build the llama model + tokenizer views from memory, without a KV cache. For fuzzing. */
 int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen);

@@ -1,4 +1,4 @@
-/* The engine platform interface on a POSIX host (firmware/engine/platform.h): calloc-backed allocations
+/* The engine platform interface on a POSIX host (firmware/runtime/platform.h): calloc-backed allocations
  * recorded in per-thread arenas, stderr logging, CLOCK_MONOTONIC, and a persistent pthreads pool for
  * dte_parallel_for (workers spin briefly on a generation counter, then sleep on a condition variable; the range
  * is cut into a few contiguous chunks per thread that any thread, the caller included, may claim). */
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../engine/platform.h"
+#include "../runtime/platform.h"
 
 /* ---- memory ---- */
 

@@ -1,4 +1,4 @@
-/* Hosted-only extensions of the engine platform (firmware/engine/platform.h) for the pthreads build. */
+/* Hosted-only extensions of the engine platform (firmware/runtime/platform.h) for the pthreads build. */
 #ifndef DTE_HOSTED_PLATFORM_HOSTED_H
 #define DTE_HOSTED_PLATFORM_HOSTED_H
 

@@ -1,4 +1,4 @@
-/* Test-only implementation of firmware/engine/platform.h for the hosted driver tests: aligned heap memory (a
+/* Test-only implementation of firmware/runtime/platform.h for the hosted driver tests: aligned heap memory (a
  * pointer is the "physical address" the device model DMAs to), a log the tests read back, a monotonic clock. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../firmware/engine/platform.h"
+#include "../../firmware/runtime/platform.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[1 << 16];

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/platform.h"
+#include "runtime/platform.h"
 #include "hosted/platform_hosted.h"
 
 #define MAX_N 5000

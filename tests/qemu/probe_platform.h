@@ -1,4 +1,4 @@
-/* The engine platform interface (firmware/engine/platform.h) for test-only UEFI probe applications: a bump heap
+/* The engine platform interface (firmware/runtime/platform.h) for test-only UEFI probe applications: a bump heap
  * from boot-services pages, serial-port logging (COM1, usable after ExitBootServices), a TSC clock calibrated with
  * Stall, one worker; plus the isa-debug-exit used to end QEMU (0x10 ok -> rc 33, 0x11 failure -> rc 35). */
 #ifndef DTE_TESTS_PROBE_PLATFORM_H
@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "boot/efi.h"
-#include "engine/platform.h"
+#include "runtime/platform.h"
 
 /* Calibrate the clock and take `heap_bytes` of boot-services pages for dte_alloc; exits QEMU (0x11) on failure. */
 void probe_init(efi_system_table *st, uint64_t heap_bytes);
