@@ -214,7 +214,9 @@ def test_dte_run_net_prints_the_address_and_ready_then_serves(image: Path, tmp_p
 
 
 def test_second_client_waits_in_the_queue_then_gets_its_own_tokens(appliance: NetAppliance) -> None:
-    with Client(appliance.host, appliance.port, KEY) as a, Client(appliance.host, appliance.port, KEY) as b:
+    # B waits while A's 20 tokens run: on a loaded host (TCG) that can exceed the default 10 s between frames
+    with Client(appliance.host, appliance.port, KEY, timeout=60) as a, \
+            Client(appliance.host, appliance.port, KEY, timeout=60) as b:
         a.send(p.FrameType.PROMPT, p.Prompt(PROMPT, n_predict=20, temperature=0.0).encode())
         first = a.collect(Generation(), until_first=p.FrameType.TOKENS)   # A is generating
         waiting = b.generate(p.Prompt("Echo state networks", n_predict=4, temperature=0.0))

@@ -48,13 +48,15 @@ static uint64_t format_overhead(void)
 /* The turn's text into ne->text; returns its length. `first`: the transcript starts with this turn. With
  * `chat` and a compiled-in chat format (boot/chat_config.h): the first turn is [system,] user and the
  * generation prompt, a follow-up the end of the previous reply, the user turn and the generation prompt; the
- * template writes any BOS itself (*add_bos false). Otherwise plain text: the system prompt and a newline
- * before a first turn, BOS when the tokenizer adds one. */
+ * template writes any BOS itself (*add_bos false) and the text is tokenized with special tokens parsed
+ * (*special), as llama-cpp-python's chat handler does. Otherwise plain text: the system prompt and a newline
+ * before a first turn, BOS when the tokenizer adds one, control tokens' text left as text. */
 static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const uint8_t *text, uint64_t size,
-                            bool *add_bos)
+                            bool *add_bos, bool *special)
 {
     const dte_chat_format *f = chat ? chat_config_format() : NULL;
     const char *user = (const char *)text;
+    *special = f != NULL;
     if (f) {
         *add_bos = false;
         if (first) {
@@ -113,8 +115,8 @@ static int engine_start(void *ctx, const dte_proto_request *request)
         dte_conv_transcript(&ne->conv, request->slot, &len);
     }
     bool first = !continues || len == 0;
-    bool add_bos = false;
-    uint64_t text_len = format_turn(ne, first, request->chat, request->text, request->text_size, &add_bos);
+    bool add_bos = false, special = false;
+    uint64_t text_len = format_turn(ne, first, request->chat, request->text, request->text_size, &add_bos, &special);
     if (text_len >= ne->text_cap) {
         return DTE_ENGINE_START_FAILED;   /* cannot happen: text_cap covers every format string */
     }
