@@ -68,7 +68,7 @@ def test_qemu_q35_boots_to_ready(q35_image: tuple[Path, dict]) -> None:
     assert status["banner"]["board"] == "qemu-q35"
     assert status["banner"]["build"] == built["build_id"]
     assert status["banner"]["version"] == "0.1.0"
-    assert (status["cpu"]["sse42"], status["cpu"]["avx2"], status["cpu"]["avx512f"]) == ("1", "1", "0")
+    assert (status["cpu"]["sse42"], status["cpu"]["avx2"], status["cpu"]["avx512f"]) == (1, 1, 0)
     assert int(status["xsave"]["xcr0"], 16) & 0x7 == 0x7          # x87 | SSE | AVX enabled
     assert 1500 < int(status["memory"]["usable_mib"]) <= 2048      # -m 2048
     regions = [line for line in run["lines"] if line["word"] == "region"]
@@ -115,7 +115,7 @@ def test_page_fault_after_exit_boot_services_panics(tmp_path: Path) -> None:
     run = json.loads(result.stdout)
     assert run["rc"] == 37 and run["ok"] is False
     panic = run["status"]["panic"]
-    assert panic["vector"] == "14" and panic["subsystem"] == "test" and panic["core"] == "0"
+    assert panic["vector"] == 14 and panic["subsystem"] == "test" and panic["core"] == 0
     assert int(panic["rip"], 16) != 0
     assert run["status"]["exit"]["status"] == "panic"
     assert "exit_boot_services" in run["status"] and "ready" not in run["status"]

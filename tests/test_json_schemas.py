@@ -122,3 +122,26 @@ def test_flash_verify_and_list_devices_json(tmp_path: Path) -> None:
     assert checked["status"] == "ok"
     drives = _validated("flash", ["flash", "--list-devices", "--json"])
     assert isinstance(drives["drives"], list)
+
+
+def test_run_json_shape_and_numbers() -> None:
+    """`dte run --json` from a console (status lines as docs/design.md writes them): valid against run.json, decimal
+    values as numbers, hex, lists, hashes and quoted text as strings."""
+    from dte_build.qemu import _result
+
+    console = ["dte: banner build=0123456789012345 board=qemu-q35 version=0.1.0 platform=qemu",
+               "dte: cpu vendor=AuthenticAMD family=15 model=107 sse42=1 avx2=1",
+               "dte: xsave xcr0=0x7 supported=0x21f",
+               "dte: prompt ids=1,362,473",
+               "dte: tokens ids=297,2921",
+               'dte: text text="42"',
+               "dte: generate prompt_tokens=3 tokens=2 tok_per_s=5.22 prompt_tok_per_s=9.07",
+               "dte: first_token ms=1807 platform_ms=5102",
+               "dte: exit status=ok"]
+    result = _result(33, False, False, 12.3456, "tcg", console)
+    data = {"schema": 1, "image": "x.img", "model": None, **result.to_dict()}
+    jsonschema.validate(data, _schema("run"))
+    assert data["status"]["cpu"]["family"] == 15 and data["status"]["generate"]["tok_per_s"] == 5.22
+    assert data["status"]["xsave"]["xcr0"] == "0x7" and data["status"]["tokens"]["ids"] == "297,2921"
+    assert data["status"]["banner"]["build"] == "0123456789012345" and data["status"]["text"]["text"] == "42"
+    assert data["ids"] == [297, 2921] and data["text"] == "42" and data["seconds"] == 12.346

@@ -198,11 +198,11 @@ def test_every_vcpu_checks_in_and_computes_the_same_result(smp_image: Path, host
     assert run["cpus"] == smp                                   # qemu-q35 allows 4 workers
     assert [line for line in run["lines"] if line["word"] == "smp" and "status" in line] == []
     summary = run["status"]["smp"]
-    assert summary["listed"] == str(smp) and summary["bsp_apic"] == "0" and summary["cap"] == "4"
+    assert summary["listed"] == smp and summary["bsp_apic"] == 0 and summary["cap"] == 4
     test = run["status"]["smp_selftest"]
     assert int(test["checksum"], 16) == _selftest_checksum()
-    assert (test["workers"], test["active"], test["rc"]) == (str(smp), str(smp), "0")
-    assert test["nested_rc"] == "-1"                            # a nested dte_parallel_for is rejected
+    assert (test["workers"], test["active"], test["rc"]) == (smp, smp, 0)
+    assert test["nested_rc"] == -1                              # a nested dte_parallel_for is rejected
     assert run["ids"] == hosted_ids and len(hosted_ids) == OPTIONS.n_predict   # same tokens at any core count
 
 

@@ -152,8 +152,30 @@ class RunResult:
         return {"ok": self.ok, "rc": self.rc, "timed_out": self.timed_out,
                 "stopped": self.stopped, "seconds": round(self.seconds, 3),
                 "cpus": workers_checked_in(self.status),
-                "accel": self.accel, **generation_summary(self), **thermal_summary(self), "status": self.status,
-                "lines": [{"word": w, **f} for w, f in self.lines]}
+                "accel": self.accel, **generation_summary(self), **thermal_summary(self),
+                "status": {w: typed_fields(f) for w, f in self.status.items()},
+                "lines": [{"word": w, **typed_fields(f)} for w, f in self.lines]}
+
+
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,14})")             # at most 15 digits: hashes and build ids stay text
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]{0,14})\.[0-9]{1,9}")
+_TEXT_KEYS = frozenset({"text", "name", "model", "serial", "vendor", "platform", "ip", "mac", "build", "version"})
+
+
+def typed_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A status line's fields for JSON: bare decimal values as numbers (`family=15` -> 15, `tok_per_s=5.22` -> 5.22);
+    hex (`0x7`), lists (`1,2,3`), quoted text, flags and long digit strings (hashes, ids) unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _TEXT_KEYS:
+            out[key] = value
+        elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+            out[key] = int(value)
+        elif isinstance(value, str) and _FLOAT.fullmatch(value):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _ids(value: Any) -> list[int]:
