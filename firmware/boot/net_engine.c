@@ -120,7 +120,7 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     if (text_len >= ne->text_cap) {
         return DTE_ENGINE_START_FAILED;   /* cannot happen: text_cap covers every format string */
     }
-    int64_t n = dte_engine_tokenize_special(p->engine, ne->text, text_len, add_bos, request->chat, ne->new_ids, n_ctx);
+    int64_t n = dte_engine_tokenize_special(p->engine, ne->text, text_len, add_bos, special, ne->new_ids, n_ctx);
     if (n <= 0) {
         return DTE_ENGINE_START_FAILED;   /* empty or untokenizable */
     }

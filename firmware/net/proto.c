@@ -9,11 +9,14 @@ static const uint8_t frame_magic[4] = {'D', 'T', 'E', '1'};
 
 /* ---- sending ------------------------------------------------------------------------------------------ */
 
-static uint8_t *payload_area(dte_proto_server *s) { return s->tx + DTE_PROTO_HEADER_SIZE; }
+static uint8_t *payload_area(dte_proto_server *s)
+{
+    return s->tx + DTE_PROTO_HEADER_SIZE;
+}
 
 /* Header + tag around the payload already written at payload_area(), then out to ip:port. */
-static void respond(dte_proto_server *s, uint64_t session_id, uint32_t ip, uint16_t port, uint8_t type,
-                    uint16_t flags, size_t payload_size)
+static void respond(dte_proto_server *s, uint64_t session_id, uint32_t ip, uint16_t port, uint8_t type, uint16_t flags,
+                    size_t payload_size)
 {
     uint8_t *h = s->tx;
     dte_copy_bytes(h, frame_magic, sizeof frame_magic);
@@ -40,15 +43,17 @@ static size_t write_error(dte_proto_server *s, uint16_t code, const char *messag
     uint8_t *p = payload_area(s);
     dte_put_be16(p, code);
     size_t size = 2;
-    while (*message != '\0' && size < 2 + 200 && size < limit)
+    while (*message != '\0' && size < 2 + 200 && size < limit) {
         p[size++] = (uint8_t)*message++;
+    }
     return size;
 }
 
 static void send_error(dte_proto_server *s, int index, uint16_t code, const char *message)
 {
-    if (code == DTE_ERR_BUSY)
+    if (code == DTE_ERR_BUSY) {
         s->counters[DTE_PC_BUSY]++;
+    }
     respond_session(s, index, DTE_MSG_ERROR, 0, write_error(s, code, message, DTE_PROTO_MAX_PAYLOAD));
 }
 
@@ -70,8 +75,9 @@ static void send_token(dte_proto_server *s, int index, const dte_proto_token *to
 {
     uint8_t *p = payload_area(s);
     size_t piece = token->piece_size;
-    if (piece > DTE_PROTO_MAX_PAYLOAD - 12)
+    if (piece > DTE_PROTO_MAX_PAYLOAD - 12) {
         piece = DTE_PROTO_MAX_PAYLOAD - 12;
+    }
     dte_put_be32(p, token->is_prompt ? token->position : s->generated_index++);
     dte_put_be16(p + 4, 1);
     dte_put_be32(p + 6, token->id);
@@ -84,9 +90,13 @@ static void send_token(dte_proto_server *s, int index, const dte_proto_token *to
 
 static bool parse_prompt(const uint8_t *payload, size_t size, dte_proto_request *out)
 {
-    if (size <= DTE_PROTO_PROMPT_FIXED)
+    if (size <= DTE_PROTO_PROMPT_FIXED) {
         return false;
-    union { uint32_t bits; float value; } temperature, top_p;   /* IEEE 754 binary32 bit patterns */
+    }
+    union {
+        uint32_t bits;
+        float value;
+    } temperature, top_p;   /* IEEE 754 binary32 bit patterns */
     out->n_predict = dte_get_be32(payload);
     temperature.bits = dte_get_be32(payload + 4);
     out->top_k = dte_get_be32(payload + 8);
@@ -132,8 +142,9 @@ static void handle_prompt(dte_proto_server *s, int index, uint16_t flags, const 
 
 static void queue_remove(dte_proto_server *s, unsigned position)
 {
-    for (unsigned i = position; i + 1 < s->queue_count; i++)
+    for (unsigned i = position; i + 1 < s->queue_count; i++) {
         s->queue[i] = s->queue[i + 1];
+    }
     s->queue_count--;
 }
 
@@ -147,8 +158,9 @@ static void cancel_running(dte_proto_server *s, bool answer)
     s->sessions[index].state = DTE_SESSION_IDLE;
     s->counters[DTE_PC_CANCELLED]++;
     s->counters[DTE_PC_GENERATIONS]++;
-    if (answer)
+    if (answer) {
         send_done(s, index, &result);
+    }
 }
 
 /* Stops the session's running or queued generation; false when it has none. */
@@ -159,14 +171,16 @@ static bool cancel_session(dte_proto_server *s, int index, bool answer)
         return true;
     }
     for (unsigned i = 0; i < s->queue_count; i++) {
-        if (s->queue[i].session != index)
+        if (s->queue[i].session != index) {
             continue;
+        }
         queue_remove(s, i);
         s->sessions[index].state = DTE_SESSION_IDLE;
         s->counters[DTE_PC_CANCELLED]++;
         dte_proto_result nothing = {.reason = DTE_DONE_CANCELLED};
-        if (answer)
+        if (answer) {
             send_done(s, index, &nothing);
+        }
         return true;
     }
     return false;
@@ -174,8 +188,9 @@ static bool cancel_session(dte_proto_server *s, int index, bool answer)
 
 static void handle_cancel(dte_proto_server *s, int index)
 {
-    if (!cancel_session(s, index, true))
+    if (!cancel_session(s, index, true)) {
         send_error(s, index, DTE_ERR_NOT_RUNNING, "nothing to cancel in this session");
+    }
 }
 
 static void handle_close(dte_proto_server *s, int index)
@@ -189,10 +204,12 @@ static void handle_stats(dte_proto_server *s, int index)
 {
     uint8_t *p = payload_area(s);
     uint16_t count = 0;
-    for (unsigned i = 0; i < DTE_PC_COUNT; i++, count++)
+    for (unsigned i = 0; i < DTE_PC_COUNT; i++, count++) {
         dte_put_be64(p + 2 + 8u * count, s->counters[i]);
-    for (unsigned i = 0; i < s->config.extra_counter_count; i++, count++)
+    }
+    for (unsigned i = 0; i < s->config.extra_counter_count; i++, count++) {
         dte_put_be64(p + 2 + 8u * count, s->config.extra_counters[i]);
+    }
     dte_put_be16(p, count);
     respond_session(s, index, DTE_MSG_STATS, 0, 2 + 8u * count);
 }
@@ -205,8 +222,9 @@ static void handle_attest(dte_proto_server *s, int index, const uint8_t *nonce, 
     }
     uint8_t *p = payload_area(s);
     size_t blob = 0;
-    if (s->config.attest != NULL)
+    if (s->config.attest != NULL) {
         blob = s->config.attest(s->config.attest_ctx, nonce, size, p + 2 + size, DTE_PROTO_MAX_PAYLOAD - 2 - size);
+    }
     if (blob == 0 || blob > DTE_PROTO_MAX_PAYLOAD - 2 - size) {
         send_error(s, index, DTE_ERR_UNSUPPORTED, "no attestation available");
         return;
@@ -232,8 +250,7 @@ static bool is_session_request(uint8_t type)
            type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING || type == DTE_MSG_CLOSE;
 }
 
-static void dispatch(dte_proto_server *s, int index, uint8_t type, uint16_t flags, const uint8_t *payload,
-                     size_t size)
+static void dispatch(dte_proto_server *s, int index, uint8_t type, uint16_t flags, const uint8_t *payload, size_t size)
 {
     s->counters[DTE_PC_SERVED]++;
     switch (type) {
@@ -255,8 +272,9 @@ static void handle_hello(dte_proto_server *s, uint32_t ip, uint16_t port, const 
         return;
     }
     uint64_t id = dte_proto_offer_id(s);
-    if (id == 0)
+    if (id == 0) {
         return;   /* 2^32 ids offered this boot: no more */
+    }
     s->counters[DTE_PC_COOKIES]++;
     s->counters[DTE_PC_SERVED]++;
     uint8_t *p = payload_area(s);
@@ -334,17 +352,21 @@ static void session_input(dte_proto_server *s, uint32_t ip, uint16_t port, const
 /* Checks 1-4 of docs/protocol.md: the counter to bump, or DTE_PC_COUNT when the frame is authentic. */
 static unsigned check_frame(const dte_proto_server *s, const uint8_t *data, size_t size)
 {
-    if (size > DTE_PROTO_MAX_FRAME)
+    if (size > DTE_PROTO_MAX_FRAME) {
         return DTE_PC_TOO_LARGE;
+    }
     if (size < DTE_PROTO_MIN_FRAME || !dte_same_bytes(data, frame_magic, 4) || data[4] != DTE_PROTO_VERSION ||
-        (uint64_t)dte_get_be32(data + 24) + DTE_PROTO_MIN_FRAME != size)
+        (uint64_t)dte_get_be32(data + 24) + DTE_PROTO_MIN_FRAME != size) {
         return DTE_PC_MALFORMED;
+    }
     size_t body = size - DTE_PROTO_TAG_SIZE;
-    if (!dte_hmac_sha256_verify(&s->key, data, body, data + body))
+    if (!dte_hmac_sha256_verify(&s->key, data, body, data + body)) {
         return DTE_PC_BAD_TAG;
+    }
     uint16_t allowed = data[5] == DTE_MSG_PROMPT ? DTE_PROTO_FLAG_APPEND | DTE_PROTO_FLAG_CHAT : 0;
-    if ((dte_get_be16(data + 6) & ~allowed) != 0 || dte_get_be64(data + 16) == 0)
+    if ((dte_get_be16(data + 6) & ~allowed) != 0 || dte_get_be64(data + 16) == 0) {
         return DTE_PC_MALFORMED;
+    }
     return DTE_PC_COUNT;
 }
 
@@ -395,10 +417,11 @@ static void start_next(dte_proto_server *s)
     queue_remove(s, 0);   /* request.text is not used after start */
     if (status != 0) {
         s->sessions[index].state = DTE_SESSION_IDLE;
-        if (status == DTE_ENGINE_CONTEXT_FULL)
+        if (status == DTE_ENGINE_CONTEXT_FULL) {
             send_error(s, index, DTE_ERR_CONTEXT_FULL, "this turn does not fit the context; start over");
-        else
+        } else {
             send_error(s, index, DTE_ERR_ENGINE, "the engine could not start this generation");
+        }
         return;
     }
     s->sessions[index].state = DTE_SESSION_GENERATING;
@@ -412,15 +435,17 @@ static void run_step(dte_proto_server *s)
     int index = s->running;
     int status = s->config.engine.step(s->config.engine.ctx, &token);
     if (status == DTE_ENGINE_STEP_TOKEN) {
-        if (!token.is_prompt)
+        if (!token.is_prompt) {
             s->counters[DTE_PC_TOKENS_GENERATED]++;
+        }
         send_token(s, index, &token);
         return;
     }
     dte_proto_result result = {0};
     s->config.engine.finish(s->config.engine.ctx, &result);
-    if (status < 0)
+    if (status < 0) {
         result.reason = DTE_DONE_ENGINE_ERROR;
+    }
     s->running = -1;
     s->sessions[index].state = DTE_SESSION_IDLE;
     dte_proto_touch(s, index);
@@ -430,10 +455,11 @@ static void run_step(dte_proto_server *s)
 
 bool dte_proto_service(dte_proto_server *s)
 {
-    if (s->running >= 0)
+    if (s->running >= 0) {
         run_step(s);
-    else if (s->queue_count > 0)
+    } else if (s->queue_count > 0) {
         start_next(s);
+    }
     return s->running >= 0 || s->queue_count > 0;
 }
 
@@ -441,8 +467,9 @@ int dte_proto_init(dte_proto_server *s, const dte_proto_config *config)
 {
     const dte_proto_engine *engine = &config->engine;
     if (config->key == NULL || config->key_size == 0 || config->send == NULL || engine->start == NULL ||
-        engine->step == NULL || engine->finish == NULL)
+        engine->step == NULL || engine->finish == NULL) {
         return -1;
+    }
     *s = (dte_proto_server){.config = *config, .running = -1};
     dte_hmac_sha256_setkey(&s->key, config->key, config->key_size);
     return 0;

@@ -35,10 +35,24 @@
 #define DTE_PROTO_OPENED_PAYLOAD 12u
 
 enum dte_proto_type {
-    DTE_MSG_PROMPT = 1, DTE_MSG_TOKENS = 2, DTE_MSG_DONE = 3, DTE_MSG_CANCEL = 4, DTE_MSG_ERROR = 5,
-    DTE_MSG_STATS_REQUEST = 6, DTE_MSG_STATS = 7, DTE_MSG_ATTEST_REQUEST = 8, DTE_MSG_ATTEST = 9,
-    DTE_MSG_PING = 10, DTE_MSG_PONG = 11, DTE_MSG_QUEUED = 12, DTE_MSG_HELLO = 13, DTE_MSG_COOKIE = 14,
-    DTE_MSG_OPEN = 15, DTE_MSG_OPENED = 16, DTE_MSG_GONE = 17, DTE_MSG_CLOSE = 18,
+    DTE_MSG_PROMPT = 1,
+    DTE_MSG_TOKENS = 2,
+    DTE_MSG_DONE = 3,
+    DTE_MSG_CANCEL = 4,
+    DTE_MSG_ERROR = 5,
+    DTE_MSG_STATS_REQUEST = 6,
+    DTE_MSG_STATS = 7,
+    DTE_MSG_ATTEST_REQUEST = 8,
+    DTE_MSG_ATTEST = 9,
+    DTE_MSG_PING = 10,
+    DTE_MSG_PONG = 11,
+    DTE_MSG_QUEUED = 12,
+    DTE_MSG_HELLO = 13,
+    DTE_MSG_COOKIE = 14,
+    DTE_MSG_OPEN = 15,
+    DTE_MSG_OPENED = 16,
+    DTE_MSG_GONE = 17,
+    DTE_MSG_CLOSE = 18,
 };
 
 #define DTE_PROTO_FLAG_PROMPT_TOKENS 0x0001u   /* TOKENS: the prompt's tokens rather than generated ones */
@@ -47,20 +61,42 @@ enum dte_proto_type {
 #define DTE_PROTO_FLAG_RESPONSE 0x8000u
 
 enum dte_proto_error {
-    DTE_ERR_BUSY = 1, DTE_ERR_BAD_REQUEST = 2, DTE_ERR_WRONG_STATE = 3, DTE_ERR_ENGINE = 4,
-    DTE_ERR_UNSUPPORTED = 5, DTE_ERR_NOT_RUNNING = 6, DTE_ERR_CONTEXT_FULL = 7,
+    DTE_ERR_BUSY = 1,
+    DTE_ERR_BAD_REQUEST = 2,
+    DTE_ERR_WRONG_STATE = 3,
+    DTE_ERR_ENGINE = 4,
+    DTE_ERR_UNSUPPORTED = 5,
+    DTE_ERR_NOT_RUNNING = 6,
+    DTE_ERR_CONTEXT_FULL = 7,
 };
 
 enum dte_proto_done_reason {
-    DTE_DONE_LENGTH = 0, DTE_DONE_END_OF_SEQUENCE = 1, DTE_DONE_CANCELLED = 2, DTE_DONE_ENGINE_ERROR = 3,
+    DTE_DONE_LENGTH = 0,
+    DTE_DONE_END_OF_SEQUENCE = 1,
+    DTE_DONE_CANCELLED = 2,
+    DTE_DONE_ENGINE_ERROR = 3,
     DTE_DONE_CONTEXT_FULL = 4,
 };
 
 /* STATS counters 0..17 (docs/protocol.md); the stack's counters follow them in the answer. */
 enum dte_proto_counter {
-    DTE_PC_RX_FRAMES, DTE_PC_MALFORMED, DTE_PC_TOO_LARGE, DTE_PC_BAD_TAG, DTE_PC_REPLAY, DTE_PC_UNKNOWN_TYPE,
-    DTE_PC_SERVED, DTE_PC_BUSY, DTE_PC_CANCELLED, DTE_PC_GENERATIONS, DTE_PC_TOKENS_GENERATED,
-    DTE_PC_COOKIES, DTE_PC_BAD_COOKIE, DTE_PC_OPENED, DTE_PC_GONE, DTE_PC_WRONG_PEER, DTE_PC_EVICTED,
+    DTE_PC_RX_FRAMES,
+    DTE_PC_MALFORMED,
+    DTE_PC_TOO_LARGE,
+    DTE_PC_BAD_TAG,
+    DTE_PC_REPLAY,
+    DTE_PC_UNKNOWN_TYPE,
+    DTE_PC_SERVED,
+    DTE_PC_BUSY,
+    DTE_PC_CANCELLED,
+    DTE_PC_GENERATIONS,
+    DTE_PC_TOKENS_GENERATED,
+    DTE_PC_COOKIES,
+    DTE_PC_BAD_COOKIE,
+    DTE_PC_OPENED,
+    DTE_PC_GONE,
+    DTE_PC_WRONG_PEER,
+    DTE_PC_EVICTED,
     DTE_PC_EXPIRED,
     DTE_PC_COUNT
 };
@@ -140,7 +176,10 @@ typedef struct dte_proto_config {
 } dte_proto_config;
 
 enum dte_proto_session_state {
-    DTE_SESSION_FREE, DTE_SESSION_IDLE, DTE_SESSION_QUEUED, DTE_SESSION_GENERATING,
+    DTE_SESSION_FREE,
+    DTE_SESSION_IDLE,
+    DTE_SESSION_QUEUED,
+    DTE_SESSION_GENERATING,
 };
 
 typedef struct dte_proto_session {
@@ -180,8 +219,7 @@ typedef struct dte_proto_server {
 /* 0 on success, negative when the config lacks a key, a send function or engine callbacks. */
 int dte_proto_init(dte_proto_server *server, const dte_proto_config *config);
 /* One UDP datagram received on the protocol port. */
-void dte_proto_input(dte_proto_server *server, uint32_t src_ip, uint16_t src_port, const uint8_t *data,
-                     size_t size);
+void dte_proto_input(dte_proto_server *server, uint32_t src_ip, uint16_t src_port, const uint8_t *data, size_t size);
 /* dte_proto_input with a void * server: the shape of the stack's UDP handler. */
 void dte_proto_udp_input(void *server, uint32_t src_ip, uint16_t src_port, const uint8_t *data, size_t size);
 /* Do one unit of generation work: start the next queued PROMPT, or run one engine step and send its token.
