@@ -167,7 +167,9 @@ class LlamaCppRunner:
 
         llamacpp_ref.quiet()
         self.L = llama_cpp
-        self.model = llama_cpp.llama_model_load_from_file(str(model).encode(), llama_cpp.llama_model_default_params())
+        # llama.cpp's extra buffer types (AMX, CPU repack) off: on the AMX-INT8 dev host they crash llama_decode
+        # (llamacpp_ref's docstring); so this is llama.cpp's plain CPU kernels, what it runs without repacking.
+        self.model = llama_cpp.llama_model_load_from_file(str(model).encode(), llamacpp_ref.model_params())
         cp = llama_cpp.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch = N_CTX, N_BATCH, N_BATCH
         cp.n_threads = cp.n_threads_batch = threads
@@ -186,11 +188,12 @@ class LlamaCppRunner:
             raise RuntimeError("llama_decode failed")
 
 
-def worker(engine: str, model: Path, threads: int, library: Path | None) -> dict[str, float]:
+def worker(engine: str, model: Path, threads: int, library: Path | None, n_pp: int = N_PP,
+           n_tg: int = N_TG) -> dict[str, float]:
     """One engine on one file in this process: pp and tg tokens/s and peak RSS."""
     rss_base = max_rss_mib()
     runner = DteRunner(model, threads, library) if engine == "dte" else LlamaCppRunner(model, threads)
-    prompt, gen = token_ids(N_PP, 1), token_ids(N_TG, 2)
+    prompt, gen = token_ids(n_pp, 1), token_ids(n_tg, 2)
     runner.decode(prompt[:16])  # warm-up (pages in the weights, starts the threads)
     runner.decode(gen[:1])
     runner.reset()
@@ -202,12 +205,12 @@ def worker(engine: str, model: Path, threads: int, library: Path | None) -> dict
     for tok in gen:
         runner.decode([tok])
     tg = time.perf_counter() - t0
-    return {"pp_tps": N_PP / pp, "tg_tps": N_TG / tg, "rss_base_mib": rss_base, "rss_peak_mib": max_rss_mib()}
+    return {"pp_tps": n_pp / pp, "tg_tps": n_tg / tg, "rss_base_mib": rss_base, "rss_peak_mib": max_rss_mib()}
 
 
-def run_worker(engine: str, model: Path, threads: int, library: Path) -> dict[str, float]:
+def run_worker(engine: str, model: Path, threads: int, library: Path, n_pp: int, n_tg: int) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--worker", engine, "--model", str(model), "--threads", str(threads),
-           "--library", str(library)]
+           "--library", str(library), "--n-pp", str(n_pp), "--n-tg", str(n_tg)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         sys.exit(f"{engine} worker failed on {model.name}:\n{out.stderr[-2000:]}")
@@ -246,12 +249,14 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     ap.add_argument("--samples", type=Path, help="append every run to this JSONL file as it finishes")
     ap.add_argument("--from-samples", type=Path, help="make the table from a --samples file instead of running")
+    ap.add_argument("--n-pp", type=int, default=N_PP, help=f"prompt tokens of the pp measure (default {N_PP})")
+    ap.add_argument("--n-tg", type=int, default=N_TG, help=f"generated tokens of the tg measure (default {N_TG})")
     ap.add_argument("--worker", choices=["dte", "llamacpp"], help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--library", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.model, args.threads[0], args.library)))
+        print(json.dumps(worker(args.worker, args.model, args.threads[0], args.library, args.n_pp, args.n_tg)))
         return 0
     models = make_models(args.dir or build_root() / "bench", args.types)
     from dte_build.engine import build_host_library, kernel_width
@@ -270,12 +275,12 @@ def main() -> int:
         load_start = load_average()
         bandwidth = read_bandwidth()
         record(args.samples, {"read_bandwidth": bandwidth, "load": load_start, "library": library.name,
-                              "kernel_width": kernel_width()})
+                              "kernel_width": kernel_width(), "n_pp": args.n_pp, "n_tg": args.n_tg})
         for rep in range(args.repeat):
             for name, path in models.items():
                 for threads in args.threads:
                     for engine in ("dte", "llamacpp"):
-                        res = run_worker(engine, path, threads, library)
+                        res = run_worker(engine, path, threads, library, args.n_pp, args.n_tg)
                         samples.setdefault((name, threads, engine), []).append(res)
                         record(args.samples, {"type": name, "threads": threads, "engine": engine, "rep": rep,
                                               "load": load_average(), **res})
