@@ -145,3 +145,24 @@ def test_run_json_shape_and_numbers() -> None:
     assert data["status"]["xsave"]["xcr0"] == "0x7" and data["status"]["tokens"]["ids"] == "297,2921"
     assert data["status"]["banner"]["build"] == "0123456789012345" and data["status"]["text"]["text"] == "42"
     assert data["ids"] == [297, 2921] and data["text"] == "42" and data["seconds"] == 12.346
+
+
+@pytest.mark.slow
+def test_remote_json_against_the_hosted_server(tmp_path: Path) -> None:
+    """remote ping/stats/attest --json, against the hosted protocol server (firmware/net + a fake engine)."""
+    from net_helpers import KEY, Server
+
+    server = Server(delay_us=0)
+    try:
+        key = tmp_path / "k"
+        key.write_text(KEY.hex() + "\n")
+        key.chmod(0o600)
+        endpoint = ["127.0.0.1:%d" % server.port, "--key", str(key), "--json"]
+        ping = _validated("remote ping", ["remote", "ping", *endpoint, "--count", "2"])
+        assert len(ping["rtt_ms"]) == 2
+        stats = _validated("remote stats", ["remote", "stats", *endpoint])
+        assert stats["served"] >= 2
+        attest = _validated("remote attest", ["remote", "attest", *endpoint, "--nonce", "00ff"])
+        assert attest["nonce"] == "00ff"
+    finally:
+        server.stop()

@@ -50,12 +50,18 @@ def remote() -> None:
 @click.argument("endpoint", metavar="HOST:PORT")
 @_key_option
 @click.option("--count", "count", type=click.IntRange(min=1), default=3, show_default=True, help="How many PINGs.")
+@options.json_output
 @_timeout_option
-def ping_cmd(endpoint: str, key_file: str, count: int, timeout: float) -> None:
+def ping_cmd(endpoint: str, key_file: str, count: int, as_json: bool, timeout: float) -> None:
     """Authenticated round-trip time (not ICMP: this proves the key and the protocol work)."""
+    times: list[float] = []
     with _client(endpoint, key_file, timeout) as client:
         for i in range(count):
-            click.echo(f"pong from {endpoint}: seq={i + 1} time={client.ping() * 1000:.2f} ms")
+            times.append(round(client.ping() * 1000, 3))
+            if not as_json:
+                click.echo(f"pong from {endpoint}: seq={i + 1} time={times[-1]:.2f} ms")
+    if as_json:
+        click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, "endpoint": endpoint, "rtt_ms": times}))
 
 
 @remote.command("stats")
