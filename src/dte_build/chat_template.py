@@ -223,8 +223,14 @@ def chat_shape(template: ChatTemplate, now: datetime | None = None) -> ChatShape
     try:
         prefix, user_end = cut(render(("user", u1)), [u1], "one-message conversation")
         multi = cut(render(("user", u1), ("assistant", a1), ("user", u2)), [u1, a1, u2], "three-message conversation")
-        if multi[0] != prefix or multi[1] != user_end or multi[3] != user_end:
-            raise _Unfit("a later user turn is formatted differently from the first")
+        if multi[0] != prefix:
+            raise _Unfit("the text before the first message depends on the rest of the conversation")
+        if multi[1] != user_end:
+            raise _Unfit(f"it opens the reply it asks for ({_short(user_end)}) differently from an earlier reply in "
+                         f"the history ({_short(multi[1])}), as reasoning and channel templates do, so a follow-up "
+                         "turn on the appliance's cache would not be the template's text")
+        if multi[3] != user_end:
+            raise _Unfit("a later user turn ends differently from the first")
         assistant_end = multi[2]
         prefix_system = system_end = None
         try:
@@ -250,8 +256,13 @@ def chat_shape(template: ChatTemplate, now: datetime | None = None) -> ChatShape
                              f"(from character {at}: template {want[at:at + 40]!r}, pieces {got[at:at + 40]!r})")
     except _Unfit as exc:
         raise DteError(f"{template.name} does not fit the firmware's chat format: {exc}",
-                       "build without the chat format (--no-chat): the appliance then does plain completion") from None
+                       "dte build --no-chat builds it for plain completion") from None
     return shape
+
+
+def _short(text: str) -> str:
+    """repr() of the end of `text` (where the turns differ), at most 40 characters."""
+    return repr(text if len(text) <= 40 else "..." + text[-37:])
 
 
 class _Unfit(Exception):
