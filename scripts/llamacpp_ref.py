@@ -158,17 +158,20 @@ class LlamaCpp:
 
     def greedy(self, ids: list[int], n: int) -> tuple[list[int], np.ndarray, list[float]]:
         """Greedy continuation: (new ids, first-position logits, top-1 minus top-2 logit at each step)."""
+        steps, first = self.greedy_steps(ids, n)
+        return [s[0] for s in steps], first, [s[2] for s in steps]
+
+    def greedy_steps(self, ids: list[int], n: int) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+        """Greedy continuation as (chosen id, runner-up id, top-1 minus top-2 logit) per step (the last step
+        chooses EOS when it stopped there), and the first-position logits."""
         self._reset()
         logits = self._decode(ids)
         first = logits
-        out: list[int] = []
-        margins: list[float] = []
-        while len(out) < n and len(ids) + len(out) < self.n_ctx:
-            tok = int(np.argmax(logits))
-            top2 = np.partition(logits, -2)[-2:]
-            margins.append(float(top2[1] - top2[0]))
-            out.append(tok)
+        steps: list[tuple[int, int, float]] = []
+        while len(steps) < n and len(ids) + len(steps) < self.n_ctx:
+            tok, second = (int(i) for i in np.argsort(-logits, kind="stable")[:2])   # ties: the lowest id first
+            steps.append((tok, second, float(logits[tok] - logits[second])))
             if tok == self.eos:
                 break
             logits = self._decode([tok])
-        return out, first, margins
+        return steps, first

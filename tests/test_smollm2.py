@@ -3,13 +3,16 @@ pre-tokenizer, ChatML template, tied output, head_dim 64) on the hosted engine a
 (scripts/llamacpp_ref.py over llama-cpp-python): prompt ids, greedy continuations, and a chat turn through
 `dte generate --chat`.
 
-Tolerance. dte and llama.cpp sum in different orders (SIMD kernels, llama.cpp's Q8_1 activation rounding), so
-their logits differ a little; the test measures by how much: DELTA is the largest |dte - llama.cpp| over every
-prompt's last-position logits, and it must stay below MAX_DELTA (0.25 on logits spanning ~30; the trained dte-tiny
-measures 0.07-0.16 for its Q8_0..Q4 types, shared notes). Greedy ids must then be identical, except that a first
-divergence is tolerated at a step where llama.cpp's own top-2 gap is below 2 * DELTA: an error of DELTA on each of
-the two logits can flip such a choice, so neither engine is wrong there (llama.cpp's own AVX2 and AVX-512 builds
-differ at such steps). At most one prompt may end that way; a divergence at a wider gap fails.
+Tolerance. dte and llama.cpp round differently (SIMD summation order, llama.cpp's Q8_1 activations and F16 query
+rounding against the F16 KV cache), and on this 30-layer model the differences reach ~0.7 on logits spanning ~30:
+measured 0.64-0.72 at the prompts' last positions, where llama.cpp's own batched and one-token-at-a-time logits
+differ by up to 0.54 (2026-12-07, AVX-512 host). DELTA is measured per run: the largest |dte - llama.cpp| over the
+prompts' last-position logits, which must stay below MAX_DELTA = 1.0. A greedy step can flip only where the top-2
+gap is below 2 * DELTA (an error of DELTA on each of the two logits). So every step of llama.cpp's greedy path is
+checked with dte fed the same history (teacher forcing): dte's argmax must be llama.cpp's, except at a step whose
+llama.cpp top-2 gap is below 2 * DELTA, where dte must pick llama.cpp's runner-up (a swapped near tie, never a
+third token). The flips seen: gaps 0.017-0.065, 3 of 120 steps. `dte generate` must give exactly that path's ids
+up to its first such flip.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ PROMPTS = ("The three primary colors are", "def fibonacci(n):\n   ", "Paris is t
            "Once upon a time, there was a little robot who", "Water boils at 100 degrees")
 N_PREDICT = 24
 N_CTX = 512
-MAX_DELTA = 0.25
+MAX_DELTA = 1.0
 CHAT = ("Speak as a quiet old tree.", "Who are you? Answer in one sentence.")
 
 
@@ -63,20 +66,33 @@ def delta(engine: Engine, ref: LlamaCpp) -> float:
     return worst
 
 
-def reference_greedy(ref: LlamaCpp, prompt_ids: list[int], n: int) -> tuple[list[int], list[float]]:
-    """llama.cpp's greedy ids without the EOS it stops at (dte does not emit it) and the top-2 gap per step."""
-    ids, _, gaps = ref.greedy(prompt_ids, n)
-    return (ids[:-1] if ids and ids[-1] == ref.eos else ids), gaps
+def checked_path(engine: Engine, ref: LlamaCpp, prompt_ids: list[int], n: int, near_tie: float) -> tuple[list[int], int | None]:
+    """llama.cpp's greedy ids (without the EOS it stops at: dte does not emit it) checked step by step against
+    dte fed the same history (see the module docstring); returns them and the first step dte would choose
+    differently (None: none)."""
+    steps, _ = ref.greedy_steps(prompt_ids, n)
+    engine.reset()
+    logits = engine.eval_numpy(prompt_ids)
+    first_flip = None
+    for i, (best, runner_up, gap) in enumerate(steps):
+        ours = int(np.argmax(logits))
+        if ours != best:
+            assert gap < near_tie and ours == runner_up, \
+                f"step {i}: dte picks {ours}, llama.cpp {best} (runner-up {runner_up}, gap {gap:.4f} >= {near_tie:.4f}?)"
+            first_flip = i if first_flip is None else first_flip
+        if best == ref.eos:
+            break
+        logits = engine.eval_numpy([best])
+    ids = [s[0] for s in steps]
+    return (ids[:-1] if ids and ids[-1] == ref.eos else ids), first_flip
 
 
-def first_divergence(got: list[int], want: list[int], gaps: list[float], near_tie: float) -> int | None:
-    """None when equal; the step of a first divergence at a near tie; fails on any other difference."""
-    diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
-    if diff is None:
+def assert_generated(got: list[int], want: list[int], first_flip: int | None) -> None:
+    """`dte generate`'s ids: llama.cpp's path, up to the first step where dte's own choice flips a near tie."""
+    if first_flip is None:
         assert got == want
-        return None
-    assert gaps[diff] < near_tie, f"diverged at step {diff}: llama.cpp's top-2 gap {gaps[diff]:.4f} >= {near_tie:.4f}"
-    return diff
+    else:
+        assert got[:first_flip] == want[:first_flip] and got[first_flip] != want[first_flip]
 
 
 def test_prompt_ids_equal_llama_cpp(engine: Engine, ref: LlamaCpp) -> None:
@@ -85,19 +101,14 @@ def test_prompt_ids_equal_llama_cpp(engine: Engine, ref: LlamaCpp) -> None:
 
 
 def test_greedy_continuations_equal_llama_cpp(engine: Engine, ref: LlamaCpp, delta: float) -> None:
-    near_ties = []
     for prompt in PROMPTS:
         prompt_ids = ref.tokenize(prompt)
-        want, gaps = reference_greedy(ref, prompt_ids, N_PREDICT)
+        want, first_flip = checked_path(engine, ref, prompt_ids, N_PREDICT, 2 * delta)
         engine.reset()
-        got = engine.generate(prompt_ids, n_predict=N_PREDICT, temp=0.0).ids
-        diff = first_divergence(got, want, gaps, 2 * delta)
-        if diff is not None:
-            near_ties.append((prompt, diff, gaps[diff]))
-    assert len(near_ties) <= 1, near_ties
+        assert_generated(engine.generate(prompt_ids, n_predict=N_PREDICT, temp=0.0).ids, want, first_flip)
 
 
-def test_chat_turn_equals_llama_cpp(smollm2_path: Path, ref: LlamaCpp, delta: float) -> None:
+def test_chat_turn_equals_llama_cpp(smollm2_path: Path, engine: Engine, ref: LlamaCpp, delta: float) -> None:
     """`dte generate --chat --system S -p U`: llama-cpp-python's Jinja2 formatter with the template and BOS/EOS
     texts llama.cpp read from the file renders the turn; llama.cpp tokenizes it (special tokens parsed, no BOS
     added: its chat handler) and its greedy reply gives the ids."""
@@ -108,13 +119,13 @@ def test_chat_turn_equals_llama_cpp(smollm2_path: Path, ref: LlamaCpp, delta: fl
                                     bos_token=llm._model.token_get_text(llm.token_bos()))
     rendered = formatter(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}]).prompt
     want_prompt = ref.tokenize(rendered, add_special=False, parse_special=True)
-    assert want_prompt.count(1) == 2   # <|im_start|> (id 1) read as one special token, twice
-    want, gaps = reference_greedy(ref, want_prompt, 32)
+    assert want_prompt.count(1) == 3   # <|im_start|> (id 1) read as one special token: system, user, assistant
+    want, first_flip = checked_path(engine, ref, want_prompt, 32, 2 * delta)
     result = CliRunner().invoke(main, ["generate", "-m", str(smollm2_path), "--chat", "--system", system, "-p", user,
                                        "-n", "32", "--temp", "0", "-c", str(N_CTX), "-t", "2", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["chat_prompt"] == rendered
     assert out["prompt_ids"] == want_prompt
-    first_divergence(out["ids"], want, gaps, 2 * delta)
+    assert_generated(out["ids"], want, first_flip)
     assert out["text"].strip()
