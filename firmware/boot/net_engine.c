@@ -96,11 +96,11 @@ int net_engine_init(struct net_engine *ne)
     }
     /* The boot prompt left tokens in the KV cache that no transcript names: the cache starts as unknown. */
     dte_conv_init(&ne->conv, n_ctx, DTE_PROTO_SESSIONS, transcripts, cached);
-    /* Grow the tokenizer's work buffer once, to the largest request, so no request allocates. */
-    for (uint64_t i = 0; i < ne->text_cap; i++) {
-        ne->text[i] = 'a';
+    /* Grow the tokenizer's workspaces once, to the largest request, so no request allocates. */
+    if (!dte_engine_tokenize_reserve(ne->parts.engine, ne->text_cap)) {
+        dte_status("net error=memory text=\"no memory for the tokenizer\"");
+        return -1;
     }
-    dte_engine_tokenize(ne->parts.engine, ne->text, ne->text_cap, ne->info.add_bos, NULL, 0);
     return 0;
 }
 

@@ -186,6 +186,8 @@ int64_t dte_engine_tokenize_special(dte_engine *e, const char *text, size_t len,
     return dte_tokenize_special(&e->tok, text, len, add_bos, parse_special, out, max_out);
 }
 
+bool dte_engine_tokenize_reserve(dte_engine *e, size_t len) { return dte_tokenizer_reserve(&e->tok, len); }
+
 bool dte_engine_is_eog(const dte_engine *e, int32_t id) { return dte_token_is_eog(&e->tok, id); }
 
 int32_t dte_engine_piece_special(const dte_engine *e, int32_t id, char *buf, int32_t cap) {

@@ -94,6 +94,8 @@ int64_t dte_engine_tokenize(dte_engine *e, const char *text, size_t len, bool ad
  * ids when parse_special. */
 int64_t dte_engine_tokenize_special(dte_engine *e, const char *text, size_t len, bool add_bos, bool parse_special,
                                     int32_t *out, int64_t max_out);
+/* Grow the tokenizer's workspaces so texts up to len bytes never allocate (false: out of memory). */
+bool dte_engine_tokenize_reserve(dte_engine *e, size_t len);
 /* Whether generation stops at this id (EOS and the vocabulary's other end-of-generation ids). */
 bool dte_engine_is_eog(const dte_engine *e, int32_t id);
 /* One token's text with control tokens rendered as their text (token_to_piece(special = true)). */

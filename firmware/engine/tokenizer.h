@@ -69,6 +69,9 @@ int dte_tokenizer_load(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t e
  * -1 when out of memory. add_bos also adds EOS where the model asks for it (add_eos_token). */
 int64_t dte_tokenize_special(dte_tokenizer *tk, const char *text, size_t len, bool add_bos, bool parse_special,
                              int32_t *out, int64_t max_out);
+/* Grow every workspace to what a text of len bytes can need, so later calls up to len bytes never allocate
+ * (the appliance does this once at boot). false when out of memory. */
+bool dte_tokenizer_reserve(dte_tokenizer *tk, size_t len);
 /* The same without special-token parsing (control tokens' text stays text). */
 int64_t dte_tokenize(dte_tokenizer *tk, const char *text, size_t len, bool add_bos, int32_t *out, int64_t max_out);
 
@@ -103,6 +106,7 @@ int64_t dte_spm_fragment(dte_tokenizer *tk, const char *text, size_t len, bool p
 int64_t dte_bpe_fragment(dte_tokenizer *tk, const char *text, size_t len, int32_t *out, int64_t max_out,
                          int64_t count);
 int dte_bpe_load_merges(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t errlen);
+bool dte_merge_reserve(dte_tokenizer *tk, size_t len);
 void *dte_tokenizer_scratch(void **buf, size_t *cap, size_t need);
 
 #endif /* DTE_ENGINE_TOKENIZER_H */

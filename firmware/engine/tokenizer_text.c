@@ -55,6 +55,13 @@ static uint32_t cut_token(const dte_tokenizer *tk, int32_t id, const char *text,
     return m;
 }
 
+static size_t frag_need(uint32_t len) { return 2 * (size_t)(2 * len + 3) * sizeof(fragment); }
+
+bool dte_tokenizer_reserve(dte_tokenizer *tk, size_t len) {
+    return len <= (1u << 28) && dte_tokenizer_scratch(&tk->frag_work, &tk->frag_work_cap, frag_need((uint32_t)len)) &&
+           dte_merge_reserve(tk, len);
+}
+
 /* The fragments of text: raw pieces and special tokens (*whole, the caller's, when there are none). Returns the
  * count, or -1 when out of memory. */
 static int64_t partition(dte_tokenizer *tk, const char *text, uint32_t len, bool parse_special, fragment *whole,
@@ -71,7 +78,7 @@ static int64_t partition(dte_tokenizer *tk, const char *text, uint32_t len, bool
         if (!present) continue;
         if (!b) { /* the first special token in the text: room for every split (at most one raw + one token per byte) */
             uint32_t cap = 2 * len + 3;
-            fragment *w = dte_tokenizer_scratch(&tk->frag_work, &tk->frag_work_cap, 2 * (size_t)cap * sizeof(fragment));
+            fragment *w = dte_tokenizer_scratch(&tk->frag_work, &tk->frag_work_cap, frag_need(len));
             if (!w) return -1;
             w[0] = *whole;
             a = w;
