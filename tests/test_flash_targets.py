@@ -130,3 +130,25 @@ def test_list_devices_cli_json_names_the_root_disk() -> None:
     assert drives[disk]["size"] == sizes[disk]
     table = CliRunner().invoke(main, ["flash", "--list-devices"])
     assert table.exit_code == 0 and f"/dev/{disk}" in table.stdout and "refused" in table.stdout
+
+
+@needs_loop
+def test_inspect_of_a_flashed_drive_larger_than_the_image(tmp_path: Path) -> None:
+    """Issue 15 item 6 on a real block device: flashed, 64 MiB larger than the image, inspects clean."""
+    from model_factory import sized_model
+
+    from dte_build.board import load_board
+    from dte_build.image.builder import build_image
+    from dte_build.inspect import inspect_image
+
+    efi = tmp_path / "BOOTX64.EFI"
+    efi.write_bytes(b"MZ" + bytes(range(256)) * 300)
+    image = build_image(load_board("qemu-q35"), efi, tmp_path / "dte.img", build_id="0123456789abcdef",
+                        model_path=sized_model(tmp_path / "m.gguf")).path
+    with loop_device(tmp_path / "disk", image.stat().st_size + 64 * MIB) as dev:
+        assert flash(image_source(image), dev).verified
+        report = inspect_image(dev)
+        assert report["problems"] == [] and "larger than the image" in report["image"]["note"]
+        assert report["model"]["runs_on_dte"] == "yes"
+        result = CliRunner().invoke(main, ["inspect", str(dev)])
+        assert result.exit_code == 0, result.output
