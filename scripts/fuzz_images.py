@@ -61,6 +61,28 @@ def _timed(seconds: int, fn: Any) -> Any:
         signal.alarm(0)
 
 
+_MISSING = object()
+
+
+def _attempt(counts: Counter[str], seconds: int, fn: Any, refused: str) -> Any:
+    """fn() under a time limit; a one-line DteError counts as `refused` (and is returned), a hang or any other
+    exception is counted and _MISSING returned."""
+    from dte_build.errors import DteError
+
+    try:
+        return _timed(seconds, fn)
+    except DteError as exc:
+        counts[refused] += 1
+        counts["tracebacks"] += "\n" in str(exc)  # not one line
+        return exc
+    except Hang:
+        counts["hangs"] += 1
+    except Exception:  # noqa: BLE001 - what the campaign counts
+        counts["tracebacks"] += 1
+        traceback.print_exc(file=sys.stderr)
+    return _MISSING
+
+
 # ---- GGUFs ------------------------------------------------------------------------------------------------------
 
 def _gguf_mutations(data: bytes, meta: int, rng: random.Random, n: int) -> list[bytes]:
@@ -124,30 +146,15 @@ def gguf_campaign(n: int, seed: int, library: Path | None = None) -> dict[str, i
             rc = lib.dte_host_model_check(ctypes.cast(p, ctypes.c_char_p), len(case), err, len(err)) \
                 if case[:4] == b"GGUF" else -1
             libc.free(p)
-            try:
-                info = _timed(20, lambda: model_check.check_model(path))
+            info = _attempt(counts, 20, lambda: model_check.check_model(path), "refused")
+            if isinstance(info, DteError):
+                counts["wrong_acceptances"] += rc == 0 and "MiB but board" not in info.message
+            elif info is not _MISSING:
                 counts["clean"] += 1
                 counts["wrong_acceptances"] += rc != 0 or not info.runs
-            except DteError as exc:
-                counts["refused"] += 1
-                counts["wrong_acceptances"] += rc == 0 and "MiB but board" not in exc.message
-                if "\n" in str(exc):
-                    counts["tracebacks"] += 1  # not one line
-            except Hang:
-                counts["hangs"] += 1
-            except Exception:  # noqa: BLE001 - what the campaign counts
-                counts["tracebacks"] += 1
-                traceback.print_exc(file=sys.stderr)
-            try:
-                report = _timed(20, lambda: inspect_image(path))
+            report = _attempt(counts, 20, lambda: inspect_image(path), "inspect_refused")
+            if isinstance(report, dict):
                 counts["inspect_problems" if report["problems"] else "inspect_clean"] += 1
-            except DteError:
-                counts["inspect_refused"] += 1
-            except Hang:
-                counts["hangs"] += 1
-            except Exception:  # noqa: BLE001
-                counts["tracebacks"] += 1
-                traceback.print_exc(file=sys.stderr)
         counts["reference_self_check"] = int(gguf_check(data)[0] == 0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -235,7 +242,6 @@ def image_campaign(n: int, seed: int) -> dict[str, int]:
 
     from dte_build.board import load_board
     from dte_build.cli import main
-    from dte_build.errors import DteError
     from dte_build.flash import image_source, verify
     from dte_build.image.builder import build_image
     from dte_build.inspect import inspect_image
@@ -271,43 +277,26 @@ def image_campaign(n: int, seed: int) -> dict[str, int]:
                         f.write(data)
             differs = isinstance(edit, int) or any(raw[at:at + len(d)] != d for at, d in edit)
             sensitive = kind == "sensitive" and differs
-            try:
-                report = _timed(30, lambda: inspect_image(target))
-                if report["problems"]:
-                    counts["reported"] += 1
-                else:
-                    counts["clean"] += 1
-                    counts["wrong_acceptances"] += sensitive
-                    if sensitive:
-                        print(f"wrong acceptance: {kind} {edit}", file=sys.stderr)
-            except DteError as exc:
-                counts["refused"] += 1
-                counts["tracebacks"] += "\n" in str(exc)
-            except Hang:
-                counts["hangs"] += 1
-            except Exception:  # noqa: BLE001 - what the campaign counts
-                counts["tracebacks"] += 1
-                print(f"case {i} {kind}:", file=sys.stderr)
-                traceback.print_exc(file=sys.stderr)
+            report = _attempt(counts, 30, lambda: inspect_image(target), "refused")
+            if isinstance(report, dict) and report["problems"]:
+                counts["reported"] += 1
+            elif isinstance(report, dict):
+                counts["clean"] += 1
+                counts["wrong_acceptances"] += sensitive
+                if sensitive:
+                    print(f"wrong acceptance: {kind} {edit}", file=sys.stderr)
             if i % 4 == 0:
                 result = CliRunner().invoke(main, ["inspect", str(target)])
                 if result.exit_code not in (0, 1) or "Traceback" in result.output or (
                         result.exception is not None and not isinstance(result.exception, SystemExit)):
                     counts["tracebacks"] += 1
                     print(f"cli case {i} {kind}: {result.output[-500:]}", file=sys.stderr)
-            try:
-                checked = _timed(60, lambda: verify(source, target))
+            checked = _attempt(counts, 60, lambda: verify(source, target), "verify_refused")
+            if hasattr(checked, "status"):
                 counts[f"verify_{checked.status}"] += 1
                 if checked.ok and differs:
                     counts["wrong_acceptances"] += 1
                     print(f"verify accepted a changed image: {kind} {edit}", file=sys.stderr)
-            except DteError:
-                counts["verify_refused"] += 1
-            except Hang:
-                counts["hangs"] += 1
-            except Exception:  # noqa: BLE001
-                counts["tracebacks"] += 1
-                traceback.print_exc(file=sys.stderr)
             with open(target, "r+b") as f:
                 if isinstance(edit, int):
                     f.truncate(len(raw))
