@@ -222,3 +222,23 @@ def test_verify_names_another_image(good: Path, tmp_path: Path, model_bytes: int
     assert "holds another image" in result.line() and "fedcba9876543210" in result.line()
     cli = CliRunner().invoke(main, ["verify", str(good), str(other)])
     assert cli.exit_code == 1 and "holds another image" in cli.output
+
+
+def test_found_by_the_campaign(good: Path, tmp_path: Path) -> None:
+    """Two findings of scripts/fuzz_images.py (seed 202): a WEIGHTS.MAN chunk size that still covers the model
+    passed as clean; ESP bytes that make BOOTX64.EFI unreadable gave the CLI a KeyError."""
+    raw = bytearray(good.read_bytes())
+    at = raw.find(b"DTEWMAN1")
+    raw[at + 25] = 2  # chunk_size 1 MiB -> 1 MiB + 512: the chunk count still fits the model size
+    chunk = tmp_path / "chunk.img"
+    chunk.write_bytes(bytes(raw))
+    assert any("chunk size" in p for p in inspect_image(chunk)["problems"])
+    raw = bytearray(good.read_bytes())
+    for offset, byte in ((1166861, b"/"), (1106124, b"\t"), (1262562, b"\x96"), (1136453, b"\x1e"),
+                         (1065273, b"\x1e"), (1120619, b"\x89"), (1112640, b"\x83"), (1250324, b"\x11"),
+                         (1307814, b"V")):
+        raw[offset:offset + 1] = byte
+    esp = tmp_path / "esp.img"
+    esp.write_bytes(bytes(raw))
+    result = CliRunner().invoke(main, ["inspect", str(esp)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output

@@ -128,6 +128,9 @@ def _checks(report: dict[str, Any]) -> list[str]:
         m = manifest["model"] or {"size": 0, "sha256": "00" * 32, "crc32c": []}
         if wman["model_size"] != m["size"] or wman["sha256"] != m["sha256"]:
             problems.append("WEIGHTS.MAN and MANIFEST.JSN disagree about the model")
+        elif manifest["model"] is not None and wman["chunk_size"] != m["chunk_size"]:
+            problems.append(f"WEIGHTS.MAN's CRC32C chunk size {wman['chunk_size']} differs from MANIFEST.JSN's "
+                            f"{m['chunk_size']} (damaged manifest)")
         elif wman["crc32c"] != m["crc32c"]:
             bad = next(i for i, (a, b) in enumerate(zip(wman["crc32c"], m["crc32c"])) if a != b)
             problems.append(f"WEIGHTS.MAN's CRC32C of chunk {bad} differs from MANIFEST.JSN's (damaged manifest)")

@@ -71,7 +71,9 @@ def _print(report: dict[str, Any]) -> None:
             files.add_row(f["path"] + ("/" if f["dir"] else ""), "" if f["dir"] else str(f["size"]))
         out.print(files)
     efi = report.get("efi")
-    if efi:
+    if efi and "size" not in efi:
+        warn(f"firmware EFI/BOOT/BOOTX64.EFI: {efi.get('error', 'unreadable')}")
+    elif efi:
         rows = [("size", efi["size"]), ("sha256", efi["sha256"])]
         if "error" in efi:
             rows.append(("problem", efi["error"]))
