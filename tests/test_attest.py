@@ -69,6 +69,7 @@ def _verify(report: Path, image: Path) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_console_report_verifies_and_tampering_is_named(image: Path, tmp_path: Path) -> None:
     report = _synthetic_report(tmp_path, image)
     code, result = _verify(report, image)

@@ -24,6 +24,7 @@ def _build(build_dir: Path, out: Path, prompt: str) -> subprocess.Popen[str]:
                             text=True)
 
 
+@pytest.mark.slow
 def test_two_builds_at_once(tmp_path: Path) -> None:
     shared = tmp_path / "build"
     runs = {name: _build(shared, tmp_path / f"{name}.img", prompt) for name, prompt in

@@ -74,6 +74,7 @@ def test_smollm2_template_renders_as_llama_cpp(smollm2_path: Path) -> None:
             assert template.render(_messages(pairs), agp) == want
 
 
+@pytest.mark.slow
 def test_every_llama_cpp_template_renders_as_llama_cpp(llama_cpp_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same text, or both refuse, for each of llama.cpp's ~70 real templates and each conversation."""
     _fixed_clock(monkeypatch)
@@ -94,6 +95,7 @@ def test_every_llama_cpp_template_renders_as_llama_cpp(llama_cpp_tree: Path, mon
     assert compared > 150
 
 
+@pytest.mark.slow
 def test_shape_reproduces_llama_cpp_for_every_template_it_accepts(llama_cpp_tree: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """For every template chat_shape accepts, its per-role glue gives the reference rendering of new

@@ -201,6 +201,7 @@ def test_power_loss_truncated_write_is_incomplete(tmp_path: Path, image: Path) -
     assert gpt_backup < len(data)
 
 
+@pytest.mark.slow
 def test_killed_flash_process_leaves_incomplete_target(tmp_path: Path) -> None:
     """SIGKILL a real `dte flash` as soon as it has invalidated the old GPT; verify says incomplete, a re-run fixes."""
     import signal
@@ -226,6 +227,7 @@ def test_killed_flash_process_leaves_incomplete_target(tmp_path: Path) -> None:
     assert flash(image_source(img), out).verified is True
 
 
+@pytest.mark.slow
 def test_plan_source_flashes_without_an_image(tmp_path: Path) -> None:
     """--board/--model path: a plan from plan_image written straight to a file equals `dte build`'s image."""
     from model_factory import sized_model

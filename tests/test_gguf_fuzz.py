@@ -121,6 +121,7 @@ def run_driver(asan_setup: tuple[Path, Path, Path, int], n_random: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_parser_survives_mutations_under_asan(asan_setup: tuple[Path, Path, Path, int]) -> None:
     stats = run_driver(asan_setup, n_random=2000)
     assert stats["cases"] > 3000

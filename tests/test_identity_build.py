@@ -85,6 +85,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     return tmp, first, second
 
 
+@pytest.mark.slow
 def test_persona_hash_is_compiled_in_and_in_the_manifest(builds: tuple[Path, dict, dict]) -> None:
     tmp, first, _ = builds
     want = hashlib.sha256(DEFAULT_PERSONA.read_bytes()).hexdigest()
@@ -124,6 +125,7 @@ def _other_key(tmp: Path) -> tuple[Path, Path]:
 
 
 @needs_sbsign
+@pytest.mark.slow
 def test_signed_build_verifies_with_sbverify_and_only_with_its_cert(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DTE_BUILD_DIR", str(tmp_path / "build"))

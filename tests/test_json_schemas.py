@@ -80,6 +80,7 @@ def test_boards_show_prints_toml() -> None:
 
 
 @pytest.mark.parametrize("board", ["qemu-q35", "epyc9654"])
+@pytest.mark.slow
 def test_kernels_list_for_both_boards(board: str) -> None:
     data = _validated("kernels list", ["kernels", "list", "--board", board, "--json"])
     assert [k["name"] for k in data["kernels"]] == list(KERNEL_SYMBOLS)

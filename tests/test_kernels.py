@@ -249,6 +249,7 @@ def test_qemu_q35_object_uses_ymm_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("width", [256, 512])
+@pytest.mark.slow
 def test_elf_object_links_into_hosted_library(tmp_path: Path, width: int) -> None:
     """The hosted ELF object + quants.c built with DTE_HAVE_GENERATED_KERNELS: dte_vec_dot dispatches to it."""
     from _quantlib import QUANTS_SOURCES
@@ -330,6 +331,7 @@ def test_avx512_without_vnni_uses_zmm_maddubs() -> None:
     assert re.search(r"zmm\d+", text) and "vpmaddubsw" in text and "vpdpbusd" not in text
 
 
+@pytest.mark.slow
 def test_kernel_object_is_reproducible_and_cached(tmp_path: Path) -> None:
     from dte_build.kernels import kernel_object
 
@@ -342,6 +344,7 @@ def test_kernel_object_is_reproducible_and_cached(tmp_path: Path) -> None:
     assert int.from_bytes(first.read_bytes()[4:8], "little") == 0  # COFF TimeDateStamp (PE/COFF spec 3.3)
 
 
+@pytest.mark.slow
 def test_epyc9654_firmware_contains_vnni_kernels(tmp_path: Path) -> None:
     """build_firmware links the board's kernel object and compiles the dispatch table with it."""
     from dte_build.toolchain import build_firmware
@@ -351,6 +354,7 @@ def test_epyc9654_firmware_contains_vnni_kernels(tmp_path: Path) -> None:
     assert "vpdpbusd" in text and re.search(r"zmm\d+", text)
 
 
+@pytest.mark.slow
 def test_cli_lists_and_disassembles_kernels() -> None:
     import json as _json
 

@@ -70,6 +70,7 @@ def test_recorded_files_are_the_committed_files(ref: dict) -> None:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == m["sha256"], f"{m['file']} changed since recording"
 
 
+@pytest.mark.slow
 def test_every_model_has_every_prompt_and_consistent_metadata(ref: dict) -> None:
     for m in ref["models"]:
         f = gguf.GGUFReader(MODELS / m["file"]).fields

@@ -38,6 +38,7 @@ def test_description_matches_gguf_reader(tmp_path: Path) -> None:
     assert info.chat_template is False and info.chat == "none (plain completion)"
 
 
+@pytest.mark.slow
 def test_real_model_keys_match_gguf_reader(smollm2_path: Path) -> None:
     """SmolLM2 (gpt2 tokenizer, smollm pre-tokenizer, ChatML template): the keys as gguf-py reads them, and the
     verdict exactly the engine's."""

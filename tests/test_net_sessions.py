@@ -265,6 +265,7 @@ def test_prompts_with_invalid_utf8_or_nul_are_refused(server: Server) -> None:
         assert c.generate(p.Prompt("naïve — ok ✓", n_predict=2)).prompt_ids == list("naïve — ok ✓".encode())
 
 
+@pytest.mark.slow
 def test_replay_campaign_after_eviction_accepts_nothing_and_amplifies_nothing(server: Server) -> None:
     """The issue's campaign, CI-sized: 300 recorded frames of 20 sessions (PROMPT, PING, STATS_REQUEST, ...),
     replayed after 20 newer sessions evicted them, each from its own source port and from another: zero served,

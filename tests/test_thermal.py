@@ -349,6 +349,7 @@ def test_governor_without_sensors_never_paces(lib: C.CDLL) -> None:
 
 # ---- the firmware: epyc9654 build carries the sensor code; QEMU boots with the sensors unavailable ----
 
+@pytest.mark.slow
 def test_epyc9654_firmware_contains_guarded_sensor_reads(tmp_path: Path) -> None:
     from dte_build.board import load_board
     from dte_build.toolchain import build_firmware

@@ -53,6 +53,7 @@ def _parse_pe_by_hand(data: bytes) -> dict[str, int]:
 
 
 @needs_toolchain
+@pytest.mark.slow
 def test_firmware_is_an_efi_application(q35_build: toolchain.FirmwareBuild) -> None:
     data = q35_build.efi_path.read_bytes()
     by_hand = _parse_pe_by_hand(data)
@@ -70,6 +71,7 @@ def test_firmware_is_an_efi_application(q35_build: toolchain.FirmwareBuild) -> N
 
 
 @needs_toolchain
+@pytest.mark.slow
 def test_build_is_reproducible(tmp_path: Path) -> None:
     board = load_board("qemu-q35")
     for attempt in range(3):   # a source edited between the two builds changes the id: build again
@@ -112,6 +114,7 @@ def test_undefined_symbol_is_a_dte_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 @needs_toolchain
+@pytest.mark.slow
 def test_header_edit_triggers_a_recompile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _fake_firmware(monkeypatch, tmp_path / "fw", '#include "x/value.h"\nconst char *volatile table[] = {"a", "b"};\n'
                    "int _fltused = 0;\nint efi_main(void) { return VALUE + (table[1] != 0); }\n")
