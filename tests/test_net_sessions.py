@@ -316,3 +316,43 @@ def test_replay_campaign_after_eviction_accepts_nothing_and_amplifies_nothing(se
     assert received <= sent                                             # a GONE is 60 bytes, no frame is smaller
     for sock in [replayer, *victims, *newer]:
         sock.close()
+
+
+def test_random_interleaved_conversations_match_the_model(server: Server) -> None:
+    """Property test of the KV bookkeeping: 6 conversations, 120 random operations (a turn, a reset, a fresh
+    PROMPT, close and reopen), interleaved so the one cache keeps changing hands; every turn's ids, transcript
+    position and context use equal the fake engine's rule over a transcript kept here in Python."""
+    import random
+
+    rng = random.Random(2024)
+    clients = [server.client() for _ in range(6)]
+    transcripts = [""] * 6
+    try:
+        for _ in range(120):
+            i = rng.randrange(6)
+            c, op = clients[i], rng.random()
+            text = "".join(rng.choice("abc xyz.") for _ in range(rng.randrange(1, 12)))
+            n, seed = rng.randrange(1, 6), rng.randrange(100)
+            if op < 0.1:
+                c.reset()
+                transcripts[i] = ""
+                continue
+            if op < 0.15:
+                c.close()
+                clients[i] = c = server.client()
+                transcripts[i] = ""
+                continue
+            if op < 0.3:                                                   # a PROMPT without APPEND: starts over
+                g = c.generate(p.Prompt(text, n_predict=n, seed=seed))
+                transcripts[i] = ""
+            else:
+                g = c.say(text, n_predict=n, seed=seed)
+            expected = fake_ids(transcripts[i] + text, seed, n)
+            assert g.prompt_start == len(transcripts[i].encode())
+            assert g.ids == expected
+            transcripts[i] += text + g.text
+            assert g.done.context_used == len(transcripts[i].encode())
+            assert g.done.reused_tokens + g.done.prompt_tokens <= g.done.context_used
+    finally:
+        for c in clients:
+            c.close()
