@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dte_build.commands.serve_cmd import listening_socket
 from dte_build.serve import ServeConfig, create_app
 
 DTE = [sys.executable, "-m", "dte_build.cli"]   # this interpreter's dte, installed or not on PATH
@@ -25,7 +25,7 @@ class GatewayThread:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.app = create_app(config)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = listening_socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,

@@ -14,6 +14,16 @@ from ..errors import DteError
 from .net_cmd import _key_option
 
 
+def listening_socket(family: int = socket.AF_INET) -> socket.socket:
+    """A TCP socket for uvicorn's `sockets=`: made with IPPROTO_TCP (asyncio sets TCP_NODELAY on accepted
+    connections only when the protocol says TCP; with proto 0, Nagle holds each SSE chunk written after the headers
+    until the client's delayed ACK, ~40 ms) and TCP_NODELAY set on it as well."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def _listen_address(listen: str) -> tuple[str, int]:
     """'HOST:PORT' (port 0: any free one), '[V6]:PORT', or 'HOST' (port 8080)."""
     host, sep, port = listen.rpartition(":")
@@ -27,8 +37,7 @@ def _listen_address(listen: str) -> tuple[str, int]:
 def _listen_socket(listen: str) -> socket.socket:
     host, port = _listen_address(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = listening_socket(family)
     try:
         sock.bind((host, port))
     except OSError as exc:
