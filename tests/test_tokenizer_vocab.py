@@ -226,8 +226,8 @@ ALIASES = ["default", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "
            "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "olmo", "jais", "trillion",
            "granite-docling", "exaone4", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "megrez", "hunyuan",
            "solar-open", "tekken", "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2", "chatglm-bpe", "glm4",
-           "glm5"]
-THOROUGH = {"default", "tekken", "olmo", "dbrx", "llama4", "glm4"}
+           "glm5", "bloom", "gpt3-finnish", "poro-chat", "viking"]
+THOROUGH = {"default", "tekken", "olmo", "dbrx", "llama4", "glm4", "bloom", "viking"}
 
 
 def relabel(src: Path, dst: Path, pre: str) -> Path:

@@ -6,6 +6,8 @@
  * Category group). */
 #include "tokenizer_pre.h"
 
+#include <stdbool.h>
+
 #include "unicode.h"
 
 enum stage {
@@ -29,6 +31,7 @@ enum stage {
     ST_TEKKEN,        /* [^\r\n\p{L}\p{N}]?U*Lo+|[^\r\n\p{L}\p{N}]?U+Lo*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
                        * with U = a letter not in [a-z], Lo = a letter not in [A-Z] (std::regex) */
     ST_GPT4O,         /* the same with an optional contraction after each letter alternative and \p{N}{1,3} */
+    ST_BLOOM,         /* ' ?[^(\s|.,!?…。，、।۔،)]+' */
 };
 
 /* ---- names ---- */
@@ -54,6 +57,8 @@ static const pre_def PRE_DEFS[] = {
     {"qwen35", {ST_QWEN35}, 0},
     {"tekken", {ST_TEKKEN}, DTE_PRE_IGNORE_MERGES | DTE_PRE_ADD_BOS},
     {"gpt-4o|llama4|kanana2|talkie|minimax-m2", {ST_GPT4O}, 0},
+    {"bloom|gpt3-finnish|poro-chat", {ST_BLOOM}, 0},
+    {"viking", {ST_BLOOM, ST_NUM_ONE}, 0},
     {"chatglm-bpe", {ST_LLAMA3}, DTE_PRE_NO_BOS_ID},
     {"glm4|glm5", {ST_LLAMA3}, DTE_PRE_NO_BOS_ID | DTE_PRE_IGNORE_MERGES},
     {"gemma4", {ST_NEWLINES}, DTE_PRE_RAW_UTF8 | DTE_PRE_ADD_BOS},
@@ -62,7 +67,7 @@ static const pre_def PRE_DEFS[] = {
 const char *dte_pre_names(void) {
     return "default, llama-bpe (llama3), dbrx, smaug-bpe, deepseek-llm, deepseek-coder, falcon, starcoder, "
            "refact, command-r, smollm, gpt-2, mpt, olmo, qwen2, qwen35, stablelm2, tekken, gpt-4o (llama4), chatglm-bpe, "
-           "glm4, gemma4 and their aliases";
+           "glm4, bloom, viking, gemma4 and their aliases";
 }
 
 static int name_in(const char *names, const char *name, size_t len) {
@@ -308,6 +313,9 @@ static const range DS_LETTERS[] = {
 static const range DS_PUNCTS[] = {{0x21, 0x2f}, {0x3a, 0x7e}, {0xff01, 0xff0f}, {0xff1a, 0xff5e},
                                   {0x2018, 0x201f}, {0x3000, 0x3002}, {0, 0}};
 static const range CJK[] = {{0x4e00, 0x9fa5}, {0x800, 0x4e00}, {0xac00, 0xd7ff}, {0, 0}};
+static const range BLOOM_STOPS[] = {{'(', ')'}, {'|', '|'}, {'.', '.'}, {',', ','}, {'!', '!'}, {'?', '?'},
+                                    {0x2026, 0x2026}, {0x3002, 0x3002}, {0xff0c, 0xff0c}, {0x3001, 0x3001},
+                                    {0x964, 0x964}, {0x6d4, 0x6d4}, {0x60c, 0x60c}, {0, 0}};
 
 static int in_ranges(const range *r, uint32_t c) {
     for (; r->hi; r++)
@@ -338,6 +346,7 @@ static int in_class(const piece *p, int stage, size_t i) {
     case ST_CJK: return in_ranges(CJK, wide);
     case ST_DS_LETTERS: return in_ranges(DS_LETTERS, wide);
     case ST_DS_PUNCTS: return in_ranges(DS_PUNCTS, wide);
+    case ST_BLOOM: return !(f & F_WS) && !in_ranges(BLOOM_STOPS, c);
     default: return 0;
     }
 }
@@ -362,7 +371,8 @@ static int find_match(const piece *p, int stage, size_t from, size_t *ms, size_t
     int single = stage == ST_NUM_ONE || stage == ST_CRLF;
     for (size_t i = from; i < p->end; i++) {
         size_t start = i;
-        if (opt_ws && (p->flags[i] & F_WS) && i + 1 < p->end && in_class(p, stage, i + 1)) i++;
+        bool lead = stage == ST_BLOOM ? p->cpt[i] == ' ' : opt_ws && (p->flags[i] & F_WS);
+        if (lead && i + 1 < p->end && in_class(p, stage, i + 1)) i++;
         else if (!in_class(p, stage, i)) continue;
         size_t j = i + 1;
         if (!single)
