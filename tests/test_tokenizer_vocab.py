@@ -8,7 +8,7 @@ tolerance to state.
 
 Known limit (documented in docs/engine.md): dte's Unicode tables come from Python's unicodedata (Unicode 14.0 here);
 llama.cpp's are newer, so code points assigned after 14.0 are "unassigned" to dte. The random strings draw only
-code points assigned in this interpreter's Unicode version.
+code points assigned both in this interpreter's Unicode version and in the committed tables' version.
 """
 
 from __future__ import annotations
@@ -106,8 +106,24 @@ FRAGMENTS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "'Re", "n
              "<|eot_id|>", "<start_of_turn>", "<end_of_turn>", "<pad>", "<|fim_prefix|>", "<mask>"]
 
 
+def _table_flags():
+    """dte_unicode_flags from the hosted library: only to keep the random input inside the Unicode version the
+    committed tables were generated from (a newer Python assigns more code points; see the module docstring)."""
+    from dte_build.engine import load_library
+
+    fn = load_library().dte_unicode_flags
+    fn.restype, fn.argtypes = ctypes.c_uint16, [ctypes.c_uint32]
+    return fn
+
+
+_FLAGS = None
+
+
 def assigned(cpt: int) -> bool:
-    return unicodedata.category(chr(cpt)) not in ("Cn", "Cs")
+    global _FLAGS
+    if _FLAGS is None:
+        _FLAGS = _table_flags()
+    return unicodedata.category(chr(cpt)) not in ("Cn", "Cs") and _FLAGS(cpt) != 1   # 1: unassigned in the tables
 
 
 def random_text(rng: random.Random) -> str:
