@@ -7,6 +7,7 @@
 #include "boot/net_engine.h"
 #include "boot/panic.h"
 #include "boot/status.h"
+#include "boot/thermal_fw.h"
 #include "drivers/mlx5.h"
 #include "drivers/virtio_net.h"
 #include "dte_config.h"
@@ -40,6 +41,28 @@
 
 static const uint8_t appliance_key[32] = DTE_PROTO_KEY;
 static dte_net_stack stack;
+
+/* STATS beyond the protocol's own counters (docs/protocol.md): the stack's, then the thermal governor's. */
+enum { THERMAL_COUNTERS = 7, EXTRA_COUNTERS = DTE_NET_COUNTER_COUNT + THERMAL_COUNTERS };
+static uint64_t extra_counters[EXTRA_COUNTERS];
+
+static void refresh_counters(void *ctx)
+{
+    (void)ctx;
+    for (unsigned i = 0; i < DTE_NET_COUNTER_COUNT; i++) {
+        extra_counters[i] = stack.counters[i];
+    }
+    thermal_fw_stats t;
+    thermal_fw_get_stats(&t);
+    uint64_t *th = extra_counters + DTE_NET_COUNTER_COUNT;
+    th[0] = t.state;
+    th[1] = t.tctl_mc > 0 ? (uint64_t)t.tctl_mc : 0;
+    th[2] = t.pkg_mw;
+    th[3] = t.workers;
+    th[4] = t.samples;
+    th[5] = t.paced_samples;
+    th[6] = t.critical_trips;
+}
 static dte_proto_server server;
 static struct net_engine engine;
 
@@ -110,8 +133,8 @@ int net_serve(void)
     }
     dte_proto_config proto = {.key = appliance_key, .key_size = sizeof appliance_key,
                               .engine = net_engine_callbacks(&engine), .send = dte_net_send_to, .send_ctx = &stack,
-                              .attest = attest_blob, .extra_counters = stack.counters,
-                              .extra_counter_count = DTE_NET_COUNTER_COUNT, .epoch = boot_epoch(),
+                              .attest = attest_blob, .extra_counters = extra_counters,
+                              .extra_counter_count = EXTRA_COUNTERS, .refresh_counters = refresh_counters, .epoch = boot_epoch(),
                               .now_ns = clock_ns, .idle_timeout_ns = DTE_NET_IDLE_TIMEOUT_S * 1000000000ull,
                               .context_size = net_engine_context(&engine)};
     if (dte_proto_init(&server, &proto) != 0) {

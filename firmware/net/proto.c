@@ -207,6 +207,9 @@ static void handle_stats(dte_proto_server *s, int index)
     for (unsigned i = 0; i < DTE_PC_COUNT; i++, count++) {
         dte_put_be64(p + 2 + 8u * count, s->counters[i]);
     }
+    if (s->config.refresh_counters) {
+        s->config.refresh_counters(s->config.refresh_ctx);
+    }
     for (unsigned i = 0; i < s->config.extra_counter_count; i++, count++) {
         dte_put_be64(p + 2 + 8u * count, s->config.extra_counters[i]);
     }

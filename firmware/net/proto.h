@@ -170,6 +170,8 @@ typedef struct dte_proto_config {
     void *attest_ctx;
     const uint64_t *extra_counters;   /* appended to STATS (the stack's counters); may be NULL */
     uint16_t extra_counter_count;
+    void (*refresh_counters)(void *ctx);   /* called before a STATS answer reads extra_counters; may be NULL */
+    void *refresh_ctx;
     dte_proto_clock_fn now_ns;     /* NULL: sessions never expire by time (only by eviction) */
     uint64_t idle_timeout_ns;      /* an idle session unused this long is closed; 0: never */
     uint32_t context_size;         /* reported in OPENED (0: unknown) */

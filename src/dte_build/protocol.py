@@ -88,12 +88,18 @@ class DoneReason(enum.IntEnum):
     CONTEXT_FULL = 4
 
 
+# The appliance's thermal governor (docs/thermal.md) appends these; a hosted server stops before them.
+THERMAL_STATS_NAMES = [
+    "thermal_state", "thermal_tctl_mc", "thermal_pkg_mw", "thermal_workers", "thermal_samples",
+    "thermal_paced_samples", "thermal_critical_trips",
+]
 STATS_NAMES = [
     "rx_frames", "malformed", "too_large", "bad_tag", "replay", "unknown_type", "served", "busy", "cancelled",
     "generations", "tokens_generated", "cookies", "bad_cookie", "opened", "gone", "wrong_peer", "evicted",
     "expired",
     "net_rx_frames", "net_tx_frames", "net_dropped", "net_bad_checksum", "net_fragments", "net_arp_replies",
     "net_icmp_replies", "net_tx_errors",
+    *THERMAL_STATS_NAMES,
 ]
 
 
