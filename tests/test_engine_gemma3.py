@@ -14,13 +14,18 @@ vacuously.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dte_build.engine import Engine
-from llamacpp_ref import load
+from dte_build.paths import REPO_ROOT
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install llama-cpp-python)")
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from llamacpp_ref import high_level  # noqa: E402  (llama.cpp's plain CPU path: see scripts/llamacpp_ref.py)
 
 PROMPTS = [
     [2, 818, 5279, 529, 7001, 563],          # <bos> and five ordinary Gemma 3 tokens
@@ -30,7 +35,7 @@ N_GEN = 24
 
 
 def llama_greedy(path: Path, prompt: list[int], n: int) -> list[int]:
-    model = load(path, 128, threads=2)
+    model = high_level(path, n_ctx=128, n_threads=2)
     ids = list(prompt)
     model.eval(ids)
     for _ in range(n):
@@ -42,7 +47,7 @@ def llama_greedy(path: Path, prompt: list[int], n: int) -> list[int]:
 
 
 def llama_logits(path: Path, ids: list[int], flash: bool) -> np.ndarray:
-    model = load(path, 128, threads=2, flash_attn=flash)
+    model = high_level(path, n_ctx=128, n_threads=2, flash_attn=flash)
     model.eval(ids)
     out = np.array(model.scores[: len(ids)], dtype=np.float64)
     model.close()
