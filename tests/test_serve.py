@@ -173,6 +173,19 @@ def test_an_expired_session_is_carried_to_a_new_transcript() -> None:
             messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": first},
                         {"role": "user", "content": "More"}]
             reply = c.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, seed=1)
+            # a history too long to carry in one frame: fine while the session holds it, 400 once it expired
+            history = [{"role": "user", "content": "y" * 1000}]
+            a1 = c.chat.completions.create(model=MODEL, messages=history, max_tokens=5, seed=1)
+            history += [{"role": "assistant", "content": a1.choices[0].message.content},
+                        {"role": "user", "content": "z" * 500}]
+            a2 = c.chat.completions.create(model=MODEL, messages=history, max_tokens=5, seed=1)
+            assert a2.choices[0].message.content == fake_turns(["y" * 1000, "z" * 500], 1, 5)[1]
+            time.sleep(1.0)
+            history += [{"role": "assistant", "content": a2.choices[0].message.content},
+                        {"role": "user", "content": "w"}]
+            with pytest.raises(openai.BadRequestError) as info:
+                c.chat.completions.create(model=MODEL, messages=history, max_tokens=5, seed=1)
+            assert info.value.code == "context_length_exceeded" and "no longer holds" in info.value.message
     finally:
         quick.stop()
     assert first == fake_text("Hi", 1, 5)

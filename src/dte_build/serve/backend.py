@@ -67,6 +67,9 @@ def api_error(exc: BaseException, endpoint: str) -> ApiError:
     """The HTTP answer for a failure of one generation on `endpoint`."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, SessionGone):   # only when the history cannot be carried to a new transcript
+        return context_exceeded("the appliance no longer holds this conversation, and its history is too long "
+                                "to send again in one request")
     if isinstance(exc, RemoteError):
         if exc.code == p.ErrorCode.BUSY:
             return ApiError(503, f"appliance {endpoint} is busy; retry shortly", type="server_error",
