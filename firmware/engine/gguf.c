@@ -217,6 +217,39 @@ static int place_tensors(cursor *c, dte_gguf *g) {
     return DTE_OK;
 }
 
+/* Heap sort of tensor indices by data offset (no recursion, no libc). */
+static void sift_down(const dte_gguf *g, uint64_t *idx, uint64_t root, uint64_t n) {
+    for (uint64_t child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && g->tensors[idx[child + 1]].offset > g->tensors[idx[child]].offset) child++;
+        if (g->tensors[idx[root]].offset >= g->tensors[idx[child]].offset) return;
+        uint64_t t = idx[root];
+        idx[root] = idx[child];
+        idx[child] = t;
+    }
+}
+
+/* No two tensors' data may share a byte (llama.cpp reads each tensor's range independently; a crafted file could
+ * alias a weight onto another). */
+static int check_overlap(cursor *c, const dte_gguf *g) {
+    if (g->n_tensors < 2) return DTE_OK;
+    uint64_t *idx = dte_alloc((size_t)g->n_tensors * sizeof(uint64_t), 8);
+    if (!idx) return fail(c, DTE_E_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < g->n_tensors; i++) idx[i] = i;
+    for (uint64_t i = g->n_tensors / 2; i-- > 0;) sift_down(g, idx, i, g->n_tensors);
+    for (uint64_t n = g->n_tensors; n-- > 1;) {
+        uint64_t t = idx[0];
+        idx[0] = idx[n];
+        idx[n] = t;
+        sift_down(g, idx, 0, n);
+    }
+    for (uint64_t i = 0; i + 1 < g->n_tensors; i++) {
+        const dte_gguf_tensor *a = &g->tensors[idx[i]], *b = &g->tensors[idx[i + 1]];
+        if (a->n_bytes && b->n_bytes && b->offset < a->offset + a->n_bytes)
+            return fail(c, DTE_E_RANGE, "two tensors' data overlap");
+    }
+    return DTE_OK;
+}
+
 int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_t errlen) {
     cursor c = {(const uint8_t *)buf, size, 0, err, errlen};
     *g = (dte_gguf){0};
@@ -239,7 +272,8 @@ int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_
         return fail(&c, rc, "out of memory");
     if (dup) return fail(&c, DTE_E_DUPLICATE, "a tensor name appears twice");
     if ((rc = read_alignment(&c, g)) != 0) return rc;
-    return place_tensors(&c, g);
+    if ((rc = place_tensors(&c, g)) != 0) return rc;
+    return check_overlap(&c, g);
 }
 
 bool dte_str_eq(dte_str s, const char *cstr) {

@@ -181,6 +181,7 @@ static double reduce_half_pi(double x, int64_t *quadrant) {
 
 static double sin_cos_d(double x, int want_cos) {
     if (x != x || x - x != 0.0) return (x - x) / (x - x); /* NaN or infinity */
+    if (x > 0x1p62 || x < -0x1p62) return 0.0; /* no phase left at this magnitude; keeps the quadrant an int64 */
     int64_t q;
     double r = reduce_half_pi(x, &q);
     int64_t quadrant = (q + (want_cos ? 1 : 0)) & 3;

@@ -203,6 +203,11 @@ static int load_layer(loader *ld, const dte_arch *a, const dte_hparams *hp, uint
         const dte_tensor_spec *s = &a->layer[i];
         bool optional = s->flags == DTE_T_OPTIONAL || (s->flags == DTE_T_UNLESS_QKV && L->w[DTE_WQKV].present);
         dte_fmt(name, sizeof name, "blk.%u.%s", il, s->name);
+        if (s->flags == DTE_T_UNLESS_QKV && !optional && !dte_gguf_find_tensor(ld->g, name)) {
+            char both[200];
+            dte_fmt(both, sizeof both, "%s (and no fused blk.%u.attn_qkv.weight)", name, il);
+            return fail(ld, DTE_E_TENSOR, "missing tensor", both);
+        }
         if (s->vector) rc = get_vector(ld, name, dim(hp, s->cols), &L->v[s->slot], optional);
         else rc = get_weight(ld, name, dim(hp, s->cols), dim(hp, s->rows), &L->w[s->slot], optional);
         if (rc < 0) return rc;
