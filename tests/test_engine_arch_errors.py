@@ -173,3 +173,52 @@ def test_overlapping_tensors_are_refused(tmp_path: Path) -> None:
     struct.pack_into("<Q", data, off_at, rel_a)
     rc, msg = gguf_check(bytes(data), model=False)
     assert rc == -5 and "overlap" in msg, msg  # DTE_E_RANGE
+
+
+EVAL_DRIVER = r'''
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.dte_host_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+lib.dte_host_eval.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p,
+                              ctypes.c_size_t]
+lib.dte_host_free.argtypes = [ctypes.c_void_p]
+err = ctypes.create_string_buffer(256)
+for path in sys.argv[2:]:
+    h = ctypes.c_void_p()
+    rc = lib.dte_host_load(path.encode(), 64, 8, 2, ctypes.byref(h), err, 256)
+    assert rc == 0, (path, err.value)
+    ids = (ctypes.c_int32 * 40)(*[(7 * i + 3) % 60 for i in range(40)])
+    assert lib.dte_host_eval(h, ids, 40, None, err, 256) == 0, err.value
+    for i in range(4):
+        assert lib.dte_host_eval(h, ctypes.byref(ids, 4 * i), 1, None, err, 256) == 0, err.value
+    lib.dte_host_free(h)
+print("ok")
+'''
+
+
+def test_extreme_accepted_hyper_parameters_evaluate_clean_under_ubsan(tmp_path: Path) -> None:
+    """The edges of what the checks accept run a forward pass with no ASan/UBSan report (float->int overflow in the
+    sine/cosine reduction, misaligned loads, NaN-producing norms)."""
+    import os
+    import subprocess
+    import sys
+
+    from dte_build import engine
+    from dte_build.errors import DteError
+
+    try:
+        lib = engine.build_host_library(sanitize=True)
+        runtime = engine.asan_runtime()
+    except DteError as exc:
+        pytest.fail(f"sanitizer build unavailable: {exc}")
+    paths = []
+    for i, (eps, base) in enumerate([(1e-12, 1.0), (1e-1, 1e12), (1e-5, 1.0001)]):
+        paths.append(make_model(tmp_path / f"e{i}.gguf", ModelSpec(eps=eps, rope_base=base, seed=i)))
+    paths.append(_with_rope_freqs(tmp_path, np.array([1e-2, 1e4, 1e-2, 1e4, 1.0, 2.0, 3.0, 4.0])))
+    env = dict(os.environ, LD_PRELOAD=str(runtime),
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    proc = subprocess.run([sys.executable, "-c", EVAL_DRIVER, str(lib), *map(str, paths)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-4000:]
