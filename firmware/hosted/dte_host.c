@@ -187,6 +187,21 @@ static int check_in_arena(const void *buf, uint64_t size, int what, char *err, s
     return rc;
 }
 
+uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, int32_t *n_ctx_used) {
+    dte_host h = {0};
+    char err[8];
+    dte_arena *prev = dte_hosted_arena_enter(&h.arena);
+    uint64_t bytes = 0;
+    if (build(&h, buf, size, 0, 1, false, err, sizeof err) == 0) {
+        uint32_t want = n_ctx > 0 ? (uint32_t)n_ctx : 0;
+        *n_ctx_used = (int32_t)(want && want < h.info.n_ctx_train ? want : h.info.n_ctx_train);
+        bytes = dte_engine_context_bytes(h.engine, (uint32_t)*n_ctx_used, n_batch > 0 ? (uint32_t)n_batch : 0);
+    }
+    dte_hosted_arena_enter(prev);
+    dte_hosted_arena_free(&h.arena);
+    return bytes;
+}
+
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen) {
     return check_in_arena(buf, size, 0, err, errlen);
 }

@@ -51,6 +51,12 @@ int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int3
  * 32-byte SHA-256; strength 0 turns the stage off. */
 void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength);
 
+/* Bytes of memory the engine allocates at open for the KV cache, scratch and logits of this model with a context
+ * of n_ctx positions (0 or above the training context: the training context; the count used in *n_ctx_used) and
+ * n_batch tokens per pass (0: the engine's default); 0 when the model does not load. For the build-time check
+ * that a board holds the model and its context. */
+uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, int32_t *n_ctx_used);
+
 /* Parse a GGUF held in memory (no model construction): 0 or a negative DTE_E_* code. For fuzzing. */
 int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen);
 /* Parse + build the llama model + tokenizer views from memory, without a KV cache. For fuzzing. */

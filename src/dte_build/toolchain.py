@@ -102,6 +102,7 @@ class FirmwareOptions:
 
     prompt: str = "Hello. I am Deep Tree Echo,"   # a greeting in the persona's voice
     n_predict: int = defaults.N_PREDICT
+    n_ctx: int = defaults.N_CTX           # positions of the firmware's KV cache (0: the model's, capped at 4096)
     temperature: float = defaults.TEMPERATURE
     top_k: int = defaults.TOP_K
     top_p: float = defaults.TOP_P
@@ -123,6 +124,8 @@ class FirmwareOptions:
     def __post_init__(self) -> None:
         if self.n_predict <= 0:
             raise DteError(f"token count must be positive, not {self.n_predict}")
+        if not 0 <= self.n_ctx <= 1 << 24:
+            raise DteError(f"context size must be 0 (the model's) or 1..16777216 positions, not {self.n_ctx}")
         if not 0.0 <= self.temperature <= 100.0:
             raise DteError(f"temperature must be between 0 and 100, not {self.temperature}")
         if self.top_k < 0:
@@ -203,6 +206,16 @@ def _c_float(value: float) -> str:
     return f"{float(value)!r}f"
 
 
+FIRMWARE_CTX_CAP = 4096
+"""Context the firmware allocates when the build asks for the model's (0): like the hosted engine's default cap, so
+a 32k-128k training context does not claim the board's memory unasked."""
+
+
+def firmware_context(n_ctx: int) -> int:
+    """DTE_N_CTX for a build's -c/--ctx-size (0: FIRMWARE_CTX_CAP; the engine caps it at the model's own)."""
+    return n_ctx if n_ctx > 0 else FIRMWARE_CTX_CAP
+
+
 def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
     """The text of dte_config.h: board, build and generation settings as C macros."""
     regions = " ".join(f'X("{r.name}", {r.size_mib}ULL, {r.min_mib}ULL)' for r in board.regions)
@@ -226,6 +239,7 @@ def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
                                 else options.prompt)),
         ("DTE_SYSTEM_PROMPT", c_string(options.system_prompt)),
         ("DTE_N_PREDICT", str(options.n_predict)),
+        ("DTE_N_CTX", f"{firmware_context(options.n_ctx)}u   /* KV cache positions (capped at the model's) */"),
         ("DTE_TEMPERATURE", _c_float(options.temperature)),
         ("DTE_TOP_K", str(options.top_k)),
         ("DTE_TOP_P", _c_float(options.top_p)),

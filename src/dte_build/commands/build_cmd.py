@@ -40,6 +40,7 @@ _DEFAULTS = FirmwareOptions()
 @click.option("--stream-weights", is_flag=True,
               help="Accept a model larger than the board's weights region: the firmware keeps what fits and "
                    "streams the other layers from NVMe as it runs (slower per token).")
+@options.ctx_size
 @identity_options
 @sign_options
 @net_build_options
@@ -47,7 +48,7 @@ _DEFAULTS = FirmwareOptions()
 def build(board_name: str, model: Path | None, no_model: bool, output: Path, prompt: str, chat: bool | None,
           system: str | None, n_predict: int,
           temp: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
-          stream_weights: bool, as_json: bool,
+          stream_weights: bool, n_ctx: int, as_json: bool,
           persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
           sign_cert: Path | None = None, net: bool = False, key_file: str | None = None) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
@@ -67,7 +68,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     board = load_board(board_name)
     shape = firmware_chat(None if no_model else model or default_model(board), chat, resolve_epoch(None))
     settings: dict[str, Any] = {
-        "prompt": prompt, "n_predict": n_predict, "temperature": temp, "top_k": top_k, "top_p": top_p, "seed": seed,
+        "prompt": prompt, "n_predict": n_predict, "n_ctx": n_ctx, "temperature": temp, "top_k": top_k, "top_p": top_p, "seed": seed,
         "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {},
         "chat": shape, "boot_chat": bool(chat)}
     if system is not None:
@@ -80,7 +81,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         progress.phase("image (checking and hashing the model, writing the GPT disk)")
         image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
                             model_path=model, build_id=firmware.build_id,
-                            no_model=no_model, stream_weights=stream_weights)
+                            no_model=no_model, stream_weights=stream_weights, n_ctx=n_ctx)
     packed = image.manifest.get("model")
     result = {
         "schema": options.JSON_SCHEMA_VERSION,

@@ -17,6 +17,7 @@ from ..errors import DteError
 from ..flash.source import Extent, Source, plan_source
 from ..flash.writer import write_fresh_file
 from .manifest import ModelDigest, digest_model
+from ..toolchain import firmware_context
 from .model_check import ModelInfo, check_model
 from .plan import plan_image
 
@@ -53,7 +54,7 @@ def _write_model_while_hashing(model: Path, fd: int, name: str, offset: int, siz
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
                 build_id: str, extra_esp_files: dict[str, bytes | Path] | None = None,
                 source_date_epoch: int | None = None, no_model: bool = False, persona: dict[str, Any] | None = None,
-                stream_weights: bool = False) -> ImageResult:
+                stream_weights: bool = False, n_ctx: int = 0) -> ImageResult:
     """Validate the model, then write the GPT image to `out_path` atomically and sparsely.
 
     Without `model_path` the board's default model is used if it exists (`no_model` forces none); an image without
@@ -73,7 +74,8 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         raise DteError("a model path and no_model (--no-model) were both given", "pick one")
     if model_path is None and not no_model:
         model_path = default_model(board)
-    model_info = check_model(model_path, board, stream_weights=stream_weights) if model_path is not None else None
+    model_info = (check_model(model_path, board, stream_weights=stream_weights, n_ctx=firmware_context(n_ctx))
+                  if model_path is not None else None)
     if no_model:
         info("no model (asked for): the image carries no weights partition")
     elif model_info is None:

@@ -169,6 +169,32 @@ def _describe(path: str | os.PathLike[str], start: int, length: int | None,
     return desc, blob, length
 
 
+def context_bytes(path: str | os.PathLike[str], n_ctx: int, n_batch: int = 0) -> tuple[int, int]:
+    """(bytes, positions): the memory the engine allocates at open for the KV cache, scratch and logits of the model
+    at `path` with an n_ctx-position context (0: the model's training context; a larger request is capped to it),
+    as the firmware does (engine/engine.h dte_engine_context_bytes). (0, 0) when the model does not load."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    try:
+        window = (ctypes.c_char * len(mapped)).from_buffer(mapped)
+        used = ctypes.c_int32(0)
+        lib = _library()
+        lib.dte_host_context_bytes.restype = ctypes.c_uint64
+        lib.dte_host_context_bytes.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int32, ctypes.c_int32,
+                                               ctypes.POINTER(ctypes.c_int32)]
+        try:
+            need = int(lib.dte_host_context_bytes(ctypes.addressof(window), size, n_ctx, n_batch, ctypes.byref(used)))
+        finally:
+            del window
+    finally:
+        mapped.close()
+    return need, int(used.value)
+
+
 def chat_strings(path: str | os.PathLike[str]) -> ChatStrings | None:
     """The model's chat template with its BOS/EOS token texts (None without a template), read by the engine's
     parser in milliseconds."""
@@ -199,10 +225,13 @@ def describe_model(path: str | os.PathLike[str], *, start: int = 0, length: int 
         n_embd=_opt(desc.n_embd), context_length=_opt(desc.n_ctx_train), metadata_keys=int(desc.n_kv))
 
 
-def check_model(path: str | os.PathLike[str], board: Board | None = None, *, stream_weights: bool = False) -> ModelInfo:
+def check_model(path: str | os.PathLike[str], board: Board | None = None, *, stream_weights: bool = False,
+                n_ctx: int | None = None) -> ModelInfo:
     """Refuse, with the engine's reason, a GGUF the firmware would refuse (and one too big for `board`'s weights
     region). `stream_weights`: a model larger than the weights region is accepted (with a warning): the firmware
-    keeps what fits resident and streams the other layers from NVMe (firmware/boot/weights_stream.h)."""
+    keeps what fits resident and streams the other layers from NVMe (firmware/boot/weights_stream.h).
+    `n_ctx` (with `board`): the context the firmware will allocate (DTE_N_CTX); refused when its KV cache and
+    scratch do not fit the board's memory left beside the weights."""
     p = Path(path)
     if not p.is_file():
         raise DteError(f"model {p} does not exist or is not a file")
@@ -222,4 +251,18 @@ def check_model(path: str | os.PathLike[str], board: Board | None = None, *, str
             raise DteError(f"model {p.name} is {size / MIB:.1f} MiB but board {board.name}'s weights region holds "
                            f"{region.size_mib} MiB", "pick a smaller quantization or a bigger board, or build with "
                            "--stream-weights")
+        if n_ctx is not None:
+            _check_context(p, info, board, n_ctx)
     return info
+
+
+def _check_context(p: Path, info: ModelInfo, board: Board, n_ctx: int) -> None:
+    """The engine allocates its KV cache and scratch from every region the weights leave (boot/alloc.c order:
+    runtime, scratch, kv_cache, then the weights region's rest)."""
+    need, used = context_bytes(p, n_ctx)
+    weights = board.region("weights").size_mib * MIB
+    have = sum(r.size_mib * MIB for r in board.regions if r.name != "weights") + max(0, weights - info.size)
+    if need > have:
+        raise DteError(f"model {p.name} with a {used}-position context needs {need / MIB:.1f} MiB for its KV cache "
+                       f"and scratch, but board {board.name} has {have / MIB:.1f} MiB beside the weights",
+                       "build with a smaller -c/--ctx-size")
