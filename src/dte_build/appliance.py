@@ -34,17 +34,22 @@ def apply_network(board: Board, options: FirmwareOptions, net: bool, key_file: s
 def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
                        identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
                        sign_key: Path | None = None, sign_cert: Path | None = None,
-                       on_step: Callable[[str, int], None] | None = None,
-                       ) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
+                       on_step: Callable[[str, int], None] | None = None, model: Path | None = None,
+                       chat: bool | None = None) -> tuple[Identity, FirmwareBuild, SignedFirmware]:
     """The firmware `dte build` compiles for `board`: the persona (`persona_path`, else the board's) and identity
     strength, the FirmwareOptions fields in `settings` (prompt, sampling, threads, ...; defaults otherwise), the
     network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
     `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes.
-    `on_step`: build_firmware's progress callback."""
+    `on_step`: build_firmware's progress callback. `model`'s chat template is compiled in (chat_template.
+    firmware_chat: refused when it does not fit); `chat` True makes the boot prompt a chat turn, False leaves the
+    template out (plain completion)."""
+    from .chat_template import firmware_chat
     from .identity_build import resolve_identity, sign_firmware
+    from .image.plan import resolve_epoch
 
     identity = resolve_identity(board, persona_path, identity_strength)
-    options = apply_network(board, FirmwareOptions(**{**identity.firmware_options(), **(settings or {})}), net,
-                            key_file)
+    chat_settings = {"chat": firmware_chat(model, chat, resolve_epoch(None)), "boot_chat": bool(chat)}
+    options = apply_network(board, FirmwareOptions(**{**identity.firmware_options(), **chat_settings,
+                                                      **(settings or {})}), net, key_file)
     firmware = build_firmware(board, options=options, on_step=on_step)
     return identity, firmware, sign_firmware(firmware, sign_key, sign_cert)

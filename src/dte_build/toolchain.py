@@ -166,6 +166,8 @@ class FirmwareBuild:
     build_dir: Path
     persona_sha256: str = ""      # the identity compiled in (DTE_PERSONA_SHA256)
     identity_strength: float = 0.0
+    chat: ChatShape | None = None  # the chat format compiled in (DTE_CHAT_*); None: plain completion
+    boot_chat: bool = False        # the boot prompt is a chat turn
 
 
 def read_source_list(*sections: str) -> list[str]:
@@ -461,7 +463,8 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
     latest.write_bytes(data)
     latest.replace(build_dir / EFI_NAME)
     return FirmwareBuild(efi, build_id, hashlib.sha256(data).hexdigest(), len(data), time.monotonic() - start,
-                         board.name, build_dir, options.persona_sha256 or "", options.identity_strength)
+                         board.name, build_dir, options.persona_sha256 or "", options.identity_strength, options.chat,
+                         options.boot_chat)
 
 
 def with_persona(board: Board, options: FirmwareOptions) -> FirmwareOptions:

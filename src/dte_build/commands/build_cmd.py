@@ -60,24 +60,21 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     \b
     Example:  dte build --board qemu-q35 -o dte_boot.img && dte run dte_boot.img
     """
-    from ..chat_template import firmware_chat
     from ..image.builder import build_image, default_model   # imported late so `dte --help` stays fast
-    from ..image.plan import resolve_epoch
 
     start = time.monotonic()
     board = load_board(board_name)
-    shape = firmware_chat(None if no_model else model or default_model(board), chat, resolve_epoch(None))
     settings: dict[str, Any] = {
-        "prompt": prompt, "n_predict": n_predict, "n_ctx": n_ctx, "temperature": temp, "top_k": top_k, "top_p": top_p, "seed": seed,
-        "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {},
-        "chat": shape, "boot_chat": bool(chat)}
+        "prompt": prompt, "n_predict": n_predict, "n_ctx": n_ctx, "temperature": temp, "top_k": top_k, "top_p": top_p,
+        "seed": seed, "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
     if system is not None:
         settings["system_prompt"] = system
     with steps(f"firmware for {board.name}") as progress:
         identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
                                                         identity_strength=identity_strength, net=net,
                                                         key_file=key_file, sign_key=sign_key, sign_cert=sign_cert,
-                                                        on_step=progress.step)
+                                                        on_step=progress.step, chat=chat,
+                                                        model=None if no_model else model or default_model(board))
         progress.phase("image (checking and hashing the model, writing the GPT disk)")
         image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
                             model_path=model, build_id=firmware.build_id,
@@ -92,7 +89,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "image": {"path": str(image.path), "size": image.size, "seconds": round(image.seconds, 3)},
         "model": packed,
         "persona": identity.manifest_entry(),
-        "chat": shape.to_dict() if shape else None,
+        "chat": firmware.chat.to_dict() if firmware.chat else None,
         "signature": signed.to_dict(),
         "seconds": round(time.monotonic() - start, 3),
     }
@@ -109,7 +106,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     identity.add_rows(table)
     signed.add_rows(table)
     table.add_row("model", f"{packed['name']} ({packed['size']} bytes)" if packed else "none")
-    table.add_row("chat", "none (plain completion)" if shape is None else
-                  "the model's template" + (", boot prompt as a chat turn" if chat else ""))
+    table.add_row("chat", "none (plain completion)" if firmware.chat is None else
+                  "the model's template" + (", boot prompt as a chat turn" if firmware.boot_chat else ""))
     table.add_row("image", f"{image.path} ({image.size / 2**20:.0f} MiB, {image.seconds:.2f} s)")
     out.print(table)

@@ -33,7 +33,7 @@ def _board_source(board_name: str, model: Path | None, no_model: bool, target: P
     from ..appliance import appliance_firmware
     board = load_board(board_name)
     model = None if no_model else (model if model is not None else default_model(board))
-    identity, firmware, _ = appliance_firmware(board)
+    identity, firmware, _ = appliance_firmware(board, model=model)   # the model's chat template compiled in
     disk_size = None
     if target.exists() and (target.is_block_device() or target.stat().st_size > 0):
         fd = os.open(target, os.O_RDONLY)
