@@ -240,3 +240,15 @@ def test_config_header_carries_the_shape(smollm2_path: Path) -> None:
     assert "#define DTE_BOOT_CHAT 1" in text and '#define DTE_CHAT_PROMPT "Hi"' in text
     assert "#define DTE_CHAT 0" in config_header(load_board("qemu-q35"), FirmwareOptions(), "0" * 16)
     assert json.dumps(shape.to_dict())
+
+
+def test_build_refuses_a_template_that_does_not_fit(tmp_path: Path) -> None:
+    """Without --chat the template is still compiled in for network turns, so one that does not fit is refused
+    (before compiling anything), naming --no-chat."""
+    numbered = ("{% for m in messages %}[{{ loop.index }}] {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant:{% endif %}")
+    model = make_model(tmp_path / "m.gguf", ModelSpec(chat_template=numbered))
+    out = tmp_path / "img"
+    result = CliRunner().invoke(main, ["build", "--board", "qemu-q35", "--model", str(model), "-o", str(out)])
+    assert result.exit_code != 0 and "does not fit" in result.output and "--no-chat" in result.output
+    assert "Traceback" not in result.output and not out.exists()
