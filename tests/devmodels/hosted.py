@@ -33,7 +33,7 @@ def driver_library() -> Path:
     """Compile (cached by source hash) and return the path of the hosted test library."""
     sources = [p for p in (FIRMWARE_DIR / s for s in FIRMWARE_SOURCES) if p.exists()] + MODEL_SOURCES
     headers = sorted((FIRMWARE_DIR / "drivers").glob("*.h")) + sorted((FIRMWARE_DIR / "lib").glob("*.h")) + \
-        sorted(DEVMODELS.glob("*.h")) + [FIRMWARE_DIR / "engine" / "platform.h"]
+        sorted(DEVMODELS.glob("*.h")) + [FIRMWARE_DIR / "runtime" / "platform.h"]
     digest = hashlib.sha256()
     for path in sources + headers:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
