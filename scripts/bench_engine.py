@@ -10,6 +10,8 @@ own subprocess, interleaved, `--repeat` times; the table shows medians:
 - tg128: 128 single-token evaluations from an empty context, tokens/s (as llama-bench);
 - bound: tg's memory-bandwidth limit = single-thread read bandwidth (numpy, one thread) / bytes of weights read
   per token (every tensor but token_embd, which is read one row at a time);
+- per CPU-second: tokens per second of the worker's CPU time (all its threads), the
+  fairer figure when other work shares the cores (a spin-waiting thread counts against its engine);
 - RSS: the worker's peak resident set (VmHWM, Python included), against file size + KV cache + 64 MiB.
 
 Same settings on both sides: n_ctx 512, n_batch = n_ubatch = 128, F16 K/V, no flash attention, mmap'd weights.
@@ -46,7 +48,7 @@ FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", 
 REAL = {"smollm2": "smollm2-135m", "gemma3": "gemma3-270m"}
 """Real third-party models (dte_build.fetch names), benchmarked as they are when the engine loads them."""
 N_CTX, N_BATCH, N_PP, N_TG = 512, 128, 128, 128
-MEASURES = ("pp_tps", "tg_tps", "rss_base_mib", "rss_peak_mib")  # what a worker reports
+MEASURES = ("pp_tps", "tg_tps", "pp_cpu_tps", "tg_cpu_tps", "rss_base_mib", "rss_peak_mib")  # a worker's report
 SHAPE = {"n_vocab": 32000, "n_embd": 2048, "n_layer": 20, "n_head": 16, "n_head_kv": 4, "n_ff": 5632}
 
 
@@ -197,15 +199,16 @@ def worker(engine: str, model: Path, threads: int, library: Path | None, n_pp: i
     runner.decode(prompt[:16])  # warm-up (pages in the weights, starts the threads)
     runner.decode(gen[:1])
     runner.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     runner.decode(prompt)
-    pp = time.perf_counter() - t0
+    pp, pp_cpu = time.perf_counter() - t0, time.process_time() - c0
     runner.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for tok in gen:
         runner.decode([tok])
-    tg = time.perf_counter() - t0
-    return {"pp_tps": n_pp / pp, "tg_tps": n_tg / tg, "rss_base_mib": rss_base, "rss_peak_mib": max_rss_mib()}
+    tg, tg_cpu = time.perf_counter() - t0, time.process_time() - c0
+    # per CPU-second (all of the process's threads): on a loaded machine, what a core would give it uncontended
+    return {"pp_tps": n_pp / pp, "tg_tps": n_tg / tg, "pp_cpu_tps": n_pp / pp_cpu, "tg_cpu_tps": n_tg / tg_cpu, "rss_base_mib": rss_base, "rss_peak_mib": max_rss_mib()}
 
 
 def run_worker(engine: str, model: Path, threads: int, library: Path, n_pp: int, n_tg: int) -> dict[str, float]:
@@ -231,12 +234,12 @@ def print_table(rows: list[dict[str, object]], bandwidth: float, load: tuple[str
     print(f"single-thread read bandwidth {bandwidth / 1e9:.1f} GB/s; load average {load[0]} (start), {load[1]} "
           "(end); medians", file=sys.stderr)
     head = ("type", "thr", "file MiB", "tg dte", "tg llama", "tg ratio", "tg bound", "dte/bound", "pp dte",
-            "pp llama", "pp ratio", "RSS dte", "RSS llama", "RSS budget")
+            "pp llama", "pp ratio", "tg/CPU-s ratio", "pp/CPU-s ratio", "RSS dte", "RSS llama", "RSS budget")
     print(" | ".join(head), file=sys.stderr)
     for r in rows:
         print(" | ".join(str(r[k]) for k in ("type", "threads", "file_mib", "tg_dte", "tg_llamacpp", "tg_ratio",
                                               "tg_bound", "tg_of_bound", "pp_dte", "pp_llamacpp", "pp_ratio",
-                                              "rss_dte_mib", "rss_llamacpp_mib", "rss_budget_mib")), file=sys.stderr)
+                                              "tg_cpu_ratio", "pp_cpu_ratio", "rss_dte_mib", "rss_llamacpp_mib", "rss_budget_mib")), file=sys.stderr)
 
 
 def main() -> int:
@@ -293,7 +296,8 @@ def main() -> int:
         per_token = weight_bytes_per_token(path)
         budget = (path.stat().st_size + kv_cache_bytes(path, N_CTX)) / 2**20 + 64
         for threads in args.threads:
-            med = {e: {k: statistics.median(s[k] for s in samples[(name, threads, e)]) for k in MEASURES}
+            med = {e: {k: statistics.median(s.get(k, float("nan")) for s in samples[(name, threads, e)])
+                       for k in MEASURES}
                    for e in ("dte", "llamacpp")}
             bound = bandwidth / per_token
             rows.append({
@@ -303,6 +307,12 @@ def main() -> int:
                 "tg_bound": round(bound, 2), "tg_of_bound": round(med["dte"]["tg_tps"] / bound, 2),
                 "pp_dte": round(med["dte"]["pp_tps"], 2), "pp_llamacpp": round(med["llamacpp"]["pp_tps"], 2),
                 "pp_ratio": round(med["dte"]["pp_tps"] / med["llamacpp"]["pp_tps"], 2),
+                "tg_cpu_dte": round(med["dte"]["tg_cpu_tps"], 2),
+                "tg_cpu_llamacpp": round(med["llamacpp"]["tg_cpu_tps"], 2),
+                "tg_cpu_ratio": round(med["dte"]["tg_cpu_tps"] / med["llamacpp"]["tg_cpu_tps"], 2),
+                "pp_cpu_dte": round(med["dte"]["pp_cpu_tps"], 2),
+                "pp_cpu_llamacpp": round(med["llamacpp"]["pp_cpu_tps"], 2),
+                "pp_cpu_ratio": round(med["dte"]["pp_cpu_tps"] / med["llamacpp"]["pp_cpu_tps"], 2),
                 "rss_dte_mib": round(med["dte"]["rss_peak_mib"]),
                 "rss_llamacpp_mib": round(med["llamacpp"]["rss_peak_mib"]),
                 "rss_python_base_mib": round(med["dte"]["rss_base_mib"]), "rss_budget_mib": round(budget),
