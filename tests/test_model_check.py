@@ -109,3 +109,16 @@ def test_model_too_big_for_board_names_both_sizes(tmp_path: Path) -> None:
     path = sized_model(tmp_path / "big.gguf", 1_300_000)
     with pytest.raises(DteError, match=r"big.gguf is 1\.\d MiB but board qemu-q35's weights region holds 1 MiB"):
         check_model(path, tight)
+
+
+def test_dte_build_refuses_before_compiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11's "refuse early": `dte build` with a model the engine refuses stops before the firmware compiles."""
+    from click.testing import CliRunner
+
+    from dte_build.cli import main
+
+    monkeypatch.setenv("DTE_BUILD_DIR", str(tmp_path / "build"))
+    bad = write_gguf(tmp_path / "bad.gguf", arch="no-such-arch")
+    result = CliRunner().invoke(main, ["build", "--board", "qemu-q35", "-m", str(bad), "-o", str(tmp_path / "x.img")])
+    assert result.exit_code == 1 and "would not run on dte" in result.stderr
+    assert not (tmp_path / "build" / "qemu-q35").exists() and not (tmp_path / "x.img").exists()

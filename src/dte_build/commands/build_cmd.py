@@ -69,6 +69,10 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "seed": seed, "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
     if system is not None:
         settings["system_prompt"] = system
+    if model is not None and not no_model:  # refuse early: the engine's own check, before the firmware compiles
+        from ..image.model_check import check_model
+
+        check_model(model, board, stream_weights=stream_weights)
     with steps(f"firmware for {board.name}") as progress:
         identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
                                                         identity_strength=identity_strength, net=net,
