@@ -14,7 +14,7 @@ from model_factory import ModelSpec, make_model, sized_model
 from dte_build.board import load_board
 from dte_build.engine import gguf_check
 from dte_build.errors import DteError
-from dte_build.image.model_check import check_model, describe_model, supported_types
+from dte_build.image.model_check import check_model, describe_model, supported_architectures, supported_types
 
 
 def _ref_types(ref: gguf.GGUFReader) -> dict[str, int]:
@@ -99,6 +99,7 @@ def test_refused_with_the_engines_reason(tmp_path: Path, make) -> None:  # type:
         check_model(path)
     assert reason in exc.value.message and "would not run on dte" in exc.value.message
     assert supported_types() in (exc.value.hint or "") and "Q4_0".lower() in supported_types()
+    assert supported_architectures() in (exc.value.hint or "") and "llama" in supported_architectures().split(", ")
 
 
 def test_model_too_big_for_board_names_both_sizes(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ static const dte_arch table[] = {
     {.name = "qwen3moe", .refused = "mixture-of-experts layers (ffn_*_exps) are not supported"},
 };
 
+const dte_arch *dte_arch_at(uint32_t i) { return i < sizeof table / sizeof table[0] ? &table[i] : 0; }
+
 const dte_arch *dte_arch_find(dte_str name) {
     for (uint32_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (dte_str_eq(name, table[i].name)) return &table[i];

@@ -57,5 +57,7 @@ typedef struct {
 
 /* The entry for general.architecture, or NULL when the table has none. */
 const dte_arch *dte_arch_find(dte_str name);
+/* Entry i of the table, or NULL past its end (to list what dte runs: `dte build`'s refusal hint). */
+const dte_arch *dte_arch_at(uint32_t i);
 
 #endif /* DTE_ENGINE_ARCH_H */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../engine/arch.h"
 #include "../engine/gguf.h"
 #include "../engine/quants.h"
 #include "dte_host.h"
@@ -91,6 +92,19 @@ int dte_host_supported_types(char *buf, size_t cap) {
     for (uint32_t t = 0; t < DTE_TYPE_COUNT; t++) {
         if (!dte_type_is_weight(t)) continue;
         int n = snprintf(buf + len, cap > len ? cap - len : 0, "%s%s", len ? ", " : "", dte_type_name(t));
+        if (n < 0) break;
+        len += (size_t)n;
+    }
+    return (int)len;
+}
+
+int dte_host_supported_archs(char *buf, size_t cap) {
+    size_t len = 0;
+    if (cap) buf[0] = 0;
+    const dte_arch *a;
+    for (uint32_t i = 0; (a = dte_arch_at(i)) != 0; i++) {
+        if (a->refused) continue;
+        int n = snprintf(buf + len, cap > len ? cap - len : 0, "%s%s", len ? ", " : "", a->name);
         if (n < 0) break;
         len += (size_t)n;
     }

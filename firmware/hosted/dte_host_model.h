@@ -30,5 +30,7 @@ int dte_host_model_describe(const void *buf, uint64_t size, dte_host_model_desc 
 
 /* The tensor types the engine takes as weights, comma separated ("F32, F16, Q4_0, ..."). Returns the length. */
 int dte_host_supported_types(char *buf, size_t cap);
+/* The architectures the engine runs (engine/arch.c's table, refused entries left out), comma separated. */
+int dte_host_supported_archs(char *buf, size_t cap);
 
 #endif

@@ -87,6 +87,8 @@ def _library(path: Path | None = None) -> ctypes.CDLL:
         lib.dte_host_model_describe.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(_Desc)]
         lib.dte_host_supported_types.restype = ctypes.c_int
         lib.dte_host_supported_types.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.dte_host_supported_archs.restype = ctypes.c_int
+        lib.dte_host_supported_archs.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.dte_pre_names.restype = ctypes.c_char_p
         lib.dte_pre_names.argtypes = []
         lib.dte_type_name.restype = ctypes.c_char_p
@@ -102,14 +104,22 @@ def supported_types() -> str:
     return buf.value.decode()
 
 
+def supported_architectures() -> str:
+    """The general.architecture values the engine runs (its architecture table)."""
+    buf = ctypes.create_string_buffer(512)
+    _library().dte_host_supported_archs(buf, len(buf))
+    return buf.value.decode()
+
+
 def supported_pre_tokenizers() -> str:
     """The tokenizer.ggml.pre names the engine's tokenizer accepts, as it lists them."""
     return _text(_library().dte_pre_names() or b"")
 
 
 def _supported_hint() -> str:
-    return (f"dte runs what its engine accepts (docs/engine.md, 'What it runs'; tensor types {supported_types()}; "
-            f"pre-tokenizers {supported_pre_tokenizers()}); `dte inspect MODEL.gguf` says why a file does not run")
+    return (f"dte runs what its engine accepts (docs/engine.md, 'What it runs': architectures "
+            f"{supported_architectures()}; tensor types {supported_types()}; pre-tokenizers "
+            f"{supported_pre_tokenizers()}); `dte inspect MODEL.gguf` says why a file does not run")
 
 
 def _text(raw: bytes) -> str:
