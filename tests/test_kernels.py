@@ -367,7 +367,7 @@ def test_cli_lists_and_disassembles_kernels() -> None:
     assert listed.exit_code == 0, listed.output
     data = _json.loads(listed.stdout)
     assert data["width"] == 512 and data["vnni"] is True and data["symbols"] == list(KERNEL_SYMBOLS)
-    asm = runner.invoke(main, ["kernels", "asm", "--board", "epyc9654", "--symbol", "dte_k_vec_dot_q4_K_q8_K"])
-    assert asm.exit_code == 0 and "vpdpbusd" in asm.stdout and "dte_k_vec_dot_q6_K_q8_K:" not in asm.stdout
+    asm = runner.invoke(main, ["kernels", "asm", "--board", "epyc9654", "--symbol", "dte_k_vec_dot_q4_0_q8_0"])
+    assert asm.exit_code == 0 and "vpdpbusd" in asm.stdout and "dte_k_vec_dot_q4_1_q8_1:" not in asm.stdout
     bad = runner.invoke(main, ["kernels", "asm", "--symbol", "dte_k_nope"])
     assert bad.exit_code != 0 and "no kernel named dte_k_nope" in bad.output

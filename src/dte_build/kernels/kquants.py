@@ -28,15 +28,11 @@ def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
               unsigned: bool) -> list[tuple[str, str | None, str]]:
     """Per vector of the super-block: (|w|, w < 0 or None, scales); pieces: 8 x <32 x i8>, scales16 <16 x i32>.
 
-    Scales are per i16 lane of the vpmaddubsw result (vpmaddwd multiplies by them while adding pairs) or, with
-    VNNI, per i32 lane of the vpdpbusd result."""
+    Scales are per i16 lane of the vpmaddubsw result: vpmaddwd multiplies by them while adding pairs."""
     n = isa.bytes
     per = n // 32
-    if isa.vnni:
-        lane_ty, per_lane, source = "i32", 4, scales16
-    else:
-        lane_ty, per_lane = "i16", 2
-        source = fn.emit(f"trunc {vec(16, 'i32')} {scales16} to {vec(16, 'i16')}")
+    lane_ty, per_lane = "i16", 2
+    source = fn.emit(f"trunc {vec(16, 'i32')} {scales16} to {vec(16, 'i16')}")
     out = []
     for v in range(QK_K // n):
         parts = pieces[v * per:(v + 1) * per]
@@ -46,23 +42,15 @@ def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
     return out
 
 
-def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str, bias: int = 0) -> str:
-    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane. bias (VNNI only):
-    the weights were loaded as unsigned w + bias, so each 4-element sum starts from -bias * (sum of the 4 x)."""
+def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
+    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane."""
     n = isa.bytes
     lanes = vec(n // 4, "i32")
     sumi = None
     for v, (u, neg, scales) in enumerate(weights):
         x = fn.load(vec(n, "i8"), base, fn.emit(f"add i64 {aoff}, {4 + v * n}"))
         sx = fn.signed_by(n, neg, x)
-        if isa.vnni:
-            init = "zeroinitializer"
-            if bias:
-                xsum = fn.dot4(isa, n, splat_const(n, "i8", 1), x)
-                init = fn.op("mul nsw", lanes, xsum, splat_const(n // 4, "i32", -bias))
-            scaled = fn.op("mul nsw", lanes, fn.dot4(isa, n, u, sx, init), scales)
-        else:  # llama.cpp's shape: vpmaddubsw, then vpmaddwd by the scales
-            scaled = fn.madd_i16(isa, n // 2, fn.maddubs(isa, n, u, sx), scales)
+        scaled = fn.madd_i16(isa, n // 2, fn.maddubs(isa, n, u, sx), scales)  # vpmaddubsw, vpmaddwd by the scales
         sumi = scaled if sumi is None else fn.op("add nsw", lanes, sumi, scaled)
     return sumi
 
@@ -117,8 +105,7 @@ def q5_K_pieces(fn: Fn, woff: str) -> list[str]:
     return out
 
 
-def q6_K_pieces(fn: Fn, woff: str, biased: bool = False) -> list[str]:
-    """Q6_K quants, -32..31 (biased: 0..63)."""
+def q6_K_pieces(fn: Fn, woff: str) -> list[str]:
     t = vec(32, "i8")
     pieces = []
     for c in range(2):
@@ -129,18 +116,17 @@ def q6_K_pieces(fn: Fn, woff: str, biased: bool = False) -> list[str]:
             low = hi if quarter & 2 else lo
             high = fn.vop("and", 32, fn.vop("lshr", 32, qh, 2 * quarter), 3)
             q = fn.op("or", t, low, fn.vop("shl", 32, high, 4))
-            pieces.append(q if biased else fn.vop("sub", 32, q, 32))
+            pieces.append(fn.vop("sub", 32, q, 32))
     return pieces
 
 
-def q3_K_pieces(fn: Fn, woff: str, biased: bool = False) -> list[str]:
-    """Q3_K: 2 low bits as Q2_K, hmask bit e/32 of hmask[e%32] clear means minus 4: values -4..3 (biased: 0..7)."""
+def q3_K_pieces(fn: Fn, woff: str) -> list[str]:
+    """Q3_K: 2 low bits as Q2_K, hmask bit e/32 of hmask[e%32] clear means minus 4: values -4..3."""
     hm = fn.load(vec(32, "i8"), "%w", woff)
     out = []
     for k, low in enumerate(two_bit_pieces(fn, woff, 32)):
         high = fn.vop("shl", 32, fn.vop("and", 32, fn.vop("lshr", 32, hm, k), 1), 2)
-        q = fn.op("or", vec(32, "i8"), low, high)
-        out.append(q if biased else fn.vop("sub", 32, q, 4))
+        out.append(fn.vop("sub", 32, fn.op("or", vec(32, "i8"), low, high), 4))
     return out
 
 
@@ -168,31 +154,29 @@ class KType:
     unsigned: bool      # weight quants >= 0 (no sign trick needed)
     d_at: int           # offset of the fp16 super-block scale; dmin follows at +2 when has_min
     has_min: bool
-    bias: int = 0       # signed quants: what makes them unsigned (VNNI form; see k_dot)
 
 
 K_TYPES = {
     "q2_K": KType("dte_k_vec_dot_q2_K_q8_K", 84, 16, True, 80, True),
-    "q3_K": KType("dte_k_vec_dot_q3_K_q8_K", 110, 16, False, 108, False, bias=4),
+    "q3_K": KType("dte_k_vec_dot_q3_K_q8_K", 110, 16, False, 108, False),
     "q4_K": KType("dte_k_vec_dot_q4_K_q8_K", 144, 32, True, 0, True),
     "q5_K": KType("dte_k_vec_dot_q5_K_q8_K", 176, 32, True, 0, True),
-    "q6_K": KType("dte_k_vec_dot_q6_K_q8_K", 210, 16, False, 208, False, bias=32),
+    "q6_K": KType("dte_k_vec_dot_q6_K_q8_K", 210, 16, False, 208, False),
 }
 
 
-def unpack(fn: Fn, kind: str, woff: str, biased: bool = False) -> tuple[list[str], str, str | None]:
-    """(8 x <32 x i8> quants, <16 x i32> scales, <16 x i8> mins per 16 elements or None) of one super-block.
-    biased: Q3_K/Q6_K quants plus their KType.bias (unsigned)."""
+def unpack(fn: Fn, kind: str, woff: str) -> tuple[list[str], str, str | None]:
+    """(8 x <32 x i8> quants, <16 x i32> scales, <16 x i8> mins per 16 elements or None) of one super-block."""
     i8x16 = vec(16, "i8")
     if kind == "q2_K":  # scales[16] @0: low nibble scale, high nibble min
         packed = fn.load(i8x16, "%w", woff)
         scales = fn.emit(f"zext {i8x16} {fn.vop('and', 16, packed, 15)} to {vec(16, 'i32')}")
         return two_bit_pieces(fn, woff, 16), scales, fn.vop("lshr", 16, packed, 4)
     if kind == "q3_K":
-        return q3_K_pieces(fn, woff, biased), q3_K_scales(fn, woff), None
+        return q3_K_pieces(fn, woff), q3_K_scales(fn, woff), None
     if kind == "q6_K":
         scales = fn.emit(f"sext {i8x16} {fn.load(i8x16, '%w', fn.emit(f'add i64 {woff}, 192'))} to {vec(16, 'i32')}")
-        return q6_K_pieces(fn, woff, biased), scales, None
+        return q6_K_pieces(fn, woff), scales, None
     scales, bytes16 = q45_scales_mins(fn, woff)
     mins = fn.shuffle(i8x16, bytes16, None, [8 + j // 2 for j in range(16)])
     return (q4_K_pieces(fn, woff, 16) if kind == "q4_K" else q5_K_pieces(fn, woff)), scales, mins
@@ -208,6 +192,10 @@ def load_scale(fn: Fn, woff: str, at: int, block_bytes: int) -> str:
 def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     """vec_dot (tokens == 1) or one weight row against `tokens` activation rows."""
     k = K_TYPES[kind]
+    # No VNNI here, on any board: vpdpbusd would need a 32-bit multiply by the sub-block scales per vector
+    # (vpmulld: two µops, ten cycles on Intel); vpmaddubsw + vpmaddwd apply them in 16 bits. Measured on an Intel
+    # AVX-512 VNNI host: prompt processing +18 % (Q4_K_M, Q6_K; docs/kernels.md). Same exact integer sums.
+    isa = Isa(isa.width, isa.intrinsics, vnni=False)
     fn = new_fn(k.symbol if tokens == 1 else k.symbol.replace("vec_dot", f"vec_dot{tokens}"), tokens)
     bases = fn.activation_bases()
     nb = fn.emit(f"sdiv i64 %n, {QK_K}")
@@ -221,15 +209,14 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     def body(i: str, accs: list[str]) -> list[str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
         aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
-        bias = k.bias if isa.vnni else 0
-        pieces, scales, mins = unpack(fn, kind, woff, bias > 0)
-        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned or bias > 0)
+        pieces, scales, mins = unpack(fn, kind, woff)
+        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
         dw = load_scale(fn, woff, k.d_at, k.w_bytes)
         dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
         vaccs, maccs = [], []
         for base, acc, macc in zip(bases, accs[:tokens], accs[tokens:]):
             ad = fn.load("float", base, aoff)
-            sumi = k_dot(fn, isa, weights, base, aoff, bias)
+            sumi = k_dot(fn, isa, weights, base, aoff)
             if dminw is not None:
                 dmin = fn.op("fmul", "float", dminw, ad)
                 macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, base, aoff)))
