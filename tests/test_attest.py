@@ -100,6 +100,7 @@ def test_console_report_verifies_and_tampering_is_named(image: Path, tmp_path: P
     assert code != 0 and result["differ"] == ["efi", "efi_manifest", "digest"]
 
 
+@pytest.mark.slow
 def test_report_without_attestation_is_refused(image: Path, tmp_path: Path) -> None:
     report = tmp_path / "empty.log"
     report.write_text("dte: banner build=1\n")

@@ -197,6 +197,7 @@ print("ok")
 '''
 
 
+@pytest.mark.slow
 def test_extreme_accepted_hyper_parameters_evaluate_clean_under_ubsan(tmp_path: Path) -> None:
     """The edges of what the checks accept run a forward pass with no ASan/UBSan report (float->int overflow in the
     sine/cosine reduction, misaligned loads, NaN-producing norms)."""

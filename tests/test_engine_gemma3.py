@@ -55,6 +55,7 @@ def llama_logits(path: Path, ids: list[int], flash: bool) -> np.ndarray:
 
 
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["capital", "hello"])
+@pytest.mark.slow
 def test_gemma3_greedy_matches_llama_cpp(gemma3_path: Path, prompt: list[int]) -> None:
     ids = llama_greedy(gemma3_path, prompt, N_GEN)
     ref = llama_logits(gemma3_path, ids, flash=False)

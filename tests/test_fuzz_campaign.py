@@ -31,6 +31,7 @@ def test_hostile_ggufs_through_build_and_inspect_under_asan() -> None:
     assert counts["refused"] > 300  # mutations are refused, not waved through
 
 
+@pytest.mark.slow
 def test_hostile_images_through_inspect_and_verify() -> None:
     counts = fuzz_images.image_campaign(300, seed=12)
     assert {k: counts.get(k) for k in BAD if k != "crashes"} == dict.fromkeys(BAD[1:], 0), counts

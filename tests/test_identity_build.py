@@ -98,6 +98,7 @@ def test_persona_hash_is_compiled_in_and_in_the_manifest(builds: tuple[Path, dic
                                    "strength": load_persona(DEFAULT_PERSONA).strength}
 
 
+@pytest.mark.slow
 def test_one_persona_byte_changes_the_image(builds: tuple[Path, dict, dict]) -> None:
     tmp, first, second = builds
     assert second["persona"]["sha256"] == hashlib.sha256((tmp / "persona.txt").read_bytes()).hexdigest()
