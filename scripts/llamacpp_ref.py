@@ -156,6 +156,14 @@ class LlamaCpp:
         self._reset()
         return self._decode(ids)
 
+    def one_token_logits(self, ids: list[int]) -> np.ndarray:
+        """Logits after the last prompt token with the prompt fed one token per llama_decode (llama.cpp's other
+        evaluation path: its own batched-vs-one-token spread is how far its numbers move by themselves)."""
+        self._reset()
+        for tok in ids:
+            logits = self._decode([tok])
+        return logits
+
     def greedy(self, ids: list[int], n: int) -> tuple[list[int], np.ndarray, list[float]]:
         """Greedy continuation: (new ids, first-position logits, top-1 minus top-2 logit at each step)."""
         steps, first = self.greedy_steps(ids, n)

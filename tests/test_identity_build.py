@@ -41,7 +41,6 @@ def test_persona_header_system_prompt_and_errors(tmp_path: Path) -> None:
     text = b"# comment\nname: Echo Test\nstrength: 1.25\nsystem: You are Echo.\nsystem: Be brief.\n\nBody text.\n"
     persona = parse_persona(text, tmp_path / "p.txt")
     assert (persona.name, persona.strength, persona.system) == ("Echo Test", 1.25, "You are Echo.\nBe brief.")
-    assert persona.prefix("Hello") == "You are Echo.\nBe brief.\nHello"
     assert persona.description == "Body text."
     with pytest.raises(DteError, match="no 'name:'"):
         parse_persona(b"strength: 1\n\nbody\n", tmp_path / "p.txt")
@@ -109,12 +108,12 @@ def test_one_persona_byte_changes_the_image(builds: tuple[Path, dict, dict]) -> 
     assert (tmp / "a.img").read_bytes() != (tmp / "b.img").read_bytes()
 
 
-def test_system_prompt_is_prefixed_to_the_build_prompt(tmp_path: Path) -> None:
+def test_system_prompt_is_for_chat_turns_only(tmp_path: Path) -> None:
     from dte_build.toolchain import FirmwareOptions, config_header
 
     options = FirmwareOptions(prompt="Hello", system_prompt="You are Echo.", persona_sha256="ab" * 32)
     header = config_header(load_board("qemu-q35"), options, "0" * 16)
-    assert '#define DTE_PROMPT "You are Echo.\\012Hello"' in header
+    assert '#define DTE_PROMPT "Hello"' in header   # a plain completion prompt goes as it is
     assert '#define DTE_SYSTEM_PROMPT "You are Echo."' in header
 
 

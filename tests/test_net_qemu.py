@@ -15,6 +15,7 @@ import shutil
 import socket
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,10 +189,7 @@ def test_dte_run_net_prints_the_address_and_ready_then_serves(image: Path, tmp_p
     port = free_udp_port()
     copy = tmp_path / "boot.img"   # the module's appliance holds QEMU's write lock on the original
     shutil.copyfile(image, copy)
-    dte = shutil.which("dte")
-    if dte is None:
-        pytest.skip("the dte console script is not installed (pip install -e .)")
-    proc = subprocess.Popen([dte, "run", "--net", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "dte_build.cli", "run", "--net", "--port", str(port),
                              "--timeout", "120", "--quiet", str(copy)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -4,10 +4,12 @@ pre-tokenizer, ChatML template, tied output, head_dim 64) on the hosted engine a
 `dte generate --chat`.
 
 Tolerance. dte and llama.cpp round differently (SIMD summation order, llama.cpp's Q8_1 activations and F16 query
-rounding against the F16 KV cache), and on this 30-layer model the differences reach ~0.7 on logits spanning ~30:
-measured 0.64-0.72 at the prompts' last positions, where llama.cpp's own batched and one-token-at-a-time logits
-differ by up to 0.54 (2026-12-07, AVX-512 host). DELTA is measured per run: the largest |dte - llama.cpp| over the
-prompts' last-position logits, which must stay below MAX_DELTA = 1.0. A greedy step can flip only where the top-2
+rounding against the F16 KV cache), and on this 30-layer model the differences reach ~0.7 on logits spanning ~30
+(measured 0.64-0.72 at the prompts' last positions, 2026-12-07, AVX-512 host). The bound comes from llama.cpp
+itself, measured in the same run: SPREAD, the largest difference between llama.cpp's own batched and
+one-token-at-a-time logits at the same positions (measured up to 0.54). DELTA, the largest |dte - llama.cpp|, must
+stay within 2 * SPREAD: dte may sit as far from llama.cpp's batched path as llama.cpp's two paths sit from each
+other, on either side of it. A greedy step can flip only where the top-2
 gap is below 2 * DELTA (an error of DELTA on each of the two logits). So every step of llama.cpp's greedy path is
 checked with dte fed the same history (teacher forcing): dte's argmax must be llama.cpp's, except at a step whose
 llama.cpp top-2 gap is below 2 * DELTA, where dte must pick llama.cpp's runner-up (a swapped near tie, never a
@@ -38,7 +40,6 @@ PROMPTS = ("The three primary colors are", "def fibonacci(n):\n   ", "Paris is t
            "Once upon a time, there was a little robot who", "Water boils at 100 degrees")
 N_PREDICT = 24
 N_CTX = 512
-MAX_DELTA = 1.0
 CHAT = ("Speak as a quiet old tree.", "Who are you? Answer in one sentence.")
 
 
@@ -56,13 +57,16 @@ def engine(smollm2_path: Path):
 
 @pytest.fixture(scope="module")
 def delta(engine: Engine, ref: LlamaCpp) -> float:
-    """max |dte - llama.cpp| over the prompts' last-position logits."""
-    worst = 0.0
+    """max |dte - llama.cpp| over the prompts' last-position logits, checked against llama.cpp's own spread."""
+    worst = spread = 0.0
     for prompt in PROMPTS:
         ids = ref.tokenize(prompt)
+        batched = ref.prompt_logits(ids)
+        spread = max(spread, float(np.abs(batched - ref.one_token_logits(ids)).max()))
         engine.reset()
-        worst = max(worst, float(np.abs(engine.eval_numpy(ids) - ref.prompt_logits(ids)).max()))
-    assert worst < MAX_DELTA, f"dte's logits differ from llama.cpp's by {worst:.4f}"
+        worst = max(worst, float(np.abs(engine.eval_numpy(ids) - batched).max()))
+    assert spread > 0, "llama.cpp's two paths agree exactly: the spread gives no bound"
+    assert worst <= 2 * spread, f"dte's logits differ from llama.cpp's by {worst:.4f}, llama.cpp's own spread {spread:.4f}"
     return worst
 
 

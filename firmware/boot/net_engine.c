@@ -49,8 +49,8 @@ static uint64_t format_overhead(void)
  * `chat` and a compiled-in chat format (boot/chat_config.h): the first turn is [system,] user and the
  * generation prompt, a follow-up the end of the previous reply, the user turn and the generation prompt; the
  * template writes any BOS itself (*add_bos false) and the text is tokenized with special tokens parsed
- * (*special), as llama-cpp-python's chat handler does. Otherwise plain text: the system prompt and a newline
- * before a first turn, BOS when the tokenizer adds one, control tokens' text left as text. */
+ * (*special), as llama-cpp-python's chat handler does. Otherwise plain text as sent (a system prompt is a chat
+ * message: plain completion has none), BOS when the tokenizer adds one, control tokens' text left as text. */
 static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const uint8_t *text, uint64_t size,
                             bool *add_bos, bool *special)
 {
@@ -66,12 +66,7 @@ static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const 
         return dte_chat_next_turn(f, user, size, ne->text, ne->text_cap);
     }
     *add_bos = first && ne->info.add_bos;
-    uint64_t len = 0;
-    if (first && SYSTEM_PROMPT_LEN) {
-        len = put(ne, len, system_prompt, SYSTEM_PROMPT_LEN);
-        len = put(ne, len, "\n", 1);
-    }
-    return put(ne, len, user, size);
+    return put(ne, 0, user, size);
 }
 
 uint32_t net_engine_context(const struct net_engine *ne) { return ne->info.n_ctx; }

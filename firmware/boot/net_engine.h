@@ -3,8 +3,7 @@
  * Sessions are conversations (engine/conversation.h): each protocol session slot keeps its transcript, one
  * KV cache serves them all, and a turn evaluates only what the cache does not already hold (a follow-up turn
  * of the session that ran last: just its new tokens). A PROMPT without APPEND starts the session's
- * transcript over: the build's system prompt (DTE_SYSTEM_PROMPT, the persona's), when there is one, and a
- * newline go before the text, and the tokenization begins with BOS, as on the boot prompt. With APPEND the
+ * transcript over: the text as sent, tokenized beginning with BOS, as on the boot prompt. With APPEND the
  * text's tokens (no BOS) are added after the transcript. With CHAT the text is a user turn formatted with the
  * model's compiled-in chat template (engine/chat.h via boot/chat_config.h: the first turn with the system
  * prompt and the generation prompt, a follow-up with the end of the previous reply first; plain text when the

@@ -29,17 +29,13 @@ class Persona:
     name: str
     sha256: str            # of the file's bytes, lowercase hex
     strength: float        # the identity stage's default strength (0: stage off)
-    system: str            # system prompt prefixed to every request ("" when none)
+    system: str            # the system message of every chat turn ("" when none); plain prompts go as they are
     description: str
     path: Path
 
     @property
     def digest(self) -> bytes:
         return bytes.fromhex(self.sha256)
-
-    def prefix(self, prompt: str) -> str:
-        """`prompt` as the appliance sees it: the system prompt (if any) and a newline before it."""
-        return f"{self.system}\n{prompt}" if self.system else prompt
 
     def manifest_entry(self, strength: float | None = None) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256,

@@ -114,7 +114,7 @@ class FirmwareOptions:
     # the board's persona file. identity_strength 0: the sampler's identity stage is off (llama.cpp-identical).
     persona_name: str | None = None
     persona_sha256: str | None = None
-    system_prompt: str = ""               # prefixed (with a newline) to the prompt and to every request
+    system_prompt: str = ""               # the system message of chat turns (a plain prompt goes as it is)
     identity_strength: float = 0.0
     # Chat (src/dte_build/chat_template.py): the model's template cut into per-role strings (None: plain
     # completion), and whether the boot prompt is a chat turn (system prompt + prompt as the user's message).
@@ -237,8 +237,7 @@ def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
         ("DTE_WEIGHTS_LBA", f"{board.weights_lba}ULL"),
         ("DTE_SECTOR_SIZE", str(board.sector_size)),
         ("DTE_STORAGE_SELECT", c_string(str(board.storage.get("select", "first")))),
-        ("DTE_PROMPT", c_string(f"{options.system_prompt}\n{options.prompt}" if options.system_prompt
-                                else options.prompt)),
+        ("DTE_PROMPT", c_string(options.prompt)),
         ("DTE_SYSTEM_PROMPT", c_string(options.system_prompt)),
         ("DTE_N_PREDICT", str(options.n_predict)),
         ("DTE_N_CTX", f"{firmware_context(options.n_ctx)}u   /* KV cache positions (capped at the model's) */"),

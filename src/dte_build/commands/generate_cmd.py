@@ -95,8 +95,6 @@ def generate(model: Path | None, remote: str | None, key_file: str | None, promp
     chat_prompt = None
     if chat:
         chat_prompt = _chat_turn(model, prompt, identity.system if system is None else system)
-    elif identity is not None:   # as the firmware's plain boot prompt: system prompt + newline + prompt
-        prompt = identity.prefix(prompt)
     if identity is not None and (persona_path is not None or identity_strength is not None):
         identity_strength = identity.strength if identity_strength is None else check_strength(identity_strength)
     with Engine(model, n_ctx=n_ctx, threads=threads) as engine:
