@@ -239,7 +239,7 @@ def test_build_threads_caps_the_workers(tmp_path: Path) -> None:
     image = _image(tmp_path, "one", dataclasses.replace(OPTIONS, threads=1))
     code, run = _run_json(image, 2)
     assert code == 0 and run["cpus"] == 1
-    assert run["status"]["smp"]["listed"] == "2" and run["status"]["smp"]["cap"] == "1"
+    assert run["status"]["smp"]["listed"] == 2 and run["status"]["smp"]["cap"] == 1   # --json: decimal values are numbers
     assert int(run["status"]["smp_selftest"]["checksum"], 16) == _selftest_checksum()
 
 
@@ -249,8 +249,8 @@ def test_a_fault_on_an_application_processor_names_its_core(tmp_path: Path) -> N
     code, run = _run_json(image, 2)
     assert code == 2 and run["rc"] == 37 and not run["timed_out"]
     panic = run["status"]["panic"]
-    assert panic["vector"] == "6"                               # ud2: invalid opcode (SDM Vol. 3A Table 6-1)
-    assert (panic["core"], panic["worker"]) == ("1", "1")       # QEMU numbers APIC ids 0..N-1
+    assert panic["vector"] == 6                                 # ud2: invalid opcode (SDM Vol. 3A Table 6-1)
+    assert (panic["core"], panic["worker"]) == (1, 1)           # QEMU numbers APIC ids 0..N-1
     assert panic["subsystem"] == "smp"
     assert run["status"]["exit"]["status"] == "panic" and "ready" not in run["status"]
     assert len(run_panics := [line for line in run["lines"] if line["word"] == "panic"]) == 1, run_panics
