@@ -4,17 +4,15 @@ the hosted engine's (`dte generate`, the same C engine) and llama.cpp's wherever
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from boot_helpers import build_boot_image, hosted_generation, llama_logits
 from dte_build import qemu
 from dte_build.board import load_board
 from dte_build.toolchain import FirmwareOptions
-from test_boot_tokens import build, hosted_generation
-from test_engine_gemma3 import llama_logits
 
 pytestmark = pytest.mark.qemu
 
@@ -24,7 +22,7 @@ OPTIONS = FirmwareOptions(prompt="The capital of France is", n_predict=4, temper
 
 def test_gemma3_boots_to_llama_cpps_tokens(tmp_path: Path, gemma3_path: Path) -> None:
     board = load_board("qemu-q35")
-    image = build(tmp_path, board, gemma3_path, OPTIONS)
+    image = build_boot_image(tmp_path, board, gemma3_path, OPTIONS)
     config = qemu.make_config(board, drive="nvme", smp=2)
     result = qemu.run_config(image, config, timeout=900.0)
     assert result.ok, result.console[-3000:]

@@ -17,18 +17,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boot_helpers import TIMEOUT, boot, build_boot_image, generated_like_host, hosted_generation
 from dte_build import qemu
 from dte_build.board import Board, load_board
 from dte_build.cli import main
 from dte_build.errors import DteError
-from dte_build.image.builder import build_image
 from dte_build.paths import BOARDS_DIR, MODELS_DIR
-from dte_build.toolchain import FirmwareOptions, build_firmware
+from dte_build.toolchain import FirmwareOptions
 
 pytestmark = pytest.mark.qemu
 
 
-TIMEOUT = 240.0
 CHUNK = 1 << 20
 PROMPT = "Hello. I am Deep Tree Echo,"
 OPTIONS = FirmwareOptions(prompt=PROMPT, n_predict=6, temperature=1.5, top_k=0, top_p=1.0, seed=3)
@@ -40,15 +39,6 @@ def _need(model: Path) -> Path:
     if not model.is_file():
         pytest.skip(f"{model.name} is not in models/")
     return model
-
-
-def hosted_generation(model: Path, options: FirmwareOptions) -> dict:
-    """What `dte generate` prints for these settings (the oracle for the firmware's ids)."""
-    result = CliRunner().invoke(main, ["generate", "-m", str(model), "-p", options.prompt, "-n", str(options.n_predict),
-                                       "--temp", str(options.temperature), "--top-k", str(options.top_k),
-                                       "--top-p", str(options.top_p), "--seed", str(options.seed), "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def board_variant(tmp: Path, **edits: str) -> Board:
@@ -77,32 +67,11 @@ _BUILD_DIR: Path | None = None
 
 def build(tmp: Path, board: Board, model: Path | None, options: FirmwareOptions = OPTIONS,
           stream_weights: bool = False) -> Path:
-    fw = build_firmware(board, options=options, build_dir=_BUILD_DIR or tmp / "build")
-    image = tmp / "boot.img"
-    build_image(board, fw.efi_path, image, model_path=model, build_id=fw.build_id, no_model=model is None,
-                stream_weights=stream_weights)
-    return image
-
-
-def boot(image: Path, board: Board, *, drive: str = "nvme", nvme_options: str = "",
-         memory_mib: int | None = None, smp: int = 1) -> qemu.RunResult:
-    config = dataclasses.replace(qemu.make_config(board, drive=drive, memory_mib=memory_mib, smp=smp),
-                                 nvme_options=nvme_options)
-    return qemu.run_config(image, config, timeout=TIMEOUT)
+    return build_boot_image(tmp, board, model, options, stream_weights=stream_weights, build_dir=_BUILD_DIR)
 
 
 def assert_generated_like_host(result: qemu.RunResult, model: Path, options: FirmwareOptions = OPTIONS) -> dict:
-    assert result.ok, result.console[-3000:]
-    summary = qemu.generation_summary(result)
-    expected = hosted_generation(model, options)
-    assert summary["prompt_ids"] == expected["prompt_ids"]
-    assert summary["ids"] == expected["ids"] and len(summary["ids"]) > 0
-    assert summary["text"] == expected["text"]
-    # Loaded after ExitBootServices, by our driver, every chunk checked.
-    words = [w for w, _ in result.lines]
-    assert words.index("exit_boot_services") < words.index("nvme") < words.index("weights")
-    assert result.status["weights"]["status"] == "ok"
-    return summary
+    return generated_like_host(result, model, options)
 
 
 def test_qemu_boots_to_the_hosted_engines_tokens_q8_0(tmp_path: Path) -> None:

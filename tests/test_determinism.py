@@ -62,7 +62,7 @@ def test_qemu_ids_equal_this_hosts_on_a_prompt_that_diverged(tmp_path: Path) -> 
     """The appliance under QEMU TCG (qemu-q35: 256-bit kernels, x86-64-v3) prints the ids `dte generate` prints on
     this host (512-bit VNNI kernels on an AVX-512 host). Before the fixed order the two took different greedy
     tokens on this model and prompt from step 8 on (widths 256 and 512 of commit 2d5bcf1)."""
-    import test_boot_tokens as boot_tokens
+    from boot_helpers import boot, build_boot_image, generated_like_host
     from dte_build.board import load_board
     from dte_build.toolchain import FirmwareOptions
 
@@ -70,8 +70,8 @@ def test_qemu_ids_equal_this_hosts_on_a_prompt_that_diverged(tmp_path: Path) -> 
     options = FirmwareOptions(prompt="Hello. I am Deep Tree Echo,", n_predict=12, temperature=0.0, top_k=0,
                               top_p=1.0, seed=1)
     board = load_board("qemu-q35")
-    result = boot_tokens.boot(boot_tokens.build(tmp_path, board, model, options), board)
-    summary = boot_tokens.assert_generated_like_host(result, model, options)
+    result = boot(build_boot_image(tmp_path, board, model, options), board)
+    summary = generated_like_host(result, model, options)
     assert len(summary["ids"]) == 12
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boot_helpers import llama_logits
 from dte_build.engine import Engine
 from dte_build.paths import REPO_ROOT
 
@@ -44,14 +45,6 @@ def llama_greedy(path: Path, prompt: list[int], n: int) -> list[int]:
         model.eval([nxt])
     model.close()
     return ids
-
-
-def llama_logits(path: Path, ids: list[int], flash: bool) -> np.ndarray:
-    model = high_level(path, n_ctx=128, n_threads=2, flash_attn=flash)
-    model.eval(ids)
-    out = np.array(model.scores[: len(ids)], dtype=np.float64)
-    model.close()
-    return out
 
 
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["capital", "hello"])

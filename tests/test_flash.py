@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_flash_lib import MIB, WEIGHTS_OFFSET, allocated, make_image, needs_tools
+from flash_helpers import MIB, WEIGHTS_OFFSET, allocated, make_image, needs_tools
 
 from dte_build.cli import main
 from dte_build.errors import DteError

@@ -10,43 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from test_flash_lib import MIB, make_image, needs_tools
+from flash_helpers import MIB, loop_device, loop_reason, make_image, needs_tools
 
 from dte_build.errors import DteError
 from dte_build.flash import flash, image_source, verify
 
 
-def _loop_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "loop devices need root"
-    if not shutil.which("losetup"):
-        return "losetup (util-linux) is not installed"
-    probe = subprocess.run(["losetup", "-f"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"no free loop device: {probe.stderr.strip()}"
-    return None
-
-
-pytestmark = [needs_tools, pytest.mark.skipif(_loop_reason() is not None, reason=str(_loop_reason()))]
-
-
-@contextmanager
-def loop_device(backing: Path, size: int, *args: str) -> Iterator[Path]:
-    with open(backing, "wb") as f:
-        f.truncate(size)
-    out = subprocess.run(["losetup", "-f", "--show", *args, str(backing)], capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"losetup failed: {out.stderr.strip()}")
-    dev = Path(out.stdout.strip())
-    try:
-        yield dev
-    finally:
-        subprocess.run(["losetup", "-d", str(dev)], check=False)
+pytestmark = [needs_tools, pytest.mark.skipif(loop_reason() is not None, reason=str(loop_reason()))]
 
 
 @pytest.fixture()

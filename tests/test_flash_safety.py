@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_flash_lib import make_image, needs_tools
+from flash_helpers import fake_system, make_image, needs_tools
 
 from dte_build.cli import main
 from dte_build.errors import DteError
@@ -82,38 +82,6 @@ def test_refuses_the_running_systems_disk() -> None:
 
 
 # ---- a fake kernel view: /sys/class/block, /sys/dev/block, mountinfo, swaps -----------------------------------
-
-def fake_system(root: Path, *, mounts: str = "", swaps: str = "") -> System:
-    """sda (8:0) with partitions sda1 (8:1), sda2 (8:2); vda (254:0) with vda2 (254:2) under dm-0 (253:0)."""
-    devices = root / "devices"
-    disks = {"sda": ("8:0", {"sda1": "8:1", "sda2": "8:2"}), "vda": ("254:0", {"vda2": "254:2"})}
-    sys_block, sys_dev = root / "class" / "block", root / "dev" / "block"
-    sys_block.mkdir(parents=True)
-    sys_dev.mkdir(parents=True)
-    for disk, (dev, parts) in disks.items():
-        d = devices / disk
-        (d / "holders").mkdir(parents=True)
-        (d / "dev").write_text(dev + "\n")
-        (sys_block / disk).symlink_to(d)
-        (sys_dev / dev).symlink_to(d)
-        for i, (part, pdev) in enumerate(parts.items(), 1):
-            p = d / part
-            (p / "holders").mkdir(parents=True)
-            (p / "dev").write_text(pdev + "\n")
-            (p / "partition").write_text(f"{i}\n")
-            (sys_block / part).symlink_to(p)
-            (sys_dev / pdev).symlink_to(p)
-    dm = devices / "dm-0"
-    (dm / "slaves").mkdir(parents=True)
-    (dm / "holders").mkdir()
-    (dm / "dev").write_text("253:0\n")
-    (dm / "slaves" / "vda2").symlink_to(devices / "vda" / "vda2")
-    (devices / "vda" / "vda2" / "holders" / "dm-0").symlink_to(dm)
-    (sys_block / "dm-0").symlink_to(dm)
-    (sys_dev / "253:0").symlink_to(dm)
-    (root / "mountinfo").write_text(mounts or "22 1 253:0 / / rw,relatime - ext4 /dev/mapper/root rw\n")
-    (root / "swaps").write_text("Filename\tType\tSize\tUsed\tPriority\n" + swaps)
-    return System(sys_block, sys_dev, root / "mountinfo", root / "swaps")
 
 
 def test_fake_partition_names_its_disk(tmp_path: Path) -> None:

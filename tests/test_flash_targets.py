@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_flash_lib import MIB, make_image, needs_tools
-from test_flash_loop import _loop_reason, loop_device
-from test_flash_safety import fake_system
+from flash_helpers import MIB, fake_system, loop_device, loop_reason, make_image, needs_tools
 
 from dte_build.cli import main
 from dte_build.errors import DteError
@@ -24,7 +22,7 @@ from dte_build.flash import flash, image_source
 from dte_build.flash.target import System, list_drives, storage_of
 
 pytestmark = needs_tools
-needs_loop = pytest.mark.skipif(_loop_reason() is not None, reason=str(_loop_reason()))
+needs_loop = pytest.mark.skipif(loop_reason() is not None, reason=str(loop_reason()))
 
 
 @pytest.fixture()

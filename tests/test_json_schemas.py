@@ -113,7 +113,7 @@ def test_build_and_inspect_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_flash_verify_and_list_devices_json(tmp_path: Path) -> None:
-    from test_flash_lib import make_image
+    from flash_helpers import make_image
 
     image, out = tmp_path / "dte.img", tmp_path / "out.img"
     make_image(image)

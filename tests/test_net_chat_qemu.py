@@ -24,7 +24,7 @@ from dte_build.client import Client
 from dte_build.engine import Engine
 from dte_build.netboot import NetAppliance
 from model_factory import ModelSpec, make_model
-from test_net_stack import KEY
+from net_helpers import KEY
 
 pytestmark = pytest.mark.qemu
 if shutil.which("qemu-system-x86_64") is None or not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file():

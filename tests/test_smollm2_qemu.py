@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_boot_tokens import build
+from boot_helpers import build_boot_image
 
 from dte_build import qemu
 from dte_build.board import load_board
@@ -40,7 +40,7 @@ def test_qemu_smollm2_greedy_ids_equal_the_hosts(chat: bool, tmp_path: Path, smo
     board = load_board("qemu-q35")   # its 1 GiB weights region also holds the 8192-token KV cache
     options = replace(OPTIONS, chat=firmware_chat(smollm2_path, True), boot_chat=chat, identity_strength=0.0,
                       persona_sha256="0" * 64, persona_name="none", system_prompt=SYSTEM if chat else "")
-    image = build(tmp_path, board, smollm2_path, options)
+    image = build_boot_image(tmp_path, board, smollm2_path, options)
     result = qemu.run_config(image, qemu.make_config(board, drive="nvme", smp=2), timeout=TIMEOUT)
     assert result.ok, result.console[-3000:]
     summary = qemu.generation_summary(result)
