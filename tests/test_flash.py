@@ -91,7 +91,7 @@ def test_corrupt_byte_is_named_by_offset(tmp_path: Path, image: Path) -> None:
     assert rc != 0
     result = json.loads(stdout)
     assert result["status"] == "mismatch" and result["first_bad_offset"] == bad
-    assert f"mismatch at offset {bad}" in run("verify", str(image), str(out))[2]
+    assert f"mismatch at offset {bad}" in run("verify", str(image), str(out))[1]   # the result: stdout
 
 
 def test_corrupted_hole_is_detected(tmp_path: Path, image: Path) -> None:
@@ -180,8 +180,8 @@ def test_interrupted_flash_is_incomplete_and_rerun_completes(tmp_path: Path, ima
     result = verify(image_source(other), out)
     assert result.status == "incomplete" and "no GPT" in result.line()
     assert verify(image_source(image), out).status == "incomplete"  # nor does it pass as the old appliance
-    rc, _, stderr = run("verify", str(other), str(out))
-    assert rc != 0 and "incomplete" in stderr
+    rc, stdout, _ = run("verify", str(other), str(out))
+    assert rc != 0 and "incomplete" in stdout
     assert flash(image_source(other), out).verified is True
     assert out.read_bytes() == other.read_bytes()
 

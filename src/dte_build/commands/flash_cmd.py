@@ -19,8 +19,8 @@ from .options import JSON_SCHEMA_VERSION
 
 
 def _say(line: str) -> None:
-    """A result line on stderr, never wrapped (people grep it)."""
-    err.print(line, markup=False, soft_wrap=True, highlight=False)
+    """A result line on stdout (the command's result; progress and questions stay on stderr), never wrapped."""
+    click.echo(line)
 
 
 def _board_source(board_name: str, model: Path | None, no_model: bool, target: Path, stack: ExitStack) -> Source:
