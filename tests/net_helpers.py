@@ -26,17 +26,23 @@ def fake_ids(prompt: str, seed: int, n: int) -> list[int]:
     return [97 + (seed + 7 * i + total) % 26 for i in range(n)]
 
 
+FAKE_MODEL_NAME = "netserve-fake-model"   # what the hosted server's INFO answers by default (its argv)
+FAKE_MODEL_SHA256 = hashlib.sha256(FAKE_MODEL_NAME.encode()).hexdigest()
+
+
 class Server:
     """netserve (tests/devmodels/netserve.c) in a subprocess; `sanitize` builds it with ASan + UBSan."""
 
-    def __init__(self, delay_us: int, *, sanitize: bool = False, idle_timeout_ms: int = 0) -> None:
+    def __init__(self, delay_us: int, *, sanitize: bool = False, idle_timeout_ms: int = 0,
+                 model_name: str = FAKE_MODEL_NAME, model_sha256: str = FAKE_MODEL_SHA256) -> None:
         exe = build("netserve", firmware("net/net_stack.c", "net/proto.c", "net/proto_session.c", "engine/conversation.c",
                                         "lib/sha256.c", "lib/hmac_sha256.c")
                     + [REPO_ROOT / "tests/devmodels/loopnic.c", REPO_ROOT / "tests/devmodels/netserve.c"],
                     shared=False, sanitize=sanitize)
         self.sanitized = sanitize
         exact = "1" if sanitize else "0"   # frames in exactly-sized heap blocks, so ASan sees over-reads
-        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120", exact, str(idle_timeout_ms)],
+        self.proc = subprocess.Popen([str(exe), KEY.hex(), str(delay_us), "120", exact, str(idle_timeout_ms), "-",
+                                      model_name, model_sha256],
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

@@ -21,7 +21,7 @@ import pytest
 from dte_build import protocol as p
 from dte_build.client import RemoteError, SessionGone
 from dte_build.errors import DteError
-from net_helpers import KEY, Server, authentic, fake_ids, no_answer, open_raw
+from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, authentic, fake_ids, no_answer, open_raw
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +213,23 @@ def test_sessions_answer_only_the_address_that_opened_them(server: Server) -> No
     other.close()
 
 
+def test_info_names_the_model_to_the_session_only(server: Server) -> None:
+    owner, other = udp(server), udp(server)
+    session = open_raw(owner)
+    request = authentic(p.FrameType.INFO_REQUEST, session, 2)
+    other.send(request)                                                 # another source address: nothing
+    assert no_answer(other)
+    owner.send(request)
+    frame = p.decode_frame(KEY, owner.recv(2048), expect_response=True)
+    name = FAKE_MODEL_NAME.encode()                                     # what netserve was configured with
+    assert (frame.type, frame.session) == (p.FrameType.INFO, session)
+    assert frame.payload == bytes.fromhex(FAKE_MODEL_SHA256) + bytes([len(name)]) + name
+    with server.client() as c:
+        assert (c.model_info().name, c.model_info().sha256) == (FAKE_MODEL_NAME, FAKE_MODEL_SHA256)
+    owner.close()
+    other.close()
+
+
 # ---- the cookie round-trip and amplification --------------------------------------------------------------
 
 def test_no_answer_is_larger_than_its_request_before_the_cookie(server: Server) -> None:
@@ -223,7 +240,8 @@ def test_no_answer_is_larger_than_its_request_before_the_cookie(server: Server) 
                 authentic(p.FrameType.PROMPT, 0xDEAD, 1, p.Prompt("x" * 10).encode()),   # a session never issued
                 authentic(p.FrameType.STATS_REQUEST, 0xDEAD, 2), authentic(p.FrameType.CANCEL, 0xBEEF, 3),
                 authentic(p.FrameType.ATTEST_REQUEST, 0, 4, b"n"), authentic(p.FrameType.STATS_REQUEST, 0, 8),
-                authentic(p.FrameType.HELLO, 0, 9, bytes(39))]
+                authentic(p.FrameType.HELLO, 0, 9, bytes(39)), authentic(p.FrameType.INFO_REQUEST, 0, 10),
+                authentic(p.FrameType.INFO_REQUEST, 0xDEAD, 11)]
     total_in = total_out = 0
     for request in requests * 3:
         sock.send(request)

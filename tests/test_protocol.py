@@ -161,14 +161,15 @@ def test_c_network_defines_compile_into_the_net_config(tmp_path) -> None:
 
 def _decoders():
     return [p.decode_tokens, p.decode_error, p.decode_attest, p.decode_stats, p.Prompt.decode, p.Done.decode,
-            p.decode_queued, p.decode_cookie, p.Opened.decode]
+            p.decode_queued, p.decode_cookie, p.Opened.decode, p.ModelInfo.decode]
 
 
 def _hostile_payloads(rng) -> list[bytes]:
     """Random bytes, truncations and extensions of valid payloads, and counts/lengths pointing past the end."""
     valid = [p.encode_tokens(3, [p.Token(5, b"he"), p.Token(2, "é".encode())]), p.encode_error(1, "busy"),
              b"\x00\x02ab" + b"blob", p.encode_stats([1, 2, 3]), p.Prompt("héllo", n_predict=3).encode(),
-             p.Done(1, 2, 3, 4, 5, 6, 7).encode(), b"\x00\x00\x00\x01", bytes(40), bytes(12)]
+             p.Done(1, 2, 3, 4, 5, 6, 7).encode(), b"\x00\x00\x00\x01", bytes(40), bytes(12),
+             bytes(32) + b"\x03abc"]
     out = [b"", b"\x00", b"\xff" * 3]
     for _ in range(3000):
         kind = rng.randrange(5)
@@ -200,6 +201,16 @@ def test_every_decoder_raises_only_the_protocol_error_on_hostile_payloads() -> N
                 refused += 1
                 assert isinstance(exc, DteError) and "\n" not in str(exc)
     assert tried > 25_000 and refused > tried // 2
+
+
+def test_info_payload_layout() -> None:
+    sha = bytes(range(32))                               # docs/protocol.md: SHA-256 (32), u8 name length, name
+    info = p.ModelInfo.decode(sha + b"\x0adte-tiny-x")
+    assert (info.sha256, info.name, info.known_sha256) == (sha.hex(), "dte-tiny-x", sha.hex())
+    assert p.ModelInfo.decode(bytes(33)).known_sha256 is None and p.ModelInfo.decode(bytes(33)).name == ""
+    for bad in (bytes(32), sha + b"\x05abc", sha + b"\x01ab"):
+        with pytest.raises(p.ProtocolError):
+            p.ModelInfo.decode(bad)
 
 
 def test_prompt_text_rule_refuses_nul_and_invalid_utf8() -> None:

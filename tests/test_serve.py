@@ -21,9 +21,9 @@ import pytest
 from _serve import DTE, GatewayThread, ServeProcess, write_key
 from dte_build.netboot import free_udp_port
 from dte_build.serve import ServeConfig
-from net_helpers import KEY, Server, fake_ids
+from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, fake_ids
 
-MODEL = "dte-test"
+MODEL = FAKE_MODEL_NAME   # the name the hosted appliance is configured to report (INFO), not a gateway option
 
 
 def fake_text(prompt: str, seed: int, n: int) -> str:
@@ -46,7 +46,7 @@ def slow_appliance() -> Iterator[Server]:
 
 def config(*servers: Server | int, **kw: object) -> ServeConfig:
     ports = [s if isinstance(s, int) else s.port for s in servers]
-    return ServeConfig(appliances=[("127.0.0.1", port) for port in ports], key=KEY, model=MODEL,
+    return ServeConfig(appliances=[("127.0.0.1", port) for port in ports], key=KEY,
                        timeout=kw.pop("timeout", 5.0), **kw)   # type: ignore[arg-type]
 
 
@@ -63,12 +63,41 @@ def client(gateway: GatewayThread) -> openai.OpenAI:
 
 # ---- what the openai client sees ------------------------------------------------------------------------------
 
-def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+def test_models_lists_the_appliances_model(client: openai.OpenAI) -> None:
     models = client.models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    assert [(m.id, (m.model_extra or {}).get("sha256")) for m in models.data] == [(MODEL, FAKE_MODEL_SHA256)]
     assert client.models.retrieve(MODEL).id == MODEL
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+    reply = client.completions.create(model=MODEL, prompt="x", max_tokens=1)
+    assert reply.model == MODEL
+
+
+def generations(server: Server) -> int:
+    with server.client() as c:
+        return c.stats()["generations"]
+
+
+def test_model_name_overrides_and_each_model_goes_to_its_appliances(appliance: Server) -> None:
+    with GatewayThread(config(appliance, model="my-alias")) as g:
+        c = openai.OpenAI(base_url=g.url, api_key="unused", max_retries=0, timeout=30)
+        assert [m.id for m in c.models.list().data] == ["my-alias"]
+        assert c.completions.create(prompt="x", model="my-alias", max_tokens=1).model == "my-alias"
+    other_sha = "ab" * 32
+    other = Server(delay_us=0, model_name="other-model", model_sha256=other_sha)
+    try:
+        with GatewayThread(config(appliance, other)) as g:
+            c = openai.OpenAI(base_url=g.url, api_key="unused", max_retries=0, timeout=30)
+            listed = {m.id: (m.model_extra or {}).get("sha256") for m in c.models.list().data}
+            assert listed == {MODEL: FAKE_MODEL_SHA256, "other-model": other_sha}
+            before = [generations(s) for s in (appliance, other)]
+            for _ in range(3):
+                reply = c.completions.create(model="other-model", prompt="route", max_tokens=2, seed=3)
+                assert reply.model == "other-model" and reply.choices[0].text == fake_text("route", 3, 2)
+            after = [generations(s) for s in (appliance, other)]
+            assert [b - a for a, b in zip(before, after)] == [0, 3]
+    finally:
+        other.stop()
 
 
 def test_chat_completion_is_the_appliances_generation(client: openai.OpenAI) -> None:
@@ -253,7 +282,7 @@ def test_openai_client_raises_its_own_errors(client: openai.OpenAI) -> None:
 
 
 def test_malformed_json_is_400(gateway: GatewayThread) -> None:
-    for data in (b"{", b'{"model": "dte-test", "messages": [', b"\xff\xfe", b""):
+    for data in (b"{", f'{{"model": "{MODEL}", "messages": ['.encode(), b"\xff\xfe", b""):
         r = httpx.post(f"{gateway.url}/chat/completions", content=data,
                        headers={"Content-Type": "application/json"}, timeout=10)
         assert r.status_code == 400, data
@@ -267,7 +296,7 @@ def test_one_mebibyte_body_is_413_and_the_server_keeps_serving(gateway: GatewayT
     assert r.status_code == 413 and error_of(r)["code"] == "request_too_large"
 
     def chunked() -> Iterator[bytes]:   # no Content-Length: the limit holds while reading
-        yield b'{"model": "dte-test", "messages": [{"role": "user", "content": "'
+        yield f'{{"model": "{MODEL}", "messages": [{{"role": "user", "content": "'.encode()
         for _ in range(1024):
             yield b"y" * 1024
         yield b'"}]}'

@@ -9,6 +9,7 @@ tests, one appliance for the module (plus a second for the fleet): QEMU runs on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ from net_helpers import KEY
 pytestmark = pytest.mark.qemu
 
 MODEL = MODELS_DIR / "dte-tiny-q8_0.gguf"
-MODEL_NAME = "dte-tiny-q8_0"
+MODEL_NAME = "dte-tiny-q8_0"   # the image's model as the appliance names it: its GGUF file's stem (docs/serve.md)
 PROMPT = "Hello. I am Deep Tree Echo,"
 BOOT_TIMEOUT = 150.0
 
@@ -70,7 +71,7 @@ def appliance(image: Path) -> Iterator[NetAppliance]:
 
 @pytest.fixture(scope="module")
 def gateway(appliance: NetAppliance, key_file: Path) -> Iterator[ServeProcess]:
-    with ServeProcess(["--appliance", appliance.endpoint, "--key", str(key_file), "--model-name", MODEL_NAME,
+    with ServeProcess(["--appliance", appliance.endpoint, "--key", str(key_file),   # no --model-name: INFO's
                        "--timeout", "60"]) as proc:
         yield proc
 
@@ -81,7 +82,8 @@ def client(gateway: ServeProcess) -> openai.OpenAI:
 
 
 def test_openai_client_gets_what_dte_generate_computes(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list().data] == [MODEL_NAME]
+    sha256 = hashlib.sha256(MODEL.read_bytes()).hexdigest()             # the weights the image holds
+    assert [(m.id, (m.model_extra or {}).get("sha256")) for m in client.models.list().data] == [(MODEL_NAME, sha256)]
     expected = hosted(PROMPT, 10)
     completion = client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=10, temperature=0)
     assert completion.choices[0].text == expected["text"]

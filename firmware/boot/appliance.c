@@ -94,7 +94,7 @@ int dte_main_after_exit(const struct dte_boot_info *info)
     if (weights.streaming) {
         weights_stream_report();
     }
-    if (net_serve_enabled() && net_serve() != 0) {   /* serves forever on success */
+    if (net_serve_enabled() && net_serve(manifest.sha256) != 0) {   /* serves forever on success */
         return APPLIANCE_NET;
     }
     return 0;

@@ -34,6 +34,10 @@
 #define DTE_NET_MAC {0}
 #endif
 
+#ifndef DTE_MODEL_NAME
+#define DTE_MODEL_NAME ""   /* the model's name as the build knew it (INFO, docs/protocol.md) */
+#endif
+
 #define POLL_BATCH 16   /* frames handled per poll between two engine steps */
 #ifndef DTE_NET_IDLE_TIMEOUT_S
 #define DTE_NET_IDLE_TIMEOUT_S 600u   /* an idle session unused this long is closed */
@@ -119,7 +123,7 @@ static void report_ready(const char *driver, const dte_netif *nic)
                m[3], m[4], m[5], driver, nic->link_up(nic->ctx) ? "up" : "down");
 }
 
-int net_serve(void)
+int net_serve(const uint8_t weights_sha256[32])
 {
     dte_set_subsystem("net");
     static dte_netif nic;
@@ -136,7 +140,8 @@ int net_serve(void)
                               .attest = attest_blob, .extra_counters = extra_counters,
                               .extra_counter_count = EXTRA_COUNTERS, .refresh_counters = refresh_counters, .epoch = boot_epoch(),
                               .now_ns = clock_ns, .idle_timeout_ns = DTE_NET_IDLE_TIMEOUT_S * 1000000000ull,
-                              .context_size = net_engine_context(&engine)};
+                              .context_size = net_engine_context(&engine), .model_name = DTE_MODEL_NAME,
+                              .model_sha256 = weights_sha256};
     if (dte_proto_init(&server, &proto) != 0) {
         dte_status("net error=proto text=\"the protocol server refused its configuration\"");
         return -1;

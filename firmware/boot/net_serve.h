@@ -4,10 +4,13 @@
 #ifndef DTE_BOOT_NET_SERVE_H
 #define DTE_BOOT_NET_SERVE_H
 
+#include <stdint.h>
+
 /* Whether this build serves the network (DTE_NET_ENABLED with a compiled-in key). */
 int net_serve_enabled(void);
 
-/* Never returns on success; -1 after logging `dte: net error=...` (no NIC, the NIC or the stack failed). */
-int net_serve(void);
+/* Never returns on success; -1 after logging `dte: net error=...` (no NIC, the NIC or the stack failed).
+ * `weights_sha256`: the manifest's SHA-256 of the weights the engine runs, told to clients in INFO. */
+int net_serve(const uint8_t weights_sha256[32]);
 
 #endif /* DTE_BOOT_NET_SERVE_H */

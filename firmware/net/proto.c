@@ -237,6 +237,23 @@ static void handle_attest(dte_proto_server *s, int index, const uint8_t *nonce, 
     respond_session(s, index, DTE_MSG_ATTEST, 0, 2 + size + blob);
 }
 
+/* INFO: the weights' SHA-256 (zeros: unknown), u8 name length, the model's name (docs/protocol.md). */
+static void handle_info(dte_proto_server *s, int index)
+{
+    uint8_t *p = payload_area(s);
+    for (unsigned i = 0; i < 32; i++) {
+        p[i] = s->config.model_sha256 ? s->config.model_sha256[i] : 0;
+    }
+    size_t length = 0;
+    const char *name = s->config.model_name;
+    while (name != NULL && name[length] != '\0' && length < DTE_PROTO_MAX_MODEL_NAME) {
+        p[33 + length] = (uint8_t)name[length];
+        length++;
+    }
+    p[32] = (uint8_t)length;
+    respond_session(s, index, DTE_MSG_INFO, 0, 33 + length);
+}
+
 static void handle_ping(dte_proto_server *s, int index, const uint8_t *payload, size_t size)
 {
     if (size > DTE_PROTO_MAX_PING) {
@@ -250,7 +267,8 @@ static void handle_ping(dte_proto_server *s, int index, const uint8_t *payload, 
 static bool is_session_request(uint8_t type)
 {
     return type == DTE_MSG_PROMPT || type == DTE_MSG_CANCEL || type == DTE_MSG_STATS_REQUEST ||
-           type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING || type == DTE_MSG_CLOSE;
+           type == DTE_MSG_ATTEST_REQUEST || type == DTE_MSG_PING || type == DTE_MSG_CLOSE ||
+           type == DTE_MSG_INFO_REQUEST;
 }
 
 static void dispatch(dte_proto_server *s, int index, uint8_t type, uint16_t flags, const uint8_t *payload, size_t size)
@@ -262,6 +280,7 @@ static void dispatch(dte_proto_server *s, int index, uint8_t type, uint16_t flag
     case DTE_MSG_STATS_REQUEST: handle_stats(s, index); break;
     case DTE_MSG_ATTEST_REQUEST: handle_attest(s, index, payload, size); break;
     case DTE_MSG_CLOSE: handle_close(s, index); break;
+    case DTE_MSG_INFO_REQUEST: handle_info(s, index); break;
     default: handle_ping(s, index, payload, size); break;
     }
 }

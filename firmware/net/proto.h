@@ -33,6 +33,7 @@
 #define DTE_PROTO_COOKIE_PAYLOAD (8u + DTE_PROTO_CLIENT_NONCE + DTE_PROTO_COOKIE)          /* 40: HELLO >= it */
 #define DTE_PROTO_OPEN_WINDOW 256u     /* an OPEN must name one of the last 256 session ids offered */
 #define DTE_PROTO_OPENED_PAYLOAD 12u
+#define DTE_PROTO_MAX_MODEL_NAME 255u  /* INFO: the model's name, cut to this many bytes */
 
 enum dte_proto_type {
     DTE_MSG_PROMPT = 1,
@@ -53,6 +54,8 @@ enum dte_proto_type {
     DTE_MSG_OPENED = 16,
     DTE_MSG_GONE = 17,
     DTE_MSG_CLOSE = 18,
+    DTE_MSG_INFO_REQUEST = 19,
+    DTE_MSG_INFO = 20,
 };
 
 #define DTE_PROTO_FLAG_PROMPT_TOKENS 0x0001u   /* TOKENS: the prompt's tokens rather than generated ones */
@@ -175,6 +178,8 @@ typedef struct dte_proto_config {
     dte_proto_clock_fn now_ns;     /* NULL: sessions never expire by time (only by eviction) */
     uint64_t idle_timeout_ns;      /* an idle session unused this long is closed; 0: never */
     uint32_t context_size;         /* reported in OPENED (0: unknown) */
+    const char *model_name;        /* INFO: the model's name (NUL-terminated UTF-8); NULL or "": unknown */
+    const uint8_t *model_sha256;   /* INFO: the weights' SHA-256 (32 bytes); NULL: unknown (zeros sent) */
 } dte_proto_config;
 
 enum dte_proto_session_state {

@@ -31,6 +31,14 @@ def apply_network(board: Board, options: FirmwareOptions, net: bool, key_file: s
     return network_options(board, options, load_key(key_file))
 
 
+def model_name(model: Path | None) -> str:
+    """The name the appliance gives its model in the protocol's INFO answer (docs/protocol.md): the GGUF file's
+    stem (`dte-tiny-q8_0`), cut to 255 UTF-8 bytes on a character boundary; "" without a model."""
+    if model is None:
+        return ""
+    return Path(model).stem.encode("utf-8", "replace")[:255].decode("utf-8", "ignore")
+
+
 def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, persona_path: Path | None = None,
                        identity_strength: float | None = None, net: bool = False, key_file: str | None = None,
                        sign_key: Path | None = None, sign_cert: Path | None = None,
@@ -41,14 +49,15 @@ def appliance_firmware(board: Board, settings: dict[str, Any] | None = None, *, 
     network server with `net`/`key_file`, signed when a key and certificate are given. With no arguments:
     `dte build`'s defaults (the board's persona, no network, unsigned), which is what `dte flash --board` writes.
     `on_step`: build_firmware's progress callback. `model`'s chat template is compiled in (chat_template.
-    firmware_chat: refused when it does not fit); `chat` True makes the boot prompt a chat turn, False leaves the
-    template out (plain completion)."""
+    firmware_chat: refused when it does not fit), and its name (model_name) for the protocol's INFO answer; `chat`
+    True makes the boot prompt a chat turn, False leaves the template out (plain completion)."""
     from .chat_template import firmware_chat
     from .identity_build import resolve_identity, sign_firmware
     from .image.plan import resolve_epoch
 
     identity = resolve_identity(board, persona_path, identity_strength)
-    chat_settings = {"chat": firmware_chat(model, chat, resolve_epoch(None)), "boot_chat": bool(chat)}
+    chat_settings = {"chat": firmware_chat(model, chat, resolve_epoch(None)), "boot_chat": bool(chat),
+                     "model_name": model_name(model)}
     options = apply_network(board, FirmwareOptions(**{**identity.firmware_options(), **chat_settings,
                                                       **(settings or {})}), net, key_file)
     firmware = build_firmware(board, options=options, on_step=on_step)

@@ -9,6 +9,7 @@ Library first; `dte generate --remote`, `dte remote`, `dte chat` and `dte serve`
         c.ping()                                  # round-trip seconds; works before a session is open
         info = c.open()                           # HELLO -> COOKIE -> OPEN -> OPENED (done lazily otherwise)
         info.context_size, info.idle_timeout_s    # p.Opened
+        c.model_info().name, c.model_info().sha256   # INFO: the model it runs (p.ModelInfo)
         g = c.say("My name is Ada.", n_predict=64)            # turn 1: a new transcript (p.Prompt fields)
         g = c.say("What is my name?", n_predict=64)           # turn 2: only the new text is sent and evaluated
         g.text, g.ids, g.prompt_ids, g.done.prompt_tokens, g.done.reused_tokens, g.done.context_used
@@ -290,6 +291,10 @@ class Client:
 
     def stats(self) -> dict[str, int]:
         return p.decode_stats(self.request(p.FrameType.STATS_REQUEST, b"", p.FrameType.STATS).payload)
+
+    def model_info(self) -> p.ModelInfo:
+        """The model the appliance runs: its name and the weights' SHA-256 (INFO)."""
+        return p.ModelInfo.decode(self.request(p.FrameType.INFO_REQUEST, b"", p.FrameType.INFO).payload)
 
     def attest(self, nonce: bytes) -> bytes:
         """The appliance's attestation blob, bound to `nonce` (<= 64 bytes)."""

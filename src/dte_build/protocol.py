@@ -68,6 +68,8 @@ class FrameType(enum.IntEnum):
     OPENED = 16
     GONE = 17
     CLOSE = 18
+    INFO_REQUEST = 19
+    INFO = 20
 
 
 class ErrorCode(enum.IntEnum):
@@ -381,6 +383,29 @@ class Opened:
         if len(payload) != OPENED_FMT.size:
             raise ProtocolError("malformed", f"OPENED payload of {len(payload)} bytes")
         return cls(*OPENED_FMT.unpack(payload))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """INFO: the model the appliance runs. `sha256`: the weights' (lowercase hex; 64 zeros: unknown); `name`: the
+    build's name for it (the GGUF file's stem; "" unknown)."""
+
+    sha256: str
+    name: str
+
+    @property
+    def known_sha256(self) -> str | None:
+        return None if self.sha256 == "0" * 64 else self.sha256
+
+    def encode(self) -> bytes:
+        name = self.name.encode()
+        return bytes.fromhex(self.sha256) + bytes([len(name)]) + name
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ModelInfo:
+        if len(payload) < 33 or len(payload) != 33 + payload[32]:
+            raise ProtocolError("malformed", f"INFO payload of {len(payload)} bytes")
+        return cls(payload[:32].hex(), payload[33:].decode("utf-8", "replace"))
 
 
 # ---- keys -------------------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ class FirmwareOptions:
     seed: int = defaults.SEED
     threads: int | None = None            # None: every worker the board allows
     model_sha256: str | None = None
+    model_name: str = ""                  # the model's name (its file stem), told to clients in INFO
     extra_defines: dict[str, str] = field(default_factory=dict)
     # Identity (docs/identity.md). persona_sha256 None: build_firmware fills name, hash and system prompt from
     # the board's persona file. identity_strength 0: the sampler's identity stage is off (llama.cpp-identical).
@@ -247,6 +248,7 @@ def config_header(board: Board, options: FirmwareOptions, build_id: str) -> str:
         ("DTE_SEED", f"{options.seed}ULL"),
         ("DTE_THREADS", f"{threads}   /* 0: every worker */"),
         ("DTE_MODEL_SHA256", c_string(options.model_sha256 or "")),
+        ("DTE_MODEL_NAME", c_string(options.model_name)),
         ("DTE_PERSONA_NAME", c_string(options.persona_name or "")),
         ("DTE_PERSONA_SHA256", c_string(persona)),
         ("DTE_PERSONA_SHA256_BYTES", "{" + ", ".join(f"0x{b:02x}" for b in bytes.fromhex(persona)) + "}"),

@@ -186,14 +186,21 @@ int main(int argc, char **argv)
 {
     uint8_t key[32];
     if (argc < 2 || parse_key(argv[1], key) != 0) {
-        fprintf(stderr, "usage: netserve KEYHEX [delay_us] [seconds] [exact] [idle_timeout_ms] [epoch]\n");
+        fprintf(stderr, "usage: netserve KEYHEX [delay_us] [seconds] [exact] [idle_timeout_ms] [epoch|-] "
+                        "[model_name] [model_sha256_hex]\n");
         return 2;
     }
     engine.delay_us = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
     double seconds = argc > 3 ? atof(argv[3]) : 60.0;
     int exact = argc > 4 && atoi(argv[4]) != 0;
     uint64_t idle_ms = argc > 5 ? strtoull(argv[5], NULL, 10) : 0;
-    uint32_t epoch = argc > 6 ? (uint32_t)strtoul(argv[6], NULL, 10) : (uint32_t)now_ns();
+    uint32_t epoch = argc > 6 && strcmp(argv[6], "-") != 0 ? (uint32_t)strtoul(argv[6], NULL, 10) : (uint32_t)now_ns();
+    const char *model_name = argc > 7 ? argv[7] : NULL;   /* INFO's answer (docs/protocol.md) */
+    static uint8_t model_sha256[32];
+    if (argc > 8 && parse_key(argv[8], model_sha256) != 0) {   /* 64 hex digits, like a key */
+        fprintf(stderr, "netserve: model_sha256_hex must be 64 hex digits\n");
+        return 2;
+    }
     dte_conv_init(&engine.conv, FAKE_CTX, DTE_PROTO_SESSIONS, engine.transcripts, engine.cached);
     static const uint8_t nic_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
     if (loopnic_open(&nic, 0, 0, nic_mac, STACK_IP, 7777) != 0) {
@@ -210,6 +217,7 @@ int main(int argc, char **argv)
         .send = dte_net_send_to, .send_ctx = &stack, .attest = fake_attest, .attest_ctx = NULL,
         .extra_counters = stack.counters, .extra_counter_count = DTE_NET_COUNTER_COUNT,
         .epoch = epoch, .now_ns = now_ns, .idle_timeout_ns = idle_ms * 1000000u, .context_size = FAKE_CTX,
+        .model_name = model_name, .model_sha256 = argc > 8 ? model_sha256 : NULL,
     };
     if (dte_net_init(&stack, &net_config, &netif, dte_proto_udp_input, &server) != 0 ||
         dte_proto_init(&server, &proto_config) != 0) {

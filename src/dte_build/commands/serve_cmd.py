@@ -64,7 +64,9 @@ def _is_loopback(host: str) -> bool:
               help="Where to accept HTTP (port 0: a free one). Anything but loopback needs --api-key.")
 @click.option("--api-key", envvar="DTE_API_KEY", default=None, metavar="TOKEN",
               help="Require 'Authorization: Bearer TOKEN' on /v1/ (or set DTE_API_KEY).")
-@click.option("--model-name", default="dte", show_default=True, help="The model id /v1/models lists.")
+@click.option("--model-name", default=None,
+              help="Serve every appliance's model under this id (default: the name each appliance reports for "
+                   "the model it runs, e.g. dte-tiny-q8_0).")
 @click.option("--max-body", default=256 << 10, show_default=True, help="Largest request body in bytes (else 413).")
 @click.option("--timeout", default=30.0, show_default=True,
               help="Seconds without an answer before an appliance counts as down.")
@@ -74,7 +76,7 @@ def _is_loopback(host: str) -> bool:
               help="Conversations kept open per appliance (it holds 16 sessions; the rest serve other clients).")
 @click.option("--max-waiting", default=256, show_default=True, type=click.IntRange(0),
               help="Requests waiting for an appliance before new ones get 429.")
-def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str | None, model_name: str,
+def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str | None, model_name: str | None,
           max_body: int, timeout: float, slots: int, sessions: int, max_waiting: int) -> None:
     """Serve the OpenAI HTTP API (/v1/models, /v1/chat/completions, /v1/completions) from appliances.
 
@@ -82,7 +84,7 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
     Any OpenAI client works against it, e.g.
       dte serve --appliance 127.0.0.1:7777 --key appliance.key
       curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
-           -d '{"model": "dte", "messages": [{"role": "user", "content": "Hello"}]}'
+           -d '{"messages": [{"role": "user", "content": "Hello"}]}'
     GET /health answers 200 while an appliance answers PING (for routers). Stop with Ctrl-C.
     """
     import uvicorn
@@ -107,7 +109,8 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
         except DteError as exc:
             warn(f"appliance {appliance.endpoint} does not answer yet ({exc.message}); serving anyway")
     shown = f"[{host}]" if ":" in host else host
-    info(f"dte serve: listening on http://{shown}:{port}/v1 (model {model_name!r}"
+    named = f"model {model_name!r}" if model_name else "each appliance's own model"
+    info(f"dte serve: listening on http://{shown}:{port}/v1 ({named}"
          f"{', bearer auth' if api_key else ''}); Ctrl-C stops")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
     server.run(sockets=[sock])

@@ -263,5 +263,12 @@ class ResponseIds:
         return {**head, "choices": choices}
 
 
-def models_list(model: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "dte"}]}
+def model_object(model: str, created: int, sha256: str | None) -> dict[str, Any]:
+    """A model object; `sha256` (an extension field): the weights' SHA-256 the appliance reported (INFO)."""
+    return {"id": model, "object": "model", "created": created, "owned_by": "dte",
+            **({"sha256": sha256} if sha256 else {})}
+
+
+def models_list(models: dict[str, str | None], created: int) -> dict[str, Any]:
+    """The list object of /v1/models: `models` maps each id to its weights' SHA-256 (None: unknown)."""
+    return {"object": "list", "data": [model_object(m, created, sha) for m, sha in models.items()]}

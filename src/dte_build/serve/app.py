@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import (ApiError, CompletionRequest, ResponseIds, Usage, bad_request, models_list, parse_chat,
-                  parse_completion)
+from .api import (ApiError, CompletionRequest, ResponseIds, Usage, bad_request, model_object, models_list,
+                  parse_chat, parse_completion)
 from .backend import Appliance, Pool, Stream
 from .prompts import job_for, key_after
 from .text import StopText
@@ -40,7 +40,7 @@ class ServeConfig:
 
     appliances: list[tuple[str, int]]
     key: bytes
-    model: str = "dte"
+    model: str | None = None       # override: the id every appliance's model is served as (else its INFO name)
     api_key: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = 30.0          # seconds without an answer from the appliance before it counts as down
@@ -48,6 +48,17 @@ class ServeConfig:
     max_waiting: int = 256         # requests waiting for a slot before 429
     sessions: int = 8              # conversations kept open per appliance (it holds 16 sessions)
     created: int = field(default_factory=lambda: int(time.time()))
+
+
+DEFAULT_MODEL = "dte"   # the id of a model whose appliance names none (a build without a model name)
+
+
+@dataclass
+class Served:
+    """One model id the gateway serves: the weights' SHA-256 (None: unknown) and the appliances running it."""
+
+    sha256: str | None
+    endpoints: set[str]
 
 
 class ClientGone(Exception):
@@ -147,19 +158,46 @@ class Gateway:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
+        self._learning: set[asyncio.Future[Any]] = set()   # INFO requests under way (references kept)
         self.pool = Pool([Appliance(host, port, config.key, timeout=config.timeout, slots=config.slots)
                           for host, port in config.appliances], max_waiting=config.max_waiting,
                          sessions=config.sessions)
 
     # -- routes ---------------------------------------------------------------------------------------------
 
+    async def served(self) -> dict[str, Served]:
+        """The models served, by id: each appliance's (its INFO name, or the --model-name override; DEFAULT_MODEL
+        for an appliance that names none), with the weights' SHA-256 and the endpoints running it. Appliances that
+        do not answer are left out; with the override and none answering, the override alone."""
+        appliances = self.pool.appliances
+        unknown = [a for a in appliances if a.model_info is None]
+        if unknown:   # asked in the background, so a down appliance never delays requests served by the others
+            tasks = [asyncio.ensure_future(a.learn()) for a in unknown]
+            self._learning.update(tasks)
+            for task in tasks:
+                task.add_done_callback(self._learning.discard)
+            if len(unknown) == len(appliances):   # nothing known yet: wait for the answers (a few seconds at most)
+                await asyncio.gather(*tasks)
+        served: dict[str, Served] = {}
+        for a in appliances:
+            if a.model_info is not None:
+                entry = served.setdefault(self.config.model or a.model_info.name or DEFAULT_MODEL,
+                                          Served(a.model_info.known_sha256, set()))
+                entry.endpoints.add(a.endpoint)
+        if not served and self.config.model:
+            served[self.config.model] = Served(None, {a.endpoint for a in appliances})
+        return served
+
     async def models(self, request: Request) -> Response:
-        return JSONResponse(models_list(self.config.model, self.config.created))
+        served = await self.served()
+        return JSONResponse(models_list({m: s.sha256 for m, s in served.items()}, self.config.created))
 
     async def model(self, request: Request) -> Response:
-        if request.path_params["model"] != self.config.model:
-            return error_response(self._no_model(request.path_params["model"]))
-        return JSONResponse(models_list(self.config.model, self.config.created)["data"][0])
+        served = await self.served()
+        name = request.path_params["model"]
+        if name not in served:
+            return error_response(self._no_model(name, served))
+        return JSONResponse(model_object(name, self.config.created, served[name].sha256))
 
     async def health(self, request: Request) -> Response:
         """200 when any appliance answers PING (for a router's health check), else 503; no auth."""
@@ -179,19 +217,22 @@ class Gateway:
 
     # -- one completion -------------------------------------------------------------------------------------
 
-    def _no_model(self, name: str) -> ApiError:
-        return ApiError(404, f"the model {name!r} does not exist; this server serves {self.config.model!r}",
+    def _no_model(self, name: str, served: dict[str, Served]) -> ApiError:
+        return ApiError(404, f"the model {name!r} does not exist; this server serves "
+                        f"{', '.join(map(repr, served)) or 'no model now (no appliance answers)'}",
                         code="model_not_found", param="model")
 
     async def _complete(self, request: Request,
                         parse: Callable[[Any, str], CompletionRequest]) -> Response:
         try:
             body = await read_json(request, self.config.max_body)
-            parsed = parse(body, self.config.model)
-            if parsed.model != self.config.model:
-                raise self._no_model(parsed.model)
-            job = job_for(parsed)
-            stream, first = await unless_gone(request, self.pool.open(job))
+            served = await self.served()
+            parsed = parse(body, next(iter(served), self.config.model or DEFAULT_MODEL))
+            if served and parsed.model not in served:
+                raise self._no_model(parsed.model, served)
+            job = job_for(parsed)   # with no appliance answering, the pool tries them all (and answers 503)
+            only = served[parsed.model].endpoints if parsed.model in served else None
+            stream, first = await unless_gone(request, self.pool.open(job, only))
         except ApiError as error:
             return error_response(error)
         except (ClientGone, ClientDisconnect):

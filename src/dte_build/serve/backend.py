@@ -15,7 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import protocol as p
 from ..client import Client, Generation, RemoteError, SessionGone
@@ -101,6 +101,9 @@ class Appliance:
     in_flight: int = 0
     down_until: float = 0.0
     last_error: str = ""
+    model_info: p.ModelInfo | None = None   # the model it runs (INFO) once it answered; forgotten when down
+    info_retry_at: float = 0.0    # after an unanswered INFO, not asked again before this (monotonic)
+    learning: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)   # one INFO at a time
 
     @property
     def endpoint(self) -> str:
@@ -117,6 +120,21 @@ class Appliance:
     def mark_down(self, why: str) -> None:
         self.down_until = time.monotonic() + DOWN_FOR_S
         self.last_error = why
+        self.model_info = None   # it may come back with another image
+
+    def model_info_sync(self) -> p.ModelInfo:
+        with Client(self.host, self.port, self.key, timeout=min(self.timeout, 2.0)) as client:
+            return client.model_info()
+
+    async def learn(self) -> p.ModelInfo | None:
+        """The model this appliance runs (INFO, asked once while it stays up); None while it does not answer."""
+        async with self.learning:
+            if self.model_info is None and time.monotonic() >= max(self.down_until, self.info_retry_at):
+                try:
+                    self.model_info = await asyncio.to_thread(self.model_info_sync)
+                except (DteError, OSError):   # down, or firmware older than INFO: asked again later
+                    self.info_retry_at = time.monotonic() + DOWN_FOR_S
+        return self.model_info
 
     def client(self) -> Client:
         return Client(self.host, self.port, self.key, timeout=self.timeout)
@@ -308,11 +326,12 @@ class Pool:
         finally:
             self.waiting -= 1
 
-    async def open(self, job: Job) -> tuple[Stream, tuple[str, object]]:
+    async def open(self, job: Job, only: set[str] | None = None) -> tuple[Stream, tuple[str, object]]:
         """Start `job` and wait for its first event (a piece, or the end): on the appliance whose session holds
-        the conversation when one does, else on the least busy. A failure before anything was streamed moves it
-        to another appliance (unreachable) or retries after a pause (BUSY). Raises ApiError."""
-        tried: set[str] = set()
+        the conversation when one does, else on the least busy (of the endpoints in `only`, when given: those
+        running the requested model). A failure before anything was streamed moves it to another appliance
+        (unreachable) or retries after a pause (BUSY). Raises ApiError."""
+        tried = {a.endpoint for a in self.appliances if only is not None and a.endpoint not in only}
         busy_tries = 0
         held = self.store.take(job.key) if job.key is not None and job.follow_up is not None else None
         while True:
