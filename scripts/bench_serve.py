@@ -67,7 +67,7 @@ def direct(client: Client, n: int) -> tuple[float, float, str]:
 
 
 def gateway(http: httpx.Client, url: str, n: int) -> tuple[float, float, str]:
-    body = {"model": "dte", "prompt": PROMPT, "max_tokens": n, "stream": True, "temperature": SETTINGS["temperature"],
+    body = {"prompt": PROMPT, "max_tokens": n, "stream": True, "temperature": SETTINGS["temperature"],
             "top_p": SETTINGS["top_p"], "top_k": SETTINGS["top_k"], "seed": SETTINGS["seed"]}
     arrivals: list[float] = []
     text = ""
