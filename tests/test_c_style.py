@@ -1,5 +1,6 @@
-"""The C files already brought to .clang-format stay there (clang-format-19 --dry-run -Werror). The set grows as
-directories are formatted; engine/ and boot/ are the next pass (docs/design.md)."""
+"""Every C file of firmware/ follows .clang-format (clang-format-19 --dry-run -Werror), except the generated
+Unicode tables (engine/unicode_data.c, written by dte_build.unicode_gen) and the four boot files named in
+UNFORMATTED (the appliance's network and attestation wiring, being edited when the pass was made: the next pass)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import pytest
 
 from dte_build.paths import FIRMWARE_DIR
 
-FORMATTED = [*sorted((FIRMWARE_DIR / "lib").glob("*.[ch]")), FIRMWARE_DIR / "net" / "net_stack.c",
-             *sorted((FIRMWARE_DIR / "net").glob("proto*.[ch]")),
-             FIRMWARE_DIR / "engine" / "conversation.c", FIRMWARE_DIR / "engine" / "conversation.h",
-             *sorted(p for p in (FIRMWARE_DIR / "drivers").glob("*.[ch]") if not p.name.startswith("thermal"))]
+UNFORMATTED = {"engine/unicode_data.c", "boot/net_serve.c", "boot/net_engine.c", "boot/attest.c", "boot/appliance.c"}
+FORMATTED = [p for p in sorted(FIRMWARE_DIR.rglob("*.[ch]"))
+             if p.relative_to(FIRMWARE_DIR).as_posix() not in UNFORMATTED]
 
 
 def test_formatted_files_follow_clang_format() -> None:

@@ -44,8 +44,7 @@ static efi_block_io *find_weights_disk(efi_boot_services *bs, uint64_t offset, u
     return found;
 }
 
-int blockio_bench_read(efi_boot_services *bs, uint64_t offset, uint64_t bytes, uint8_t *dst,
-                       struct blockio_bench *out)
+int blockio_bench_read(efi_boot_services *bs, uint64_t offset, uint64_t bytes, uint8_t *dst, struct blockio_bench *out)
 {
     *out = (struct blockio_bench){0};
     efi_block_io *bio = find_weights_disk(bs, offset, dst);

@@ -16,7 +16,6 @@ struct blockio_bench {
 
 /* Read `bytes` starting at byte `offset` of the whole disk whose data at `offset` begins with "GGUF" into dst
  * (page-aligned, at least bytes + one block). Returns 0 and fills `out`, or -1 after logging why. */
-int blockio_bench_read(efi_boot_services *bs, uint64_t offset, uint64_t bytes, uint8_t *dst,
-                       struct blockio_bench *out);
+int blockio_bench_read(efi_boot_services *bs, uint64_t offset, uint64_t bytes, uint8_t *dst, struct blockio_bench *out);
 
 #endif /* DTE_BOOT_BLOCKIO_BENCH_H */

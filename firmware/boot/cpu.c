@@ -27,8 +27,8 @@ void cpu_identify(struct cpu_info *info)
     unsigned base_model = (leaf1.eax >> 4) & 0xF;
     info->stepping = leaf1.eax & 0xF;
     info->family = base_family == 0xF ? base_family + ((leaf1.eax >> 20) & 0xFF) : base_family;
-    info->model = (base_family == 0x6 || base_family == 0xF) ? base_model | (((leaf1.eax >> 16) & 0xF) << 4)
-                                                             : base_model;
+    info->model =
+        (base_family == 0x6 || base_family == 0xF) ? base_model | (((leaf1.eax >> 16) & 0xF) << 4) : base_model;
     info->sse42 = (leaf1.ecx >> 20) & 1;
     info->xsave = (leaf1.ecx >> 26) & 1;
     info->avx = (leaf1.ecx >> 28) & 1;

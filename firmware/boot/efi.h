@@ -6,8 +6,8 @@
 #ifndef DTE_BOOT_EFI_H
 #define DTE_BOOT_EFI_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define EFIAPI __attribute__((ms_abi))
 
@@ -20,15 +20,15 @@ typedef uint64_t efi_virtual_addr;
 typedef uint64_t efi_uintn;
 
 /* Appendix D, status codes: errors have the high bit set. */
-#define EFI_ERROR_BIT            (1ULL << 63)
-#define EFI_SUCCESS              0ULL
-#define EFI_LOAD_ERROR           (EFI_ERROR_BIT | 1)
-#define EFI_INVALID_PARAMETER    (EFI_ERROR_BIT | 2)
-#define EFI_UNSUPPORTED          (EFI_ERROR_BIT | 3)
-#define EFI_BUFFER_TOO_SMALL     (EFI_ERROR_BIT | 5)
-#define EFI_NOT_FOUND            (EFI_ERROR_BIT | 14)
-#define EFI_OUT_OF_RESOURCES     (EFI_ERROR_BIT | 9)
-#define EFI_IS_ERROR(s)          (((s) & EFI_ERROR_BIT) != 0)
+#define EFI_ERROR_BIT (1ULL << 63)
+#define EFI_SUCCESS 0ULL
+#define EFI_LOAD_ERROR (EFI_ERROR_BIT | 1)
+#define EFI_INVALID_PARAMETER (EFI_ERROR_BIT | 2)
+#define EFI_UNSUPPORTED (EFI_ERROR_BIT | 3)
+#define EFI_BUFFER_TOO_SMALL (EFI_ERROR_BIT | 5)
+#define EFI_NOT_FOUND (EFI_ERROR_BIT | 14)
+#define EFI_OUT_OF_RESOURCES (EFI_ERROR_BIT | 9)
+#define EFI_IS_ERROR(s) (((s) & EFI_ERROR_BIT) != 0)
 
 typedef struct {
     uint32_t data1;
@@ -48,10 +48,23 @@ typedef struct {
 
 /* §7.2 EFI_MEMORY_TYPE */
 enum efi_memory_type {
-    EfiReservedMemoryType, EfiLoaderCode, EfiLoaderData, EfiBootServicesCode, EfiBootServicesData,
-    EfiRuntimeServicesCode, EfiRuntimeServicesData, EfiConventionalMemory, EfiUnusableMemory,
-    EfiACPIReclaimMemory, EfiACPIMemoryNVS, EfiMemoryMappedIO, EfiMemoryMappedIOPortSpace, EfiPalCode,
-    EfiPersistentMemory, EfiUnacceptedMemoryType, EfiMaxMemoryType
+    EfiReservedMemoryType,
+    EfiLoaderCode,
+    EfiLoaderData,
+    EfiBootServicesCode,
+    EfiBootServicesData,
+    EfiRuntimeServicesCode,
+    EfiRuntimeServicesData,
+    EfiConventionalMemory,
+    EfiUnusableMemory,
+    EfiACPIReclaimMemory,
+    EfiACPIMemoryNVS,
+    EfiMemoryMappedIO,
+    EfiMemoryMappedIOPortSpace,
+    EfiPalCode,
+    EfiPersistentMemory,
+    EfiUnacceptedMemoryType,
+    EfiMaxMemoryType
 };
 
 /* §7.2 EFI_ALLOCATE_TYPE */
@@ -73,8 +86,8 @@ typedef struct {
 /* §12.4 EFI_SIMPLE_TEXT_OUTPUT_PROTOCOL */
 typedef struct efi_simple_text_output efi_simple_text_output;
 struct efi_simple_text_output {
-    efi_status (EFIAPI *reset)(efi_simple_text_output *self, uint8_t extended_verification);
-    efi_status (EFIAPI *output_string)(efi_simple_text_output *self, const efi_char16 *string);
+    efi_status(EFIAPI *reset)(efi_simple_text_output *self, uint8_t extended_verification);
+    efi_status(EFIAPI *output_string)(efi_simple_text_output *self, const efi_char16 *string);
     void *test_string;
     void *query_mode;
     void *set_mode;
@@ -92,14 +105,13 @@ typedef struct {
     void *raise_tpl;
     void *restore_tpl;
     /* Memory services (§7.2) */
-    efi_status (EFIAPI *allocate_pages)(enum efi_allocate_type type, enum efi_memory_type memory_type,
-                                        efi_uintn pages, efi_physical_addr *memory);
-    efi_status (EFIAPI *free_pages)(efi_physical_addr memory, efi_uintn pages);
-    efi_status (EFIAPI *get_memory_map)(efi_uintn *memory_map_size, efi_memory_descriptor *memory_map,
-                                        efi_uintn *map_key, efi_uintn *descriptor_size,
-                                        uint32_t *descriptor_version);
-    efi_status (EFIAPI *allocate_pool)(enum efi_memory_type pool_type, efi_uintn size, void **buffer);
-    efi_status (EFIAPI *free_pool)(void *buffer);
+    efi_status(EFIAPI *allocate_pages)(enum efi_allocate_type type, enum efi_memory_type memory_type, efi_uintn pages,
+                                       efi_physical_addr *memory);
+    efi_status(EFIAPI *free_pages)(efi_physical_addr memory, efi_uintn pages);
+    efi_status(EFIAPI *get_memory_map)(efi_uintn *memory_map_size, efi_memory_descriptor *memory_map,
+                                       efi_uintn *map_key, efi_uintn *descriptor_size, uint32_t *descriptor_version);
+    efi_status(EFIAPI *allocate_pool)(enum efi_memory_type pool_type, efi_uintn size, void **buffer);
+    efi_status(EFIAPI *free_pool)(void *buffer);
     /* Event and timer services (§7.1) */
     void *create_event;
     void *set_timer;
@@ -111,7 +123,7 @@ typedef struct {
     void *install_protocol_interface;
     void *reinstall_protocol_interface;
     void *uninstall_protocol_interface;
-    efi_status (EFIAPI *handle_protocol)(efi_handle handle, const efi_guid *protocol, void **interface);
+    efi_status(EFIAPI *handle_protocol)(efi_handle handle, const efi_guid *protocol, void **interface);
     void *reserved;
     void *register_protocol_notify;
     void *locate_handle;
@@ -122,12 +134,12 @@ typedef struct {
     void *start_image;
     void *exit;
     void *unload_image;
-    efi_status (EFIAPI *exit_boot_services)(efi_handle image_handle, efi_uintn map_key);
+    efi_status(EFIAPI *exit_boot_services)(efi_handle image_handle, efi_uintn map_key);
     /* Miscellaneous services (§7.5) */
     void *get_next_monotonic_count;
-    efi_status (EFIAPI *stall)(efi_uintn microseconds);
-    efi_status (EFIAPI *set_watchdog_timer)(efi_uintn timeout, uint64_t watchdog_code, efi_uintn data_size,
-                                            const efi_char16 *watchdog_data);
+    efi_status(EFIAPI *stall)(efi_uintn microseconds);
+    efi_status(EFIAPI *set_watchdog_timer)(efi_uintn timeout, uint64_t watchdog_code, efi_uintn data_size,
+                                           const efi_char16 *watchdog_data);
     /* Driver support services */
     void *connect_controller;
     void *disconnect_controller;
@@ -138,7 +150,7 @@ typedef struct {
     /* Library services */
     void *protocols_per_handle;
     void *locate_handle_buffer;
-    efi_status (EFIAPI *locate_protocol)(const efi_guid *protocol, void *registration, void **interface);
+    efi_status(EFIAPI *locate_protocol)(const efi_guid *protocol, void *registration, void **interface);
     void *install_multiple_protocol_interfaces;
     void *uninstall_multiple_protocol_interfaces;
     /* 32-bit CRC services */

@@ -25,21 +25,20 @@ static void identify_cpu(struct dte_boot_info *info)
 {
     struct cpu_info *cpu = &info->cpu;
     cpu_identify(cpu);
-    dte_status("cpu vendor=%s family=%u model=%u sse42=%d avx2=%d avx512f=%d avx512vnni=%d", cpu->vendor,
-               cpu->family, cpu->model, cpu->sse42, cpu->avx2, cpu->avx512f, cpu->avx512vnni);
+    dte_status("cpu vendor=%s family=%u model=%u sse42=%d avx2=%d avx512f=%d avx512vnni=%d", cpu->vendor, cpu->family,
+               cpu->model, cpu->sse42, cpu->avx2, cpu->avx512f, cpu->avx512vnni);
     info->xcr0 = cpu_enable_avx(cpu);
     dte_status("xsave xcr0=0x%llx supported=0x%llx", (unsigned long long)info->xcr0,
                (unsigned long long)cpu->xcr0_supported);
 #if DTE_VECTOR_BITS >= 256
     if (!cpu->avx2 || !(info->xcr0 & XCR0_AVX)) {
-        dte_fail("this firmware was built for %d-bit vectors but the CPU lacks AVX2 (board %s)",
-                 DTE_VECTOR_BITS, DTE_BOARD_NAME);
+        dte_fail("this firmware was built for %d-bit vectors but the CPU lacks AVX2 (board %s)", DTE_VECTOR_BITS,
+                 DTE_BOARD_NAME);
     }
 #endif
 #if DTE_VECTOR_BITS >= 512
     if (!cpu->avx512f || (info->xcr0 & XCR0_AVX512) != XCR0_AVX512) {
-        dte_fail("this firmware was built for 512-bit vectors but the CPU lacks AVX-512F (board %s)",
-                 DTE_BOARD_NAME);
+        dte_fail("this firmware was built for 512-bit vectors but the CPU lacks AVX-512F (board %s)", DTE_BOARD_NAME);
     }
 #endif
 }
@@ -53,8 +52,8 @@ static void survey_memory(efi_boot_services *bs, struct dte_boot_info *info)
     }
     info->usable_bytes = summary.usable_bytes;
     dte_status("memory usable_mib=%llu largest_free_mib=%llu regions=%d descriptors=%u",
-               (unsigned long long)(summary.usable_bytes / MIB),
-               (unsigned long long)(summary.largest_free_bytes / MIB), DTE_REGION_COUNT, summary.descriptors);
+               (unsigned long long)(summary.usable_bytes / MIB), (unsigned long long)(summary.largest_free_bytes / MIB),
+               DTE_REGION_COUNT, summary.descriptors);
 }
 
 #ifdef DTE_TEST_FAULT

@@ -49,55 +49,54 @@ void dte_exception_panic(const struct exception_frame *frame);
 
 /* 32 stubs of STUB_BYTES each, then the common path: pass the frame (MS x64 ABI: first argument in RCX)
  * to dte_exception_panic on a 16-byte aligned stack with 32 bytes of shadow space. */
-__asm__(
-    ".text\n"
-    ".macro DTE_ISR_NOERR n\n"
-    "  .balign 16\n"
-    "  pushq $0\n"
-    "  pushq $\\n\n"
-    "  jmp dte_isr_common\n"
-    ".endm\n"
-    ".macro DTE_ISR_ERR n\n"
-    "  .balign 16\n"
-    "  pushq $\\n\n"
-    "  jmp dte_isr_common\n"
-    ".endm\n"
-    ".balign 16\n"
-    "dte_isr_stubs:\n"
-    "DTE_ISR_NOERR 0\n DTE_ISR_NOERR 1\n DTE_ISR_NOERR 2\n DTE_ISR_NOERR 3\n"
-    "DTE_ISR_NOERR 4\n DTE_ISR_NOERR 5\n DTE_ISR_NOERR 6\n DTE_ISR_NOERR 7\n"
-    "DTE_ISR_ERR 8\n DTE_ISR_NOERR 9\n DTE_ISR_ERR 10\n DTE_ISR_ERR 11\n"
-    "DTE_ISR_ERR 12\n DTE_ISR_ERR 13\n DTE_ISR_ERR 14\n DTE_ISR_NOERR 15\n"
-    "DTE_ISR_NOERR 16\n DTE_ISR_ERR 17\n DTE_ISR_NOERR 18\n DTE_ISR_NOERR 19\n"
-    "DTE_ISR_NOERR 20\n DTE_ISR_ERR 21\n DTE_ISR_NOERR 22\n DTE_ISR_NOERR 23\n"
-    "DTE_ISR_NOERR 24\n DTE_ISR_NOERR 25\n DTE_ISR_NOERR 26\n DTE_ISR_NOERR 27\n"
-    "DTE_ISR_NOERR 28\n DTE_ISR_ERR 29\n DTE_ISR_ERR 30\n DTE_ISR_NOERR 31\n"
-    ".balign 16\n"
-    "dte_isr_common:\n"
-    /* #GP at the guarded instruction (panic.h, dte_gp_guard_rip): flag it, resume after its 2 bytes and return.
+__asm__(".text\n"
+        ".macro DTE_ISR_NOERR n\n"
+        "  .balign 16\n"
+        "  pushq $0\n"
+        "  pushq $\\n\n"
+        "  jmp dte_isr_common\n"
+        ".endm\n"
+        ".macro DTE_ISR_ERR n\n"
+        "  .balign 16\n"
+        "  pushq $\\n\n"
+        "  jmp dte_isr_common\n"
+        ".endm\n"
+        ".balign 16\n"
+        "dte_isr_stubs:\n"
+        "DTE_ISR_NOERR 0\n DTE_ISR_NOERR 1\n DTE_ISR_NOERR 2\n DTE_ISR_NOERR 3\n"
+        "DTE_ISR_NOERR 4\n DTE_ISR_NOERR 5\n DTE_ISR_NOERR 6\n DTE_ISR_NOERR 7\n"
+        "DTE_ISR_ERR 8\n DTE_ISR_NOERR 9\n DTE_ISR_ERR 10\n DTE_ISR_ERR 11\n"
+        "DTE_ISR_ERR 12\n DTE_ISR_ERR 13\n DTE_ISR_ERR 14\n DTE_ISR_NOERR 15\n"
+        "DTE_ISR_NOERR 16\n DTE_ISR_ERR 17\n DTE_ISR_NOERR 18\n DTE_ISR_NOERR 19\n"
+        "DTE_ISR_NOERR 20\n DTE_ISR_ERR 21\n DTE_ISR_NOERR 22\n DTE_ISR_NOERR 23\n"
+        "DTE_ISR_NOERR 24\n DTE_ISR_NOERR 25\n DTE_ISR_NOERR 26\n DTE_ISR_NOERR 27\n"
+        "DTE_ISR_NOERR 28\n DTE_ISR_ERR 29\n DTE_ISR_ERR 30\n DTE_ISR_NOERR 31\n"
+        ".balign 16\n"
+        "dte_isr_common:\n"
+        /* #GP at the guarded instruction (panic.h, dte_gp_guard_rip): flag it, resume after its 2 bytes and return.
      * Touches only RAX (restored) and the frame, so the interrupted code runs on unharmed. */
-    "  cmpq $13, (%rsp)\n"
-    "  jne 2f\n"
-    "  pushq %rax\n"
-    "  movq dte_gp_guard_rip(%rip), %rax\n"
-    "  cmpq %rax, 24(%rsp)\n"   /* stack: saved RAX, vector, error code, RIP */
-    "  jne 3f\n"
-    "  addq $2, 24(%rsp)\n"
-    "  movl $1, dte_gp_guard_hit(%rip)\n"
-    "  popq %rax\n"
-    "  addq $16, %rsp\n"
-    "  iretq\n"
-    "3:\n"
-    "  popq %rax\n"
-    "2:\n"
-    "  movq %rsp, %rcx\n"
-    "  andq $-16, %rsp\n"
-    "  subq $32, %rsp\n"
-    "  call dte_exception_panic\n"
-    "1:\n"
-    "  cli\n"
-    "  hlt\n"
-    "  jmp 1b\n");
+        "  cmpq $13, (%rsp)\n"
+        "  jne 2f\n"
+        "  pushq %rax\n"
+        "  movq dte_gp_guard_rip(%rip), %rax\n"
+        "  cmpq %rax, 24(%rsp)\n" /* stack: saved RAX, vector, error code, RIP */
+        "  jne 3f\n"
+        "  addq $2, 24(%rsp)\n"
+        "  movl $1, dte_gp_guard_hit(%rip)\n"
+        "  popq %rax\n"
+        "  addq $16, %rsp\n"
+        "  iretq\n"
+        "3:\n"
+        "  popq %rax\n"
+        "2:\n"
+        "  movq %rsp, %rcx\n"
+        "  andq $-16, %rsp\n"
+        "  subq $32, %rsp\n"
+        "  call dte_exception_panic\n"
+        "1:\n"
+        "  cli\n"
+        "  hlt\n"
+        "  jmp 1b\n");
 
 extern const uint8_t dte_isr_stubs[];
 
@@ -139,9 +138,9 @@ static void claim_panic(void)
     int expected = 0;
     if (!__atomic_compare_exchange_n(&panicking, &expected, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         if (expected == me) {
-            dte_exit(DTE_EXIT_PANIC);   /* a fault while reporting a fault */
+            dte_exit(DTE_EXIT_PANIC); /* a fault while reporting a fault */
         }
-        cpu_halt_forever();             /* another core reports: this one stops */
+        cpu_halt_forever(); /* another core reports: this one stops */
     }
     dte_smp_stop_others();
 }
@@ -150,9 +149,8 @@ void dte_exception_panic(const struct exception_frame *frame)
 {
     claim_panic();
     dte_status("panic vector=%llu error=0x%llx rip=0x%llx cr2=0x%llx core=%u worker=%d subsystem=%s",
-               (unsigned long long)frame->vector, (unsigned long long)frame->error_code,
-               (unsigned long long)frame->rip, (unsigned long long)cpu_read_cr2(), cpu_apic_id(),
-               dte_smp_current_worker(), subsystem);
+               (unsigned long long)frame->vector, (unsigned long long)frame->error_code, (unsigned long long)frame->rip,
+               (unsigned long long)cpu_read_cr2(), cpu_apic_id(), dte_smp_current_worker(), subsystem);
     dte_status("exit status=panic");
     dte_exit(DTE_EXIT_PANIC);
 }

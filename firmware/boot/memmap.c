@@ -22,8 +22,7 @@ static efi_status read_map(efi_boot_services *bs)
 {
     uint32_t version;
     map_size = sizeof map_buffer;
-    return bs->get_memory_map(&map_size, (efi_memory_descriptor *)map_buffer, &map_key, &descriptor_size,
-                              &version);
+    return bs->get_memory_map(&map_size, (efi_memory_descriptor *)map_buffer, &map_key, &descriptor_size, &version);
 }
 
 static int usable_after_exit(uint32_t type)

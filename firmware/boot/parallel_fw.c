@@ -2,10 +2,10 @@
  * the caller (BSP) posts a job by bumping a generation counter, every worker runs its contiguous share of
  * [0, n) and counts down `remaining`; everyone spins with `pause`. Nested or concurrent calls are rejected
  * with -1 (a `busy` flag taken by compare-exchange), never waited on, so they cannot deadlock. */
-#include "boot/smp.h"
-#include "runtime/platform.h"
 #include "boot/io.h"
+#include "boot/smp.h"
 #include "boot/thermal_fw.h"
+#include "runtime/platform.h"
 
 #define CACHE_LINE 64
 

@@ -68,9 +68,8 @@ static int build_engine(const struct weights_loaded *w, struct engine *e)
     }
     attest_attach_identity(&e->sampler);   /* the persona's identity stage; off at strength 0 */
     const dte_engine_info *i = &e->info;
-    dte_status("model arch=%s layers=%u embd=%u heads=%u kv_heads=%u head_dim=%u ff=%u vocab=%u ctx=%u swa=%u",
-               i->arch, i->n_layer, i->n_embd, i->n_head, i->n_head_kv, i->head_dim, i->n_ff, i->n_vocab, i->n_ctx,
-               i->n_swa);
+    dte_status("model arch=%s layers=%u embd=%u heads=%u kv_heads=%u head_dim=%u ff=%u vocab=%u ctx=%u swa=%u", i->arch,
+               i->n_layer, i->n_embd, i->n_head, i->n_head_kv, i->head_dim, i->n_ff, i->n_vocab, i->n_ctx, i->n_swa);
     return 0;
 }
 
@@ -122,8 +121,10 @@ static int generate(struct engine *e, struct generation *g)
     if (!g->ids || !g->text) {
         return engine_error("memory", "no memory for the generated ids");
     }
-    dte_generation_begin(&g->run, &(dte_generation_setup){.engine = e->engine, .sampler = &e->sampler,
-                                                          .prompt = g->prompt_ids, .n_prompt = g->n_prompt,
+    dte_generation_begin(&g->run, &(dte_generation_setup){.engine = e->engine,
+                                                          .sampler = &e->sampler,
+                                                          .prompt = g->prompt_ids,
+                                                          .n_prompt = g->n_prompt,
                                                           .n_predict = n_predict});
     if (dte_generation_prefill(&g->run) != 0) {
         return engine_error("eval", "prompt evaluation failed");
@@ -183,11 +184,13 @@ static void report_speeds(const struct generation *g, const struct boot_times *t
     const dte_generation *r = &g->run;
     uint64_t prompt_ns = r->prompt_done_ns - r->start_ns, gen_ns = r->end_ns - r->prompt_done_ns;
     dte_status("generate prompt_tokens=%lld tokens=%d prompt_ms=%llu gen_ms=%llu prompt_tok_per_s=%.2f "
-               "tok_per_s=%.2f", (long long)g->n_prompt, g->n_ids, MS(prompt_ns), MS(gen_ns),
+               "tok_per_s=%.2f",
+               (long long)g->n_prompt, g->n_ids, MS(prompt_ns), MS(gen_ns),
                per_second((uint64_t)g->n_prompt, prompt_ns), per_second((uint64_t)g->n_ids, gen_ns));
     dte_status("first_token ms=%llu platform_ms=%llu firmware_ms=%llu load_ms=%llu verify_ms=%llu model_ms=%llu "
-               "prompt_ms=%llu", MS(r->first_token_ns), MS(t->platform_ns), MS(t->firmware_ns), MS(t->load_ns),
-               MS(t->verify_ns), MS(model_ns), MS(r->first_token_ns - r->start_ns));
+               "prompt_ms=%llu",
+               MS(r->first_token_ns), MS(t->platform_ns), MS(t->firmware_ns), MS(t->load_ns), MS(t->verify_ns),
+               MS(model_ns), MS(r->first_token_ns - r->start_ns));
 }
 
 static struct engine *built;   /* set once run_engine succeeded */

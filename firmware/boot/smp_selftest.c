@@ -74,7 +74,6 @@ void smp_selftest(void)
     for (int w = 0; w < MAX_TRACKED_WORKERS; w++) {
         active += t.ran[w];
     }
-    dte_status("smp_selftest rows=%d checksum=0x%llx workers=%d active=%d rc=%d nested_rc=%d us=%llu",
-               SELFTEST_ROWS, (unsigned long long)hash, dte_worker_count(), active, rc, t.nested_rc,
-               (unsigned long long)(ns / 1000));
+    dte_status("smp_selftest rows=%d checksum=0x%llx workers=%d active=%d rc=%d nested_rc=%d us=%llu", SELFTEST_ROWS,
+               (unsigned long long)hash, dte_worker_count(), active, rc, t.nested_rc, (unsigned long long)(ns / 1000));
 }

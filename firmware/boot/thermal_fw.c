@@ -65,7 +65,8 @@ static void identify(dte_thermal_cpu *cpu)
     copy_regs(cpu->vendor, &vendor, 3);
     unsigned base_family = (leaf1.eax >> 8) & 0xF, base_model = (leaf1.eax >> 4) & 0xF;
     cpu->family = base_family == 0xF ? base_family + ((leaf1.eax >> 20) & 0xFF) : base_family;
-    cpu->model = (base_family == 0x6 || base_family == 0xF) ? base_model | (((leaf1.eax >> 16) & 0xF) << 4) : base_model;
+    cpu->model =
+        (base_family == 0x6 || base_family == 0xF) ? base_model | (((leaf1.eax >> 16) & 0xF) << 4) : base_model;
     cpu->hypervisor = (leaf1.ecx >> 31) & 1;
     cpu->leaf6_eax = leaf0.eax >= 6 ? cpu_cpuid(6, 0).eax : 0;
     cpu->ext7_edx = ext0.eax >= 0x80000007u ? cpu_cpuid(0x80000007u, 0).edx : 0;
@@ -100,8 +101,8 @@ static void test_gp_guard(void)
                      "movq %%r11, dte_gp_guard_rip(%%rip)\n"
                      "1:\n\t"
                      "movw %%ax, %%ds\n\t"              /* 8E D8 */
-                     "movq $0, dte_gp_guard_rip(%%rip)\n"
-                     ::: "rax", "r11", "memory");
+                     "movq $0, dte_gp_guard_rip(%%rip)\n" ::
+                         : "rax", "r11", "memory");
     int hit = dte_gp_guard_hit;
     __asm__ volatile("mov %0, %%ds" ::"r"(saved));
     dte_status("thermal_test gp_guard_hit=%d", hit);
@@ -117,9 +118,12 @@ void thermal_fw_start(void)
     dte_thermal_probe(&th.sensors, &th.cpu);
     int workers = dte_worker_count();
     dte_governor_config cfg = {
-        .target_mc = DTE_THERMAL_TARGET_C * 1000, .critical_mc = DTE_THERMAL_CRITICAL_C * 1000,
-        .hysteresis_mc = DTE_THERMAL_HYSTERESIS_C * 1000, .power_limit_mw = DTE_THERMAL_POWER_LIMIT_W * 1000u,
-        .max_workers = (uint32_t)workers, .min_workers = 1,
+        .target_mc = DTE_THERMAL_TARGET_C * 1000,
+        .critical_mc = DTE_THERMAL_CRITICAL_C * 1000,
+        .hysteresis_mc = DTE_THERMAL_HYSTERESIS_C * 1000,
+        .power_limit_mw = DTE_THERMAL_POWER_LIMIT_W * 1000u,
+        .max_workers = (uint32_t)workers,
+        .min_workers = 1,
     };
     dte_governor_init(&th.gov, &cfg);
     dte_thermal_read(&th.sensors, timer_ns(), &th.last);
@@ -130,7 +134,9 @@ void thermal_fw_start(void)
         return;   /* nothing to pace by: the tick stays a no-op */
     }
     dte_status("thermal sensor=%s ccds=%u target_c=%d critical_c=%d power_limit_w=%d",
-               th.sensors.kind == DTE_THERMAL_AMD_ZEN ? "amd_zen" : th.sensors.kind == DTE_THERMAL_INTEL ? "intel" : "power_only",
+               th.sensors.kind == DTE_THERMAL_AMD_ZEN ? "amd_zen"
+               : th.sensors.kind == DTE_THERMAL_INTEL ? "intel"
+                                                      : "power_only",
                (unsigned)th.last.n_ccd, DTE_THERMAL_TARGET_C, DTE_THERMAL_CRITICAL_C, DTE_THERMAL_POWER_LIMIT_W);
     report();
     th.next_ns = timer_ns() + DTE_THERMAL_SAMPLE_MS * 1000000ull;
@@ -164,8 +170,12 @@ void thermal_fw_tick(void)
 void thermal_fw_get_stats(thermal_fw_stats *out)
 {
     *out = (thermal_fw_stats){
-        .state = th.gov.state, .tctl_mc = th.last.temp_ok ? th.last.tctl_mc : 0,
-        .pkg_mw = th.last.power_ok ? th.last.pkg_mw : 0, .workers = th.gov.workers, .samples = th.gov.samples,
-        .paced_samples = th.gov.paced_samples, .critical_trips = th.gov.critical_trips,
+        .state = th.gov.state,
+        .tctl_mc = th.last.temp_ok ? th.last.tctl_mc : 0,
+        .pkg_mw = th.last.power_ok ? th.last.pkg_mw : 0,
+        .workers = th.gov.workers,
+        .samples = th.gov.samples,
+        .paced_samples = th.gov.paced_samples,
+        .critical_trips = th.gov.critical_trips,
     };
 }

@@ -14,10 +14,10 @@
 struct dte_tpm {
     void *get_capability;
     void *get_event_log;
-    efi_status (EFIAPI *hash_log_extend_event)(dte_tpm *self, uint64_t flags, uint64_t data_to_hash,
-                                               uint64_t data_to_hash_len, void *event);
-    efi_status (EFIAPI *submit_command)(dte_tpm *self, uint32_t in_size, const uint8_t *in, uint32_t out_size,
-                                        uint8_t *out);
+    efi_status(EFIAPI *hash_log_extend_event)(dte_tpm *self, uint64_t flags, uint64_t data_to_hash,
+                                              uint64_t data_to_hash_len, void *event);
+    efi_status(EFIAPI *submit_command)(dte_tpm *self, uint32_t in_size, const uint8_t *in, uint32_t out_size,
+                                       uint8_t *out);
 };
 
 /* TPM 2.0 Part 2: TPM_ST_NO_SESSIONS 0x8001 (§6.9), TPM_CC_PCR_Read 0x17E (§6.5.2), TPM_ALG_SHA256 0x000B (§6.3),

@@ -7,8 +7,8 @@
 #include "drivers/nvme.h"
 #include "drivers/storage.h"
 #include "dte_config.h"
-#include "runtime/platform.h"
 #include "lib/crc32c.h"
+#include "runtime/platform.h"
 
 #ifndef DTE_STORAGE_SELECT
 #define DTE_STORAGE_SELECT "first"
@@ -54,13 +54,15 @@ static int refuse(int rc, int64_t bad_chunk)
 {
     if (rc == STORAGE_ERR_CORRUPT || bad_chunk >= 0) {
         dte_status("weights status=corrupt chunk=%lld text=\"CRC32C of chunk %lld differs from WEIGHTS.MAN: "
-                   "reflash the image\"", (long long)bad_chunk, (long long)bad_chunk);
+                   "reflash the image\"",
+                   (long long)bad_chunk, (long long)bad_chunk);
     } else if (rc == STORAGE_ERR_NO_PCI || rc == NVME_ERR_NO_DEVICE) {
         dte_status("weights status=unreadable error=no_nvme text=\"no NVMe controller found: attach the weights disk "
-                   "as NVMe (storage.select=%s)\"", DTE_STORAGE_SELECT);
+                   "as NVMe (storage.select=%s)\"",
+                   DTE_STORAGE_SELECT);
     } else {
-        dte_status("weights status=unreadable error=%s", rc < 0 && rc > STORAGE_ERR_CORRUPT ? nvme_error_name(rc)
-                                                                                             : "storage");
+        dte_status("weights status=unreadable error=%s",
+                   rc < 0 && rc > STORAGE_ERR_CORRUPT ? nvme_error_name(rc) : "storage");
     }
     return -1;
 }
@@ -93,8 +95,12 @@ int weights_load(const struct weights_manifest *man, const void *rsdp, struct we
     }
     out->data = dst;
     dte_set_subsystem("nvme");
-    struct storage_load req = {.pci = STORAGE_PCI_ACPI, .rsdp = rsdp, .select = DTE_STORAGE_SELECT,
-                               .byte_offset = out->byte_offset, .bytes = out->resident_bytes, .dst = dst,
+    struct storage_load req = {.pci = STORAGE_PCI_ACPI,
+                               .rsdp = rsdp,
+                               .select = DTE_STORAGE_SELECT,
+                               .byte_offset = out->byte_offset,
+                               .bytes = out->resident_bytes,
+                               .dst = dst,
                                .chunk_size = man->chunk_size,
                                .chunk_count = (uint32_t)((out->resident_bytes + man->chunk_size - 1) / man->chunk_size),
                                .crc32c = man->crc32c};

@@ -58,14 +58,14 @@ static efi_file *open_manifest(efi_handle image, efi_boot_services *bs)
     efi_file *file = NULL;
     efi_status st;
     switch (esp_file_open(image, bs, u"\\DTE\\WEIGHTS.MAN", &file, &st)) {
-    case ESP_FILE_OK:
-        return file;
+    case ESP_FILE_OK: return file;
     case ESP_FILE_NO_FILESYSTEM:
         dte_status("manifest error=no_filesystem text=\"the boot partition has no Simple File System\"");
         return NULL;
     default:
         dte_status("manifest error=not_found status=0x%llx text=\"no \\\\DTE\\\\WEIGHTS.MAN on the ESP: rebuild the "
-                   "image with dte build\"", (unsigned long long)st);
+                   "image with dte build\"",
+                   (unsigned long long)st);
         return NULL;
     }
 }

@@ -97,8 +97,8 @@ static int collect(struct stream_part *part, uint32_t index)
         if (ref.resident) {
             continue;
         }
-        part->items[part->count++] = (struct streamed_weight){.index = i, .file_offset = ref.offset,
-                                                              .bytes = ref.bytes, .window_offset = part->bytes};
+        part->items[part->count++] = (struct streamed_weight){
+            .index = i, .file_offset = ref.offset, .bytes = ref.bytes, .window_offset = part->bytes};
         part->bytes += (ref.bytes + WINDOW_ALIGN - 1) & ~(uint64_t)(WINDOW_ALIGN - 1);
     }
     return 0;

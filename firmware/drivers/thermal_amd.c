@@ -41,8 +41,11 @@ bool dte_thermal_zen_ccd_mc(uint32_t reg, int32_t *mc)
 /* Models whose Tctl reads higher than the die (k10temp's tctl_offset_table; family 17h only). */
 int32_t dte_thermal_zen_offset_mc(const char *brand, unsigned family)
 {
-    static const struct { const char *name; int32_t mc; } table[] = {
-        {"AMD Ryzen 5 1600X", 20000}, {"AMD Ryzen 7 1700X", 20000}, {"AMD Ryzen 7 1800X", 20000},
+    static const struct {
+        const char *name;
+        int32_t mc;
+    } table[] = {
+        {"AMD Ryzen 5 1600X", 20000}, {"AMD Ryzen 7 1700X", 20000},         {"AMD Ryzen 7 1800X", 20000},
         {"AMD Ryzen 7 2700X", 10000}, {"AMD Ryzen Threadripper 19", 27000}, {"AMD Ryzen Threadripper 29", 27000},
     };
     if (family != 0x17) {
@@ -69,7 +72,8 @@ static void ccd_layout(unsigned family, unsigned model, uint32_t *offset, unsign
     *count = 0;
     if (family == 0x17 && (model == 0x31 || model == 0x60 || model == 0x68 || model == 0x71)) {
         *offset = 0x154, *count = 8;
-    } else if (family == 0x19 && (model <= 0x01 || model == 0x08 || model == 0x21 || (model >= 0x50 && model <= 0x5F))) {
+    } else if (family == 0x19 &&
+               (model <= 0x01 || model == 0x08 || model == 0x21 || (model >= 0x50 && model <= 0x5F))) {
         *offset = 0x154, *count = 8;
     } else if (family == 0x19 && model >= 0x60 && model <= 0x7F) {
         *offset = 0x308, *count = 8;

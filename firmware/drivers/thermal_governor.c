@@ -27,8 +27,8 @@ static bool too_hot(const dte_governor *g, const dte_thermal_sample *s)
 static bool cool_enough(const dte_governor *g, const dte_thermal_sample *s)
 {
     bool temp_low = !s->temp_ok || s->tctl_mc <= g->cfg.target_mc - g->cfg.hysteresis_mc;
-    bool power_low = !s->power_ok || !g->cfg.power_limit_mw ||
-                     (uint64_t)s->pkg_mw * 100 <= (uint64_t)g->cfg.power_limit_mw * 95;
+    bool power_low =
+        !s->power_ok || !g->cfg.power_limit_mw || (uint64_t)s->pkg_mw * 100 <= (uint64_t)g->cfg.power_limit_mw * 95;
     return temp_low && power_low;
 }
 

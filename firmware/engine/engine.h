@@ -103,4 +103,8 @@ int32_t dte_engine_piece_special(const dte_engine *e, int32_t id, char *buf, int
 /* One token's text (llama.cpp token_to_piece): its byte count, which may exceed cap (then cap bytes were written). */
 int32_t dte_engine_piece(const dte_engine *e, int32_t id, char *buf, int32_t cap);
 
+/* Entry i of the architecture table (general.architecture names), NULL past its end; *runs (may be NULL) says
+ * whether dte runs it or refuses it with a reason (for listing what dte supports). */
+const char *dte_engine_arch_name(uint32_t i, bool *runs);
+
 #endif /* DTE_ENGINE_ENGINE_H */

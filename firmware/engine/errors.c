@@ -1,7 +1,8 @@
 /* Names of the engine's error codes (errors.h). */
 #include "errors.h"
 
-const char *dte_err_name(int code) {
+const char *dte_err_name(int code)
+{
     switch (code) {
     case DTE_OK: return "DTE_OK";
     case DTE_E_TRUNCATED: return "DTE_E_TRUNCATED";

@@ -45,23 +45,33 @@ struct dte_model_ctx {
 
 /* ---- sizes ---- */
 
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
 
 /* Positions layer il's cache holds. */
-static uint32_t layer_kv_len(const dte_model *m, uint32_t il, uint32_t n_ctx, uint32_t n_batch) {
-    if (!m->layers[il].swa) return n_ctx;
+static uint32_t layer_kv_len(const dte_model *m, uint32_t il, uint32_t n_ctx, uint32_t n_batch)
+{
+    if (!m->layers[il].swa) {
+        return n_ctx;
+    }
     uint64_t ring = (uint64_t)m->hp.n_swa + n_batch - 1;
     return ring < n_ctx ? (uint32_t)ring : n_ctx;
 }
 
 /* The widest quantized activation row any product of this model needs (bytes). */
-static int64_t act_row_bytes_max(const dte_model *m) {
+static int64_t act_row_bytes_max(const dte_model *m)
+{
     int64_t best = dte_type_row_bytes(dte_vec_dot_type(m->output.type), m->output.n_cols);
-    for (uint32_t il = 0; il < m->hp.n_layer; il++)
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         for (int i = 0; i < DTE_LAYER_MATRICES; i++) {
             const dte_weight *w = &m->layers[il].w[i];
-            if (w->present) best = max64(best, dte_type_row_bytes(dte_vec_dot_type(w->type), w->n_cols));
+            if (w->present) {
+                best = max64(best, dte_type_row_bytes(dte_vec_dot_type(w->type), w->n_cols));
+            }
         }
+    }
     return best;
 }
 
@@ -69,18 +79,22 @@ typedef struct {
     uint64_t kv_elems, x, xn, q, kvdim, qkv, gate, up, act_row, workers;
 } ctx_plan;
 
-static ctx_plan plan(const dte_model *m, uint32_t n_ctx, uint32_t n_batch) {
+static ctx_plan plan(const dte_model *m, uint32_t n_ctx, uint32_t n_batch)
+{
     const dte_hparams *hp = &m->hp;
     ctx_plan p = {0};
-    for (uint32_t il = 0; il < hp->n_layer; il++)
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
         p.kv_elems += (uint64_t)hp->n_head_kv * hp->head_dim * layer_kv_len(m, il, n_ctx, n_batch);
+    }
     const int64_t qdim = (int64_t)hp->n_head * hp->head_dim;
     p.kvdim = (uint64_t)hp->n_head_kv * hp->head_dim;
     p.x = (uint64_t)n_batch * hp->n_embd;
     p.xn = (uint64_t)n_batch * (uint64_t)max64(hp->n_embd, qdim);  /* norm output, then attention output */
     p.q = (uint64_t)n_batch * (uint64_t)max64(hp->n_embd, qdim);   /* q, then the Wo / Wdown outputs */
     bool fused_qkv = false;
-    for (uint32_t il = 0; il < hp->n_layer; il++) fused_qkv |= m->layers[il].w[DTE_WQKV].present;
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        fused_qkv |= m->layers[il].w[DTE_WQKV].present;
+    }
     p.qkv = fused_qkv ? (uint64_t)n_batch * ((uint64_t)qdim + 2 * p.kvdim) : 0;
     p.gate = (uint64_t)n_batch * hp->n_ff * (hp->fused_gate_up ? 2u : 1u);
     p.up = (uint64_t)n_batch * hp->n_ff;
@@ -89,24 +103,37 @@ static ctx_plan plan(const dte_model *m, uint32_t n_ctx, uint32_t n_batch) {
     return p;
 }
 
-uint64_t dte_model_ctx_bytes(const dte_model *m, uint32_t n_ctx, uint32_t n_batch) {
+uint64_t dte_model_ctx_bytes(const dte_model *m, uint32_t n_ctx, uint32_t n_batch)
+{
     ctx_plan p = plan(m, n_ctx, n_batch);
     uint64_t floats = p.x + p.xn + p.q + 2 * (uint64_t)n_batch * p.kvdim + p.qkv + p.gate + p.up + p.workers * n_ctx;
     return 2 * 2 * p.kv_elems + 4 * floats + n_batch * p.act_row + 2 * p.workers * (n_ctx + m->hp.head_dim);
 }
 
-static void *alloc_array(uint64_t count, uint64_t elem) {
-    if (count == 0 || count > (uint64_t)SIZE_MAX / elem) return 0;
+static void *alloc_array(uint64_t count, uint64_t elem)
+{
+    if (count == 0 || count > (uint64_t)SIZE_MAX / elem) {
+        return 0;
+    }
     return dte_alloc((size_t)(count * elem), 64);
 }
 
-dte_model_ctx *dte_model_ctx_new(const dte_model *m, uint32_t n_ctx, uint32_t n_batch) {
+dte_model_ctx *dte_model_ctx_new(const dte_model *m, uint32_t n_ctx, uint32_t n_batch)
+{
     const dte_hparams *hp = &m->hp;
-    if (n_ctx == 0 || n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
-    if (n_batch == 0) n_batch = 1;
-    if (n_batch > n_ctx) n_batch = n_ctx;
+    if (n_ctx == 0 || n_ctx > hp->n_ctx_train) {
+        n_ctx = hp->n_ctx_train;
+    }
+    if (n_batch == 0) {
+        n_batch = 1;
+    }
+    if (n_batch > n_ctx) {
+        n_batch = n_ctx;
+    }
     dte_model_ctx *c = dte_alloc(sizeof *c, 64);
-    if (!c) return 0;
+    if (!c) {
+        return 0;
+    }
     ctx_plan p = plan(m, n_ctx, n_batch);
     c->m = m;
     c->n_ctx = n_ctx;
@@ -114,7 +141,9 @@ dte_model_ctx *dte_model_ctx_new(const dte_model *m, uint32_t n_ctx, uint32_t n_
     c->n_workers = (int)p.workers;
     c->kv_off = alloc_array(hp->n_layer, sizeof(uint64_t));
     c->kv_len = alloc_array(hp->n_layer, sizeof(uint32_t));
-    if (!c->kv_off || !c->kv_len) return 0;
+    if (!c->kv_off || !c->kv_len) {
+        return 0;
+    }
     uint64_t off = 0;
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         c->kv_off[il] = off;
@@ -136,25 +165,42 @@ dte_model_ctx *dte_model_ctx_new(const dte_model *m, uint32_t n_ctx, uint32_t n_
     c->act = alloc_array((uint64_t)n_batch, p.act_row);
     c->scores = alloc_array(p.workers * n_ctx, 4);
     c->scratch16 = alloc_array(p.workers * (n_ctx + hp->head_dim), 2);
-    if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || (p.qkv && !c->qkv) ||
-        !c->gate || !c->up || !c->act || !c->scores || !c->scratch16)
+    if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || (p.qkv && !c->qkv) || !c->gate ||
+        !c->up || !c->act || !c->scores || !c->scratch16) {
         return 0;
+    }
     return c;
 }
 
-uint32_t dte_model_ctx_size(const dte_model_ctx *c) { return c->n_ctx; }
-uint32_t dte_model_ctx_batch(const dte_model_ctx *c) { return c->n_batch; }
-uint32_t dte_model_ctx_pos(const dte_model_ctx *c) { return c->pos; }
-void dte_model_ctx_reset(dte_model_ctx *c) { c->pos = 0; }
+uint32_t dte_model_ctx_size(const dte_model_ctx *c)
+{
+    return c->n_ctx;
+}
+uint32_t dte_model_ctx_batch(const dte_model_ctx *c)
+{
+    return c->n_batch;
+}
+uint32_t dte_model_ctx_pos(const dte_model_ctx *c)
+{
+    return c->pos;
+}
+void dte_model_ctx_reset(dte_model_ctx *c)
+{
+    c->pos = 0;
+}
 
 /* A sliding layer's ring of len positions holds [pos - len, pos); continuing at position n needs [n - n_swa, n). */
-uint32_t dte_model_ctx_truncate(dte_model_ctx *c, uint32_t n) {
-    if (n >= c->pos) return c->pos;
-    for (uint32_t il = 0; il < c->m->hp.n_layer; il++)
+uint32_t dte_model_ctx_truncate(dte_model_ctx *c, uint32_t n)
+{
+    if (n >= c->pos) {
+        return c->pos;
+    }
+    for (uint32_t il = 0; il < c->m->hp.n_layer; il++) {
         if (c->m->layers[il].swa && (uint64_t)n + c->kv_len[il] < (uint64_t)c->pos + c->m->hp.n_swa) {
             c->pos = 0;
             return 0;
         }
+    }
     c->pos = n;
     return n;
 }
@@ -174,7 +220,8 @@ typedef struct {
     int64_t act_row_bytes;
 } mm_task;
 
-static void mm_rows(void *arg, int64_t begin, int64_t end, int worker) {
+static void mm_rows(void *arg, int64_t begin, int64_t end, int worker)
+{
     (void)worker;
     const mm_task *t = arg;
     int64_t base = 0;
@@ -197,23 +244,31 @@ static void mm_rows(void *arg, int64_t begin, int64_t end, int worker) {
 }
 
 /* Quantize n_tokens rows of x (n_cols each) to act_type; returns the row stride in bytes. */
-static int64_t quantize_rows(uint32_t act_type, const float *x, uint32_t n_tokens, int64_t n_cols, uint8_t *dst) {
+static int64_t quantize_rows(uint32_t act_type, const float *x, uint32_t n_tokens, int64_t n_cols, uint8_t *dst)
+{
     int64_t rb = dte_type_row_bytes(act_type, n_cols);
-    for (uint32_t t = 0; t < n_tokens; t++) dte_quantize_row(act_type, x + (int64_t)t * n_cols, dst + t * rb, n_cols);
+    for (uint32_t t = 0; t < n_tokens; t++) {
+        dte_quantize_row(act_type, x + (int64_t)t * n_cols, dst + t * rb, n_cols);
+    }
     return rb;
 }
 
 /* out_j = W_j x for weights that share the input x and the same vec_dot type. */
-static int matmul(const mm_job *jobs, int n_jobs, const float *x, uint32_t n_tokens, uint8_t *act) {
+static int matmul(const mm_job *jobs, int n_jobs, const float *x, uint32_t n_tokens, uint8_t *act)
+{
     const dte_weight *w0 = jobs[0].w;
     uint32_t act_type = dte_vec_dot_type(w0->type);
     int64_t total = 0;
     for (int j = 0; j < n_jobs; j++) {
-        if (!jobs[j].w->data) return DTE_E_STREAM; /* a streamed weight the loader did not place */
+        if (!jobs[j].w->data) {
+            return DTE_E_STREAM; /* a streamed weight the loader did not place */
+        }
         if (dte_vec_dot_type(jobs[j].w->type) != act_type) { /* mixed types: run separately */
             for (int i = 0; i < n_jobs; i++) {
                 int rc = matmul(&jobs[i], 1, x, n_tokens, act);
-                if (rc) return rc;
+                if (rc) {
+                    return rc;
+                }
             }
             return 0;
         }
@@ -226,9 +281,12 @@ static int matmul(const mm_job *jobs, int n_jobs, const float *x, uint32_t n_tok
 /* ---- elementwise pieces ---- */
 
 /* ggml_compute_forward_rms_norm_f32 (sum of squares in double) followed by ggml_mul with the weight. */
-static void rms_norm(const float *x, const float *w, float *out, int64_t n, float eps) {
+static void rms_norm(const float *x, const float *w, float *out, int64_t n, float eps)
+{
     double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    for (int64_t i = 0; i < n; i++) {
+        sum += (double)(x[i] * x[i]);
+    }
     const float mean = (float)(sum / (double)n);
     const float scale = 1.0f / dte_sqrtf(mean + eps);
     for (int64_t i = 0; i < n; i++) {
@@ -238,20 +296,30 @@ static void rms_norm(const float *x, const float *w, float *out, int64_t n, floa
 }
 
 /* rms_norm of each of n_rows rows of width n in place (per-head Q/K norms, post-norms). */
-static void rms_norm_rows(float *x, const float *w, int64_t n_rows, int64_t n, float eps) {
-    for (int64_t r = 0; r < n_rows; r++) rms_norm(x + r * n, w, x + r * n, n, eps);
+static void rms_norm_rows(float *x, const float *w, int64_t n_rows, int64_t n, float eps)
+{
+    for (int64_t r = 0; r < n_rows; r++) {
+        rms_norm(x + r * n, w, x + r * n, n, eps);
+    }
 }
 
-static void add_bias(float *x, const float *b, uint32_t n_tokens, int64_t n) {
-    if (!b) return;
-    for (uint32_t t = 0; t < n_tokens; t++)
-        for (int64_t i = 0; i < n; i++) x[(int64_t)t * n + i] += b[i];
+static void add_bias(float *x, const float *b, uint32_t n_tokens, int64_t n)
+{
+    if (!b) {
+        return;
+    }
+    for (uint32_t t = 0; t < n_tokens; t++) {
+        for (int64_t i = 0; i < n; i++) {
+            x[(int64_t)t * n + i] += b[i];
+        }
+    }
 }
 
 /* ggml_rope_cache_init + rotate_pairs (ggml-cpu ops.cpp): theta advances by repeated multiplication with
  * theta_scale = base^(-2/n_rot); NORM rotates adjacent pairs (i, i+1), NEOX the halves (i, i + n_rot/2);
  * dims >= n_rot pass through. */
-static void rope(float *v, int n_heads, int head_dim, const dte_model *m, const dte_layer *L, uint32_t pos) {
+static void rope(float *v, int n_heads, int head_dim, const dte_model *m, const dte_layer *L, uint32_t pos)
+{
     const int n_rot = (int)m->hp.n_rot, half = n_rot / 2;
     const bool neox = m->hp.rope_type == DTE_ROPE_NEOX;
     const float theta_scale = dte_powf(L->rope_base, -2.0f / (float)n_rot);
@@ -272,15 +340,24 @@ static void rope(float *v, int n_heads, int head_dim, const dte_model *m, const 
 }
 
 /* ggml_vec_geglu_f32 with GGML_GELU_FP16: GELU-tanh looked up at the F16-rounded input, result rounded to F16. */
-static float gelu_f16_table(float x) {
-    if (x <= -10.0f) return 0.0f;
-    if (x >= 10.0f) return x;
+static float gelu_f16_table(float x)
+{
+    if (x <= -10.0f) {
+        return 0.0f;
+    }
+    if (x >= 10.0f) {
+        return x;
+    }
     const float xh = dte_f16_to_f32(dte_f32_to_f16(x));
-    const float g = 0.5f * xh * (1.0f + dte_tanhf(0.79788456080286535587989211986876f * xh * (1.0f + 0.044715f * xh * xh)));
+    const float g =
+        0.5f * xh * (1.0f + dte_tanhf(0.79788456080286535587989211986876f * xh * (1.0f + 0.044715f * xh * xh)));
     return dte_f16_to_f32(dte_f32_to_f16(g));
 }
 
-static float softcap(float x, float c) { return dte_tanhf(x * (1.0f / c)) * c; }
+static float softcap(float x, float c)
+{
+    return dte_tanhf(x * (1.0f / c)) * c;
+}
 
 /* ---- attention over the F16 cache ---- */
 
@@ -290,14 +367,18 @@ typedef struct {
 } attn_task;
 
 /* sum_j V[d][(lo + j) % len] p[j] for one head's transposed V rows of a ring of `len` positions. */
-static float v_dot(const uint16_t *vrow, uint32_t len, int64_t lo, int64_t count, const uint16_t *p) {
+static float v_dot(const uint16_t *vrow, uint32_t len, int64_t lo, int64_t count, const uint16_t *p)
+{
     const int64_t a = lo % len, n1 = count < (int64_t)len - a ? count : (int64_t)len - a;
     float s = dte_vec_dot(DTE_TYPE_F16, n1, vrow + a, p);
-    if (count > n1) s += dte_vec_dot(DTE_TYPE_F16, count - n1, vrow, p + n1);
+    if (count > n1) {
+        s += dte_vec_dot(DTE_TYPE_F16, count - n1, vrow, p + n1);
+    }
     return s;
 }
 
-static void attn_rows(void *arg, int64_t begin, int64_t end, int worker) {
+static void attn_rows(void *arg, int64_t begin, int64_t end, int worker)
+{
     const attn_task *a = arg;
     dte_model_ctx *c = a->c;
     const dte_hparams *hp = &c->m->hp;
@@ -316,9 +397,13 @@ static void attn_rows(void *arg, int64_t begin, int64_t end, int worker) {
         float max = -1.0f / 0.0f;
         for (int64_t j = 0; j < n_kv; j++) {
             float s = dte_vec_dot(DTE_TYPE_F16, hd, kc + ((lo + j) % len) * hd, q16) * hp->kq_scale;
-            if (hp->attn_softcap > 0.0f) s = softcap(s, hp->attn_softcap);
+            if (hp->attn_softcap > 0.0f) {
+                s = softcap(s, hp->attn_softcap);
+            }
             scores[j] = s;
-            if (s > max) max = s;
+            if (s > max) {
+                max = s;
+            }
         }
         double sum = 0.0; /* ggml_vec_soft_max_f32 sums in ggml_float (double) */
         for (int64_t j = 0; j < n_kv; j++) {
@@ -326,14 +411,19 @@ static void attn_rows(void *arg, int64_t begin, int64_t end, int worker) {
             sum += (double)scores[j];
         }
         const float inv = (float)(1.0 / sum);
-        for (int64_t j = 0; j < n_kv; j++) scores[j] *= inv;
+        for (int64_t j = 0; j < n_kv; j++) {
+            scores[j] *= inv;
+        }
         dte_quantize_row(DTE_TYPE_F16, scores, probs16, n_kv);
         float *out = c->attn + t * qdim + h * hd;
-        for (int64_t d = 0; d < hd; d++) out[d] = v_dot(vc + d * len, len, lo, n_kv, probs16);
+        for (int64_t d = 0; d < hd; d++) {
+            out[d] = v_dot(vc + d * len, len, lo, n_kv, probs16);
+        }
     }
 }
 
-static void store_kv(dte_model_ctx *c, uint32_t layer, uint32_t n_tokens) {
+static void store_kv(dte_model_ctx *c, uint32_t layer, uint32_t n_tokens)
+{
     const dte_hparams *hp = &c->m->hp;
     const int64_t hd = hp->head_dim;
     const uint32_t len = c->kv_len[layer];
@@ -355,21 +445,30 @@ static void store_kv(dte_model_ctx *c, uint32_t layer, uint32_t n_tokens) {
 /* ---- one layer and the whole pass ---- */
 
 /* q, k, v of n tokens from c->xn: separate products (+ biases) or one fused product split per token. */
-static int project_qkv(dte_model_ctx *c, const dte_layer *L, uint32_t n) {
+static int project_qkv(dte_model_ctx *c, const dte_layer *L, uint32_t n)
+{
     const dte_hparams *hp = &c->m->hp;
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     int rc;
     if (L->w[DTE_WQKV].present) {
         mm_job j = {&L->w[DTE_WQKV], c->qkv};
-        if ((rc = matmul(&j, 1, c->xn, n, c->act)) != 0) return rc;
+        if ((rc = matmul(&j, 1, c->xn, n, c->act)) != 0) {
+            return rc;
+        }
         for (uint32_t t = 0; t < n; t++) {
             const float *row = c->qkv + (int64_t)t * (Q + 2 * KV);
-            for (int64_t i = 0; i < Q; i++) c->q[t * Q + i] = row[i];
-            for (int64_t i = 0; i < KV; i++) c->k[t * KV + i] = row[Q + i], c->v[t * KV + i] = row[Q + KV + i];
+            for (int64_t i = 0; i < Q; i++) {
+                c->q[t * Q + i] = row[i];
+            }
+            for (int64_t i = 0; i < KV; i++) {
+                c->k[t * KV + i] = row[Q + i], c->v[t * KV + i] = row[Q + KV + i];
+            }
         }
     } else {
         mm_job qkv[3] = {{&L->w[DTE_WQ], c->q}, {&L->w[DTE_WK], c->k}, {&L->w[DTE_WV], c->v}};
-        if ((rc = matmul(qkv, 3, c->xn, n, c->act)) != 0) return rc;
+        if ((rc = matmul(qkv, 3, c->xn, n, c->act)) != 0) {
+            return rc;
+        }
     }
     add_bias(c->q, L->v[DTE_BQ], n, Q);
     add_bias(c->k, L->v[DTE_BK], n, KV);
@@ -378,102 +477,165 @@ static int project_qkv(dte_model_ctx *c, const dte_layer *L, uint32_t n) {
 }
 
 /* x += (post_norm) Wo attention(q, k, v) */
-static int attention_block(dte_model_ctx *c, uint32_t il, uint32_t n) {
+static int attention_block(dte_model_ctx *c, uint32_t il, uint32_t n)
+{
     const dte_model *m = c->m;
     const dte_hparams *hp = &m->hp;
     const dte_layer *L = &m->layers[il];
     const int64_t E = hp->n_embd, hd = hp->head_dim, Q = (int64_t)hp->n_head * hd, KV = (int64_t)hp->n_head_kv * hd;
     int rc;
-    for (uint32_t t = 0; t < n; t++) rms_norm(c->x + t * E, L->v[DTE_ATTN_NORM], c->xn + t * E, E, hp->rms_eps);
-    if ((rc = project_qkv(c, L, n)) != 0) return rc;
-    if (L->v[DTE_Q_NORM]) rms_norm_rows(c->q, L->v[DTE_Q_NORM], (int64_t)n * hp->n_head, hd, hp->rms_eps);
-    if (L->v[DTE_K_NORM]) rms_norm_rows(c->k, L->v[DTE_K_NORM], (int64_t)n * hp->n_head_kv, hd, hp->rms_eps);
+    for (uint32_t t = 0; t < n; t++) {
+        rms_norm(c->x + t * E, L->v[DTE_ATTN_NORM], c->xn + t * E, E, hp->rms_eps);
+    }
+    if ((rc = project_qkv(c, L, n)) != 0) {
+        return rc;
+    }
+    if (L->v[DTE_Q_NORM]) {
+        rms_norm_rows(c->q, L->v[DTE_Q_NORM], (int64_t)n * hp->n_head, hd, hp->rms_eps);
+    }
+    if (L->v[DTE_K_NORM]) {
+        rms_norm_rows(c->k, L->v[DTE_K_NORM], (int64_t)n * hp->n_head_kv, hd, hp->rms_eps);
+    }
     for (uint32_t t = 0; t < n; t++) {
         rope(c->q + t * Q, (int)hp->n_head, (int)hd, m, L, c->pos + t);
         rope(c->k + t * KV, (int)hp->n_head_kv, (int)hd, m, L, c->pos + t);
     }
-    if (hp->q_scale != 1.0f)
-        for (int64_t i = 0; i < (int64_t)n * Q; i++) c->q[i] *= hp->q_scale;
+    if (hp->q_scale != 1.0f) {
+        for (int64_t i = 0; i < (int64_t)n * Q; i++) {
+            c->q[i] *= hp->q_scale;
+        }
+    }
     store_kv(c, il, n);
     attn_task at = {c, il, n, c->pos};
-    if (dte_parallel_for((int64_t)n * hp->n_head, attn_rows, &at)) return DTE_E_BUSY;
+    if (dte_parallel_for((int64_t)n * hp->n_head, attn_rows, &at)) {
+        return DTE_E_BUSY;
+    }
     mm_job wo = {&L->w[DTE_WO], c->tmp};
-    if ((rc = matmul(&wo, 1, c->attn, n, c->act)) != 0) return rc;
-    if (L->v[DTE_ATTN_POST_NORM]) rms_norm_rows(c->tmp, L->v[DTE_ATTN_POST_NORM], n, E, hp->rms_eps);
-    for (int64_t i = 0; i < (int64_t)n * E; i++) c->x[i] += c->tmp[i];
+    if ((rc = matmul(&wo, 1, c->attn, n, c->act)) != 0) {
+        return rc;
+    }
+    if (L->v[DTE_ATTN_POST_NORM]) {
+        rms_norm_rows(c->tmp, L->v[DTE_ATTN_POST_NORM], n, E, hp->rms_eps);
+    }
+    for (int64_t i = 0; i < (int64_t)n * E; i++) {
+        c->x[i] += c->tmp[i];
+    }
     return 0;
 }
 
 /* x += (post_norm) Wdown (act(gate) * up) */
-static int ffn_block(dte_model_ctx *c, uint32_t il, uint32_t n) {
+static int ffn_block(dte_model_ctx *c, uint32_t il, uint32_t n)
+{
     const dte_hparams *hp = &c->m->hp;
     const dte_layer *L = &c->m->layers[il];
     const int64_t E = hp->n_embd, F = hp->n_ff;
     int rc;
-    for (uint32_t t = 0; t < n; t++) rms_norm(c->x + t * E, L->v[DTE_FFN_NORM], c->xn + t * E, E, hp->rms_eps);
+    for (uint32_t t = 0; t < n; t++) {
+        rms_norm(c->x + t * E, L->v[DTE_FFN_NORM], c->xn + t * E, E, hp->rms_eps);
+    }
     float *h = c->up; /* act(gate) * up, [n][F] */
     if (hp->fused_gate_up) { /* ggml_swiglu on gate|up rows */
         mm_job gu = {&L->w[DTE_W_UP], c->gate};
-        if ((rc = matmul(&gu, 1, c->xn, n, c->act)) != 0) return rc;
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t i = 0; i < F; i++) h[t * F + i] = dte_siluf(c->gate[t * 2 * F + i]) * c->gate[t * 2 * F + F + i];
+        if ((rc = matmul(&gu, 1, c->xn, n, c->act)) != 0) {
+            return rc;
+        }
+        for (int64_t t = 0; t < n; t++) {
+            for (int64_t i = 0; i < F; i++) {
+                h[t * F + i] = dte_siluf(c->gate[t * 2 * F + i]) * c->gate[t * 2 * F + F + i];
+            }
+        }
     } else {
         mm_job gu[2] = {{&L->w[DTE_W_GATE], c->gate}, {&L->w[DTE_W_UP], c->up}};
-        if ((rc = matmul(gu, 2, c->xn, n, c->act)) != 0) return rc;
-        for (int64_t i = 0; i < (int64_t)n * F; i++)
+        if ((rc = matmul(gu, 2, c->xn, n, c->act)) != 0) {
+            return rc;
+        }
+        for (int64_t i = 0; i < (int64_t)n * F; i++) {
             h[i] = (hp->ffn == DTE_FFN_GEGLU ? gelu_f16_table(c->gate[i]) : dte_siluf(c->gate[i])) * c->up[i];
+        }
     }
     mm_job down = {&L->w[DTE_W_DOWN], c->tmp};
-    if ((rc = matmul(&down, 1, h, n, c->act)) != 0) return rc;
-    if (L->v[DTE_FFN_POST_NORM]) rms_norm_rows(c->tmp, L->v[DTE_FFN_POST_NORM], n, E, hp->rms_eps);
-    for (int64_t i = 0; i < (int64_t)n * E; i++) c->x[i] += c->tmp[i];
+    if ((rc = matmul(&down, 1, h, n, c->act)) != 0) {
+        return rc;
+    }
+    if (L->v[DTE_FFN_POST_NORM]) {
+        rms_norm_rows(c->tmp, L->v[DTE_FFN_POST_NORM], n, E, hp->rms_eps);
+    }
+    for (int64_t i = 0; i < (int64_t)n * E; i++) {
+        c->x[i] += c->tmp[i];
+    }
     return 0;
 }
 
 /* The platform's worker count grew since the context was made (hosted: another thread count): per-worker
  * attention scratch must cover every worker index. */
-static int grow_worker_scratch(dte_model_ctx *c) {
+static int grow_worker_scratch(dte_model_ctx *c)
+{
     int n_workers = dte_worker_count();
     float *scores = alloc_array((uint64_t)n_workers * c->n_ctx, 4);
     uint16_t *scratch16 = alloc_array((uint64_t)n_workers * (c->n_ctx + c->m->hp.head_dim), 2);
-    if (!scores || !scratch16) return DTE_E_NOMEM;
+    if (!scores || !scratch16) {
+        return DTE_E_NOMEM;
+    }
     c->scores = scores;
     c->scratch16 = scratch16;
     c->n_workers = n_workers;
     return 0;
 }
 
-static void embed(dte_model_ctx *c, const int32_t *tokens, uint32_t n) {
+static void embed(dte_model_ctx *c, const int32_t *tokens, uint32_t n)
+{
     const dte_model *m = c->m;
     const int64_t E = m->hp.n_embd;
     for (uint32_t t = 0; t < n; t++) {
         float *x = c->x + t * E;
         dte_dequantize_row(m->tok_embd.type, m->tok_embd.data + (int64_t)tokens[t] * m->tok_embd.row_bytes, x, E);
-        if (m->hp.embd_scale != 1.0f)
-            for (int64_t i = 0; i < E; i++) x[i] *= m->hp.embd_scale;
+        if (m->hp.embd_scale != 1.0f) {
+            for (int64_t i = 0; i < E; i++) {
+                x[i] *= m->hp.embd_scale;
+            }
+        }
     }
 }
 
-int dte_model_eval(dte_model_ctx *c, const int32_t *tokens, uint32_t n, float *logits) {
+int dte_model_eval(dte_model_ctx *c, const int32_t *tokens, uint32_t n, float *logits)
+{
     const dte_model *m = c->m;
     const dte_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
     int rc;
-    if (n == 0 || n > c->n_batch || n > c->n_ctx - c->pos) return DTE_E_ARG;
-    for (uint32_t t = 0; t < n; t++)
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) return DTE_E_ARG;
-    if (dte_worker_count() > c->n_workers && (rc = grow_worker_scratch(c)) != 0) return rc;
+    if (n == 0 || n > c->n_batch || n > c->n_ctx - c->pos) {
+        return DTE_E_ARG;
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) {
+            return DTE_E_ARG;
+        }
+    }
+    if (dte_worker_count() > c->n_workers && (rc = grow_worker_scratch(c)) != 0) {
+        return rc;
+    }
     embed(c, tokens, n);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
-        if (m->ensure_resident && m->ensure_resident(m->ensure_user, il)) return DTE_E_STREAM;
-        if ((rc = attention_block(c, il, n)) != 0 || (rc = ffn_block(c, il, n)) != 0) return rc;
+        if (m->ensure_resident && m->ensure_resident(m->ensure_user, il)) {
+            return DTE_E_STREAM;
+        }
+        if ((rc = attention_block(c, il, n)) != 0 || (rc = ffn_block(c, il, n)) != 0) {
+            return rc;
+        }
     }
-    if (m->ensure_resident && m->ensure_resident(m->ensure_user, hp->n_layer)) return DTE_E_STREAM;
+    if (m->ensure_resident && m->ensure_resident(m->ensure_user, hp->n_layer)) {
+        return DTE_E_STREAM;
+    }
     rms_norm(c->x + (int64_t)(n - 1) * E, m->output_norm, c->xn, E, hp->rms_eps);
     mm_job out = {&m->output, logits};
-    if ((rc = matmul(&out, 1, c->xn, 1, c->act)) != 0) return rc;
-    if (hp->final_softcap > 0.0f)
-        for (uint32_t i = 0; i < hp->n_vocab; i++) logits[i] = softcap(logits[i], hp->final_softcap);
+    if ((rc = matmul(&out, 1, c->xn, 1, c->act)) != 0) {
+        return rc;
+    }
+    if (hp->final_softcap > 0.0f) {
+        for (uint32_t i = 0; i < hp->n_vocab; i++) {
+            logits[i] = softcap(logits[i], hp->final_softcap);
+        }
+    }
     c->pos += n;
     return 0;
 }

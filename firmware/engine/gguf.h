@@ -17,9 +17,20 @@
 
 /* Value types (ggml gguf.h enum gguf_type). */
 enum dte_gguf_type {
-    DTE_GGUF_U8 = 0, DTE_GGUF_I8 = 1, DTE_GGUF_U16 = 2, DTE_GGUF_I16 = 3, DTE_GGUF_U32 = 4, DTE_GGUF_I32 = 5,
-    DTE_GGUF_F32 = 6, DTE_GGUF_BOOL = 7, DTE_GGUF_STRING = 8, DTE_GGUF_ARRAY = 9, DTE_GGUF_U64 = 10,
-    DTE_GGUF_I64 = 11, DTE_GGUF_F64 = 12, DTE_GGUF_TYPE_COUNT = 13
+    DTE_GGUF_U8 = 0,
+    DTE_GGUF_I8 = 1,
+    DTE_GGUF_U16 = 2,
+    DTE_GGUF_I16 = 3,
+    DTE_GGUF_U32 = 4,
+    DTE_GGUF_I32 = 5,
+    DTE_GGUF_F32 = 6,
+    DTE_GGUF_BOOL = 7,
+    DTE_GGUF_STRING = 8,
+    DTE_GGUF_ARRAY = 9,
+    DTE_GGUF_U64 = 10,
+    DTE_GGUF_I64 = 11,
+    DTE_GGUF_F64 = 12,
+    DTE_GGUF_TYPE_COUNT = 13
 };
 
 /* Errors: DTE_E_* (errors.h). */

@@ -37,50 +37,49 @@ float dte_k_vec_dot_f16_f16(int64_t n, const void *weights, const void *activati
 float dte_k_vec_dot_bf16_bf16(int64_t n, const void *weights, const void *activations);
 
 void dte_k_vec_dot4_q8_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q4_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q4_1_q8_1(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q5_0_q8_0(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q5_1_q8_1(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q2_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q3_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q4_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q5_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 void dte_k_vec_dot4_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
-    float *out);
+                              float *out);
 
 void dte_k_gemm4x4_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x4_q4_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x4_q4_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x4_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x4_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
-
+                             int64_t act_row_bytes, float *out);
 
 /* DTE_KERNEL_ROWS weight rows against one activation row (generation; act_row_bytes unused): out[r] = dot(w_r, a),
  * bit-identical to dte_vec_dot_fn's result. */
 void dte_k_gemm4x1_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q4_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q4_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
-    int64_t act_row_bytes, float *out);
+                             int64_t act_row_bytes, float *out);
 
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);

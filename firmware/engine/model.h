@@ -24,10 +24,13 @@ typedef struct {
 
 /* Matrix slots of a layer (llama.cpp llama_layer names). */
 enum dte_layer_matrix {
-    DTE_WQ, DTE_WK, DTE_WV,
+    DTE_WQ,
+    DTE_WK,
+    DTE_WV,
     DTE_WQKV,               /* fused Q|K|V rows (phi3) instead of WQ, WK, WV */
     DTE_WO,
-    DTE_W_GATE, DTE_W_UP,   /* W_UP holds gate|up rows when the architecture fuses them (phi3) */
+    DTE_W_GATE,
+    DTE_W_UP,   /* W_UP holds gate|up rows when the architecture fuses them (phi3) */
     DTE_W_DOWN,
     DTE_LAYER_MATRICES
 };
@@ -35,8 +38,11 @@ enum dte_layer_matrix {
 /* Vector slots of a layer (F32 copies). */
 enum dte_layer_vector {
     DTE_ATTN_NORM,
-    DTE_BQ, DTE_BK, DTE_BV, /* Q/K/V biases (qwen2) */
-    DTE_Q_NORM, DTE_K_NORM, /* per-head RMSNorm of Q and K (qwen3, gemma3) */
+    DTE_BQ,
+    DTE_BK,
+    DTE_BV, /* Q/K/V biases (qwen2) */
+    DTE_Q_NORM,
+    DTE_K_NORM, /* per-head RMSNorm of Q and K (qwen3, gemma3) */
     DTE_ATTN_POST_NORM,     /* RMSNorm of the attention output before the residual add (gemma2/3) */
     DTE_FFN_NORM,
     DTE_FFN_POST_NORM,      /* RMSNorm of the FFN output before the residual add (gemma2/3) */

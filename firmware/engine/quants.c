@@ -79,10 +79,16 @@ const char *dte_type_name(uint32_t type)
 uint32_t dte_vec_dot_type(uint32_t weight_type)
 {
     switch (weight_type) {
-    case DTE_TYPE_Q4_0: case DTE_TYPE_Q5_0: case DTE_TYPE_Q8_0: return DTE_TYPE_Q8_0;
-    case DTE_TYPE_Q4_1: case DTE_TYPE_Q5_1: return DTE_TYPE_Q8_1;
-    case DTE_TYPE_Q2_K: case DTE_TYPE_Q3_K: case DTE_TYPE_Q4_K: case DTE_TYPE_Q5_K: case DTE_TYPE_Q6_K:
-        return DTE_TYPE_Q8_K;
+    case DTE_TYPE_Q4_0:
+    case DTE_TYPE_Q5_0:
+    case DTE_TYPE_Q8_0: return DTE_TYPE_Q8_0;
+    case DTE_TYPE_Q4_1:
+    case DTE_TYPE_Q5_1: return DTE_TYPE_Q8_1;
+    case DTE_TYPE_Q2_K:
+    case DTE_TYPE_Q3_K:
+    case DTE_TYPE_Q4_K:
+    case DTE_TYPE_Q5_K:
+    case DTE_TYPE_Q6_K: return DTE_TYPE_Q8_K;
     default: return weight_type; /* F32, F16, BF16 multiply with their own type */
     }
 }
@@ -91,13 +97,19 @@ uint32_t dte_vec_dot_type(uint32_t weight_type)
 
 static uint32_t f32_bits(float f)
 {
-    union { float f; uint32_t u; } v = {.f = f};
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = f};
     return v.u;
 }
 
 static float f32_from_bits(uint32_t u)
 {
-    union { uint32_t u; float f; } v = {.u = u};
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = u};
     return v.f;
 }
 
@@ -311,13 +323,19 @@ void dte_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
     const uint16_t *h = src;
     switch (type) {
     case DTE_TYPE_F32:
-        for (int64_t i = 0; i < n; ++i) dst[i] = ((const float *)src)[i];
+        for (int64_t i = 0; i < n; ++i) {
+            dst[i] = ((const float *)src)[i];
+        }
         break;
     case DTE_TYPE_F16:
-        for (int64_t i = 0; i < n; ++i) dst[i] = dte_f16_to_f32(h[i]);
+        for (int64_t i = 0; i < n; ++i) {
+            dst[i] = dte_f16_to_f32(h[i]);
+        }
         break;
     case DTE_TYPE_BF16:
-        for (int64_t i = 0; i < n; ++i) dst[i] = dte_bf16_to_f32(h[i]);
+        for (int64_t i = 0; i < n; ++i) {
+            dst[i] = dte_bf16_to_f32(h[i]);
+        }
         break;
     case DTE_TYPE_Q4_0: dequantize_q4_0(src, dst, nb); break;
     case DTE_TYPE_Q4_1: dequantize_q4_1(src, dst, nb); break;
@@ -334,7 +352,9 @@ void dte_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
         const dte_block_q8_1 *x = src;
         for (int64_t i = 0; i < nb; ++i) {
             const float d = dte_f16_to_f32(x[i].d);
-            for (int j = 0; j < 32; ++j) dst[32 * i + j] = (float)x[i].qs[j] * d;
+            for (int j = 0; j < 32; ++j) {
+                dst[32 * i + j] = (float)x[i].qs[j] * d;
+            }
         }
         break;
     }
@@ -409,8 +429,12 @@ static void quantize_block_q8_K(const float *x, dte_block_q8_K *y)
     }
     if (amax == 0.0f) {
         y->d = 0.0f;
-        for (int j = 0; j < DTE_QK_K; ++j) y->qs[j] = 0;
-        for (int j = 0; j < 16; ++j) y->bsums[j] = 0;
+        for (int j = 0; j < DTE_QK_K; ++j) {
+            y->qs[j] = 0;
+        }
+        for (int j = 0; j < 16; ++j) {
+            y->bsums[j] = 0;
+        }
         return;
     }
     const float iscale = -127.0f / max;
@@ -420,7 +444,9 @@ static void quantize_block_q8_K(const float *x, dte_block_q8_K *y)
     }
     for (int j = 0; j < 16; ++j) {
         int sum = 0;
-        for (int k = 0; k < 16; ++k) sum += y->qs[16 * j + k];
+        for (int k = 0; k < 16; ++k) {
+            sum += y->qs[16 * j + k];
+        }
         y->bsums[j] = (int16_t)sum;
     }
     y->d = 1.0f / iscale;
@@ -434,18 +460,26 @@ static void quantize_row(uint32_t act_type, const float *src, void *dst, int64_t
     }
     switch (act_type) {
     case DTE_TYPE_F32:
-        for (int64_t i = 0; i < n; ++i) ((float *)dst)[i] = src[i];
+        for (int64_t i = 0; i < n; ++i) {
+            ((float *)dst)[i] = src[i];
+        }
         break;
     case DTE_TYPE_F16:
-        for (int64_t i = 0; i < n; ++i) ((uint16_t *)dst)[i] = dte_f32_to_f16(src[i]);
+        for (int64_t i = 0; i < n; ++i) {
+            ((uint16_t *)dst)[i] = dte_f32_to_f16(src[i]);
+        }
         break;
     case DTE_TYPE_BF16:
-        for (int64_t i = 0; i < n; ++i) ((uint16_t *)dst)[i] = dte_f32_to_bf16(src[i]);
+        for (int64_t i = 0; i < n; ++i) {
+            ((uint16_t *)dst)[i] = dte_f32_to_bf16(src[i]);
+        }
         break;
     case DTE_TYPE_Q8_0: {
         dte_block_q8_0 *y = dst;
         float d;
-        for (int64_t i = 0; i < n / 32; ++i) quantize_block_q8(src + 32 * i, &y[i].d, &d, y[i].qs, x86);
+        for (int64_t i = 0; i < n / 32; ++i) {
+            quantize_block_q8(src + 32 * i, &y[i].d, &d, y[i].qs, x86);
+        }
         break;
     }
     case DTE_TYPE_Q8_1: { /* s = d * sum(qs), d as stored before rounding to half */
@@ -459,7 +493,9 @@ static void quantize_row(uint32_t act_type, const float *src, void *dst, int64_t
     }
     case DTE_TYPE_Q8_K: {
         dte_block_q8_K *y = dst;
-        for (int64_t i = 0; i < n / DTE_QK_K; ++i) quantize_block_q8_K(src + DTE_QK_K * i, &y[i]);
+        for (int64_t i = 0; i < n / DTE_QK_K; ++i) {
+            quantize_block_q8_K(src + DTE_QK_K * i, &y[i]);
+        }
         break;
     }
     default: break;
@@ -494,7 +530,9 @@ static void rows_one_token(dte_gemm_fn rows_fn, int64_t n, const uint8_t *w, int
     for (int64_t r = 0; r < rows; r += DTE_KERNEL_ROWS) {
         float block[DTE_KERNEL_ROWS];
         rows_fn(n, w + r * w_row_bytes, w_row_bytes, a, 0, block);
-        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) out[r + rr] = block[rr];
+        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
+            out[r + rr] = block[rr];
+        }
     }
 }
 

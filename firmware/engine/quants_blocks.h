@@ -10,20 +10,67 @@
 #define DTE_QK_K 256
 #define DTE_K_SCALE_SIZE 12
 
-typedef struct { uint16_t d; uint8_t qs[16]; } dte_block_q4_0;                     /* 18 bytes */
-typedef struct { uint16_t d, m; uint8_t qs[16]; } dte_block_q4_1;                  /* 20 bytes */
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } dte_block_q5_0;      /* 22 bytes */
-typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } dte_block_q5_1;   /* 24 bytes */
-typedef struct { uint16_t d; int8_t qs[32]; } dte_block_q8_0;                      /* 34 bytes */
-typedef struct { uint16_t d, s; int8_t qs[32]; } dte_block_q8_1;                   /* 36 bytes, s = d * sum(qs) */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} dte_block_q4_0;                     /* 18 bytes */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[16];
+} dte_block_q4_1;                  /* 20 bytes */
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} dte_block_q5_0;      /* 22 bytes */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} dte_block_q5_1;   /* 24 bytes */
+typedef struct {
+    uint16_t d;
+    int8_t qs[32];
+} dte_block_q8_0;                      /* 34 bytes */
+typedef struct {
+    uint16_t d, s;
+    int8_t qs[32];
+} dte_block_q8_1;                   /* 36 bytes, s = d * sum(qs) */
 
 /* K-quants: 256-element super-blocks. */
-typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } dte_block_q2_K;            /* 84 */
-typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } dte_block_q3_K; /* 110 */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } dte_block_q4_K;           /* 144 */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } dte_block_q5_K; /* 176 */
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } dte_block_q6_K;   /* 210 */
-typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } dte_block_q8_K;                       /* 292 */
+typedef struct {
+    uint8_t scales[16];
+    uint8_t qs[64];
+    uint16_t d, dmin;
+} dte_block_q2_K;            /* 84 */
+typedef struct {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+} dte_block_q3_K; /* 110 */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} dte_block_q4_K;           /* 144 */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} dte_block_q5_K; /* 176 */
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} dte_block_q6_K;   /* 210 */
+typedef struct {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+} dte_block_q8_K;                       /* 292 */
 
 _Static_assert(sizeof(dte_block_q4_0) == 18, "block_q4_0");
 _Static_assert(sizeof(dte_block_q4_1) == 20, "block_q4_1");
@@ -44,7 +91,10 @@ _Static_assert(sizeof(dte_block_q8_K) == 292, "block_q8_K");
 /* Round half to even (x86 _MM_ROUND_NEAREST; ggml-quants.c nearest_int). Valid for |v| < 2^22. */
 static inline int dte_nearest_int(float v)
 {
-    union { float f; uint32_t u; } biased = {.f = v + 12582912.0f}; /* 1.5 * 2^23: the FPU rounds to an integer */
+    union {
+        float f;
+        uint32_t u;
+    } biased = {.f = v + 12582912.0f}; /* 1.5 * 2^23: the FPU rounds to an integer */
     return (int)(biased.u & 0x007FFFFFu) - 0x00400000;
 }
 

@@ -29,7 +29,9 @@ static float fused(float a, float b, float c)
 static float tree_sum(float *v, int n)
 {
     for (int h = n / 2; h >= 1; h /= 2) {
-        for (int l = 0; l < h; ++l) v[l] = v[l] + v[l + h];
+        for (int l = 0; l < h; ++l) {
+            v[l] = v[l] + v[l + h];
+        }
     }
     return v[0];
 }
@@ -39,7 +41,9 @@ static void block32(float acc[16], int64_t b, const int8_t q[32], const int8_t y
 {
     for (int j = 0; j < 8; ++j) {
         int s = 0;
-        for (int k = 0; k < 4; ++k) s += q[4 * j + k] * y[4 * j + k];
+        for (int k = 0; k < 4; ++k) {
+            s += q[4 * j + k] * y[4 * j + k];
+        }
         acc[8 * (b % 2) + j] = fused(d, (float)s, acc[8 * (b % 2) + j]);
     }
 }
@@ -48,13 +52,17 @@ static void block32(float acc[16], int64_t b, const int8_t q[32], const int8_t y
 static int nibble_value(const uint8_t qs[16], const uint8_t *qh, int e)
 {
     int v = e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4);
-    if (qh != NULL) v |= (int)((dte_qh_word(qh) >> e) & 1) << 4;
+    if (qh != NULL) {
+        v |= (int)((dte_qh_word(qh) >> e) & 1) << 4;
+    }
     return v;
 }
 
 static void nibble_block(int8_t q[32], const uint8_t qs[16], const uint8_t *qh, int offset)
 {
-    for (int e = 0; e < 32; ++e) q[e] = (int8_t)(nibble_value(qs, qh, e) - offset);
+    for (int e = 0; e < 32; ++e) {
+        q[e] = (int8_t)(nibble_value(qs, qh, e) - offset);
+    }
 }
 
 static float dot_q4_0_q8_0(int64_t nb, const dte_block_q4_0 *x, const dte_block_q8_0 *y)
@@ -116,15 +124,21 @@ static float dot_q8_0_q8_0(int64_t nb, const dte_block_q8_0 *x, const dte_block_
 static void k_block(float acc[8], const int8_t q[DTE_QK_K], const int sc16[16], const dte_block_q8_K *y, float d)
 {
     int32_t lanes[8] = {0};
-    for (int e = 0; e < DTE_QK_K; ++e) lanes[(e % 32) / 4] += sc16[e / 16] * (q[e] * y->qs[e]);
-    for (int j = 0; j < 8; ++j) acc[j] = fused(d, (float)lanes[j], acc[j]);
+    for (int e = 0; e < DTE_QK_K; ++e) {
+        lanes[(e % 32) / 4] += sc16[e / 16] * (q[e] * y->qs[e]);
+    }
+    for (int j = 0; j < 8; ++j) {
+        acc[j] = fused(d, (float)lanes[j], acc[j]);
+    }
 }
 
 /* The scalar min term of a super-block: (dmin * da) * sum_j bsums[j] * mins16[j], rounded separately. */
 static float k_min(uint16_t dmin, const int mins16[16], const dte_block_q8_K *y)
 {
     int s = 0;
-    for (int j = 0; j < 16; ++j) s += y->bsums[j] * mins16[j];
+    for (int j = 0; j < 16; ++j) {
+        s += y->bsums[j] * mins16[j];
+    }
     const float d = dte_f16_to_f32(dmin) * y->d;
     return d * (float)s;
 }
@@ -153,7 +167,9 @@ static float dot_q3_K_q8_K(int64_t nb, const dte_block_q3_K *x, const dte_block_
     float acc[8] = {0};
     for (int64_t i = 0; i < nb; ++i) {
         dte_unpack_q3_K(&x[i], q, sc8);
-        for (int j = 0; j < 16; ++j) sc[j] = sc8[j];
+        for (int j = 0; j < 16; ++j) {
+            sc[j] = sc8[j];
+        }
         k_block(acc, q, sc, &y[i], dte_f16_to_f32(x[i].d) * y[i].d);
     }
     return tree_sum(acc, 8);
@@ -203,7 +219,9 @@ static float dot_q6_K_q8_K(int64_t nb, const dte_block_q6_K *x, const dte_block_
     float acc[8] = {0};
     for (int64_t i = 0; i < nb; ++i) {
         dte_unpack_q6_K(&x[i], q);
-        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
+        for (int j = 0; j < 16; ++j) {
+            sc[j] = x[i].scales[j];
+        }
         k_block(acc, q, sc, &y[i], dte_f16_to_f32(x[i].d) * y[i].d);
     }
     return tree_sum(acc, 8);
@@ -211,16 +229,29 @@ static float dot_q6_K_q8_K(int64_t nb, const dte_block_q6_K *x, const dte_block_
 
 /* F32/F16/BF16: element i of a row as float. */
 typedef float (*element_fn)(const void *row, int64_t i);
-static float f32_at(const void *row, int64_t i) { return ((const float *)row)[i]; }
-static float f16_at(const void *row, int64_t i) { return dte_f16_to_f32(((const uint16_t *)row)[i]); }
-static float bf16_at(const void *row, int64_t i) { return dte_bf16_to_f32(((const uint16_t *)row)[i]); }
+static float f32_at(const void *row, int64_t i)
+{
+    return ((const float *)row)[i];
+}
+static float f16_at(const void *row, int64_t i)
+{
+    return dte_f16_to_f32(((const uint16_t *)row)[i]);
+}
+static float bf16_at(const void *row, int64_t i)
+{
+    return dte_bf16_to_f32(((const uint16_t *)row)[i]);
+}
 
 static float dot_float(int64_t n, const void *x, const void *y, element_fn at)
 {
     float acc[64] = {0}, rest = 0.0f;
     const int64_t main = n - n % 64;
-    for (int64_t i = 0; i < main; ++i) acc[i % 64] = fused(at(x, i), at(y, i), acc[i % 64]);
-    for (int64_t i = main; i < n; ++i) rest = fused(at(x, i), at(y, i), rest);
+    for (int64_t i = 0; i < main; ++i) {
+        acc[i % 64] = fused(at(x, i), at(y, i), acc[i % 64]);
+    }
+    for (int64_t i = main; i < n; ++i) {
+        rest = fused(at(x, i), at(y, i), rest);
+    }
     return tree_sum(acc, 64) + rest;
 }
 

@@ -95,7 +95,9 @@ static void quantize_sym(const float *x, int qlo, int slo, uint16_t *d_out, int8
 /* Q2_K/Q3_K low 2 bits: element e -> bits 2*((e%128)/32) of qs[32*(e/128) + e%32]. */
 static void pack_two_bits(uint8_t qs[64], const uint8_t *values)
 {
-    for (int i = 0; i < 64; ++i) qs[i] = 0;
+    for (int i = 0; i < 64; ++i) {
+        qs[i] = 0;
+    }
     for (int e = 0; e < DTE_QK_K; ++e) {
         qs[32 * (e / 128) + e % 32] |= (uint8_t)((values[e] & 3) << (2 * ((e % 128) / 32)));
     }
@@ -104,7 +106,9 @@ static void pack_two_bits(uint8_t qs[64], const uint8_t *values)
 /* Q4_K/Q5_K low 4 bits: per 64 elements, 32 low nibbles then 32 high nibbles of qs[32*(e/64) + e%32]. */
 static void pack_nibbles(uint8_t qs[128], const uint8_t *values)
 {
-    for (int i = 0; i < 128; ++i) qs[i] = 0;
+    for (int i = 0; i < 128; ++i) {
+        qs[i] = 0;
+    }
     for (int e = 0; e < DTE_QK_K; ++e) {
         qs[32 * (e / 64) + e % 32] |= (uint8_t)((values[e] & 0xF) << (((e / 32) % 2) ? 4 : 0));
     }
@@ -124,7 +128,9 @@ static void quantize_q2_K(const float *x, dte_block_q2_K *y)
 {
     struct asym_result r;
     quantize_asym(x, 16, 3, 15, &y->d, &y->dmin, &r);
-    for (int s = 0; s < 16; ++s) y->scales[s] = (uint8_t)(r.ls[s] | (r.lm[s] << 4));
+    for (int s = 0; s < 16; ++s) {
+        y->scales[s] = (uint8_t)(r.ls[s] | (r.lm[s] << 4));
+    }
     pack_two_bits(y->qs, r.q);
 }
 
@@ -142,7 +148,9 @@ static void quantize_q5_K(const float *x, dte_block_q5_K *y)
     quantize_asym(x, 32, 31, 63, &y->d, &y->dmin, &r);
     pack_scale_min_k4(y->scales, r.ls, r.lm);
     pack_nibbles(y->qs, r.q);
-    for (int i = 0; i < 32; ++i) y->qh[i] = 0;
+    for (int i = 0; i < 32; ++i) {
+        y->qh[i] = 0;
+    }
     for (int e = 0; e < DTE_QK_K; ++e) {
         y->qh[e % 32] |= (uint8_t)(((r.q[e] >> 4) & 1) << (e / 32));
     }
@@ -153,13 +161,19 @@ static void quantize_q3_K(const float *x, dte_block_q3_K *y)
     int8_t ls[16], q[DTE_QK_K];
     uint8_t biased[DTE_QK_K];
     quantize_sym(x, -4, -32, &y->d, ls, q);
-    for (int e = 0; e < DTE_QK_K; ++e) biased[e] = (uint8_t)(q[e] + 4); /* 0..7: bit 2 is the hmask bit */
+    for (int e = 0; e < DTE_QK_K; ++e) {
+        biased[e] = (uint8_t)(q[e] + 4); /* 0..7: bit 2 is the hmask bit */
+    }
     pack_two_bits(y->qs, biased);
-    for (int i = 0; i < 32; ++i) y->hmask[i] = 0;
+    for (int i = 0; i < 32; ++i) {
+        y->hmask[i] = 0;
+    }
     for (int e = 0; e < DTE_QK_K; ++e) {
         y->hmask[e % 32] |= (uint8_t)(((biased[e] >> 2) & 1) << (e / 32));
     }
-    for (int i = 0; i < 12; ++i) y->scales[i] = 0;
+    for (int i = 0; i < 12; ++i) {
+        y->scales[i] = 0;
+    }
     for (int j = 0; j < 16; ++j) {
         const int u = ls[j] + 32; /* 0..63 */
         y->scales[j < 8 ? j : j - 8] |= (uint8_t)((u & 0xF) << (j < 8 ? 0 : 4));
@@ -171,9 +185,15 @@ static void quantize_q6_K(const float *x, dte_block_q6_K *y)
 {
     int8_t ls[16], q[DTE_QK_K];
     quantize_sym(x, -32, -128, &y->d, ls, q);
-    for (int s = 0; s < 16; ++s) y->scales[s] = ls[s];
-    for (int i = 0; i < 128; ++i) y->ql[i] = 0;
-    for (int i = 0; i < 64; ++i) y->qh[i] = 0;
+    for (int s = 0; s < 16; ++s) {
+        y->scales[s] = ls[s];
+    }
+    for (int i = 0; i < 128; ++i) {
+        y->ql[i] = 0;
+    }
+    for (int i = 0; i < 64; ++i) {
+        y->qh[i] = 0;
+    }
     for (int e = 0; e < DTE_QK_K; ++e) {
         const int u = q[e] + 32, chunk = e / 128, quarter = (e % 128) / 32, l = e % 32;
         y->ql[64 * chunk + 32 * (quarter & 1) + l] |= (uint8_t)((u & 0xF) << ((quarter & 2) ? 4 : 0));

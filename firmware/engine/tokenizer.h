@@ -20,12 +20,26 @@
 #include "tokenizer_pre.h"
 
 /* GGUF tokenizer.ggml.token_type values (llama.cpp llama_token_type). */
-enum { DTE_TOK_NORMAL = 1, DTE_TOK_UNKNOWN = 2, DTE_TOK_CONTROL = 3, DTE_TOK_USER_DEFINED = 4, DTE_TOK_UNUSED = 5,
-       DTE_TOK_BYTE = 6 };
+enum {
+    DTE_TOK_NORMAL = 1,
+    DTE_TOK_UNKNOWN = 2,
+    DTE_TOK_CONTROL = 3,
+    DTE_TOK_USER_DEFINED = 4,
+    DTE_TOK_UNUSED = 5,
+    DTE_TOK_BYTE = 6
+};
 
 /* Token attributes (llama.cpp llama_token_attr bits). */
-enum { DTE_ATTR_UNKNOWN = 1, DTE_ATTR_UNUSED = 2, DTE_ATTR_NORMAL = 4, DTE_ATTR_CONTROL = 8,
-       DTE_ATTR_USER_DEFINED = 16, DTE_ATTR_BYTE = 32, DTE_ATTR_LSTRIP = 128, DTE_ATTR_RSTRIP = 256 };
+enum {
+    DTE_ATTR_UNKNOWN = 1,
+    DTE_ATTR_UNUSED = 2,
+    DTE_ATTR_NORMAL = 4,
+    DTE_ATTR_CONTROL = 8,
+    DTE_ATTR_USER_DEFINED = 16,
+    DTE_ATTR_BYTE = 32,
+    DTE_ATTR_LSTRIP = 128,
+    DTE_ATTR_RSTRIP = 256
+};
 
 enum { DTE_TOKENIZER_SPM = 1, DTE_TOKENIZER_BPE = 2 };
 
@@ -103,8 +117,7 @@ int dte_utf8_stream_flush(dte_utf8_stream *s, char *out);
 /* Internal to the tokenizer files. */
 int64_t dte_spm_fragment(dte_tokenizer *tk, const char *text, size_t len, bool prefix_space, int32_t *out,
                          int64_t max_out, int64_t count);
-int64_t dte_bpe_fragment(dte_tokenizer *tk, const char *text, size_t len, int32_t *out, int64_t max_out,
-                         int64_t count);
+int64_t dte_bpe_fragment(dte_tokenizer *tk, const char *text, size_t len, int32_t *out, int64_t max_out, int64_t count);
 int dte_bpe_load_merges(const dte_gguf *g, dte_tokenizer *tk, char *err, size_t errlen);
 bool dte_merge_reserve(dte_tokenizer *tk, size_t len);
 void *dte_tokenizer_scratch(void **buf, size_t *cap, size_t need);

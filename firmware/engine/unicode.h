@@ -34,7 +34,8 @@ uint32_t dte_utf8_decode(const uint8_t *text, size_t len, size_t *pos);
 int dte_utf8_encode(uint32_t cpt, uint8_t *out);
 
 /* Bytes in the UTF-8 sequence a lead byte starts (1 for continuation bytes, as llama.cpp's unicode_len_utf8). */
-static inline int dte_utf8_len(uint8_t lead) {
+static inline int dte_utf8_len(uint8_t lead)
+{
     return lead < 0xc0 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
 }
 

@@ -28,14 +28,20 @@ struct dte_host {
     dte_identity identity; /* the sampler's identity stage (weight 0: off) */
 };
 
-static int set_err(char *err, size_t errlen, const char *msg) {
-    if (err && errlen) snprintf(err, errlen, "%s", msg);
+static int set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen) {
+        snprintf(err, errlen, "%s", msg);
+    }
     return -1;
 }
 
-static int map_file(const char *path, dte_host *h, char *err, size_t errlen) {
+static int map_file(const char *path, dte_host *h, char *err, size_t errlen)
+{
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return set_err(err, errlen, "cannot open the model file");
+    if (fd < 0) {
+        return set_err(err, errlen, "cannot open the model file");
+    }
     struct stat st;
     if (fstat(fd, &st) != 0 || st.st_size <= 0) {
         close(fd);
@@ -54,25 +60,37 @@ static int map_file(const char *path, dte_host *h, char *err, size_t errlen) {
 enum { BUILD_VOCAB = -1 }; /* n_batch value: tokenizer only (a vocabulary GGUF without tensors) */
 
 static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx, char *err,
-                 size_t errlen) {
-    dte_engine_params params = {.n_ctx = n_ctx > 0 ? (uint32_t)n_ctx : 0, .n_batch = n_batch > 0 ? (uint32_t)n_batch : 512,
-                                .no_context = !with_ctx, .vocab_only = n_batch == BUILD_VOCAB};
+                 size_t errlen)
+{
+    dte_engine_params params = {.n_ctx = n_ctx > 0 ? (uint32_t)n_ctx : 0,
+                                .n_batch = n_batch > 0 ? (uint32_t)n_batch : 512,
+                                .no_context = !with_ctx,
+                                .vocab_only = n_batch == BUILD_VOCAB};
     int rc = dte_engine_open(buf, size, &params, NULL, &h->engine, err, errlen);
-    if (rc) return rc;
+    if (rc) {
+        return rc;
+    }
     dte_engine_get_info(h->engine, &h->info);
     return 0;
 }
 
 int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, dte_host **out, char *err,
-                  size_t errlen) {
+                  size_t errlen)
+{
     *out = NULL;
-    if (dte_hosted_set_threads(threads > 0 ? threads : 1) != 0) return set_err(err, errlen, "engine busy");
+    if (dte_hosted_set_threads(threads > 0 ? threads : 1) != 0) {
+        return set_err(err, errlen, "engine busy");
+    }
     dte_host *h = calloc(1, sizeof *h);
-    if (!h) return set_err(err, errlen, "out of memory");
+    if (!h) {
+        return set_err(err, errlen, "out of memory");
+    }
     h->threads = threads > 0 ? threads : 1;
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
     int rc = map_file(path, h, err, errlen);
-    if (rc == 0) rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, err, errlen);
+    if (rc == 0) {
+        rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, err, errlen);
+    }
     dte_hosted_arena_enter(prev);
     if (rc) {
         dte_host_free(h);
@@ -82,57 +100,98 @@ int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t thre
     return 0;
 }
 
-int dte_host_load_vocab(const char *path, dte_host **out, char *err, size_t errlen) {
+int dte_host_load_vocab(const char *path, dte_host **out, char *err, size_t errlen)
+{
     return dte_host_load(path, 0, BUILD_VOCAB, 1, out, err, errlen);
 }
 
-void dte_host_free(dte_host *h) {
-    if (!h) return;
+void dte_host_free(dte_host *h)
+{
+    if (!h) {
+        return;
+    }
     dte_hosted_arena_free(&h->arena);
-    if (h->map) munmap(h->map, h->map_size);
+    if (h->map) {
+        munmap(h->map, h->map_size);
+    }
     free(h);
 }
 
-void dte_host_get_info(const dte_host *h, dte_host_info *info) {
+void dte_host_get_info(const dte_host *h, dte_host_info *info)
+{
     const dte_engine_info *i = &h->info;
-    *info = (dte_host_info){(int32_t)i->n_vocab, (int32_t)i->n_embd, (int32_t)i->n_layer, (int32_t)i->n_head,
-                            (int32_t)i->n_head_kv, (int32_t)i->n_ff, (int32_t)i->n_ctx_train, (int32_t)i->n_ctx,
-                            i->bos, i->eos, i->add_bos};
+    *info = (dte_host_info){(int32_t)i->n_vocab,
+                            (int32_t)i->n_embd,
+                            (int32_t)i->n_layer,
+                            (int32_t)i->n_head,
+                            (int32_t)i->n_head_kv,
+                            (int32_t)i->n_ff,
+                            (int32_t)i->n_ctx_train,
+                            (int32_t)i->n_ctx,
+                            i->bos,
+                            i->eos,
+                            i->add_bos};
 }
 
 int64_t dte_host_tokenize(dte_host *h, const char *text, size_t len, int32_t add_bos, int32_t parse_special,
-                          int32_t *ids, int64_t max_ids) {
+                          int32_t *ids, int64_t max_ids)
+{
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
     int64_t n = dte_engine_tokenize_special(h->engine, text, len, add_bos != 0, parse_special != 0, ids, max_ids);
     dte_hosted_arena_enter(prev);
     return n;
 }
 
-int32_t dte_host_token_piece(dte_host *h, int32_t id, int32_t special, char *buf, int32_t cap) {
+int32_t dte_host_token_piece(dte_host *h, int32_t id, int32_t special, char *buf, int32_t cap)
+{
     return special ? dte_engine_piece_special(h->engine, id, buf, cap) : dte_engine_piece(h->engine, id, buf, cap);
 }
 
-int32_t dte_host_token_is_eog(dte_host *h, int32_t id) { return dte_engine_is_eog(h->engine, id); }
+int32_t dte_host_token_is_eog(dte_host *h, int32_t id)
+{
+    return dte_engine_is_eog(h->engine, id);
+}
 
-void dte_host_reset(dte_host *h) { dte_engine_reset(h->engine); }
-int32_t dte_host_pos(const dte_host *h) { return (int32_t)dte_engine_pos(h->engine); }
+void dte_host_reset(dte_host *h)
+{
+    dte_engine_reset(h->engine);
+}
+int32_t dte_host_pos(const dte_host *h)
+{
+    return (int32_t)dte_engine_pos(h->engine);
+}
 
-int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen) {
-    if (n <= 0) return set_err(err, errlen, "no tokens to evaluate");
-    if ((uint64_t)n > h->info.n_ctx - dte_engine_pos(h->engine)) return set_err(err, errlen, "tokens do not fit in the context");
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || (uint32_t)ids[i] >= h->info.n_vocab) return set_err(err, errlen, "token id out of range");
-    if (dte_hosted_set_threads(h->threads) != 0) return set_err(err, errlen, "engine busy");
+int dte_host_eval(dte_host *h, const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen)
+{
+    if (n <= 0) {
+        return set_err(err, errlen, "no tokens to evaluate");
+    }
+    if ((uint64_t)n > h->info.n_ctx - dte_engine_pos(h->engine)) {
+        return set_err(err, errlen, "tokens do not fit in the context");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= h->info.n_vocab) {
+            return set_err(err, errlen, "token id out of range");
+        }
+    }
+    if (dte_hosted_set_threads(h->threads) != 0) {
+        return set_err(err, errlen, "engine busy");
+    }
     dte_arena *prev = dte_hosted_arena_enter(&h->arena); /* per-worker scratch may grow */
     int rc = dte_engine_eval(h->engine, ids, n);
     dte_hosted_arena_enter(prev);
     if (rc) {
-        if (err && errlen) snprintf(err, errlen, "evaluation failed (%s)", dte_err_name(rc));
+        if (err && errlen) {
+            snprintf(err, errlen, "evaluation failed (%s)", dte_err_name(rc));
+        }
         return rc;
     }
     const float *out = dte_engine_logits(h->engine);
-    if (logits)
-        for (uint32_t i = 0; i < h->info.n_vocab; i++) logits[i] = out[i];
+    if (logits) {
+        for (uint32_t i = 0; i < h->info.n_vocab; i++) {
+            logits[i] = out[i];
+        }
+    }
     return 0;
 }
 
@@ -142,44 +201,58 @@ struct host_eval {
     size_t errlen;
 };
 
-static int host_eval(void *user, const int32_t *ids, int64_t n) {
+static int host_eval(void *user, const int32_t *ids, int64_t n)
+{
     struct host_eval *e = user;
     return dte_host_eval(e->h, ids, n, NULL, e->err, e->errlen);
 }
 
 int dte_host_generate(dte_host *h, const int32_t *prompt, int64_t n_prompt, int32_t n_predict, float temp,
                       int32_t top_k, float top_p, uint64_t seed, dte_host_token_cb cb, void *user, int32_t *out_ids,
-                      int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen) {
+                      int32_t *n_out, double *prompt_seconds, double *gen_seconds, char *err, size_t errlen)
+{
     *n_out = 0;
     *prompt_seconds = *gen_seconds = 0.0;
     dte_sampler s;
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
     int rc = dte_sampler_init(&s, h->info.n_vocab, temp, top_k, top_p, seed);
     dte_hosted_arena_enter(prev);
-    if (rc) return set_err(err, errlen, "out of memory for the sampler");
+    if (rc) {
+        return set_err(err, errlen, "out of memory for the sampler");
+    }
     dte_identity_attach(&h->identity, &s);
     struct host_eval ev = {h, err, errlen};
     dte_generation g;
-    dte_generation_begin(&g, &(dte_generation_setup){.engine = h->engine, .sampler = &s, .eval = host_eval,
-                                                     .eval_user = &ev, .prompt = prompt, .n_prompt = n_prompt,
+    dte_generation_begin(&g, &(dte_generation_setup){.engine = h->engine,
+                                                     .sampler = &s,
+                                                     .eval = host_eval,
+                                                     .eval_user = &ev,
+                                                     .prompt = prompt,
+                                                     .n_prompt = n_prompt,
                                                      .n_predict = n_predict});
     rc = dte_generation_run(&g, out_ids, cb, user);
     *n_out = g.n_generated;
-    if (g.prefilled) *prompt_seconds = (double)(g.prompt_done_ns - g.start_ns) * 1e-9;
-    if (rc) return rc;
+    if (g.prefilled) {
+        *prompt_seconds = (double)(g.prompt_done_ns - g.start_ns) * 1e-9;
+    }
+    if (rc) {
+        return rc;
+    }
     *gen_seconds = (double)(g.end_ns - g.prompt_done_ns) * 1e-9;
     return 0;
 }
 
-void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength) {
+void dte_host_set_identity(dte_host *h, const uint8_t *hash, float strength)
+{
     dte_identity_init(&h->identity, hash, strength);
 }
 
-static int check_in_arena(const void *buf, uint64_t size, int what, char *err, size_t errlen) {
+static int check_in_arena(const void *buf, uint64_t size, int what, char *err, size_t errlen)
+{
     dte_host h = {0};
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
     dte_engine_params params = {.gguf_only = true, .no_context = true};
-    int rc = what == 2 ? build(&h, buf, size, 0, BUILD_VOCAB, false, err, errlen)
+    int rc = what == 2   ? build(&h, buf, size, 0, BUILD_VOCAB, false, err, errlen)
              : what == 1 ? build(&h, buf, size, 0, 1, false, err, errlen)
                          : dte_engine_open(buf, size, &params, NULL, &h.engine, err, errlen);
     dte_hosted_arena_enter(prev);
@@ -187,7 +260,8 @@ static int check_in_arena(const void *buf, uint64_t size, int what, char *err, s
     return rc;
 }
 
-uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, int32_t *n_ctx_used) {
+uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, int32_t *n_ctx_used)
+{
     dte_host h = {0};
     char err[8];
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
@@ -202,14 +276,17 @@ uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, i
     return bytes;
 }
 
-int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+int dte_host_gguf_check(const void *buf, uint64_t size, char *err, size_t errlen)
+{
     return check_in_arena(buf, size, 0, err, errlen);
 }
 
-int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+int dte_host_model_check(const void *buf, uint64_t size, char *err, size_t errlen)
+{
     return check_in_arena(buf, size, 1, err, errlen);
 }
 
-int dte_host_vocab_check(const void *buf, uint64_t size, char *err, size_t errlen) {
+int dte_host_vocab_check(const void *buf, uint64_t size, char *err, size_t errlen)
+{
     return check_in_arena(buf, size, 2, err, errlen);
 }

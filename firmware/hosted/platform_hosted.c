@@ -25,13 +25,15 @@ typedef struct alloc_header {
 
 static _Thread_local dte_arena *current_arena;
 
-dte_arena *dte_hosted_arena_enter(dte_arena *arena) {
+dte_arena *dte_hosted_arena_enter(dte_arena *arena)
+{
     dte_arena *prev = current_arena;
     current_arena = arena;
     return prev;
 }
 
-void dte_hosted_arena_free(dte_arena *arena) {
+void dte_hosted_arena_free(dte_arena *arena)
+{
     alloc_header *h = arena->head;
     while (h) {
         alloc_header *next = h->next;
@@ -41,13 +43,22 @@ void dte_hosted_arena_free(dte_arena *arena) {
     arena->head = NULL;
 }
 
-void *dte_alloc(size_t size, size_t align) {
-    if (align < sizeof(void *)) align = sizeof(void *);
-    if ((align & (align - 1)) != 0) return NULL;
+void *dte_alloc(size_t size, size_t align)
+{
+    if (align < sizeof(void *)) {
+        align = sizeof(void *);
+    }
+    if ((align & (align - 1)) != 0) {
+        return NULL;
+    }
     size_t extra = align + sizeof(alloc_header);
-    if (size > SIZE_MAX - extra) return NULL;
+    if (size > SIZE_MAX - extra) {
+        return NULL;
+    }
     uint8_t *raw = calloc(1, size + extra);
-    if (!raw) return NULL;
+    if (!raw) {
+        return NULL;
+    }
     uintptr_t p = ((uintptr_t)raw + sizeof(alloc_header) + align - 1) & ~(uintptr_t)(align - 1);
     alloc_header *h = (alloc_header *)(p - sizeof(alloc_header));
     h->raw = raw;
@@ -58,9 +69,13 @@ void *dte_alloc(size_t size, size_t align) {
     return (void *)p;
 }
 
-void dte_log(const char *line) { fprintf(stderr, "%s\n", line); }
+void dte_log(const char *line)
+{
+    fprintf(stderr, "%s\n", line);
+}
 
-uint64_t dte_time_ns(void) {
+uint64_t dte_time_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
@@ -95,60 +110,84 @@ typedef struct {
 static pool_t pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .n_threads = 1};
 
 /* Claim and run chunks of job `job` until none are left. */
-static void run_chunks(uint32_t job, int worker) {
+static void run_chunks(uint32_t job, int worker)
+{
     for (;;) {
         uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
         uint64_t chunks = (t >> 16) & 0xffff, next = t & 0xffff;
-        if ((uint32_t)(t >> 32) != job || next >= chunks) return;
+        if ((uint32_t)(t >> 32) != job || next >= chunks) {
+            return;
+        }
         if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1, memory_order_acq_rel,
-                                                   memory_order_relaxed))
+                                                   memory_order_relaxed)) {
             continue;
+        }
         int64_t begin = (int64_t)next * pool.n / (int64_t)chunks, end = (int64_t)(next + 1) * pool.n / (int64_t)chunks;
-        if (begin < end) pool.fn(pool.arg, begin, end, worker);
+        if (begin < end) {
+            pool.fn(pool.arg, begin, end, worker);
+        }
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
     }
 }
 
-static void *worker_main(void *arg) {
+static void *worker_main(void *arg)
+{
     int worker = (int)(intptr_t)arg;
     uint64_t seen = pool.created_generation; /* not pool.generation: a job may already have been posted */
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen && !atomic_load(&pool.stop)) {
-            if (++spins < SPIN_ROUNDS) continue;
+            if (++spins < SPIN_ROUNDS) {
+                continue;
+            }
             pthread_mutex_lock(&pool.lock);
             pool.sleepers++;
-            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
                 pthread_cond_wait(&pool.wake, &pool.lock);
+            }
             pool.sleepers--;
             pthread_mutex_unlock(&pool.lock);
         }
-        if (atomic_load(&pool.stop)) return NULL;
+        if (atomic_load(&pool.stop)) {
+            return NULL;
+        }
         seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
         run_chunks((uint32_t)seen, worker);
     }
 }
 
-static void stop_pool(void) {
+static void stop_pool(void)
+{
     pthread_mutex_lock(&pool.lock);
     atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    for (int i = 1; i < pool.n_threads; i++) pthread_join(pool.threads[i], NULL);
+    for (int i = 1; i < pool.n_threads; i++) {
+        pthread_join(pool.threads[i], NULL);
+    }
     atomic_store(&pool.stop, 0);
     pool.n_threads = 1;
 }
 
-int dte_hosted_set_threads(int n_threads) {
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+int dte_hosted_set_threads(int n_threads)
+{
+    if (n_threads < 1) {
+        n_threads = 1;
+    }
+    if (n_threads > MAX_THREADS) {
+        n_threads = MAX_THREADS;
+    }
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return -1;
+    if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+        return -1;
+    }
     if (n_threads != pool.n_threads) {
         stop_pool();
         pool.created_generation = atomic_load(&pool.generation);
         for (int i = 1; i < n_threads; i++) {
-            if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0) break;
+            if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0) {
+                break;
+            }
             pool.n_threads = i + 1;
         }
     }
@@ -156,16 +195,24 @@ int dte_hosted_set_threads(int n_threads) {
     return 0;
 }
 
-int dte_worker_count(void) { return pool.n_threads; }
+int dte_worker_count(void)
+{
+    return pool.n_threads;
+}
 
-int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg) {
+int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg)
+{
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return -1;
+    if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+        return -1;
+    }
     if (n > 0 && (pool.n_threads == 1 || n == 1)) {
         fn(arg, 0, n, 0);
     } else if (n > 0) {
         int64_t chunks = (int64_t)pool.n_threads * CHUNKS_PER_THREAD;
-        if (chunks > n) chunks = n;
+        if (chunks > n) {
+            chunks = n;
+        }
         pool.fn = fn;
         pool.arg = arg;
         pool.n = n;
@@ -175,10 +222,14 @@ int dte_parallel_for(int64_t n, dte_range_fn fn, void *arg) {
         atomic_store_explicit(&pool.ticket, (uint64_t)job << 32 | (uint64_t)chunks << 16, memory_order_release);
         pthread_mutex_lock(&pool.lock);
         atomic_store_explicit(&pool.generation, gen, memory_order_release);
-        if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
+        if (pool.sleepers) {
+            pthread_cond_broadcast(&pool.wake);
+        }
         pthread_mutex_unlock(&pool.lock);
         run_chunks(job, 0);
-        while (atomic_load_explicit(&pool.done, memory_order_acquire) != (int)chunks) sched_yield();
+        while (atomic_load_explicit(&pool.done, memory_order_acquire) != (int)chunks) {
+            sched_yield();
+        }
     }
     atomic_store(&pool.busy, 0);
     return 0;

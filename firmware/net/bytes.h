@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-static inline uint16_t dte_get_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint16_t dte_get_be16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
 
 static inline uint32_t dte_get_be32(const uint8_t *p)
 {
@@ -40,15 +43,18 @@ static inline void dte_put_be64(uint8_t *p, uint64_t v)
 
 static inline void dte_copy_bytes(uint8_t *dst, const uint8_t *src, size_t size)
 {
-    for (size_t i = 0; i < size; i++)
+    for (size_t i = 0; i < size; i++) {
         dst[i] = src[i];
+    }
 }
 
 static inline int dte_same_bytes(const uint8_t *a, const uint8_t *b, size_t size)
 {
-    for (size_t i = 0; i < size; i++)
-        if (a[i] != b[i])
+    for (size_t i = 0; i < size; i++) {
+        if (a[i] != b[i]) {
             return 0;
+        }
+    }
     return 1;
 }
 

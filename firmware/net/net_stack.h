@@ -64,8 +64,8 @@ typedef struct dte_net_stack {
 } dte_net_stack;
 
 /* Calls nic->init. 0 on success, negative when the NIC fails to start or the config is unusable. */
-int dte_net_init(dte_net_stack *stack, const dte_net_config *config, const dte_netif *nic,
-                 dte_udp_handler handler, void *handler_ctx);
+int dte_net_init(dte_net_stack *stack, const dte_net_config *config, const dte_netif *nic, dte_udp_handler handler,
+                 void *handler_ctx);
 /* Receive and handle up to max_frames frames; returns how many were handled. */
 int dte_net_poll(dte_net_stack *stack, int max_frames);
 /* Handle one received Ethernet frame (dte_net_poll calls this; tests may call it directly). */
