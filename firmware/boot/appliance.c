@@ -43,8 +43,8 @@ static void bench_blockio(efi_boot_services *bs)
     uint64_t block_room = 4096;   /* the read rounds up to whole blocks */
     uint64_t bytes = manifest.model_size + block_room <= region->size ? manifest.model_size : region->size - block_room;
     /* Scratch use of the (still empty) weights region: our driver overwrites it after ExitBootServices. */
-    blockio_bench_read(bs, manifest.weights_lba * (uint64_t)DTE_SECTOR_SIZE, bytes,
-                       (uint8_t *)(uintptr_t)region->base, &blockio);
+    blockio_bench_read(bs, manifest.weights_lba * (uint64_t)DTE_SECTOR_SIZE, bytes, (uint8_t *)(uintptr_t)region->base,
+                       &blockio);
 }
 
 int dte_main_before_exit(efi_handle image, efi_system_table *system_table, struct dte_boot_info *info)
@@ -66,9 +66,10 @@ static void report_bench(const struct weights_loaded *w)
     double uefi = blockio.ns ? (double)blockio.bytes * 1e9 / (double)blockio.ns / 1048576.0 : 0.0;
     double ours = w->read_ns ? (double)w->resident_bytes * 1e9 / (double)w->read_ns / 1048576.0 : 0.0;
     dte_status("bench blockio_bytes=%llu blockio_ms=%llu blockio_mib_per_s=%.1f dte_bytes=%llu dte_ms=%llu "
-               "dte_mib_per_s=%.1f ratio=%.2f", (unsigned long long)blockio.bytes,
-               (unsigned long long)(blockio.ns / 1000000u), uefi, (unsigned long long)w->resident_bytes,
-               (unsigned long long)(w->read_ns / 1000000u), ours, uefi > 0 ? ours / uefi : 0.0);
+               "dte_mib_per_s=%.1f ratio=%.2f",
+               (unsigned long long)blockio.bytes, (unsigned long long)(blockio.ns / 1000000u), uefi,
+               (unsigned long long)w->resident_bytes, (unsigned long long)(w->read_ns / 1000000u), ours,
+               uefi > 0 ? ours / uefi : 0.0);
 }
 
 int dte_main_after_exit(const struct dte_boot_info *info)

@@ -69,7 +69,10 @@ static uint64_t format_turn(struct net_engine *ne, bool first, bool chat, const 
     return put(ne, 0, user, size);
 }
 
-uint32_t net_engine_context(const struct net_engine *ne) { return ne->info.n_ctx; }
+uint32_t net_engine_context(const struct net_engine *ne)
+{
+    return ne->info.n_ctx;
+}
 
 int net_engine_init(struct net_engine *ne)
 {
@@ -119,9 +122,8 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     if (n <= 0) {
         return DTE_ENGINE_START_FAILED;   /* empty or untokenizable */
     }
-    if (n >= (int64_t)n_ctx ||
-        dte_conv_begin(&ne->conv, request->slot, request->session, continues, ne->new_ids, (uint32_t)n,
-                       &ne->turn) != 0) {
+    if (n >= (int64_t)n_ctx || dte_conv_begin(&ne->conv, request->slot, request->session, continues, ne->new_ids,
+                                              (uint32_t)n, &ne->turn) != 0) {
         return DTE_ENGINE_CONTEXT_FULL;   /* the session's transcript is unchanged */
     }
     ne->slot = request->slot;
@@ -130,9 +132,12 @@ static int engine_start(void *ctx, const dte_proto_request *request)
     uint32_t room = n_ctx - used;
     int32_t n_predict = request->n_predict < room ? (int32_t)request->n_predict : (int32_t)room;
     dte_sampler_configure(p->sampler, request->temperature, (int32_t)request->top_k, request->top_p, request->seed);
-    dte_generation_begin(&ne->run, &(dte_generation_setup){.engine = p->engine, .sampler = p->sampler,
-                                                           .prompt = ne->turn.eval, .n_prompt = ne->turn.n_eval,
-                                                           .n_predict = n_predict, .keep = ne->turn.keep});
+    dte_generation_begin(&ne->run, &(dte_generation_setup){.engine = p->engine,
+                                                           .sampler = p->sampler,
+                                                           .prompt = ne->turn.eval,
+                                                           .n_prompt = ne->turn.n_eval,
+                                                           .n_predict = n_predict,
+                                                           .keep = ne->turn.keep});
     return 0;
 }
 
@@ -140,8 +145,11 @@ static int engine_start(void *ctx, const dte_proto_request *request)
 static int emit_token(struct net_engine *ne, int32_t id, bool is_prompt, uint32_t position, dte_proto_token *out)
 {
     int32_t len = dte_generation_piece(ne->parts.engine, id, ne->piece, (int32_t)sizeof ne->piece);
-    *out = (dte_proto_token){.id = (uint32_t)id, .piece = (const uint8_t *)ne->piece, .piece_size = (size_t)len,
-                             .is_prompt = is_prompt, .position = position};
+    *out = (dte_proto_token){.id = (uint32_t)id,
+                             .piece = (const uint8_t *)ne->piece,
+                             .piece_size = (size_t)len,
+                             .is_prompt = is_prompt,
+                             .position = position};
     return DTE_ENGINE_STEP_TOKEN;
 }
 
@@ -171,14 +179,10 @@ static int engine_step(void *ctx, dte_proto_token *out)
 static uint8_t done_reason(const dte_generation *g)
 {
     switch (g->stop) {
-    case DTE_GEN_EOS:
-        return DTE_DONE_END_OF_SEQUENCE;
-    case DTE_GEN_ERROR:
-        return DTE_DONE_ENGINE_ERROR;
-    case DTE_GEN_CONTEXT_FULL:
-        return DTE_DONE_CONTEXT_FULL;
-    default:
-        return DTE_DONE_LENGTH;
+    case DTE_GEN_EOS: return DTE_DONE_END_OF_SEQUENCE;
+    case DTE_GEN_ERROR: return DTE_DONE_ENGINE_ERROR;
+    case DTE_GEN_CONTEXT_FULL: return DTE_DONE_CONTEXT_FULL;
+    default: return DTE_DONE_LENGTH;
     }
 }
 
@@ -203,9 +207,13 @@ static void engine_finish(void *ctx, dte_proto_result *out)
     if (reason == DTE_DONE_LENGTH && len >= ne->info.n_ctx) {
         reason = DTE_DONE_CONTEXT_FULL;   /* n_predict was capped to the room left */
     }
-    *out = (dte_proto_result){.reason = reason, .prompt_tokens = g->prefilled ? ne->turn.n_eval : 0,
-                              .generated_tokens = (uint32_t)g->n_generated, .prompt_ns = prompt_ns,
-                              .generate_ns = generate_ns, .reused_tokens = ne->turn.keep, .context_used = len};
+    *out = (dte_proto_result){.reason = reason,
+                              .prompt_tokens = g->prefilled ? ne->turn.n_eval : 0,
+                              .generated_tokens = (uint32_t)g->n_generated,
+                              .prompt_ns = prompt_ns,
+                              .generate_ns = generate_ns,
+                              .reused_tokens = ne->turn.keep,
+                              .context_used = len};
 }
 
 dte_proto_engine net_engine_callbacks(struct net_engine *ne)

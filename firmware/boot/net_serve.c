@@ -11,9 +11,9 @@
 #include "drivers/mlx5.h"
 #include "drivers/virtio_net.h"
 #include "dte_config.h"
-#include "runtime/platform.h"
 #include "net/net_stack.h"
 #include "net/proto.h"
+#include "runtime/platform.h"
 
 /* Builds without a network (no `dte build --net`) still compile this file; net_serve_enabled() is 0 there. */
 #ifndef DTE_NET_ENABLED
@@ -96,7 +96,10 @@ static uint32_t boot_epoch(void)
     return random ^ lo ^ (hi * 2654435761u);
 }
 
-static uint64_t clock_ns(void) { return dte_time_ns(); }
+static uint64_t clock_ns(void)
+{
+    return dte_time_ns();
+}
 
 /* virtio-net (QEMU, clouds) first, else the first ConnectX (mlx5). Returns the driver's name, NULL: none. */
 static const char *find_nic(dte_netif *nic)
@@ -135,19 +138,30 @@ int net_serve(const uint8_t weights_sha256[32])
     if (net_engine_init(&engine) != 0) {
         return -1;
     }
-    dte_proto_config proto = {.key = appliance_key, .key_size = sizeof appliance_key,
-                              .engine = net_engine_callbacks(&engine), .send = dte_net_send_to, .send_ctx = &stack,
-                              .attest = attest_blob, .extra_counters = extra_counters,
-                              .extra_counter_count = EXTRA_COUNTERS, .refresh_counters = refresh_counters, .epoch = boot_epoch(),
-                              .now_ns = clock_ns, .idle_timeout_ns = DTE_NET_IDLE_TIMEOUT_S * 1000000000ull,
-                              .context_size = net_engine_context(&engine), .model_name = DTE_MODEL_NAME,
+    dte_proto_config proto = {.key = appliance_key,
+                              .key_size = sizeof appliance_key,
+                              .engine = net_engine_callbacks(&engine),
+                              .send = dte_net_send_to,
+                              .send_ctx = &stack,
+                              .attest = attest_blob,
+                              .extra_counters = extra_counters,
+                              .extra_counter_count = EXTRA_COUNTERS,
+                              .refresh_counters = refresh_counters,
+                              .epoch = boot_epoch(),
+                              .now_ns = clock_ns,
+                              .idle_timeout_ns = DTE_NET_IDLE_TIMEOUT_S * 1000000000ull,
+                              .context_size = net_engine_context(&engine),
+                              .model_name = DTE_MODEL_NAME,
                               .model_sha256 = weights_sha256};
     if (dte_proto_init(&server, &proto) != 0) {
         dte_status("net error=proto text=\"the protocol server refused its configuration\"");
         return -1;
     }
-    dte_net_config config = {.ipv4 = DTE_NET_IPV4, .netmask = DTE_NET_NETMASK, .gateway = DTE_NET_GATEWAY,
-                             .udp_port = (uint16_t)DTE_NET_PORT, .mac = DTE_NET_MAC};
+    dte_net_config config = {.ipv4 = DTE_NET_IPV4,
+                             .netmask = DTE_NET_NETMASK,
+                             .gateway = DTE_NET_GATEWAY,
+                             .udp_port = (uint16_t)DTE_NET_PORT,
+                             .mac = DTE_NET_MAC};
     if (dte_net_init(&stack, &config, &nic, dte_proto_udp_input, &server) != 0) {
         dte_status("net error=nic text=\"%s did not start\"", driver);
         return -1;

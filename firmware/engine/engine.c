@@ -2,10 +2,10 @@
  * part/weight listing the streaming loader fills. */
 #include "engine.h"
 
-#include "../lib/fmt.h"
-#include "../runtime/platform.h"
 #include "gguf.h"
+#include "lib/fmt.h"
 #include "model.h"
+#include "runtime/platform.h"
 #include "tokenizer.h"
 
 #define DEFAULT_BATCH 512u

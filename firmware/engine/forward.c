@@ -23,10 +23,10 @@
  */
 #include "model.h"
 
-#include "../runtime/platform.h"
 #include "errors.h"
 #include "mathf.h"
 #include "quants.h"
+#include "runtime/platform.h"
 
 struct dte_model_ctx {
     const dte_model *m;

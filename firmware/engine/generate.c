@@ -1,7 +1,7 @@
 /* The token-generation loop: see generate.h. */
 #include "generate.h"
 
-#include "../runtime/platform.h"
+#include "runtime/platform.h"
 #include "tokenizer.h"
 
 void dte_generation_begin(dte_generation *g, const dte_generation_setup *setup)

@@ -1,9 +1,9 @@
 /* GGUF v2/v3 parser (ggml docs/gguf.md). Every read goes through a bounds-checked cursor. */
 #include "gguf.h"
 
-#include "../lib/fmt.h"
-#include "../runtime/platform.h"
+#include "lib/fmt.h"
 #include "quants.h"
+#include "runtime/platform.h"
 
 typedef struct {
     const uint8_t *buf;

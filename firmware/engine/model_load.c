@@ -4,12 +4,12 @@
  * src/models/<arch>.cpp load_arch_hparams. The forward pass lives in forward.c. */
 #include "model.h"
 
-#include "../lib/fmt.h"
-#include "../runtime/platform.h"
 #include "arch.h"
 #include "errors.h"
+#include "lib/fmt.h"
 #include "mathf.h"
 #include "quants.h"
+#include "runtime/platform.h"
 
 typedef struct {
     const dte_gguf *g;

@@ -1,8 +1,8 @@
 /* Greedy / temperature / top-k / top-p sampling with xoshiro256** (Blackman & Vigna) seeded by splitmix64. */
 #include "sampler.h"
 
-#include "../runtime/platform.h"
 #include "mathf.h"
+#include "runtime/platform.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {

@@ -3,9 +3,9 @@
  * heuristics. */
 #include "tokenizer.h"
 
-#include "../lib/fmt.h"
-#include "../runtime/platform.h"
 #include "errors.h"
+#include "lib/fmt.h"
+#include "runtime/platform.h"
 
 static int fail(char *err, size_t errlen, const char *what)
 {

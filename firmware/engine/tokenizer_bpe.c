@@ -6,9 +6,9 @@
  * word never needs string hashing (every merge must name vocabulary pieces, checked at load). */
 #include "tokenizer.h"
 
-#include "../lib/fmt.h"
-#include "../runtime/platform.h"
 #include "errors.h"
+#include "lib/fmt.h"
+#include "runtime/platform.h"
 #include "unicode.h"
 
 /* ---- workspace ---- */

@@ -3,7 +3,7 @@
  * and a streaming UTF-8 joiner for pieces (llama.cpp src/llama-vocab.cpp). */
 #include "tokenizer.h"
 
-#include "../runtime/platform.h"
+#include "runtime/platform.h"
 #include "unicode.h"
 
 typedef struct {

@@ -11,12 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../engine/engine.h"
-#include "../engine/generate.h"
-#include "../engine/identity.h"
-#include "../engine/sampler.h"
-#include "../runtime/platform.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "engine/identity.h"
+#include "engine/sampler.h"
 #include "platform_hosted.h"
+#include "runtime/platform.h"
 
 struct dte_host {
     dte_arena arena;

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../engine/engine.h"
-#include "../engine/gguf.h"
-#include "../engine/quants.h"
 #include "dte_host.h"
+#include "engine/engine.h"
+#include "engine/gguf.h"
+#include "engine/quants.h"
 #include "platform_hosted.h"
 
 static void copy_str(char *dst, size_t cap, dte_str s)

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../runtime/platform.h"
+#include "runtime/platform.h"
 
 /* ---- memory ---- */
 

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../lib/hmac_sha256.h"
+#include "lib/hmac_sha256.h"
 
 #define DTE_PROTO_VERSION 2u
 #define DTE_PROTO_HEADER_SIZE 28u
