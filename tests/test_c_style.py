@@ -10,6 +10,8 @@ import pytest
 
 from dte_build.paths import FIRMWARE_DIR
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 UNFORMATTED = {"engine/unicode_data.c"}
 FORMATTED = [p for p in sorted(FIRMWARE_DIR.rglob("*.[ch]"))
              if p.relative_to(FIRMWARE_DIR).as_posix() not in UNFORMATTED]

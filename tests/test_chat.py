@@ -27,6 +27,8 @@ from _serve import DTE, write_key
 from dte_build.netboot import free_udp_port
 from net_helpers import KEY, Server, fake_ids
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 
 def fake_text(prompt: str, seed: int, n: int) -> str:
     return "".join(chr(i) for i in fake_ids(prompt, seed, n))

@@ -65,6 +65,7 @@ def _fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_chat_format, "datetime", _Now)
 
 
+@pytest.mark.slow
 def test_smollm2_template_renders_as_llama_cpp(smollm2_path: Path) -> None:
     template = model_chat_template(smollm2_path)
     assert template is not None and template.eos_token == "<|im_end|>"

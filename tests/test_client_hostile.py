@@ -16,6 +16,8 @@ import pytest
 
 from dte_build import protocol as p
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 KEY = bytes(range(32))
 
 BAD_ANSWERS = {

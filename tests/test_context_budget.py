@@ -16,6 +16,8 @@ from dte_build.image.model_check import check_model, context_bytes
 from dte_build.toolchain import FirmwareOptions, config_header, firmware_context
 from model_factory import ModelSpec, make_model
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 MIB = 1 << 20
 
 

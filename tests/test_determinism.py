@@ -18,6 +18,8 @@ import pytest
 from dte_build.engine import Engine, build_host_library
 from dte_build.paths import MODELS_DIR
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 MODELS = sorted(p.name for p in MODELS_DIR.glob("dte-tiny-*.gguf"))
 PROMPTS = ["The GNU General Public License is", "Once upon a time, there was a little",
            "Hello. I am Deep Tree Echo, and the three primary colors are"]

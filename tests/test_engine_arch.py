@@ -32,6 +32,8 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip ins
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from llamacpp_ref import high_level  # noqa: E402  (llama.cpp's plain CPU path: see scripts/llamacpp_ref.py)
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 
 def load(path: Path, n_ctx: int) -> Any:
     return high_level(path, n_ctx=n_ctx, n_threads=2)

@@ -16,6 +16,8 @@ from arch_factory import ArchSpec, make_arch_model
 from dte_build.engine import gguf_check
 from model_factory import ModelSpec, make_model
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 
 @pytest.fixture(scope="module")
 def phi3_vocab(llama_cpp_tree: Path) -> Path:

@@ -28,6 +28,8 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip ins
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from llamacpp_ref import high_level  # noqa: E402  (llama.cpp's plain CPU path: see scripts/llamacpp_ref.py)
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 PROMPTS = [
     [2, 818, 5279, 529, 7001, 563],          # <bos> and five ordinary Gemma 3 tokens
     [2, 9259, 236764, 1041, 1463, 563],      # another short prompt

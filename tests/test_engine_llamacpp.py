@@ -21,6 +21,8 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not instal
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from llamacpp_ref import high_level  # noqa: E402  (llama.cpp's plain CPU path: see scripts/llamacpp_ref.py)
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 TOKENS = [1, 50, 60, 70, 80, 90, 300, 7]
 
 

@@ -23,6 +23,8 @@ from dte_build.client import RemoteError, SessionGone
 from dte_build.errors import DteError
 from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, authentic, fake_ids, no_answer, open_raw
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:

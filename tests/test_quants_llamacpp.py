@@ -11,6 +11,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from _quantlib import ACTIVATION, Ggml, Quants, load_ggml, load_quants, random_weight_bytes
 from dte_build.kernels import Isa, Jit, Target, kernel_ir
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 QUANT_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 
 

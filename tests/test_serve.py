@@ -23,6 +23,8 @@ from dte_build.netboot import free_udp_port
 from dte_build.serve import ServeConfig
 from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, fake_ids
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 MODEL = FAKE_MODEL_NAME   # the name the hosted appliance is configured to report (INFO), not a gateway option
 
 

@@ -36,6 +36,8 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: E402
 from llamacpp_ref import LlamaCpp, high_level  # noqa: E402
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 PROMPTS = ("The three primary colors are", "def fibonacci(n):\n   ", "Paris is the capital of",
            "Once upon a time, there was a little robot who", "Water boils at 100 degrees")
 N_PREDICT = 24

@@ -22,6 +22,8 @@ import pytest
 
 from dte_build.engine import Engine
 
+pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
+
 # Every ggml-vocab-*.gguf with tests whose tokenizer dte claims (bert-bge is WordPiece: not claimed).
 CLAIMED = ["llama-spm", "phi-3", "gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder",
            "starcoder", "refact", "command-r", "falcon", "mpt", "gemma-4"]

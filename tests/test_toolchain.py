@@ -84,6 +84,7 @@ def test_build_is_reproducible(tmp_path: Path) -> None:
 
 
 @needs_toolchain
+@pytest.mark.slow
 def test_options_change_the_build_id(q35_build: toolchain.FirmwareBuild, tmp_path: Path) -> None:
     other = build_firmware(load_board("qemu-q35"), options=FirmwareOptions(prompt="Hello"), build_dir=tmp_path)
     assert other.build_id != q35_build.build_id
