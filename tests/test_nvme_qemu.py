@@ -20,7 +20,7 @@ pytestmark = pytest.mark.qemu
 PROBE_DIR = Path(__file__).resolve().parent / "qemu"
 SOURCES = [PROBE_DIR / "nvme_probe.c", PROBE_DIR / "probe_platform.c"] + [FIRMWARE_DIR / s for s in (
     "drivers/drvlog.c", "drivers/nvme.c", "drivers/nvme_queue.c", "drivers/nvme_read.c", "drivers/nvme_select.c",
-    "drivers/pci.c", "drivers/acpi.c", "drivers/storage.c", "lib/crc32c.c", "lib/fmt.c", "lib/mem.c")]
+    "drivers/pci.c", "drivers/acpi.c", "drivers/storage.c", "lib/crc32c.c", "lib/cstr.c", "lib/fmt.c", "lib/mem.c")]
 CHUNK = 1 << 20
 
 

@@ -1,5 +1,6 @@
 /* Bump allocator over the reserved regions. */
 #include "boot/alloc.h"
+#include "lib/cstr.h"
 
 #include <stdbool.h>
 
@@ -9,15 +10,6 @@ static struct dte_region regions[MAX_REGIONS];
 static int region_count;
 
 void *memset(void *dst, int value, size_t n);
-
-static bool same_name(const char *a, const char *b)
-{
-    while (*a && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
 
 void alloc_add_region(const char *name, uint64_t base, uint64_t size)
 {
@@ -29,7 +21,7 @@ void alloc_add_region(const char *name, uint64_t base, uint64_t size)
 static struct dte_region *find(const char *name)
 {
     for (int i = 0; i < region_count; i++) {
-        if (same_name(regions[i].name, name)) {
+        if (dte_cstr_eq(regions[i].name, name)) {
             return &regions[i];
         }
     }

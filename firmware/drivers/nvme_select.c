@@ -2,6 +2,7 @@
 #include "drivers/drvlog.h"
 #include "drivers/nvme.h"
 #include "drivers/pci.h"
+#include "lib/cstr.h"
 
 #define NVME_CLASS 0x01u    /* mass storage (PCI Code and ID Assignment 1.11, section 1.2) */
 #define NVME_SUBCLASS 0x08u /* non-volatile memory controller */
@@ -57,14 +58,6 @@ static bool parse_pci_address(const char *s, uint8_t *bus, uint8_t *dev, uint8_t
     return true;
 }
 
-static bool same_string(const char *a, const char *b)
-{
-    while (*a && *a == *b) {
-        a++, b++;
-    }
-    return *a == *b;
-}
-
 static int open_device(const struct pci_device *d, const struct nvme_config *cfg, struct nvme_ctrl **out)
 {
     const struct pci_bar *bar0 = &d->bars[0];
@@ -89,7 +82,7 @@ int nvme_open_selected(const char *select, const struct nvme_config *cfg, struct
         drv_logf("dte: nvme error=bad_argument text=\"storage.select wants pci:BB:DD.F\" select=%s", select);
         return NVME_ERR_ARGUMENT;
     }
-    if (select && *select && !by_pci && !by_serial && !same_string(select, "first")) {
+    if (select && *select && !by_pci && !by_serial && !dte_cstr_eq(select, "first")) {
         drv_logf("dte: nvme error=bad_argument text=\"storage.select is first, pci:BB:DD.F or serial:SN\" "
                  "select=%s",
                  select);
@@ -105,7 +98,7 @@ int nvme_open_selected(const char *select, const struct nvme_config *cfg, struct
         if (rc != NVME_OK || !by_serial) {
             return rc;
         }
-        if (same_string(nvme_get_info(*out)->serial, select + 7)) {
+        if (dte_cstr_eq(nvme_get_info(*out)->serial, select + 7)) {
             return NVME_OK;
         }
         nvme_disable(*out);

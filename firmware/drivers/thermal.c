@@ -2,28 +2,6 @@
  * readings (the counters are 32-bit and wrap: the difference is taken modulo 2^32). */
 #include "drivers/thermal_internal.h"
 
-bool thermal_contains(const char *haystack, const char *needle)
-{
-    for (; *haystack; haystack++) {
-        const char *h = haystack, *n = needle;
-        while (*n && *h == *n) {
-            h++, n++;
-        }
-        if (!*n) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool same(const char *a, const char *b)
-{
-    while (*a && *a == *b) {
-        a++, b++;
-    }
-    return *a == *b;
-}
-
 const char *thermal_probe_energy(dte_thermal *t, uint32_t unit_msr, uint32_t energy_msr)
 {
     uint64_t unit, energy;
@@ -56,9 +34,9 @@ int dte_thermal_probe(dte_thermal *t, const dte_thermal_cpu *cpu)
     *t = (dte_thermal){.cpu = cpu};
     if (cpu->hypervisor) {
         t->temp_reason = t->power_reason = "hypervisor_hides_sensors";
-    } else if (same(cpu->vendor, "AuthenticAMD") || same(cpu->vendor, "HygonGenuine")) {
+    } else if (dte_cstr_eq(cpu->vendor, "AuthenticAMD") || dte_cstr_eq(cpu->vendor, "HygonGenuine")) {
         thermal_amd_probe(t);
-    } else if (same(cpu->vendor, "GenuineIntel")) {
+    } else if (dte_cstr_eq(cpu->vendor, "GenuineIntel")) {
         thermal_intel_probe(t);
     } else {
         t->temp_reason = t->power_reason = "unknown_cpu_vendor";

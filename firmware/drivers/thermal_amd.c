@@ -52,7 +52,7 @@ int32_t dte_thermal_zen_offset_mc(const char *brand, unsigned family)
         return 0;
     }
     for (unsigned i = 0; i < sizeof table / sizeof table[0]; i++) {
-        if (thermal_contains(brand, table[i].name)) {
+        if (dte_cstr_contains(brand, table[i].name)) {
             return table[i].mc;
         }
     }

@@ -3,8 +3,8 @@
 #define DTE_DRIVERS_THERMAL_INTERNAL_H
 
 #include "drivers/thermal.h"
+#include "lib/cstr.h"
 
-bool thermal_contains(const char *haystack, const char *needle);
 /* Reads the energy unit and a first counter value; the reason when unavailable, else NULL (sets t->power). */
 const char *thermal_probe_energy(dte_thermal *t, uint32_t unit_msr, uint32_t energy_msr);
 

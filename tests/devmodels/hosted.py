@@ -18,7 +18,7 @@ DEVMODELS = Path(__file__).resolve().parent
 FIRMWARE_SOURCES = [
     "drivers/drvlog.c", "drivers/nvme.c", "drivers/nvme_queue.c", "drivers/nvme_read.c",
     "drivers/nvme_select.c", "drivers/storage.c",
-        "drivers/pci.c", "drivers/acpi.c", "lib/crc32c.c", "lib/fmt.c",
+    "drivers/pci.c", "drivers/acpi.c", "lib/crc32c.c", "lib/cstr.c", "lib/fmt.c",
     "drivers/thermal.c", "drivers/thermal_amd.c", "drivers/thermal_intel.c", "drivers/thermal_governor.c",
 ]
 MODEL_SOURCES = [DEVMODELS / "nvme_model.c", DEVMODELS / "platform_shim.c", DEVMODELS / "violation_log.c"]
