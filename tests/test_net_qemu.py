@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boot_helpers import hosted_generation
 from dte_build import protocol as p
 from dte_build.board import load_board
 from dte_build.cli import main
@@ -31,6 +32,7 @@ from dte_build.engine import Engine
 from dte_build.errors import DteError
 from dte_build.netboot import NetAppliance, free_udp_port
 from dte_build.paths import MODELS_DIR
+from dte_build.toolchain import FirmwareOptions
 from net_helpers import DROP_COUNTERS as PROTO_DROP_COUNTERS
 from net_helpers import KEY, authentic, bad_traffic, fuzz_frame, no_answer, open_raw
 
@@ -44,10 +46,8 @@ DROP_COUNTERS = (*PROTO_DROP_COUNTERS, "net_fragments")
 
 def hosted(prompt: str, n: int, temp: float = 0.0, top_k: int = 40, top_p: float = 0.95, seed: int = 0) -> dict:
     """`dte generate --json` on this host: the oracle for the appliance's ids."""
-    result = CliRunner().invoke(main, ["generate", "-m", str(MODEL), "-p", prompt, "-n", str(n), "--temp", str(temp),
-                                       "--top-k", str(top_k), "--top-p", str(top_p), "--seed", str(seed), "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return hosted_generation(MODEL, FirmwareOptions(prompt=prompt, n_predict=n, temperature=temp, top_k=top_k,
+                                                    top_p=top_p, seed=seed))
 
 
 @pytest.fixture(scope="module")

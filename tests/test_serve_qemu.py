@@ -10,7 +10,6 @@ tests, one appliance for the module (plus a second for the fleet): QEMU runs on 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,12 +21,14 @@ from click.testing import CliRunner
 
 from _fleet import HAProxy, run_load
 from _serve import DTE, ServeProcess
+from boot_helpers import hosted_generation
 from dte_build import protocol as p
 from dte_build.cli import main
 from dte_build.client import Client
 from dte_build.engine import Engine
 from dte_build.netboot import NetAppliance
 from dte_build.paths import MODELS_DIR
+from dte_build.toolchain import FirmwareOptions
 from net_helpers import KEY
 
 pytestmark = pytest.mark.qemu
@@ -40,10 +41,8 @@ BOOT_TIMEOUT = 150.0
 
 def hosted(prompt: str, n: int, temp: float = 0.0, top_k: int = 40, top_p: float = 0.95, seed: int = 0) -> dict:
     """`dte generate --json` on this host: the oracle."""
-    result = CliRunner().invoke(main, ["generate", "-m", str(MODEL), "-p", prompt, "-n", str(n), "--temp", str(temp),
-                                       "--top-k", str(top_k), "--top-p", str(top_p), "--seed", str(seed), "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return hosted_generation(MODEL, FirmwareOptions(prompt=prompt, n_predict=n, temperature=temp, top_k=top_k,
+                                                    top_p=top_p, seed=seed))
 
 
 @pytest.fixture(scope="module")
