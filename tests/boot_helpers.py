@@ -39,6 +39,17 @@ def build_boot_image(tmp: Path, board: Board, model: Path | None, options: Firmw
     return image
 
 
+def build_net_image(tmp: Path, model: Path, key_file: Path) -> Path:
+    """`dte build --net --key KEYFILE` of `model` with 2 boot tokens and the identity stage off (plain
+    `dte generate` is the oracle), build artifacts in tmp rather than the shared build/."""
+    path = tmp / "boot.img"
+    result = CliRunner(env={"DTE_BUILD_DIR": str(tmp / "build")}).invoke(
+        main, ["build", "--board", "qemu-q35", "--model", str(model), "--net", "--key", str(key_file), "-n", "2",
+               "--identity-strength", "0", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
 def boot(image: Path, board: Board, *, drive: str = "nvme", nvme_options: str = "",
          memory_mib: int | None = None, smp: int = 1) -> qemu.RunResult:
     config = dataclasses.replace(qemu.make_config(board, drive=drive, memory_mib=memory_mib, smp=smp),

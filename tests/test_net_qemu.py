@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from boot_helpers import hosted_generation
+from boot_helpers import build_net_image, hosted_generation
 from dte_build import protocol as p
 from dte_build.board import load_board
 from dte_build.cli import main
@@ -60,13 +60,7 @@ def image(tmp_path_factory: pytest.TempPathFactory, key_file: Path) -> Path:
     """`dte build --net --key KEYFILE` (build artifacts in a temp dir, not the shared build/)."""
     if not MODEL.is_file():
         pytest.skip(f"{MODEL.name} is not in models/")
-    tmp = tmp_path_factory.mktemp("net")
-    path = tmp / "boot.img"
-    result = CliRunner(env={"DTE_BUILD_DIR": str(tmp / "build")}).invoke(
-        main, ["build", "--board", "qemu-q35", "--model", str(MODEL), "--net", "--key", str(key_file), "-n", "2",
-               "--identity-strength", "0", "-o", str(path)])   # stage off: plain `dte generate` is the oracle
-    assert result.exit_code == 0, result.output
-    return path
+    return build_net_image(tmp_path_factory.mktemp("net"), MODEL, key_file)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import openai
 import pytest
-from click.testing import CliRunner
 
 from _fleet import HAProxy, run_load
 from _serve import DTE, ServeProcess
-from boot_helpers import hosted_generation
+from boot_helpers import build_net_image, hosted_generation
 from dte_build import protocol as p
-from dte_build.cli import main
 from dte_build.client import Client
 from dte_build.engine import Engine
 from dte_build.netboot import NetAppliance
@@ -52,13 +50,7 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory, key_file: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("serve")
-    path = tmp / "boot.img"
-    result = CliRunner(env={"DTE_BUILD_DIR": str(tmp / "build")}).invoke(
-        main, ["build", "--board", "qemu-q35", "--model", str(MODEL), "--net", "--key", str(key_file), "-n", "2",
-               "--identity-strength", "0", "-o", str(path)])   # stage off: plain `dte generate` is the oracle
-    assert result.exit_code == 0, result.output
-    return path
+    return build_net_image(tmp_path_factory.mktemp("serve"), MODEL, key_file)
 
 
 @pytest.fixture(scope="module")
