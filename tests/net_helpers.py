@@ -140,3 +140,17 @@ def fuzz_frame(rng: random.Random, seq: int, session: int) -> bytes:
         return authentic(rng.choice([0, 2, 3, 5, 7, 9, 11, 12, 13, 14, 16, 17, 200, 255]), session, seq,
                          rng.randbytes(8))
     return authentic(10, session, seq, flags=rng.choice([0x8000, 0x0001, 0x0002, 0x0100]))   # flags forbidden
+
+
+def fake_turns(turns: list[str], seed: int, n: int) -> list[str]:
+    """The fake engine's replies to user turns appended to one session: each generated token depends on the sum
+    of every id in the transcript (the turns' bytes and the tokens generated before)."""
+    transcript: list[int] = []
+    replies = []
+    for text in turns:
+        transcript += list(text.encode())
+        total = sum(transcript)
+        ids = [97 + (seed + 7 * i + total) % 26 for i in range(n)]
+        transcript += ids
+        replies.append(bytes(ids).decode())
+    return replies

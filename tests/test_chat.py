@@ -25,27 +25,13 @@ import pytest
 
 from _serve import DTE, write_key
 from dte_build.netboot import free_udp_port
-from net_helpers import KEY, Server, fake_ids
+from net_helpers import KEY, Server, fake_ids, fake_turns
 
 pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
 
 
 def fake_text(prompt: str, seed: int, n: int) -> str:
     return "".join(chr(i) for i in fake_ids(prompt, seed, n))
-
-
-def fake_turns(turns: list[str], seed: int, n: int) -> list[str]:
-    """The fake engine's replies to user turns appended to one session: each generated token depends on the sum
-    of every id in the transcript (the turns' bytes and the tokens generated before)."""
-    transcript: list[int] = []
-    replies = []
-    for text in turns:
-        transcript += list(text.encode())
-        total = sum(transcript)
-        ids = [97 + (seed + 7 * i + total) % 26 for i in range(n)]
-        transcript += ids
-        replies.append(bytes(ids).decode())
-    return replies
 
 
 @pytest.fixture(scope="module")

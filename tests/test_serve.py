@@ -21,7 +21,7 @@ import pytest
 from _serve import DTE, GatewayThread, ServeProcess, write_key
 from dte_build.netboot import free_udp_port
 from dte_build.serve import ServeConfig
-from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, fake_ids
+from net_helpers import FAKE_MODEL_NAME, FAKE_MODEL_SHA256, KEY, Server, fake_ids, fake_turns
 
 pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: `pytest -m "not slow"`
 
@@ -143,20 +143,6 @@ def test_completion_sends_the_prompt_as_it_is(client: openai.OpenAI) -> None:
     assert streamed == reply.choices[0].text
     echoed = client.completions.create(model=MODEL, prompt="The forest", max_tokens=7, seed=11, echo=True)
     assert echoed.choices[0].text == "The forest" + reply.choices[0].text
-
-
-def fake_turns(turns: list[str], seed: int, n: int) -> list[str]:
-    """The fake engine's replies to user turns appended to one session: a generated token depends on the sum of
-    every id in the transcript (the turns' bytes, and the tokens generated before)."""
-    transcript: list[int] = []
-    replies = []
-    for text in turns:
-        transcript += list(text.encode())
-        total = sum(transcript)
-        ids = [97 + (seed + 7 * i + total) % 26 for i in range(n)]
-        transcript += ids
-        replies.append(bytes(ids).decode())
-    return replies
 
 
 def test_history_the_gateway_did_not_produce_is_carried_as_one_turn(client: openai.OpenAI) -> None:
