@@ -8,7 +8,8 @@ own subprocess, interleaved, `--repeat` times; the table shows medians:
 
 - pp128: one batch of 128 tokens from an empty context (one llama_decode / one dte eval), tokens/s;
 - tg128: 128 single-token evaluations from an empty context, tokens/s (as llama-bench);
-- bound: tg's memory-bandwidth limit = single-thread read bandwidth (numpy, one thread) / bytes of weights read
+- bound: tg's memory-bandwidth limit = read bandwidth with as many threads as the row (numpy, one array per
+  thread, all reading at once) / bytes of weights read
   per token (every tensor but token_embd, which is read one row at a time);
 - per CPU-second: tokens per second of the worker's CPU time (all its threads), the
   fairer figure when other work shares the cores (a spin-waiting thread counts against its engine);
@@ -99,15 +100,19 @@ def weight_bytes_per_token(path: Path) -> int:
     return total
 
 
-def read_bandwidth(gib: float = 1.0, repeat: int = 5) -> float:
-    """Single-thread read bandwidth in bytes/s: numpy's float32 dot of a large array with itself, best run."""
-    x = np.ones(int(gib * 2**30) // 4, dtype=np.float32)
+def read_bandwidth(threads: int = 1, gib: float = 1.0, repeat: int = 5) -> float:
+    """Read bandwidth in bytes/s with `threads` threads reading at once, each numpy's float32 dot of its own
+    large array with itself (numpy releases the GIL in the dot), best run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = [np.ones(int(gib * 2**30) // 4 // threads, dtype=np.float32) for _ in range(threads)]
     best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        float(np.dot(x, x))
-        best = min(best, time.perf_counter() - t0)
-    return x.nbytes / best
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            list(pool.map(lambda x: float(np.dot(x, x)), xs))
+            best = min(best, time.perf_counter() - t0)
+    return sum(x.nbytes for x in xs) / best
 
 
 def kv_cache_bytes(path: Path, n_ctx: int) -> int:
@@ -230,8 +235,9 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def print_table(rows: list[dict[str, object]], bandwidth: float, load: tuple[str, str]) -> None:
-    print(f"single-thread read bandwidth {bandwidth / 1e9:.1f} GB/s; load average {load[0]} (start), {load[1]} "
+def print_table(rows: list[dict[str, object]], bandwidth: dict[int, float], load: tuple[str, str]) -> None:
+    speeds = ", ".join(f"{t} thread(s) {b / 1e9:.1f}" for t, b in sorted(bandwidth.items()))
+    print(f"read bandwidth GB/s: {speeds}; load average {load[0]} (start), {load[1]} "
           "(end); medians", file=sys.stderr)
     head = ("type", "thr", "file MiB", "tg dte", "tg llama", "tg ratio", "tg bound", "dte/bound", "pp dte",
             "pp llama", "pp ratio", "tg/CPU-s ratio", "pp/CPU-s ratio", "RSS dte", "RSS llama", "RSS budget")
@@ -268,7 +274,10 @@ def main() -> int:
     samples: dict[tuple[str, int, str], list[dict[str, float]]] = {}
     if args.from_samples:
         lines = [json.loads(x) for x in args.from_samples.read_text().splitlines() if x.strip()]
-        bandwidth = next(x["read_bandwidth"] for x in lines if "read_bandwidth" in x)
+        head = next(x for x in lines if "read_bandwidth" in x)
+        seen = head["read_bandwidth"]  # {threads: B/s}; older files hold one single-thread figure
+        bandwidth = ({int(t): b for t, b in seen.items()} if isinstance(seen, dict)
+                     else {t: seen for t in args.threads})
         runs = [x for x in lines if "engine" in x]
         for x in runs:
             samples.setdefault((x["type"], x["threads"], x["engine"]), []).append(x)
@@ -276,7 +285,7 @@ def main() -> int:
         args.repeat = min(len(v) for v in samples.values())
     else:
         load_start = load_average()
-        bandwidth = read_bandwidth()
+        bandwidth = {t: read_bandwidth(t) for t in args.threads}
         record(args.samples, {"read_bandwidth": bandwidth, "load": load_start, "library": library.name,
                               "kernel_width": kernel_width(), "n_pp": args.n_pp, "n_tg": args.n_tg})
         for rep in range(args.repeat):
@@ -299,7 +308,7 @@ def main() -> int:
             med = {e: {k: statistics.median(s.get(k, float("nan")) for s in samples[(name, threads, e)])
                        for k in MEASURES}
                    for e in ("dte", "llamacpp")}
-            bound = bandwidth / per_token
+            bound = bandwidth[threads] / per_token
             rows.append({
                 "type": name, "threads": threads, "file_mib": round(path.stat().st_size / 2**20),
                 "tg_dte": round(med["dte"]["tg_tps"], 2), "tg_llamacpp": round(med["llamacpp"]["tg_tps"], 2),
@@ -319,7 +328,8 @@ def main() -> int:
                 "weight_bytes_per_token": per_token})
     print_table(rows, bandwidth, load)
     if args.json:
-        print(json.dumps({"kernel_width": kernel_width(), "read_bandwidth_gbs": round(bandwidth / 1e9, 2),
+        gbs = {t: round(b / 1e9, 2) for t, b in bandwidth.items()}
+        print(json.dumps({"kernel_width": kernel_width(), "read_bandwidth_gbs": gbs,
                           "load_average": load, "repeat": args.repeat, "rows": rows}, indent=2))
     return 0
 
