@@ -376,7 +376,12 @@ static int check_overlap(cursor *c, const dte_gguf *g)
 
 int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_t errlen)
 {
-    cursor c = {(const uint8_t *)buf, size, 0, err, errlen};
+    return dte_gguf_parse_prefix(buf, size, size, g, err, errlen);
+}
+
+int dte_gguf_parse_prefix(const void *buf, uint64_t avail, uint64_t size, dte_gguf *g, char *err, size_t errlen)
+{
+    cursor c = {(const uint8_t *)buf, avail < size ? avail : size, 0, err, errlen};
     *g = (dte_gguf){0};
     g->buf = c.buf;
     g->size = size;
@@ -416,6 +421,7 @@ int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *g, char *err, size_
     if ((rc = read_alignment(&c, g)) != 0) {
         return rc;
     }
+    c.size = size; /* the header is read: tensor data is checked against the whole file */
     if ((rc = place_tensors(&c, g)) != 0) {
         return rc;
     }

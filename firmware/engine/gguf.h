@@ -74,6 +74,10 @@ typedef struct {
 
 /* Parse and validate; on failure returns a DTE_E_* code and writes a one-line message into err. */
 int dte_gguf_parse(const void *buf, uint64_t size, dte_gguf *out, char *err, size_t errlen);
+/* The same for a file of `size` bytes of which only the first `avail` are in buf: the header must lie inside them
+ * (else DTE_E_TRUNCATED); tensor data is checked against size, and tensor data pointers past avail must not be
+ * read. */
+int dte_gguf_parse_prefix(const void *buf, uint64_t avail, uint64_t size, dte_gguf *out, char *err, size_t errlen);
 
 bool dte_str_eq(dte_str s, const char *cstr);
 const dte_gguf_kv *dte_gguf_find(const dte_gguf *g, const char *key);
