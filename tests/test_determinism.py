@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dte_build import layout
 from dte_build.engine import Engine, build_host_library
 from dte_build.paths import MODELS_DIR
 
@@ -31,10 +32,10 @@ def libraries() -> dict[int, Path]:
     return {w: build_host_library(width=w) for w in WIDTHS}
 
 
-def run(model: str, library: Path) -> list[np.ndarray]:
+def run(model: str | Path, library: Path, weights_layout: int = layout.GGUF) -> list[np.ndarray]:
     """Per prompt: the last position's logits batched, the same one token at a time, and 16 greedy ids."""
     out = []
-    with Engine(MODELS_DIR / model, n_ctx=128, threads=2, library=library) as e:
+    with Engine(MODELS_DIR / model, n_ctx=128, threads=2, library=library, weights_layout=weights_layout) as e:
         for prompt in PROMPTS:
             ids = e.tokenize(prompt)
             assert len(ids) > 4
@@ -49,13 +50,27 @@ def run(model: str, library: Path) -> list[np.ndarray]:
     return out
 
 
+def laid_out_copy(model: Path, out: Path) -> Path:
+    """The model with its matrices in ROWS4 (what `dte build` writes), header and offsets unchanged."""
+    data = bytearray(model.read_bytes())
+    for r in layout.ranges(model):
+        piece = bytes(data[r.offset:r.offset + r.size])
+        layout.pack(r.type, r.n_cols, r.n_rows, piece, memoryview(data)[r.offset:r.offset + r.size])
+    out.write_bytes(bytes(data))
+    return out
+
+
 @pytest.mark.parametrize("model", MODELS)
-def test_logits_are_bit_identical_at_every_width(libraries: dict[int, Path], model: str) -> None:
+def test_logits_are_bit_identical_at_every_width(libraries: dict[int, Path], model: str, tmp_path: Path) -> None:
+    """Plain GGUF files (repacked to ROWS4 at open) at every width, and the same model laid out beforehand
+    (opened as ROWS4, nothing repacked) at 512 bits and with no kernels: all the same bits."""
     results = {w: run(model, lib) for w, lib in libraries.items()}
+    laid = laid_out_copy(MODELS_DIR / model, tmp_path / model)
+    results.update({("rows4", w): run(laid, libraries[w], layout.ROWS4) for w in (512, 0)})
     for k in range(0, len(results[512]), 3):
         np.testing.assert_array_equal(results[512][k], results[512][k + 1], err_msg=f"{model}: batched vs 1 token")
-    for w in WIDTHS:
-        for k, (a, b) in enumerate(zip(results[w], results[512])):
+    for w, res in results.items():
+        for k, (a, b) in enumerate(zip(res, results[512])):
             np.testing.assert_array_equal(a, b, err_msg=f"{model}: width {w or 'scalar'} vs 512, result {k}")
 
 

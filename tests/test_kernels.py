@@ -17,6 +17,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from _quantlib import Quants, load_quants, random_weight_bytes
+from dte_build import layout
 from dte_build.board import load_board
 from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, ROW_SYMBOLS, TILE_ROWS, TOKENS,
                                VEC_DOT_SYMBOLS, Isa, Jit, Target, board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
@@ -184,12 +185,12 @@ def test_tile_kernel_matches_reference_and_four_token_kernel(q: Quants, jit: Jit
     for blocks in (1, 2, 3, 8, 17):
         n = 32 * blocks
         wrows = [random_weight_bytes(t, n, rng) for _ in range(TILE_ROWS)]
-        wstride = wrows[0].size + 6  # rows need not be adjacent
-        w = np.zeros(wstride * TILE_ROWS, dtype=np.uint8)
         if blocks == 3:
             wrows = [adversarial_weights(t, n, rng) for _ in range(TILE_ROWS)]
-        for r, row in enumerate(wrows):
-            w[r * wstride:r * wstride + row.size] = row
+        wstride = wrows[0].size
+        # the 4-row kernels read one ROWS4 group (docs/kernels.md "Weight layouts"), packed by the engine's own
+        # transform (tests/test_layout.py checks it against numpy); the reference reads the plain rows
+        w = np.frombuffer(layout.pack(int(t), n, TILE_ROWS, np.concatenate(wrows).tobytes()), dtype=np.uint8)
         rows = [q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(TOKENS)]
         stride = rows[0].size + 40
         acts = np.zeros(stride * TOKENS, dtype=np.uint8)
@@ -292,15 +293,17 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path, width: int) -> Non
         np.testing.assert_array_equal(out[::3], np.array(expected, dtype=np.float32))
         assert np.isnan(out[1::3]).all()
     rows_tokens = lib.lib.dte_vec_dot_rows_tokens
-    rows_tokens.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                            ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(ctypes.c_float),
-                            ctypes.c_int64]
-    for t in (T.Q8_0, T.Q4_1, T.Q4_K):  # tile kernels (legacy types) and the 4-token fallback (K-quants)
-        wrows = [random_weight_bytes(t, n, rng) for _ in range(9)]  # 2 tiles + a leftover row
+    rows_tokens.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.POINTER(ctypes.c_float), ctypes.c_int64]
+    # tile kernels on ROWS4 groups (legacy types) and the 4-token fallback (K-quants; plain rows)
+    for t, lay in ((T.Q8_0, layout.ROWS4), (T.Q4_1, layout.ROWS4), (T.Q4_K, layout.GGUF), (T.Q5_0, layout.GGUF)):
+        wrows = [random_weight_bytes(t, n, rng) for _ in range(9)]  # 2 groups + a leftover row
         rows = [lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(7)]
         out = np.full((7, 11), np.nan, dtype=np.float32)  # [token][row], stride 11
-        w_all, a_all = np.concatenate(wrows), np.concatenate(rows)
-        rows_tokens(int(t), n, w_all.ctypes.data, wrows[0].size, 9, a_all.ctypes.data, rows[0].size, 7,
+        w_all = np.frombuffer(layout.pack(int(t), n, 9, np.concatenate(wrows).tobytes(), layout=lay), np.uint8)
+        a_all = np.concatenate(rows)
+        rows_tokens(int(t), lay, n, w_all.ctypes.data, wrows[0].size, 9, a_all.ctypes.data, rows[0].size, 7,
                     out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 11)
         expected = [[lib.vec_dot(t, n, w_, a_) for w_ in wrows] for a_ in rows]
         np.testing.assert_array_equal(out[:, :9], np.array(expected, dtype=np.float32))

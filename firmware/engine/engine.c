@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include "gguf.h"
+#include "layout.h"
 #include "lib/fmt.h"
 #include "model.h"
 #include "runtime/platform.h"
@@ -18,6 +19,8 @@ struct dte_engine {
     float *logits;
     bool has_model;
     dte_engine_hooks hooks;
+    bool repack;            /* the file's matrices are in GGUF layout and are evaluated in ROWS4: repack them */
+    void *layout_tmp;       /* one group of the widest laid-out matrix (dte_layout_pack_inplace) */
 };
 
 static int fail(char *err, size_t errlen, int code, const char *msg)
@@ -34,14 +37,74 @@ static int read_hook(void *user, uint64_t offset, uint64_t bytes, void *dst)
     return h->read ? h->read(h->user, offset, bytes, dst) : -1;
 }
 
+/* Every matrix of the model once (a tied output is token_embd itself), in file order of the parts. */
+static dte_weight *nth_matrix(dte_model *m, uint32_t i)
+{
+    if (i == 0) {
+        return &m->tok_embd;
+    }
+    if (i == 1) {
+        return m->output.offset != m->tok_embd.offset ? &m->output : 0;
+    }
+    i -= 2;
+    if (i >= m->hp.n_layer * (uint32_t)DTE_LAYER_MATRICES) {
+        return 0;
+    }
+    dte_weight *w = &m->layers[i / DTE_LAYER_MATRICES].w[i % DTE_LAYER_MATRICES];
+    return w->present ? w : 0;
+}
+
+static void repack(dte_engine *e, dte_weight *w)
+{
+    if (e->repack && w->data && w->layout == DTE_LAYOUT_ROWS4) {
+        dte_layout_pack_inplace(w->layout, w->type, w->n_cols, w->n_rows, (void *)(uintptr_t)w->data, e->layout_tmp);
+    }
+}
+
+/* A GGUF-layout file evaluated in ROWS4: the one-group buffer, then the resident matrices repacked in place
+ * (streamed ones are repacked as dte_engine_place puts them in the window). */
+static int repack_at_open(dte_engine *e, char *err, size_t errlen)
+{
+    dte_model *m = &e->model;
+    const uint32_t count = 2 + m->hp.n_layer * (uint32_t)DTE_LAYER_MATRICES;
+    int64_t tmp = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const dte_weight *w = nth_matrix(m, i);
+        if (w && w->layout == DTE_LAYOUT_ROWS4 && dte_layout_tmp_bytes(w->type, w->n_cols) > tmp) {
+            tmp = dte_layout_tmp_bytes(w->type, w->n_cols);
+        }
+    }
+    if (tmp == 0) {
+        return 0;
+    }
+    e->layout_tmp = dte_alloc((size_t)tmp, 64);
+    if (!e->layout_tmp) {
+        return fail(err, errlen, DTE_E_NOMEM, "engine: out of memory for the weight layout");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        dte_weight *w = nth_matrix(m, i);
+        if (w) {
+            repack(e, w);
+        }
+    }
+    return 0;
+}
+
 static int open_model(dte_engine *e, const dte_engine_params *p, char *err, size_t errlen)
 {
-    dte_model_source src = {p->resident_bytes, read_hook, &e->hooks};
+    /* evaluated weights are always in ROWS4; a check without a KV cache reads them as they are */
+    const uint32_t layout =
+        p->weights_layout == DTE_LAYOUT_ROWS4 || !p->no_context ? DTE_LAYOUT_ROWS4 : DTE_LAYOUT_GGUF;
+    dte_model_source src = {p->resident_bytes, layout, read_hook, &e->hooks};
     int rc = dte_model_load(&e->gguf, &src, &e->model, err, errlen);
     if (rc) {
         return rc;
     }
     e->has_model = true;
+    e->repack = p->weights_layout == DTE_LAYOUT_GGUF && layout == DTE_LAYOUT_ROWS4;
+    if (e->repack && (rc = repack_at_open(e, err, errlen)) != 0) {
+        return rc;
+    }
     if (e->hooks.ensure_resident) {
         e->model.ensure_resident = e->hooks.ensure_resident;
         e->model.ensure_user = e->hooks.user;
@@ -81,6 +144,9 @@ int dte_engine_open(const void *buf, uint64_t size, const dte_engine_params *par
     }
     if (hooks) {
         e->hooks = *hooks;
+    }
+    if (p->weights_layout != DTE_LAYOUT_GGUF && p->weights_layout != DTE_LAYOUT_ROWS4) {
+        return fail(err, errlen, DTE_E_ARG, "engine: unknown weights layout");
     }
     int rc = dte_gguf_parse(buf, size, &e->gguf, err, errlen);
     if (rc) {
@@ -206,6 +272,7 @@ void dte_engine_place(dte_engine *e, uint32_t part, uint32_t i, const void *data
     dte_weight *w = part_weight(e, part, i, &slot);
     if (w) {
         w->data = data;
+        repack(e, w);
     }
 }
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "errors.h"
+#include "layout.h"
 
 typedef struct dte_engine dte_engine;
 
@@ -31,6 +32,11 @@ typedef struct {
     bool vocab_only;          /* tokenizer only: no model view, no KV cache */
     bool no_context;          /* model and tokenizer, checked, but no KV cache (build-time checks, fuzzing) */
     uint64_t resident_bytes;  /* bytes of the buffer in memory; 0: all of it */
+    /* DTE_LAYOUT_* (layout.h) of the matrices' bytes in buf and in what the streaming loader places: GGUF (0, as
+     * in the file) is repacked to ROWS4 in place when the session gets a KV cache (at open for the resident part,
+     * in dte_engine_place for streamed weights), so buf must then be writable; ROWS4: already laid out (an image
+     * written by `dte build`). */
+    uint32_t weights_layout;
 } dte_engine_params;
 
 typedef struct {
@@ -72,7 +78,8 @@ void dte_engine_get_info(const dte_engine *e, dte_engine_info *info);
 uint32_t dte_engine_parts(const dte_engine *e);
 /* The i-th weight matrix of a part: 0 and *out filled, 1 past the last one. */
 int dte_engine_part_weight(const dte_engine *e, uint32_t part, uint32_t i, dte_weight_ref *out);
-/* Point the i-th weight of a part at data (its bytes, as in the file), or NULL to mark it absent again. */
+/* Point the i-th weight of a part at data (its bytes, as in the file: in params.weights_layout, repacked in place
+ * when that is GGUF and the session evaluates), or NULL to mark it absent again. */
 void dte_engine_place(dte_engine *e, uint32_t part, uint32_t i, const void *data);
 
 /* Run n tokens at the next positions (split into n_batch pieces); the last token's logits into the session's

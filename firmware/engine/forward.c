@@ -24,6 +24,7 @@
 #include "model.h"
 
 #include "errors.h"
+#include "layout.h"
 #include "mathf.h"
 #include "quants.h"
 #include "runtime/platform.h"
@@ -220,6 +221,13 @@ typedef struct {
     int64_t act_row_bytes;
 } mm_task;
 
+/* Work is split in groups of DTE_LAYOUT_GROUP_ROWS rows (a job's last group may be short), so that every worker's
+ * rows start at a ROWS4 group boundary (layout.h). */
+static int64_t mm_groups(const dte_weight *w)
+{
+    return (w->n_rows + DTE_LAYOUT_GROUP_ROWS - 1) / DTE_LAYOUT_GROUP_ROWS;
+}
+
 static void mm_rows(void *arg, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
@@ -227,7 +235,10 @@ static void mm_rows(void *arg, int64_t begin, int64_t end, int worker)
     int64_t base = 0;
     for (int j = 0; j < t->n_jobs; j++) {
         const dte_weight *w = t->jobs[j].w;
-        int64_t lo = begin > base ? begin - base : 0, hi = end - base < w->n_rows ? end - base : w->n_rows;
+        const int64_t groups = mm_groups(w);
+        int64_t lo = begin > base ? begin - base : 0, hi = end - base < groups ? end - base : groups;
+        lo *= DTE_LAYOUT_GROUP_ROWS;
+        hi = hi * DTE_LAYOUT_GROUP_ROWS < w->n_rows ? hi * DTE_LAYOUT_GROUP_ROWS : w->n_rows;
         for (int64_t r0 = lo; r0 < hi; r0 += 16) { /* tiles of rows x tokens that stay in cache */
             int64_t r1 = r0 + 16 < hi ? r0 + 16 : hi;
             for (int64_t t0 = 0; t0 < t->n_tokens; t0 += 64) {
@@ -235,11 +246,11 @@ static void mm_rows(void *arg, int64_t begin, int64_t end, int worker)
                 const uint8_t *a = t->act + t0 * t->act_row_bytes;
                 float *out = t->jobs[j].out + t0 * w->n_rows;
                 /* 4 x 4 tiles (rows x tokens), 4 x 1 for one token, where the type has those kernels */
-                dte_vec_dot_rows_tokens(w->type, w->n_cols, w->data + r0 * w->row_bytes, w->row_bytes, r1 - r0, a,
-                                        t->act_row_bytes, nt, out + r0, w->n_rows);
+                dte_vec_dot_rows_tokens(w->type, w->layout, w->n_cols, w->data + r0 * w->row_bytes, w->row_bytes,
+                                        r1 - r0, a, t->act_row_bytes, nt, out + r0, w->n_rows);
             }
         }
-        base += w->n_rows;
+        base += groups;
     }
 }
 
@@ -272,7 +283,7 @@ static int matmul(const mm_job *jobs, int n_jobs, const float *x, uint32_t n_tok
             }
             return 0;
         }
-        total += jobs[j].w->n_rows;
+        total += mm_groups(jobs[j].w);
     }
     mm_task task = {jobs, n_jobs, n_tokens, act, quantize_rows(act_type, x, n_tokens, w0->n_cols, act)};
     return dte_parallel_for(total, mm_rows, &task) ? DTE_E_BUSY : 0;
@@ -588,7 +599,8 @@ static void embed(dte_model_ctx *c, const int32_t *tokens, uint32_t n)
     const int64_t E = m->hp.n_embd;
     for (uint32_t t = 0; t < n; t++) {
         float *x = c->x + t * E;
-        dte_dequantize_row(m->tok_embd.type, m->tok_embd.data + (int64_t)tokens[t] * m->tok_embd.row_bytes, x, E);
+        const dte_weight *w = &m->tok_embd;
+        dte_layout_dequantize_row(w->layout, w->type, w->n_cols, w->n_rows, w->data, tokens[t], x);
         if (m->hp.embd_scale != 1.0f) {
             for (int64_t i = 0; i < E; i++) {
                 x[i] *= m->hp.embd_scale;

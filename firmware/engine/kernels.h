@@ -15,9 +15,10 @@ typedef float (*dte_vec_dot_fn)(int64_t n, const void *weights, const void *acti
 #define DTE_KERNEL_TOKENS 4
 typedef void (*dte_vec_dot4_fn)(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
                                 float *out);
-/* DTE_KERNEL_ROWS weight rows (w_row_bytes apart) against DTE_KERNEL_TOKENS activation rows (act_row_bytes apart):
- * out[t * DTE_KERNEL_ROWS + r] = dot(w_r, a_t), each bit-identical to the dte_vec_dot4_fn kernel's result (the
- * legacy 32-element types; prompt processing). */
+/* DTE_KERNEL_ROWS weight rows, one DTE_LAYOUT_ROWS4 group (layout.h: blocks of the 4 rows side by side, fields
+ * grouped; w_row_bytes is not used), against DTE_KERNEL_TOKENS activation rows (act_row_bytes apart):
+ * out[t * DTE_KERNEL_ROWS + r] = dot(w_r, a_t), each bit-identical to the dte_vec_dot4_fn kernel's result on the
+ * plain row (the legacy 32-element types; prompt processing). */
 #define DTE_KERNEL_ROWS 4
 typedef void (*dte_gemm_fn)(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                             int64_t act_row_bytes, float *out);
@@ -68,8 +69,8 @@ void dte_k_gemm4x4_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes
 void dte_k_gemm4x4_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                              int64_t act_row_bytes, float *out);
 
-/* DTE_KERNEL_ROWS weight rows against one activation row (generation; act_row_bytes unused): out[r] = dot(w_r, a),
- * bit-identical to dte_vec_dot_fn's result. */
+/* DTE_KERNEL_ROWS weight rows (one ROWS4 group, as above) against one activation row (generation; act_row_bytes
+ * unused): out[r] = dot(w_r, a), bit-identical to dte_vec_dot_fn's result on the plain row. */
 void dte_k_gemm4x1_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                              int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q4_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,

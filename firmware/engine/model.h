@@ -20,6 +20,7 @@ typedef struct {
     uint64_t offset;        /* of the data from the start of the GGUF */
     const uint8_t *data;    /* NULL while a streamed weight is not in the window */
     bool present;           /* the file has this tensor */
+    uint8_t layout;         /* DTE_LAYOUT_* (layout.h) of the bytes at data: ROWS4 where it applies to the tensor */
 } dte_weight;
 
 /* Matrix slots of a layer (llama.cpp llama_layer names). */
@@ -91,6 +92,8 @@ typedef struct {
  * `read` (vectors, copied to F32) or left absent (data NULL) for the streaming loader (matrices). */
 typedef struct {
     uint64_t resident;   /* 0: all of the buffer */
+    uint32_t layout;     /* DTE_LAYOUT_* the matrices are in when evaluated (each dte_weight's layout where it
+                          * applies to the tensor; layout.h) */
     int (*read)(void *user, uint64_t offset, uint64_t bytes, void *dst);
     void *user;
 } dte_model_source;

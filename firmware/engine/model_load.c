@@ -6,6 +6,7 @@
 
 #include "arch.h"
 #include "errors.h"
+#include "layout.h"
 #include "lib/fmt.h"
 #include "mathf.h"
 #include "quants.h"
@@ -234,6 +235,8 @@ static int get_weight(loader *ld, const char *name, int64_t n_cols, int64_t n_ro
                       .offset = (uint64_t)(t->data - ld->g->buf),
                       .data = t->data,
                       .present = true};
+    const uint32_t layout = ld->src ? ld->src->layout : DTE_LAYOUT_GGUF;
+    w->layout = (uint8_t)(dte_layout_applies(layout, t->type, t->n_dims, t->ne[1]) ? layout : DTE_LAYOUT_GGUF);
     uint64_t resident = ld->src ? ld->src->resident : 0;
     if (resident && w->offset + t->n_bytes > resident) {
         w->data = 0; /* streamed: placed by the loader (engine.c) */

@@ -7,6 +7,7 @@
 #include "quants.h"
 
 #include "kernels.h"
+#include "layout.h"
 #include "quants_blocks.h"
 
 /* ---- type traits (ggml.c type_traits: blck_size, type_size) ---- */
@@ -523,48 +524,47 @@ float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const vo
     return dte_vec_dot_ref(weight_type, n, weights, activations);
 }
 
-/* Rows r0.. (full tiles of DTE_KERNEL_ROWS) against one token: the rows kernel, one activation load per 4 rows. */
-static void rows_one_token(dte_gemm_fn rows_fn, int64_t n, const uint8_t *w, int64_t w_row_bytes, int64_t rows,
-                           const uint8_t *a, float *out)
+_Static_assert(DTE_KERNEL_ROWS == DTE_LAYOUT_GROUP_ROWS, "the 4-row kernels read one ROWS4 group");
+
+/* One ROWS4 group (layout.h) against `tokens` activation rows: 4 x 4 tiles, then the 4 x 1 kernel (or the
+ * reference) for the leftover tokens. */
+static void group_tokens(uint32_t weight_type, int64_t n, const uint8_t *g, int64_t w_row_bytes, const uint8_t *a,
+                         int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride)
 {
-    for (int64_t r = 0; r < rows; r += DTE_KERNEL_ROWS) {
-        float block[DTE_KERNEL_ROWS];
-        rows_fn(n, w + r * w_row_bytes, w_row_bytes, a, 0, block);
+    const dte_gemm_fn tile = dte_kernel_gemm(weight_type), rows_fn = dte_kernel_rows(weight_type);
+    float block[DTE_KERNEL_ROWS * DTE_KERNEL_TOKENS];
+    int64_t t = 0;
+    for (; tile != NULL && t + DTE_KERNEL_TOKENS <= tokens; t += DTE_KERNEL_TOKENS) {
+        tile(n, g, w_row_bytes, a + t * act_row_bytes, act_row_bytes, block);
+        for (int tt = 0; tt < DTE_KERNEL_TOKENS; ++tt) {
+            for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
+                out[(t + tt) * out_stride + rr] = block[tt * DTE_KERNEL_ROWS + rr];
+            }
+        }
+    }
+    for (; t < tokens; ++t) {
+        if (rows_fn != NULL) {
+            rows_fn(n, g, w_row_bytes, a + t * act_row_bytes, 0, block);
+        } else {
+            dte_vec_dot_ref_rows4(weight_type, n, g, a + t * act_row_bytes, block);
+        }
         for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
-            out[r + rr] = block[rr];
+            out[t * out_stride + rr] = block[rr];
         }
     }
 }
 
-void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weights, int64_t w_row_bytes, int64_t rows,
-                             const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
+void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, const void *weights, int64_t w_row_bytes,
+                             int64_t rows, const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride)
 {
     const uint8_t *w = weights, *a = activations;
-    const dte_gemm_fn tile = dte_kernel_gemm(weight_type), rows_fn = dte_kernel_rows(weight_type);
-    const int64_t full_rows = tile != NULL || rows_fn != NULL ? rows / DTE_KERNEL_ROWS * DTE_KERNEL_ROWS : 0;
-    const int64_t full_tokens = tile != NULL ? tokens / DTE_KERNEL_TOKENS * DTE_KERNEL_TOKENS : 0;
-    for (int64_t r = 0; r < full_rows && tile != NULL; r += DTE_KERNEL_ROWS) {
-        for (int64_t t = 0; t < full_tokens; t += DTE_KERNEL_TOKENS) {
-            float block[DTE_KERNEL_ROWS * DTE_KERNEL_TOKENS];
-            tile(n, w + r * w_row_bytes, w_row_bytes, a + t * act_row_bytes, act_row_bytes, block);
-            for (int tt = 0; tt < DTE_KERNEL_TOKENS; ++tt) {
-                for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
-                    out[(t + tt) * out_stride + r + rr] = block[tt * DTE_KERNEL_ROWS + rr];
-                }
-            }
-        }
+    const bool grouped = dte_layout_applies(layout, weight_type, 2, DTE_LAYOUT_GROUP_ROWS) != 0;
+    const int64_t full_rows = grouped ? rows / DTE_LAYOUT_GROUP_ROWS * DTE_LAYOUT_GROUP_ROWS : 0;
+    for (int64_t r = 0; r < full_rows; r += DTE_LAYOUT_GROUP_ROWS) {
+        group_tokens(weight_type, n, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
     }
-    for (int64_t t = full_tokens; t < tokens && full_rows > 0; ++t) { /* leftover tokens of the full row tiles */
-        if (rows_fn != NULL) {
-            rows_one_token(rows_fn, n, w, w_row_bytes, full_rows, a + t * act_row_bytes, out + t * out_stride);
-        } else {
-            for (int64_t r = 0; r < full_rows; ++r) {
-                out[t * out_stride + r] = dte_vec_dot(weight_type, n, w + r * w_row_bytes, a + t * act_row_bytes);
-            }
-        }
-    }
-    for (int64_t r = full_rows; r < rows; ++r) { /* leftover rows, every token */
+    for (int64_t r = full_rows; r < rows; ++r) { /* plain rows, every token */
         dte_vec_dot_tokens(weight_type, n, w + r * w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
     }
 }

@@ -66,16 +66,21 @@ float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const vo
 void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, const void *activations,
                         int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride);
 /* `rows` weight rows (w_row_bytes apart) against `tokens` activation rows: out[t * out_stride + r] = dot(w_r, a_t).
- * Tiles of DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS go to the tile kernels where generated, the leftover tokens of
- * those rows to the DTE_KERNEL_ROWS x 1 kernels, the rest to dte_vec_dot_tokens: every result bit-identical to
- * dte_vec_dot's. One token (generation) is the tokens == 1 case. */
-void dte_vec_dot_rows_tokens(uint32_t weight_type, int64_t n, const void *weights, int64_t w_row_bytes, int64_t rows,
-                             const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
+ * layout: the rows' layout (layout.h). DTE_LAYOUT_ROWS4 for a type with a rows layout: the rows start at a group
+ * boundary, whole groups go to the ROWS4 tile kernels (DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS, the leftover tokens to
+ * the DTE_KERNEL_ROWS x 1 kernels; no kernels: dte_vec_dot_ref_rows4), and rows % 4 (plain: the tensor's last
+ * rows) to dte_vec_dot_tokens. Otherwise every row to dte_vec_dot_tokens. Every result bit-identical to
+ * dte_vec_dot_ref's on the plain row. One token (generation) is the tokens == 1 case. */
+void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, const void *weights, int64_t w_row_bytes,
+                             int64_t rows, const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride);
 /* The scalar reference (always available): the definition of dte's one reduction order (quants_dot.c,
  * docs/kernels.md). Every SIMD kernel, at every width, returns exactly its bits. Within float rounding of ggml's
  * own dot products (whose order varies with the CPU), not bit-equal to them. */
 float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *weights, const void *activations);
+/* The reference on the 4 rows of one ROWS4 group (layout.h; Q4_0 Q4_1 Q5_0 Q5_1 Q8_0) against one activation row:
+ * out[r] bit-identical to dte_vec_dot_ref on row r's plain bytes. */
+void dte_vec_dot_ref_rows4(uint32_t weight_type, int64_t n, const void *group, const void *activations, float out[4]);
 
 /* fp16 / bf16 conversions (IEEE binary16 round-to-nearest-even; bf16 as ggml: round-to-nearest-even, NaN kept). */
 float dte_f16_to_f32(uint16_t h);

@@ -13,9 +13,11 @@
  * - F32/F16/BF16: 64 float lanes (ggml's AVX-512 layout), element i into lane i%64 with fmaf over the first
  *   n - n%64 elements, the rest fmaf'd into one scalar in order; result = tree(64 lanes) + that scalar.
  * tree(v): v[l] += v[l + h] for h = n/2, n/4, ..., 1; v[0]. No libc.
+ * The 4 rows of a ROWS4 group (layout.h) get the same per-block steps, each block de-interleaved first.
  */
 #include "quants.h"
 
+#include "layout.h"
 #include "quants_blocks.h"
 
 /* Only the fmaf calls fuse; every other product and sum rounds as written, whatever -march allows. */
@@ -65,59 +67,86 @@ static void nibble_block(int8_t q[32], const uint8_t qs[16], const uint8_t *qh, 
     }
 }
 
-static float dot_q4_0_q8_0(int64_t nb, const dte_block_q4_0 *x, const dte_block_q8_0 *y)
+/* The running sums of one 32-element-type dot product: 16 lanes and the scalar min term (Q4_1/Q5_1). */
+typedef struct {
+    float acc[16], m;
+} legacy_sums;
+
+/* Block i of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 row (x, one ggml block) against its activation block (y). */
+static void legacy_block(uint32_t type, legacy_sums *s, int64_t i, const void *x, const void *y)
 {
-    float acc[16] = {0};
     int8_t q[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        nibble_block(q, x[i].qs, NULL, 8);
-        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+    switch (type) {
+    case DTE_TYPE_Q4_0: {
+        const dte_block_q4_0 *b = x;
+        const dte_block_q8_0 *a = y;
+        nibble_block(q, b->qs, NULL, 8);
+        block32(s->acc, i, q, a->qs, dte_f16_to_f32(b->d) * dte_f16_to_f32(a->d));
+        break;
     }
-    return tree_sum(acc, 16);
+    case DTE_TYPE_Q4_1: {
+        const dte_block_q4_1 *b = x;
+        const dte_block_q8_1 *a = y;
+        nibble_block(q, b->qs, NULL, 0);
+        block32(s->acc, i, q, a->qs, dte_f16_to_f32(b->d) * dte_f16_to_f32(a->d));
+        s->m = fused(dte_f16_to_f32(b->m), dte_f16_to_f32(a->s), s->m);
+        break;
+    }
+    case DTE_TYPE_Q5_0: {
+        const dte_block_q5_0 *b = x;
+        const dte_block_q8_0 *a = y;
+        nibble_block(q, b->qs, b->qh, 16);
+        block32(s->acc, i, q, a->qs, dte_f16_to_f32(b->d) * dte_f16_to_f32(a->d));
+        break;
+    }
+    case DTE_TYPE_Q5_1: {
+        const dte_block_q5_1 *b = x;
+        const dte_block_q8_1 *a = y;
+        nibble_block(q, b->qs, b->qh, 0);
+        block32(s->acc, i, q, a->qs, dte_f16_to_f32(b->d) * dte_f16_to_f32(a->d));
+        s->m = fused(dte_f16_to_f32(b->m), dte_f16_to_f32(a->s), s->m);
+        break;
+    }
+    default: { /* Q8_0 */
+        const dte_block_q8_0 *b = x;
+        const dte_block_q8_0 *a = y;
+        block32(s->acc, i, b->qs, a->qs, dte_f16_to_f32(b->d) * dte_f16_to_f32(a->d));
+        break;
+    }
+    }
 }
 
-static float dot_q4_1_q8_1(int64_t nb, const dte_block_q4_1 *x, const dte_block_q8_1 *y)
+static float legacy_result(uint32_t type, legacy_sums *s)
 {
-    float acc[16] = {0}, m = 0.0f;
-    int8_t q[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        nibble_block(q, x[i].qs, NULL, 0);
-        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
-        m = fused(dte_f16_to_f32(x[i].m), dte_f16_to_f32(y[i].s), m);
-    }
-    return tree_sum(acc, 16) + m;
+    const float t = tree_sum(s->acc, 16);
+    return type == DTE_TYPE_Q4_1 || type == DTE_TYPE_Q5_1 ? t + s->m : t;
 }
 
-static float dot_q5_0_q8_0(int64_t nb, const dte_block_q5_0 *x, const dte_block_q8_0 *y)
+static float dot_legacy(uint32_t type, int64_t nb, const uint8_t *x, const uint8_t *y)
 {
-    float acc[16] = {0};
-    int8_t q[32];
+    const int64_t wb = dte_type_block_bytes(type), ab = dte_type_block_bytes(dte_vec_dot_type(type));
+    legacy_sums s = {{0}, 0.0f};
     for (int64_t i = 0; i < nb; ++i) {
-        nibble_block(q, x[i].qs, x[i].qh, 16);
-        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+        legacy_block(type, &s, i, x + i * wb, y + i * ab);
     }
-    return tree_sum(acc, 16);
+    return legacy_result(type, &s);
 }
 
-static float dot_q5_1_q8_1(int64_t nb, const dte_block_q5_1 *x, const dte_block_q8_1 *y)
+void dte_vec_dot_ref_rows4(uint32_t weight_type, int64_t n, const void *group, const void *activations, float out[4])
 {
-    float acc[16] = {0}, m = 0.0f;
-    int8_t q[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        nibble_block(q, x[i].qs, x[i].qh, 0);
-        block32(acc, i, q, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
-        m = fused(dte_f16_to_f32(x[i].m), dte_f16_to_f32(y[i].s), m);
+    const int64_t wb = dte_type_block_bytes(weight_type), ab = dte_type_block_bytes(dte_vec_dot_type(weight_type));
+    const uint8_t *g = group, *y = activations;
+    legacy_sums s[DTE_LAYOUT_GROUP_ROWS] = {{{0}, 0.0f}};
+    uint8_t block[sizeof(dte_block_q8_0)];
+    for (int64_t i = 0; i < n / 32; ++i) {
+        for (int r = 0; r < DTE_LAYOUT_GROUP_ROWS; ++r) { /* de-interleave row r's block, then the 1-row step */
+            dte_layout_block(weight_type, g + i * DTE_LAYOUT_GROUP_ROWS * wb, r, block);
+            legacy_block(weight_type, &s[r], i, block, y + i * ab);
+        }
     }
-    return tree_sum(acc, 16) + m;
-}
-
-static float dot_q8_0_q8_0(int64_t nb, const dte_block_q8_0 *x, const dte_block_q8_0 *y)
-{
-    float acc[16] = {0};
-    for (int64_t i = 0; i < nb; ++i) {
-        block32(acc, i, x[i].qs, y[i].qs, dte_f16_to_f32(x[i].d) * dte_f16_to_f32(y[i].d));
+    for (int r = 0; r < DTE_LAYOUT_GROUP_ROWS; ++r) {
+        out[r] = legacy_result(weight_type, &s[r]);
     }
-    return tree_sum(acc, 16);
 }
 
 /* One K-quant super-block: q[e] values, sc16[e/16] their scales; lane (e%32)/4 collects element e. */
@@ -266,11 +295,11 @@ float dte_vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void
     case DTE_TYPE_F32: return dot_float(n, w, a, f32_at);
     case DTE_TYPE_F16: return dot_float(n, w, a, f16_at);
     case DTE_TYPE_BF16: return dot_float(n, w, a, bf16_at);
-    case DTE_TYPE_Q4_0: return dot_q4_0_q8_0(nb, w, a);
-    case DTE_TYPE_Q4_1: return dot_q4_1_q8_1(nb, w, a);
-    case DTE_TYPE_Q5_0: return dot_q5_0_q8_0(nb, w, a);
-    case DTE_TYPE_Q5_1: return dot_q5_1_q8_1(nb, w, a);
-    case DTE_TYPE_Q8_0: return dot_q8_0_q8_0(nb, w, a);
+    case DTE_TYPE_Q4_0:
+    case DTE_TYPE_Q4_1:
+    case DTE_TYPE_Q5_0:
+    case DTE_TYPE_Q5_1:
+    case DTE_TYPE_Q8_0: return dot_legacy(weight_type, nb, w, a);
     case DTE_TYPE_Q2_K: return dot_q2_K_q8_K(nb, w, a);
     case DTE_TYPE_Q3_K: return dot_q3_K_q8_K(nb, w, a);
     case DTE_TYPE_Q4_K: return dot_q4_K_q8_K(nb, w, a);

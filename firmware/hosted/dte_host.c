@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/identity.h"
+#include "engine/layout.h"
 #include "engine/sampler.h"
 #include "platform_hosted.h"
 #include "runtime/platform.h"
@@ -48,7 +49,9 @@ static int map_file(const char *path, dte_host *h, char *err, size_t errlen)
         return set_err(err, errlen, "model file is empty or unreadable");
     }
     h->map_size = (size_t)st.st_size;
-    h->map = mmap(NULL, h->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* private and writable: the engine repacks the matrices into its ROWS4 layout in place (engine.h
+     * weights_layout); the written pages become this process's own copies, the file is never changed */
+    h->map = mmap(NULL, h->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     close(fd);
     if (h->map == MAP_FAILED) {
         h->map = NULL;
@@ -59,13 +62,14 @@ static int map_file(const char *path, dte_host *h, char *err, size_t errlen)
 
 enum { BUILD_VOCAB = -1 }; /* n_batch value: tokenizer only (a vocabulary GGUF without tensors) */
 
-static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx, char *err,
-                 size_t errlen)
+static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int32_t n_batch, bool with_ctx,
+                 uint32_t layout, char *err, size_t errlen)
 {
     dte_engine_params params = {.n_ctx = n_ctx > 0 ? (uint32_t)n_ctx : 0,
                                 .n_batch = n_batch > 0 ? (uint32_t)n_batch : 512,
                                 .no_context = !with_ctx,
-                                .vocab_only = n_batch == BUILD_VOCAB};
+                                .vocab_only = n_batch == BUILD_VOCAB,
+                                .weights_layout = layout};
     int rc = dte_engine_open(buf, size, &params, NULL, &h->engine, err, errlen);
     if (rc) {
         return rc;
@@ -76,6 +80,12 @@ static int build(dte_host *h, const void *buf, uint64_t size, int32_t n_ctx, int
 
 int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, dte_host **out, char *err,
                   size_t errlen)
+{
+    return dte_host_load_layout(path, n_ctx, n_batch, threads, DTE_LAYOUT_GGUF, out, err, errlen);
+}
+
+int dte_host_load_layout(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, uint32_t weights_layout,
+                         dte_host **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (dte_hosted_set_threads(threads > 0 ? threads : 1) != 0) {
@@ -89,7 +99,7 @@ int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t thre
     dte_arena *prev = dte_hosted_arena_enter(&h->arena);
     int rc = map_file(path, h, err, errlen);
     if (rc == 0) {
-        rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, err, errlen);
+        rc = build(h, h->map, h->map_size, n_ctx, n_batch, true, weights_layout, err, errlen);
     }
     dte_hosted_arena_enter(prev);
     if (rc) {
@@ -252,8 +262,8 @@ static int check_in_arena(const void *buf, uint64_t size, int what, char *err, s
     dte_host h = {0};
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
     dte_engine_params params = {.gguf_only = true, .no_context = true};
-    int rc = what == 2   ? build(&h, buf, size, 0, BUILD_VOCAB, false, err, errlen)
-             : what == 1 ? build(&h, buf, size, 0, 1, false, err, errlen)
+    int rc = what == 2   ? build(&h, buf, size, 0, BUILD_VOCAB, false, DTE_LAYOUT_GGUF, err, errlen)
+             : what == 1 ? build(&h, buf, size, 0, 1, false, DTE_LAYOUT_GGUF, err, errlen)
                          : dte_engine_open(buf, size, &params, NULL, &h.engine, err, errlen);
     dte_hosted_arena_enter(prev);
     dte_hosted_arena_free(&h.arena);
@@ -266,7 +276,7 @@ uint64_t dte_host_context_bytes(const void *buf, uint64_t size, int32_t n_ctx, i
     char err[8];
     dte_arena *prev = dte_hosted_arena_enter(&h.arena);
     uint64_t bytes = 0;
-    if (build(&h, buf, size, 0, 1, false, err, sizeof err) == 0) {
+    if (build(&h, buf, size, 0, 1, false, DTE_LAYOUT_GGUF, err, sizeof err) == 0) {
         uint32_t want = n_ctx > 0 ? (uint32_t)n_ctx : 0;
         *n_ctx_used = (int32_t)(want && want < h.info.n_ctx_train ? want : h.info.n_ctx_train);
         bytes = dte_engine_context_bytes(h.engine, (uint32_t)*n_ctx_used, n_batch > 0 ? (uint32_t)n_batch : 0);

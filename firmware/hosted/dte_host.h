@@ -19,6 +19,10 @@ typedef struct {
 /* Map and parse the GGUF at path; n_ctx 0 = training context; n_batch = most tokens per eval. */
 int dte_host_load(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, dte_host **out, char *err,
                   size_t errlen);
+/* The same for a file whose matrices are in weights_layout (engine/layout.h DTE_LAYOUT_*; dte_host_load: GGUF,
+ * repacked in the private mapping at load). */
+int dte_host_load_layout(const char *path, int32_t n_ctx, int32_t n_batch, int32_t threads, uint32_t weights_layout,
+                         dte_host **out, char *err, size_t errlen);
 void dte_host_free(dte_host *h);
 void dte_host_get_info(const dte_host *h, dte_host_info *info);
 

@@ -113,6 +113,8 @@ def load_library(path: Path | None = None) -> ctypes.CDLL:
     sigs: dict[str, tuple[object, list[object]]] = {
         "dte_host_load": (c.c_int, [c.c_char_p, c.c_int32, c.c_int32, c.c_int32, c.POINTER(c.c_void_p), c.c_char_p,
                                     c.c_size_t]),
+        "dte_host_load_layout": (c.c_int, [c.c_char_p, c.c_int32, c.c_int32, c.c_int32, c.c_uint32,
+                                           c.POINTER(c.c_void_p), c.c_char_p, c.c_size_t]),
         "dte_host_free": (None, [c.c_void_p]),
         "dte_host_get_info": (None, [c.c_void_p, c.POINTER(_Info)]),
         "dte_host_load_vocab": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.c_char_p, c.c_size_t]),
@@ -161,9 +163,10 @@ class Engine:
     """A loaded model in the hosted engine. Use as a context manager or call close()."""
 
     def __init__(self, model: str | Path, n_ctx: int = 0, threads: int | None = None, n_batch: int = 512,
-                 library: Path | None = None, vocab_only: bool = False) -> None:
+                 library: Path | None = None, vocab_only: bool = False, weights_layout: int = 0) -> None:
         """`vocab_only`: load only the tokenizer (works on vocabulary GGUFs without tensors); tokenize, piece,
-        detokenize and is_eog work, eval and generate do not."""
+        detokenize and is_eog work, eval and generate do not. `weights_layout`: the layout of the file's matrices
+        (dte_build.layout: GGUF, repacked in a private mapping at load, or ROWS4, already laid out)."""
         path = Path(model)
         if not path.is_file():
             raise DteError(f"model file not found: {path}", hint="pass --model PATH to a .gguf file")
@@ -177,8 +180,8 @@ class Engine:
         if vocab_only:
             rc = self._lib.dte_host_load_vocab(str(path).encode(), ctypes.byref(handle), err, ERRLEN)
         else:
-            rc = self._lib.dte_host_load(str(path).encode(), n_ctx, n_batch, threads, ctypes.byref(handle), err,
-                                         ERRLEN)
+            rc = self._lib.dte_host_load_layout(str(path).encode(), n_ctx, n_batch, threads, weights_layout,
+                                                ctypes.byref(handle), err, ERRLEN)
         if rc != 0:
             raise DteError(f"cannot load {path.name}: {err.value.decode(errors='replace')}",
                            hint="use a llama-architecture GGUF (v2/v3)")

@@ -95,10 +95,17 @@ class Fn:
         (all 8 bytes must lie inside the block). A scalar `fpext half` becomes vpinsrw into a free register,
         often the accumulator, which chains each block's scale to the previous block's fma."""
         start = offset if lane == 0 else self.emit(f"sub i64 {offset}, {2 * lane}")
+        return self.lane(self.load_halves(base, start), lane)
+
+    def load_halves(self, base: str, offset: str | int) -> str:
+        """The four fp16 at base+offset as <4 x float>: one 8-byte vcvtph2ps load (the grouped scales of the 4 rows
+        of a ROWS4 group-block, or one scale and its neighbours)."""
         # volatile: otherwise LLVM narrows the load back to the one half it needs and emits vpinsrw again
-        loaded = self.emit(f"load volatile {vec(4, 'half')}, ptr {self.gep(base, start)}, align 1", "v")
-        halves = self.emit(f"fpext {vec(4, 'half')} {loaded} to {vec(4, 'float')}")
-        return self.emit(f"extractelement {vec(4, 'float')} {halves}, i32 {lane}", "f")
+        loaded = self.emit(f"load volatile {vec(4, 'half')}, ptr {self.gep(base, offset)}, align 1", "v")
+        return self.emit(f"fpext {vec(4, 'half')} {loaded} to {vec(4, 'float')}")
+
+    def lane(self, v4: str, lane: int) -> str:
+        return self.emit(f"extractelement {vec(4, 'float')} {v4}, i32 {lane}", "f")
 
     # ---- vectors ----
 
@@ -241,10 +248,6 @@ class Fn:
         if self.tokens == 1:
             return ["%a"]
         return ["%a"] + [self.gep("%a", self.op("mul", "i64", "%astride", t)) for t in range(1, self.tokens)]
-
-    def weight_bases(self) -> list[str]:
-        """Pointers to the weight rows: %w, then %w + r * %wstride (tile ABI)."""
-        return ["%w"] + [self.gep("%w", self.op("mul", "i64", "%wstride", r)) for r in range(1, self.rows)]
 
     def store_results(self, values: list[str]) -> None:
         """Multi-token ABI: out[t] = values[t]."""

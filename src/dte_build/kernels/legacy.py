@@ -29,17 +29,27 @@ LEGACY = {
 }
 
 
-def load_weight_block(fn: Fn, k: Legacy, woff: str, wbase: str = "%w", unsigned_form: bool = False) -> str:
+def field(k: Legacy, offset: int, size: int, row: int | None) -> int:
+    """Where a block field (at `offset`, `size` bytes in the ggml block) of weight row `row` lies from the block's
+    start: plain rows (row None) as in the GGUF; a ROWS4 group-block (docs/kernels.md "Weight layouts") holds
+    each field of its 4 rows together, row r's at 4 * offset + r * size."""
+    return offset if row is None else 4 * offset + row * size
+
+
+def load_weight_block(fn: Fn, k: Legacy, woff: str, wbase: str = "%w", unsigned_form: bool = False,
+                      row: int | None = None) -> str:
     """The 32 weight quants of one block as <32 x i8> (Q4/Q5: nibbles plus fifth bits, minus the offset).
     unsigned_form: the quants plus `biased(k)` instead, as unsigned bytes (Q4_0/Q5_0: the raw nibbles; Q8_0:
-    w + 128)."""
+    w + 128). row: the block is row `row`'s in the ROWS4 group-block at woff (None: a plain row's block)."""
+    qs = fn.emit(f"add i64 {woff}, {field(k, k.w_qs, 16 if k.nibbles else 32, row)}")
     if unsigned_form and not k.nibbles:
-        return fn.vop("xor", 32, fn.load(vec(32, "i8"), wbase, fn.emit(f"add i64 {woff}, {k.w_qs}")), -128)
+        return fn.vop("xor", 32, fn.load(vec(32, "i8"), wbase, qs), -128)
     if not k.nibbles:
-        return fn.load(vec(32, "i8"), wbase, fn.emit(f"add i64 {woff}, {k.w_qs}"))
-    w = fn.nibbles(fn.load(vec(16, "i8"), wbase, fn.emit(f"add i64 {woff}, {k.w_qs}")))
+        return fn.load(vec(32, "i8"), wbase, qs)
+    w = fn.nibbles(fn.load(vec(16, "i8"), wbase, qs))
     if k.qh >= 0:
-        bits = fn.emit(f"bitcast i32 {fn.load('i32', wbase, fn.emit(f'add i64 {woff}, {k.qh}'))} to {vec(32, 'i1')}")
+        qh = fn.emit(f"add i64 {woff}, {field(k, k.qh, 4, row)}")
+        bits = fn.emit(f"bitcast i32 {fn.load('i32', wbase, qh)} to {vec(32, 'i1')}")
         high = fn.emit(f"select {vec(32, 'i1')} {bits}, {vec(32, 'i8')} {splat_const(32, 'i8', 16)}, "
                        f"{vec(32, 'i8')} zeroinitializer")
         w = fn.op("or", vec(32, "i8"), w, high)
@@ -58,10 +68,12 @@ def joined(fn: Fn, parts: list[str]) -> str:
 
 
 def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: list[str],
-                accs: list[str], maccs: list[str], wbases: tuple[str, ...] = ("%w",)) -> tuple[list[str], list[str]]:
-    """Multiply-accumulate `blocks` (1 or 2) consecutive 32-element blocks of each weight row in `wbases` against
-    each activation row in `bases`; one <8*blocks x float> and one scalar (min term) accumulator per
-    (activation row, weight row) pair, activation-row-major.
+                accs: list[str], maccs: list[str], group: int = 0) -> tuple[list[str], list[str]]:
+    """Multiply-accumulate `blocks` (1 or 2) consecutive 32-element blocks of each weight row against each
+    activation row in `bases`; one <8*blocks x float> and one scalar (min term) accumulator per
+    (activation row, weight row) pair, activation-row-major. The weights: one plain row at %w (group 0), or the
+    `group` (4) rows of a ROWS4 group at %w (docs/kernels.md "Weight layouts"): block i of the 4 rows is the
+    group-block at 4 * i * w_bytes, whose 4 scales (and 4 mins) are one 8-byte load each.
 
     Block j's eight 4-element integer sums land in float lanes 8j..8j+7 whatever the vector width: a 512-bit
     vector computes both blocks' sums at once, a 256-bit one each block alone and the two are concatenated; the
@@ -76,7 +88,7 @@ def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: lis
     groups = [list(range(g, g + per_vec)) for g in range(0, blocks, per_vec)]
     lanes_f = 8 * blocks
     idxs = [fn.emit(f"add nuw nsw i64 {first}, {b}") for b in range(blocks)]
-    woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}") for i in idxs]
+    woffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes * max(group, 1)}") for i in idxs]
     aoffs = [fn.emit(f"mul nuw nsw i64 {i}, {k.a_bytes}") for i in idxs]
 
     def lanes(scales: list[str]) -> str:  # block b's scale in lanes 8b..8b+7 (the lanes of its i32 sums)
@@ -84,13 +96,24 @@ def legacy_step(fn: Fn, isa: Isa, k: Legacy, first: str, blocks: int, bases: lis
             return fn.splat(scales[0], "float", 8)
         return fn.shuffle(vec(2, "float"), fn.from_scalars(scales, "float"), None, [0] * 8 + [1] * 8)
 
+    rows: list[int | None] = list(range(group)) if group else [None]
+    dvecs: list[str] = []
+    mvecs: list[str] = []
+    if group:  # the group-block's scales (and mins): one load for the 4 rows
+        dvecs = [fn.load_halves("%w", o) for o in woffs]
+        mvecs = [fn.load_halves("%w", fn.emit(f"add i64 {o}, {field(k, 2, 2, 0)}")) for o in woffs] \
+            if k.has_min else []
     weights = []  # per weight row: ([(|w|, w < 0) per group], block scales by lane, block mins)
-    for wb in wbases:
-        signs = [fn.weight_sign(32 * len(g), joined(fn, [load_weight_block(fn, k, woffs[b], wb, bias > 0)
+    for row in rows:
+        signs = [fn.weight_sign(32 * len(g), joined(fn, [load_weight_block(fn, k, woffs[b], "%w", bias > 0, row)
                                                          for b in g]),
                                 unsigned=bias > 0 or (k.offset == 0 and k.nibbles)) for g in groups]
-        dw = lanes([fn.load_half_as_float(wb, o) for o in woffs])
-        mins = [fn.load_half_as_float(wb, fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
+        if row is None:
+            dw = lanes([fn.load_half_as_float("%w", o) for o in woffs])
+            mins = [fn.load_half_as_float("%w", fn.emit(f"add i64 {o}, 2")) for o in woffs] if k.has_min else []
+        else:
+            dw = lanes([fn.lane(v, row) for v in dvecs])
+            mins = [fn.lane(v, row) for v in mvecs]
         weights.append((signs, dw, mins))
     new_accs, new_maccs = [], []
     pairs = iter(zip(accs, maccs))
@@ -128,10 +151,11 @@ def kernel_name(k: Legacy, tokens: int, rows: int) -> str:
 
 def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1, rows: int = 1) -> Fn:
     """vec_dot (tokens == 1), one weight row against `tokens` activation rows, or (rows > 1) a tile of `rows`
-    weight rows by `tokens` activation rows (out[t * rows + r])."""
+    weight rows (one ROWS4 group at %w; the row stride argument is unused) by `tokens` activation rows
+    (out[t * rows + r])."""
     fn = new_fn(kernel_name(k, tokens, rows), tokens, rows)
     bases = fn.activation_bases()
-    wbases = tuple(fn.weight_bases())
+    group = rows if rows > 1 else 0
     pairs = tokens * rows
     nb = fn.emit("sdiv i64 %n, 32")
     steps = fn.emit("sdiv i64 %n, 64")  # two blocks per step: 16 float lanes, block 2i in 0..7, 2i+1 in 8..15
@@ -140,7 +164,7 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1, rows: int = 1) -> Fn:
 
     def main(i: str, accs: list[str]) -> list[str]:
         first = fn.emit(f"mul nuw nsw i64 {i}, 2")
-        vaccs, maccs = legacy_step(fn, isa, k, first, 2, bases, accs[:pairs], accs[pairs:], wbases)
+        vaccs, maccs = legacy_step(fn, isa, k, first, 2, bases, accs[:pairs], accs[pairs:], group)
         return vaccs + maccs
 
     accs = counted_loop(fn, steps, [(v16, zero)] * pairs + [("float", "0.0")] * pairs, main)
@@ -152,7 +176,7 @@ def legacy_kernel(isa: Isa, k: Legacy, tokens: int = 1, rows: int = 1) -> Fn:
 
     def tail(i: str, accs: list[str]) -> list[str]:
         first = fn.emit(f"add nuw nsw i64 {done}, {i}")
-        vaccs, maccs = legacy_step(fn, isa, k, first, 1, bases, accs[:pairs], accs[pairs:], wbases)
+        vaccs, maccs = legacy_step(fn, isa, k, first, 1, bases, accs[:pairs], accs[pairs:], group)
         return vaccs + maccs
 
     taccs = counted_loop(fn, left, [(v8, lo) for lo in lows] + [("float", m) for m in accs[pairs:]], tail)
