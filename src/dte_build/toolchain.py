@@ -431,6 +431,9 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
     text = config_header(board, options, build_id)
     if not header.is_file() or header.read_text() != text:
         header.write_text(text)
+    efi = build_dir / "efi" / f"{build_id}.EFI"
+    if efi.is_file():  # linked and checked before: the build id hashes every input (compute_build_id)
+        return _finish(board, options, build_dir, build_id, efi, efi.read_bytes(), start)
     sources = read_source_list("common", "firmware")
     if not sources:
         raise DteError("firmware/sources.toml lists no firmware sources")
@@ -449,7 +452,6 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
         objects.append(kernel_obj)
     # Content-addressed output (the build id hashes every input): a concurrent build with other options links
     # its own file, so the image this build packs is always this build's firmware. BOOTX64.EFI: the latest.
-    efi = build_dir / "efi" / f"{build_id}.EFI"
     efi.parent.mkdir(exist_ok=True)
     tmp = unique_tmp(efi)
     try:
@@ -460,9 +462,17 @@ def _build_locked(board: Board, options: FirmwareOptions, tc: Toolchain, build_d
         tmp.replace(efi)
     finally:
         tmp.unlink(missing_ok=True)
-    latest = unique_tmp(build_dir / EFI_NAME)
-    latest.write_bytes(data)
-    latest.replace(build_dir / EFI_NAME)
+    return _finish(board, options, build_dir, build_id, efi, data, start)
+
+
+def _finish(board: Board, options: FirmwareOptions, build_dir: Path, build_id: str, efi: Path, data: bytes,
+            start: float) -> FirmwareBuild:
+    """BOOTX64.EFI (the latest build) gets `data`; the build's result."""
+    latest = build_dir / EFI_NAME
+    if not latest.is_file() or latest.read_bytes() != data:
+        tmp = unique_tmp(latest)
+        tmp.write_bytes(data)
+        tmp.replace(latest)
     return FirmwareBuild(efi, build_id, hashlib.sha256(data).hexdigest(), len(data), time.monotonic() - start,
                          board.name, build_dir, options.persona_sha256 or "", options.identity_strength, options.chat,
                          options.boot_chat)

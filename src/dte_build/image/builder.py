@@ -1,12 +1,12 @@
-"""`build_image`: write an ImagePlan to a sparse file, atomically (temp file in the same directory + rename), through
-`dte flash`'s writer (a file is a target): the model while it is hashed, then the ESP and the GPT."""
+"""`build_image`: write an ImagePlan to a sparse file, atomically (temp file in the same directory + rename): the
+weights partition in one streaming pass (image/weights.py: hash, layout, CRC32C and write), then the ESP and the GPT
+through `dte flash`'s writer (a file is a target), one fsync."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,12 @@ from typing import Any
 from ..board import Board
 from ..console import info, warn
 from ..errors import DteError
-from ..flash.source import Extent, Source, plan_source
+from ..flash.source import plan_source
 from ..flash.writer import write_fresh_file
-from .manifest import ModelDigest, digest_model
 from ..toolchain import firmware_context
 from .model_check import ModelInfo, check_model
 from .plan import plan_image
+from .weights import write_weights
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,6 @@ def default_model(board: Board) -> Path | None:
     """The board's default model when that file exists (models/ fills in later), else None."""
     path = board.default_model
     return path if path is not None and path.is_file() else None
-
-
-def _write_model_while_hashing(model: Path, fd: int, name: str, offset: int, size: int) -> ModelDigest:
-    """Write the GGUF at `offset` through the flash writer while another thread hashes it (SHA-256 and CRC32C
-    release the GIL; both read the same page cache): the build costs about one read of the model, not two."""
-    weights = Source(f"model {model.name}", offset + size,
-                     [Extent(offset, size, path=model, kind="weights", what=f"model {model.name}")], has_gpt=False)
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            hashing = pool.submit(digest_model, model)
-            write_fresh_file(weights, fd, name, label=f"copying {model.name}")
-            return hashing.result()
-    finally:
-        weights.close()
 
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,
@@ -88,8 +74,10 @@ def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Pat
         os.fchmod(fd, 0o666 & ~umask)
         digest = None
         if model_path is not None:
-            digest = _write_model_while_hashing(Path(model_path), fd, tmp_name, board.weights_offset,
-                                                model_info.size)
+            digest = write_weights(Path(model_path), fd, board.weights_offset)
+            if digest.size != model_info.size:
+                raise DteError(f"model {model_path} changed while the image was built ({model_info.size} bytes "
+                               f"when checked, {digest.size} when copied)")
         with plan_image(board, efi_path, model_path=model_path, build_id=build_id,
                         extra_esp_files=extra_esp_files, source_date_epoch=source_date_epoch,
                         model_info=model_info, model_digest=digest, persona=persona) as plan:
