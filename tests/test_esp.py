@@ -21,7 +21,7 @@ MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
 
 def _files() -> dict[str, bytes]:
     return {"EFI/BOOT/BOOTX64.EFI": bytes(range(256)) * 700 + b"tail", "DTE/MANIFEST.JSN": b'{"a": 1}\n',
-            "DTE/WEIGHTS.MAN": b"DTEWMAN1" + bytes(40), "dte-persona.txt": b"a long name\n"}
+            "DTE/WEIGHTS.MAN": b"DTEWMAN2" + bytes(40), "dte-persona.txt": b"a long name\n"}
 
 
 def _build(path: Path, epoch: int = 0, files: dict[str, bytes] | None = None) -> Path:

@@ -86,7 +86,7 @@ def test_image_structure(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     assert m["sha256"] == hashlib.sha256(data).hexdigest()
     assert m["crc32c"] == [crc32c.crc32c(data[:MIB]), crc32c.crc32c(data[MIB:])]
     wman = _mcopy(img, "DTE/WEIGHTS.MAN", tmp_path / "w")
-    assert wman[:8] == b"DTEWMAN1" and wman[32:64] == hashlib.sha256(data).digest()
+    assert wman[:8] == b"DTEWMAN2" and wman[32:64] == hashlib.sha256(data).digest()
 
 
 def test_reproducible(tmp_path: Path, inputs: tuple[Path, Path]) -> None:

@@ -228,7 +228,7 @@ def test_found_by_the_campaign(good: Path, tmp_path: Path) -> None:
     """Two findings of scripts/fuzz_images.py (seed 202): a WEIGHTS.MAN chunk size that still covers the model
     passed as clean; ESP bytes that make BOOTX64.EFI unreadable gave the CLI a KeyError."""
     raw = bytearray(good.read_bytes())
-    at = raw.find(b"DTEWMAN1")
+    at = raw.find(b"DTEWMAN2")
     raw[at + 25] = 2  # chunk_size 1 MiB -> 1 MiB + 512: the chunk count still fits the model size
     chunk = tmp_path / "chunk.img"
     chunk.write_bytes(bytes(raw))

@@ -38,16 +38,20 @@ def test_weights_man_layout(tmp_path: Path) -> None:
     data = os.urandom(2 * MIB + 5)
     path = tmp_path / "m.bin"
     path.write_bytes(data)
-    raw = mf.weights_man(131072, mf.digest_model(path))
+    raw = mf.weights_man(131072, mf.digest_model(path), 1)
     # design.md: char magic[8]; u64 model_size; u64 weights_lba; u32 chunk_size; u32 chunk_count; u8 sha256[32];
-    # u32 crc32c[chunk_count]  (little-endian)
+    # u32 layout; u32 reserved; u32 crc32c[chunk_count]  (little-endian)
     magic, size, lba, chunk, count = struct.unpack_from("<8sQQII", raw)
-    assert (magic, size, lba, chunk, count) == (b"DTEWMAN1", len(data), 131072, MIB, 3)
+    assert (magic, size, lba, chunk, count) == (b"DTEWMAN2", len(data), 131072, MIB, 3)
     assert raw[32:64] == hashlib.sha256(data).digest()
-    assert list(struct.unpack_from("<3I", raw, 64)) == [crc32c.crc32c(data[i:i + MIB]) for i in (0, MIB, 2 * MIB)]
-    assert len(raw) == 64 + 12
+    assert struct.unpack_from("<II", raw, 64) == (1, 0)
+    assert list(struct.unpack_from("<3I", raw, 72)) == [crc32c.crc32c(data[i:i + MIB]) for i in (0, MIB, 2 * MIB)]
+    assert len(raw) == 72 + 12
     parsed = mf.parse_weights_man(raw)
     assert parsed.model_size == len(data) and parsed.chunk_count == 3 and parsed.weights_lba == 131072
+    assert parsed.layout_name == "rows4"
+    with pytest.raises(DteError, match="layout"):
+        mf.parse_weights_man(raw[:64] + struct.pack("<I", 7) + raw[68:])
     with pytest.raises(DteError, match="magic"):
         mf.parse_weights_man(b"XXXXXXXX" + raw[8:])
     with pytest.raises(DteError, match="bytes"):
@@ -56,7 +60,7 @@ def test_weights_man_layout(tmp_path: Path) -> None:
 
 def test_weights_man_without_model() -> None:
     raw = mf.weights_man(2097152, None)
-    assert raw == b"DTEWMAN1" + struct.pack("<QQII", 0, 2097152, MIB, 0) + bytes(32)
+    assert raw == b"DTEWMAN2" + struct.pack("<QQII", 0, 2097152, MIB, 0) + bytes(32) + bytes(8)
     assert mf.parse_weights_man(raw).chunk_count == 0
 
 

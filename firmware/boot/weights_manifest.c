@@ -4,6 +4,7 @@
 #include "boot/alloc.h"
 #include "boot/esp_file.h"
 #include "boot/status.h"
+#include "engine/layout.h"
 
 #define MAX_CHUNKS (1u << 22)   /* 4 Ti of 1 MiB chunks: any real model; bounds the allocation */
 
@@ -21,12 +22,12 @@ int weights_manifest_parse(const uint8_t *data, uint64_t bytes, struct weights_m
     static const char magic[8] = WEIGHTS_MAN_MAGIC;
     *why = "ok";
     if (bytes < WEIGHTS_MAN_HEAD_BYTES) {
-        *why = "shorter than its 64-byte header";
+        *why = "shorter than its 72-byte header";
         return -1;
     }
     for (int i = 0; i < 8; i++) {
         if (data[i] != (uint8_t)magic[i]) {
-            *why = "bad magic (not DTEWMAN1)";
+            *why = "bad magic (not DTEWMAN2: rebuild the image with this dte)";
             return -1;
         }
     }
@@ -37,7 +38,12 @@ int weights_manifest_parse(const uint8_t *data, uint64_t bytes, struct weights_m
     for (int i = 0; i < 32; i++) {
         out->sha256[i] = data[32 + i];
     }
+    out->layout = (uint32_t)load_le(data + 64, 4);
     out->crc32c = (const uint32_t *)(const void *)(data + WEIGHTS_MAN_HEAD_BYTES);
+    if (out->layout > DTE_LAYOUT_ROWS4 || load_le(data + 68, 4) != 0) {
+        *why = "unknown weights layout (a newer dte built this image)";
+        return -1;
+    }
     if (out->chunk_size == 0 || out->chunk_size % 4096u) {
         *why = "chunk size is not a positive multiple of 4096";
         return -1;

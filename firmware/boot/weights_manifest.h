@@ -7,16 +7,18 @@
 
 #include "boot/efi.h"
 
-#define WEIGHTS_MAN_MAGIC "DTEWMAN1"
-#define WEIGHTS_MAN_HEAD_BYTES 64u   /* magic[8] u64 size, u64 lba, u32 chunk_size, u32 chunk_count, sha256[32] */
+#define WEIGHTS_MAN_MAGIC "DTEWMAN2"
+/* magic[8] u64 size, u64 lba, u32 chunk_size, u32 chunk_count, sha256[32], u32 layout, u32 reserved */
+#define WEIGHTS_MAN_HEAD_BYTES 72u
 
 struct weights_manifest {
     uint64_t model_size;      /* 0: the image has no model */
     uint64_t weights_lba;     /* in the image's sectors (DTE_SECTOR_SIZE bytes) */
     uint32_t chunk_size;
     uint32_t chunk_count;
-    uint8_t sha256[32];
-    const uint32_t *crc32c;   /* chunk_count values, kept in the runtime region */
+    uint8_t sha256[32];       /* of the GGUF file (the model's identity), whatever the layout on disk */
+    uint32_t layout;          /* DTE_LAYOUT_* (engine/layout.h): how the partition stores the tensors */
+    const uint32_t *crc32c;   /* chunk_count values of the bytes on disk, kept in the runtime region */
 };
 
 /* Read and check \DTE\WEIGHTS.MAN through LoadedImage->DeviceHandle's Simple File System. Returns 0, or -1 after

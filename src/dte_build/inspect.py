@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import crc32c
+
 from .errors import DteError
 from .image import gpt
 from .image import manifest as mf
@@ -94,7 +96,28 @@ def _model_summary(path: Path, table: gpt.GptTable, manifest: dict[str, Any] | N
                               what=f"in partition {part.number}")
     except DteError as exc:
         return {"partition": part.number, "error": str(exc)}
-    return {"partition": part.number, "offset": start, **_model_dict(info)}
+    return {"partition": part.number, "offset": start, "layout": model.get("layout", "gguf"), **_model_dict(info)}
+
+
+def _weights_check(path: Path, table: gpt.GptTable, manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """CRC32C of every chunk of the weights partition as it is on disk against the manifest's list (what the
+    firmware checks at boot): {"chunks", "bad": [chunk indices]}; None without a model or a partition."""
+    model = (manifest or {}).get("model")
+    part = next((p for p in table.partitions if p.type_guid == gpt.WEIGHTS_TYPE), None)
+    if not model or part is None or model["size"] > part.sectors * table.sector_size:
+        return None
+    start, chunk, crcs = part.first_lba * table.sector_size, model["chunk_size"], model["crc32c"]
+    bad: list[int] = []
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        for i, want in enumerate(crcs):
+            n = min(chunk, model["size"] - i * chunk)
+            f.seek(start + i * chunk)
+            got = f.readinto(view[:n])
+            if got != n or crc32c.crc32c(view[:n]) != want:
+                bad.append(i)
+    return {"chunks": len(crcs), "chunk_size": chunk, "bad": bad}
 
 
 def _checks(report: dict[str, Any]) -> list[str]:
@@ -121,6 +144,11 @@ def _checks(report: dict[str, Any]) -> list[str]:
             problems.append("the model is larger than its partition")
     elif weights is not None:
         problems.append("there is a weights partition but the manifest names no model")
+    check = report.get("weights_check")
+    for i in (check or {}).get("bad", [])[:8]:
+        at = i * check["chunk_size"]
+        problems.append(f"weights chunk {i} (partition bytes {at}..{at + check['chunk_size']}) fails its CRC32C: the "
+                        f"bytes on disk differ from what was built")
     wman = report.get("weights_manifest")
     if isinstance(wman, dict) and "error" in wman:
         problems.append(f"WEIGHTS.MAN: {wman['error']}")
@@ -134,6 +162,9 @@ def _checks(report: dict[str, Any]) -> list[str]:
         elif wman["crc32c"] != m["crc32c"]:
             bad = next(i for i, (a, b) in enumerate(zip(wman["crc32c"], m["crc32c"])) if a != b)
             problems.append(f"WEIGHTS.MAN's CRC32C of chunk {bad} differs from MANIFEST.JSN's (damaged manifest)")
+        if manifest["model"] is not None and wman["layout"] != manifest["model"]["layout"]:
+            problems.append(f"WEIGHTS.MAN's layout {wman['layout']} differs from MANIFEST.JSN's "
+                            f"{manifest['model']['layout']}")
         if wman["weights_lba"] != manifest["weights"]["lba"]:
             problems.append("WEIGHTS.MAN and MANIFEST.JSN disagree about the weights LBA")
     elif manifest is not None:
@@ -169,7 +200,8 @@ def _read_esp(f: Any, esp: gpt.Partition, ss: int, report: dict[str, Any]) -> di
             w = mf.parse_weights_man(fat.read(mf.WEIGHTS_MAN_PATH))
             report["weights_manifest"] = {"model_size": w.model_size, "weights_lba": w.weights_lba,
                                           "chunk_size": w.chunk_size, "chunk_count": w.chunk_count,
-                                          "sha256": w.sha256.hex(), "crc32c": list(w.crc32c)}
+                                          "sha256": w.sha256.hex(), "layout": w.layout_name,
+                                          "crc32c": list(w.crc32c)}
         except DteError as exc:
             report["weights_manifest"] = {"error": str(exc)}
     return manifest
@@ -208,5 +240,6 @@ def inspect_image(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise DteError(f"cannot read {p}: {exc.strerror or exc}") from None
     report["model"] = _model_summary(p, table, manifest)
+    report["weights_check"] = _weights_check(p, table, manifest)
     report["problems"] = _checks(report)
     return report

@@ -41,6 +41,7 @@ _DEFAULTS = FirmwareOptions()
               help="Accept a model larger than the board's weights region: the firmware keeps what fits and "
                    "streams the other layers from NVMe as it runs (slower per token).")
 @options.ctx_size
+@options.weights_layout
 @identity_options
 @sign_options
 @net_build_options
@@ -48,7 +49,7 @@ _DEFAULTS = FirmwareOptions()
 def build(board_name: str, model: Path | None, no_model: bool, output: Path, prompt: str, chat: bool | None,
           system: str | None, n_predict: int,
           temp: float, top_k: int, top_p: float, seed: int, threads: int | None, bench_blockio: bool,
-          stream_weights: bool, n_ctx: int, as_json: bool,
+          stream_weights: bool, n_ctx: int, weights_layout: str, as_json: bool,
           persona_path: Path | None = None, identity_strength: float | None = None, sign_key: Path | None = None,
           sign_cert: Path | None = None, net: bool = False, key_file: str | None = None) -> None:
     """Build BOOTX64.EFI for a board and write a bootable GPT disk image.
@@ -60,7 +61,7 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     \b
     Example:  dte build --board qemu-q35 -o dte_boot.img && dte run dte_boot.img
     """
-    from ..image.builder import build_image, default_model   # imported late so `dte --help` stays fast
+    from ..image.builder import default_model, start_image   # imported late so `dte --help` stays fast
 
     start = time.monotonic()
     board = load_board(board_name)
@@ -69,20 +70,21 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "seed": seed, "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
     if system is not None:
         settings["system_prompt"] = system
-    if model is not None and not no_model:  # refuse early: the engine's own check, before the firmware compiles
-        from ..image.model_check import check_model
-
-        check_model(model, board, stream_weights=stream_weights)
-    with steps(f"firmware for {board.name}") as progress:
-        identity, firmware, signed = appliance_firmware(board, settings, persona_path=persona_path,
-                                                        identity_strength=identity_strength, net=net,
-                                                        key_file=key_file, sign_key=sign_key, sign_cert=sign_cert,
-                                                        on_step=progress.step, chat=chat,
-                                                        model=None if no_model else model or default_model(board))
-        progress.phase("image (checking and hashing the model, writing the GPT disk)")
-        image = build_image(board, signed.efi_path, output, persona=identity.manifest_entry(),
-                            model_path=model, build_id=firmware.build_id,
-                            no_model=no_model, stream_weights=stream_weights, n_ctx=n_ctx)
+    # The engine's own check first (refused before anything compiles), then the weights partition streams into
+    # the image (hash, layout, CRC32C, write) on a thread while the firmware compiles.
+    pending = start_image(board, output, model_path=model, no_model=no_model, stream_weights=stream_weights,
+                          n_ctx=n_ctx, weights_layout=weights_layout)
+    try:
+        with steps(f"firmware for {board.name}") as progress:
+            identity, firmware, signed = appliance_firmware(
+                board, settings, persona_path=persona_path, identity_strength=identity_strength, net=net,
+                key_file=key_file, sign_key=sign_key, sign_cert=sign_cert, on_step=progress.step, chat=chat,
+                model=None if no_model else model or default_model(board))
+            progress.phase("image (the model's weights partition, ESP and GPT)")
+            image = pending.finish(signed.efi_path, persona=identity.manifest_entry(), build_id=firmware.build_id)
+    except BaseException:
+        pending.abort()
+        raise
     packed = image.manifest.get("model")
     result = {
         "schema": options.JSON_SCHEMA_VERSION,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..console import out, warn
+from ..console import info, out, warn
 from ..errors import DteError
 from ..inspect import inspect_image
 from . import options
@@ -97,7 +98,8 @@ def _print(report: dict[str, Any]) -> None:
             rows.append(("model", "none (this image carries no weights)"))
         else:
             rows += [("model", model["name"]), ("model size", f"{model['size']} ({_size(model['size'])})"),
-                     ("model sha256", model["sha256"]),
+                     ("model sha256", f"{model['sha256']} (of the GGUF file)"),
+                     ("weights layout", model["layout"]),
                      ("CRC32C chunks", f"{len(model['crc32c'])} x {model['chunk_size']} B")]
         out.print(_kv("manifest /DTE/MANIFEST.JSN", rows))
     elif manifest:
@@ -109,10 +111,29 @@ def _print(report: dict[str, Any]) -> None:
         out.print(_kv(f"model (partition {model['partition']})", _model_rows(model)))
 
 
+def _extract(image: str, report: dict[str, Any], to: Path) -> dict[str, Any]:
+    from ..image.extract import extract_gguf
+    from ..image.gpt import read_gpt
+
+    if "image" not in report:
+        raise DteError(f"{image} is a GGUF file already", "--extract-gguf takes a dte disk image")
+    manifest = report.get("manifest")
+    if not isinstance(manifest, dict) or "error" in manifest:
+        raise DteError(f"{image}: no readable manifest, so no model to extract")
+    with open(image, "rb") as f:
+        table = read_gpt(f, f.seek(0, 2), report["image"]["sector_size"])
+    done = extract_gguf(Path(image), manifest, table, to)
+    info(f"wrote {done.path} ({done.size} bytes, SHA-256 {done.sha256}, from the {done.layout} layout)")
+    return done.to_dict()
+
+
 @click.command("inspect")
 @click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--extract-gguf", "extract_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the image's model back out as the GGUF file it was built from (the weights layout "
+                   "undone, byte-identical, its SHA-256 checked against the manifest).")
 @options.json_output
-def inspect(image: str, as_json: bool) -> None:
+def inspect(image: str, extract_to: Path | None, as_json: bool) -> None:
     """Show what is inside a dte disk IMAGE (a file or a drive), or a GGUF model file.
 
     \b
@@ -123,6 +144,8 @@ def inspect(image: str, as_json: bool) -> None:
     Exits non-zero when the parts disagree, the image is corrupt, or the model would not run.
     """
     report = inspect_image(image)
+    if extract_to is not None:
+        report["extracted"] = _extract(image, report, extract_to)
     if as_json:
         click.echo(json.dumps({"schema": options.JSON_SCHEMA_VERSION, **report}, indent=2))
     else:

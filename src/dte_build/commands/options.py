@@ -106,6 +106,18 @@ def output(*, default: Path | None = None, required: bool = False, help: str = "
                         default=default, required=required, show_default=default is not None, help=help)
 
 
+def weights_layout(fn: F) -> F:
+    """--weights-layout gguf|rows4 → parameter `weights_layout` (image/weights.py LAYOUTS)."""
+    from ..image.weights import DEFAULT_LAYOUT, LAYOUTS
+
+    return click.option("--weights-layout", "weights_layout", type=click.Choice(LAYOUTS), default=DEFAULT_LAYOUT,
+                        show_default=True,
+                        help="How the weights partition stores the tensors: rows4 (the 32-element types' matrices "
+                             "4 rows interleaved, as the kernels read them: no repacking at boot) or gguf (the "
+                             "file's bytes as they are). The manifest records it; `dte inspect IMAGE "
+                             "--extract-gguf OUT.gguf` gives the GGUF back either way.")(fn)
+
+
 def json_output(fn: F) -> F:
     """--json → parameter `as_json`: the result as one JSON object on stdout (with a "schema" key)."""
     return click.option("--json", "as_json", is_flag=True,

@@ -26,8 +26,10 @@ FIRMWARE_PATH = "EFI/BOOT/BOOTX64.EFI"
 MANIFEST_PATH = "DTE/MANIFEST.JSN"
 WEIGHTS_MAN_PATH = "DTE/WEIGHTS.MAN"
 WEIGHTS_PARTITION = 2
-WEIGHTS_MAGIC = b"DTEWMAN1"
-_WEIGHTS_HEAD = struct.Struct("<8sQQII32s")  # magic, model_size, weights_lba, chunk_size, chunk_count, sha256
+WEIGHTS_MAGIC = b"DTEWMAN2"
+# magic, model_size, weights_lba, chunk_size, chunk_count, sha256 (of the GGUF), layout (DTE_LAYOUT_*), reserved 0
+_WEIGHTS_HEAD = struct.Struct("<8sQQII32sII")
+LAYOUT_NAMES = ("gguf", "rows4")  # index: the engine's DTE_LAYOUT_* id (engine/layout.h)
 _READ_SIZE = 16 * CHUNK_SIZE
 
 
@@ -75,15 +77,18 @@ def firmware_entry(efi: bytes) -> dict[str, Any]:
 def make_manifest(*, board: str, build_id: str, source_date_epoch: int, efi: bytes, weights_lba: int,
                   sector_size: int, model_name: str | None = None, architecture: str | None = None,
                   tensor_count: int | None = None, digest: ModelDigest | None = None,
-                  persona: dict[str, Any] | None = None) -> dict[str, Any]:
+                  persona: dict[str, Any] | None = None, layout: str = "gguf") -> dict[str, Any]:
     """The manifest dict in the design's key order; `model` is None when the image carries no weights.
-    `persona`: {"name", "sha256", "strength"} of the identity compiled into the firmware (docs/identity.md)."""
+    `persona`: {"name", "sha256", "strength"} of the identity compiled into the firmware (docs/identity.md).
+    `layout`: how the weights partition stores the tensors (LAYOUT_NAMES); `sha256` is always the GGUF's, the
+    CRC32C list the bytes on disk."""
     if not re.fullmatch(r"[0-9a-f]{16}", build_id):
         raise DteError(f"build id '{build_id}' must be 16 lowercase hex characters")
     model = None
     if digest is not None:
         model = {"name": model_name, "size": digest.size, "sha256": digest.sha256, "architecture": architecture,
-                 "tensor_count": tensor_count, "chunk_size": digest.chunk_size, "crc32c": list(digest.crc32c)}
+                 "tensor_count": tensor_count, "layout": layout, "chunk_size": digest.chunk_size,
+                 "crc32c": list(digest.crc32c)}
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "board": board,
@@ -121,10 +126,12 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "lba": _U64, "sector_size": {"enum": [512, 4096]},
             "partition": {"oneOf": [{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": 128}]}}},
         "model": {"oneOf": [{"type": "null"}, {
-            "type": "object", "required": ["name", "size", "sha256", "chunk_size", "crc32c"], "properties": {
+            "type": "object", "required": ["name", "size", "sha256", "layout", "chunk_size", "crc32c"],
+            "properties": {
                 "name": {"type": ["string", "null"]}, "size": {**_U64, "minimum": 1}, "sha256": _HEX64,
                 "architecture": {"type": ["string", "null"]},
                 "tensor_count": {"oneOf": [{"type": "null"}, _U64]},
+                "layout": {"enum": list(LAYOUT_NAMES)},
                 "chunk_size": {"type": "integer", "minimum": 1, "maximum": 2**32 - 1},
                 "crc32c": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}}}}]},
         "persona": {"type": "object", "required": ["name", "sha256", "strength"], "properties": {
@@ -165,31 +172,40 @@ class WeightsManifest:
     chunk_size: int
     sha256: bytes
     crc32c: tuple[int, ...]
+    layout: int = 0
+
+    @property
+    def layout_name(self) -> str:
+        return LAYOUT_NAMES[self.layout]
 
     @property
     def chunk_count(self) -> int:
         return len(self.crc32c)
 
 
-def weights_man(weights_lba: int, digest: ModelDigest | None) -> bytes:
-    """`/DTE/WEIGHTS.MAN`: magic, u64 model_size, u64 weights_lba, u32 chunk_size, u32 chunk_count, sha256[32],
-    u32 crc32c[chunk_count], all little-endian."""
+def weights_man(weights_lba: int, digest: ModelDigest | None, layout: int = 0) -> bytes:
+    """`/DTE/WEIGHTS.MAN`: magic "DTEWMAN2", u64 model_size, u64 weights_lba, u32 chunk_size, u32 chunk_count,
+    sha256[32] (of the GGUF), u32 layout (DTE_LAYOUT_*), u32 reserved (0), u32 crc32c[chunk_count] (of the
+    bytes on disk), all little-endian."""
     if digest is None:
-        return _WEIGHTS_HEAD.pack(WEIGHTS_MAGIC, 0, weights_lba, CHUNK_SIZE, 0, bytes(32))
+        return _WEIGHTS_HEAD.pack(WEIGHTS_MAGIC, 0, weights_lba, CHUNK_SIZE, 0, bytes(32), 0, 0)
     head = _WEIGHTS_HEAD.pack(WEIGHTS_MAGIC, digest.size, weights_lba, digest.chunk_size, len(digest.crc32c),
-                              bytes.fromhex(digest.sha256))
+                              bytes.fromhex(digest.sha256), layout, 0)
     return head + struct.pack(f"<{len(digest.crc32c)}I", *digest.crc32c)
 
 
 def parse_weights_man(data: bytes) -> WeightsManifest:
     if len(data) < _WEIGHTS_HEAD.size:
         raise DteError(f"WEIGHTS.MAN is {len(data)} bytes, shorter than its {_WEIGHTS_HEAD.size}-byte header")
-    magic, size, lba, chunk, count, sha = _WEIGHTS_HEAD.unpack_from(data)
+    magic, size, lba, chunk, count, sha, layout, _ = _WEIGHTS_HEAD.unpack_from(data)
     if magic != WEIGHTS_MAGIC:
-        raise DteError(f"WEIGHTS.MAN has magic {magic!r}, expected {WEIGHTS_MAGIC!r}")
+        raise DteError(f"WEIGHTS.MAN has magic {magic!r}, expected {WEIGHTS_MAGIC!r}",
+                       "rebuild the image with this dte (dte build)")
+    if layout >= len(LAYOUT_NAMES):
+        raise DteError(f"WEIGHTS.MAN names weights layout {layout}, this dte knows 0..{len(LAYOUT_NAMES) - 1}")
     if len(data) != _WEIGHTS_HEAD.size + 4 * count:
         raise DteError(f"WEIGHTS.MAN is {len(data)} bytes, {count} chunks need {_WEIGHTS_HEAD.size + 4 * count}")
     if chunk == 0 or count != -(-size // chunk):
         raise DteError(f"WEIGHTS.MAN: {count} chunks of {chunk} bytes do not cover a {size}-byte model")
     crcs = struct.unpack_from(f"<{count}I", data, _WEIGHTS_HEAD.size)
-    return WeightsManifest(size, lba, chunk, sha, crcs)
+    return WeightsManifest(size, lba, chunk, sha, crcs, layout)

@@ -221,3 +221,53 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int, laid_out: Sequen
     if failed:
         raise failed[0]
     return ModelDigest(size, sha.hexdigest(), chunk_size, crcs.done())
+
+
+LAYOUTS = ("gguf", "rows4")
+"""The weights partition's layouts (docs/design.md "Manifest", docs/kernels.md "Weight layouts"): `gguf`, the file's
+bytes as they are; `rows4`, the legacy 32-element types' matrices 4 rows interleaved (engine/layout.h)."""
+DEFAULT_LAYOUT = "gguf"  # rows4 once the engine reads it (dte_engine_params.weights_layout)
+
+
+def layout_id(name: str) -> int:
+    """The engine's DTE_LAYOUT_* id of a layout name."""
+    from .. import layout
+
+    ids = {v: k for k, v in layout.NAMES.items()}
+    if name not in ids:
+        raise DteError(f"unknown weights layout '{name}'", f"pick one of {', '.join(LAYOUTS)}")
+    return ids[name]
+
+
+def laid_out_tensors(model: Path, layout_name: str) -> list[LaidOut]:
+    """The tensors of the GGUF at `model` that `layout_name` stores differently, in file order (none for gguf)."""
+    lid = layout_id(layout_name)
+    if lid == 0:
+        return []
+    from .. import layout
+
+    return list(layout.ranges(model, lid))
+
+
+def laid_out_tensors_in(data: memoryview, size: int, layout_name: str) -> list[LaidOut]:
+    """The same for a GGUF held in `data` (`size` bytes; its header is the same in every layout)."""
+    lid = layout_id(layout_name)
+    if lid == 0:
+        return []
+    from .. import layout
+
+    return list(layout.ranges_in(data, size, lid))
+
+
+def write_model(model: Path, fd: int, offset: int, layout_name: str = DEFAULT_LAYOUT, *,
+                label: str | None = None) -> ModelDigest:
+    """`write_weights` in the named layout, with the engine's own pack (engine/layout.c)."""
+    from .. import layout
+
+    lid = layout_id(layout_name)
+    tensors = laid_out_tensors(model, layout_name)
+
+    def pack(type_id: int, n_cols: int, n_rows: int, src: memoryview, dst: memoryview) -> object:
+        return layout.pack(type_id, n_cols, n_rows, src, dst, layout=lid)
+
+    return write_weights(model, fd, offset, laid_out=tensors, pack=pack, label=label)
