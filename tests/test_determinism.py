@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow   # the edit-test loop's fast tier leaves it out: 
 
 MODELS = sorted(p.name for p in MODELS_DIR.glob("dte-tiny-*.gguf"))
 PROMPTS = ["The GNU General Public License is", "Once upon a time, there was a little",
-           "Hello. I am Deep Tree Echo, and the three primary colors are"]
+           "Hello. I am Deep Tree Echo, and the three primary colors are",
+           # >= 37 tokens: two 16-token K-quant kernel calls, a 4-token call and single tokens in one batch
+           "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with "
+           "her dog, a big brown dog called Max. One day, Lily and Max went to the park near"]
 WIDTHS = (256, 512, 0)  # 0: the scalar reference
 
 
@@ -38,7 +41,7 @@ def run(model: str | Path, library: Path, weights_layout: int = layout.GGUF) -> 
     with Engine(MODELS_DIR / model, n_ctx=128, threads=2, library=library, weights_layout=weights_layout) as e:
         for prompt in PROMPTS:
             ids = e.tokenize(prompt)
-            assert len(ids) > 4
+            assert len(ids) > 4 and (len(prompt) < 100 or len(ids) >= 37), (prompt, len(ids))
             e.reset()
             out.append(e.eval_numpy(ids).view(np.uint32))
             e.reset()

@@ -20,7 +20,7 @@ from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build import layout
 from dte_build.board import load_board
 from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, ROW_SYMBOLS, TILE_ROWS, TOKENS,
-                               VEC_DOT_SYMBOLS, Isa, Jit, Target, board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
+                               VEC_DOT_SYMBOLS, WIDE_SYMBOLS, WIDE_TOKENS, Isa, Jit, Target, board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
 KERNEL_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_K": T.Q2_K,
@@ -85,6 +85,8 @@ def test_symbols_match_kernels_header() -> None:
     assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
     assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
                                            if KERNEL_TYPES[k] not in FLOATS)
+    assert sorted(WIDE_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"vec_dot{WIDE_TOKENS}") for k in KERNEL_TYPES
+                                          if k.endswith("_K"))
 
 
 def bits(v: float) -> int:
@@ -148,20 +150,28 @@ MULTI_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes
                                    ctypes.POINTER(ctypes.c_float))
 
 
-@pytest.mark.parametrize("kind", [k for k, t in KERNEL_TYPES.items() if t not in FLOATS])
-def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str) -> None:
+@pytest.mark.parametrize("kind,tokens", [(k, TOKENS) for k, t in KERNEL_TYPES.items() if t not in FLOATS]
+                         + [(k, WIDE_TOKENS) for k in KERNEL_TYPES if k.endswith("_K")])
+def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str, tokens: int) -> None:
+    """One weight row against TOKENS (every quantized type) or WIDE_TOKENS (K-quants) activation rows: each result
+    equal, bit for bit, to dte_vec_dot_ref's, on random and adversarial weights and on activations whose scales
+    span from tiny to large across the tokens of one call."""
     t = KERNEL_TYPES[kind]
-    fn = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", "vec_dot4")))
-    rng = np.random.default_rng(int(t) + 100)
+    fn = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", f"vec_dot{tokens}")))
+    rng = np.random.default_rng(int(t) + 100 + tokens)
     for blocks in (1, 2, 3, 8):
         n = GGML_QUANT_SIZES[t][0] * blocks
         w = (adversarial_weights if blocks == 2 else random_weight_bytes)(t, n, rng)
-        rows = [q.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(TOKENS)]
+        span = 2.0 ** rng.integers(-20, 20, tokens) if blocks == 3 else np.ones(tokens)
+        rows = [q.quantize(ACTIVATION[t], (rng.standard_normal(n) * span[i]).astype(np.float32))
+                for i in range(tokens)]
+        if blocks == 8:
+            rows[1][:] = q.quantize(ACTIVATION[t], np.zeros(n, dtype=np.float32))  # an all-zero token
         stride = rows[0].size + 40  # rows need not be adjacent
-        acts = np.zeros(stride * TOKENS, dtype=np.uint8)
+        acts = np.zeros(stride * tokens, dtype=np.uint8)
         for i, r in enumerate(rows):
             acts[i * stride:i * stride + r.size] = r
-        out = (ctypes.c_float * TOKENS)()
+        out = (ctypes.c_float * tokens)()
         fn(n, w.ctypes.data, acts.ctypes.data, stride, out)
         for i, r in enumerate(rows):
             assert bits(out[i]) == bits(q.vec_dot(t, n, w, r)), (kind, n, i)

@@ -52,6 +52,23 @@ dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type)
 #endif
 }
 
+dte_vec_dot4_fn dte_kernel_vec_dot16(uint32_t weight_type)
+{
+#ifdef DTE_HAVE_GENERATED_KERNELS
+    switch (weight_type) {
+    case DTE_TYPE_Q2_K: return dte_k_vec_dot16_q2_K_q8_K;
+    case DTE_TYPE_Q3_K: return dte_k_vec_dot16_q3_K_q8_K;
+    case DTE_TYPE_Q4_K: return dte_k_vec_dot16_q4_K_q8_K;
+    case DTE_TYPE_Q5_K: return dte_k_vec_dot16_q5_K_q8_K;
+    case DTE_TYPE_Q6_K: return dte_k_vec_dot16_q6_K_q8_K;
+    default: return NULL;
+    }
+#else
+    (void)weight_type;
+    return NULL;
+#endif
+}
+
 dte_gemm_fn dte_kernel_gemm(uint32_t weight_type)
 {
 #ifdef DTE_HAVE_GENERATED_KERNELS

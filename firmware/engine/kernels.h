@@ -82,10 +82,27 @@ void dte_k_gemm4x1_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes
 void dte_k_gemm4x1_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                              int64_t act_row_bytes, float *out);
 
+/* One weight row against DTE_KERNEL_WIDE_TOKENS activation rows (K-quants; prompt processing), dte_vec_dot4_fn's
+ * ABI: out[t] = dot(w, a_t) for t < 16, bit-identical to the 4-token and one-token kernels' results. Each weight
+ * super-block is unpacked once for all sixteen tokens. */
+#define DTE_KERNEL_WIDE_TOKENS 16
+void dte_k_vec_dot16_q2_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                               float *out);
+void dte_k_vec_dot16_q3_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                               float *out);
+void dte_k_vec_dot16_q4_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                               float *out);
+void dte_k_vec_dot16_q5_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                               float *out);
+void dte_k_vec_dot16_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                               float *out);
+
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
 /* The multi-token kernel for a weight type, or NULL (loop over dte_vec_dot). */
 dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type);
+/* The DTE_KERNEL_WIDE_TOKENS-token kernel for a weight type (K-quants), or NULL. */
+dte_vec_dot4_fn dte_kernel_vec_dot16(uint32_t weight_type);
 /* The DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS tile kernel for a weight type, or NULL. */
 dte_gemm_fn dte_kernel_gemm(uint32_t weight_type);
 /* The DTE_KERNEL_ROWS x 1 kernel for a weight type, or NULL. */

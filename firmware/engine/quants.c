@@ -574,6 +574,16 @@ void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, co
 {
     const uint8_t *a = activations;
     int64_t t = 0;
+    const dte_vec_dot4_fn kernel16 = dte_kernel_vec_dot16(weight_type);
+    if (kernel16 != NULL) {
+        float wide[DTE_KERNEL_WIDE_TOKENS];
+        for (; t + DTE_KERNEL_WIDE_TOKENS <= tokens; t += DTE_KERNEL_WIDE_TOKENS) {
+            kernel16(n, weights, a + t * act_row_bytes, act_row_bytes, wide);
+            for (int k = 0; k < DTE_KERNEL_WIDE_TOKENS; ++k) {
+                out[(t + k) * out_stride] = wide[k];
+            }
+        }
+    }
     const dte_vec_dot4_fn kernel4 = dte_kernel_vec_dot4(weight_type);
     if (kernel4 != NULL) {
         float four[DTE_KERNEL_TOKENS];

@@ -61,8 +61,8 @@ void dte_quantize_row_ref(uint32_t act_type, const float *src, void *dst, int64_
  * generated, the scalar reference otherwise). */
 float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const void *activations);
 /* One weight row against `tokens` activation rows (act_row_bytes apart): out[t * out_stride] = dot(w, a_t).
- * Uses the multi-token kernels where generated (the weight row is unpacked once per 4 tokens: prompt
- * processing), dte_vec_dot otherwise. */
+ * Uses the multi-token kernels where generated (the weight row is unpacked once per 16 tokens for the K-quants,
+ * once per 4 for the others: prompt processing), dte_vec_dot otherwise. */
 void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, const void *activations,
                         int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride);
 /* `rows` weight rows (w_row_bytes apart) against `tokens` activation rows: out[t * out_stride + r] = dot(w_r, a_t).

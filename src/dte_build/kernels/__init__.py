@@ -17,8 +17,8 @@ from ..board import Board
 from ..errors import DteError
 from .ir import Isa
 from .target import COFF_TRIPLE, Jit, Target, emit_assembly, emit_object
-from .ir import TILE_ROWS, TOKENS
-from .vecdot import GEMM_KERNELS, KERNELS, MULTI_KERNELS, ROW_KERNELS, module_ir
+from .ir import TILE_ROWS, TOKENS, WIDE_TOKENS
+from .vecdot import GEMM_KERNELS, KERNELS, MULTI_KERNELS, ROW_KERNELS, WIDE_KERNELS, module_ir
 
 VEC_DOT_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
 """The vec_dot kernels (dte_vec_dot_ref's ABI), in firmware/engine/kernels.h order."""
@@ -28,7 +28,9 @@ GEMM_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in GEMM_KERNELS.values())
 """The TILE_ROWS x TOKENS tile kernels (kernels.h dte_gemm_fn ABI), in kernels.h order."""
 ROW_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in ROW_KERNELS.values())
 """The TILE_ROWS x 1 kernels (kernels.h dte_gemm_fn ABI, one activation row), in kernels.h order."""
-KERNEL_SYMBOLS: tuple[str, ...] = VEC_DOT_SYMBOLS + MULTI_SYMBOLS + GEMM_SYMBOLS + ROW_SYMBOLS
+WIDE_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in WIDE_KERNELS.values())
+"""The WIDE_TOKENS-row kernels (kernels.h dte_vec_dot4_fn ABI with 16 tokens; K-quants), in kernels.h order."""
+KERNEL_SYMBOLS: tuple[str, ...] = VEC_DOT_SYMBOLS + MULTI_SYMBOLS + GEMM_SYMBOLS + ROW_SYMBOLS + WIDE_SYMBOLS
 """Every generated function."""
 
 DISPATCH_SOURCE = "engine/kernels.c"
@@ -37,7 +39,7 @@ DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
 
 __all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "GEMM_SYMBOLS", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "ROW_SYMBOLS",
            "TILE_ROWS",
-           "TOKENS", "VEC_DOT_SYMBOLS", "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object",
+           "TOKENS", "VEC_DOT_SYMBOLS", "WIDE_SYMBOLS", "WIDE_TOKENS", "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object",
            "host_has_avx512_vnni", "host_kernel_width", "hosted_link_inputs", "kernel_ir", "kernel_object"]
 
 AVX512_VNNI_FEATURES = ("avx512f", "avx512bw", "avx512vl", "avx512vnni")

@@ -273,6 +273,9 @@ class Fn:
 
 TOKENS = 4
 """Activation rows of the multi-token kernels (dte_k_vec_dot4_*): one pass over a weight row serves four tokens."""
+WIDE_TOKENS = 16
+"""Activation rows of the wide multi-token kernels (dte_k_vec_dot16_*, K-quants): one unpacked weight super-block
+serves sixteen tokens."""
 TILE_ROWS = 4
 """Weight rows of the tile kernels (dte_k_gemm4x4_*, legacy types): TILE_ROWS x TOKENS dot products per pass, each
 loaded weight block and activation block used four times (llama.cpp's tinyBLAS gemm4xN does the same)."""

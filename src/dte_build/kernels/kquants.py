@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .ir import TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TOKENS, WIDE_TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 QK_K = 256
 Q8_K_BYTES = 292
@@ -42,15 +42,26 @@ def k_weights(fn: Fn, isa: Isa, pieces: list[str], scales16: str, group: int,
     return out
 
 
-def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
-    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane."""
+def k_dot(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str,
+          fused: bool = False) -> str:
+    """Sum over the super-block of scale * dot(weights, activations at base+aoff) per i32 lane.
+
+    fused: add each vector's scaled pair sums with vpdpwssd (AVX-512 VNNI; the same exact integers as vpmaddwd +
+    vpaddd, one instruction instead of two)."""
     n = isa.bytes
     lanes = vec(n // 4, "i32")
     sumi = None
     for v, (u, neg, scales) in enumerate(weights):
         x = fn.load(vec(n, "i8"), base, fn.emit(f"add i64 {aoff}, {4 + v * n}"))
         sx = fn.signed_by(n, neg, x)
-        scaled = fn.madd_i16(isa, n // 2, fn.maddubs(isa, n, u, sx), scales)  # vpmaddubsw, vpmaddwd by the scales
+        pairs = fn.maddubs(isa, n, u, sx)  # vpmaddubsw
+        if fused and sumi is not None:
+            t16 = vec(n // 2, "i16")
+            name = f"@llvm.x86.avx512.vpdpwssd.{n * 8}"
+            fn.declare(f"declare {lanes} {name}({lanes}, {t16}, {t16})")
+            sumi = fn.emit(f"call {lanes} {name}({lanes} {sumi}, {t16} {pairs}, {t16} {scales})")
+            continue
+        scaled = fn.madd_i16(isa, n // 2, pairs, scales)  # vpmaddwd by the scales
         sumi = scaled if sumi is None else fn.op("add nsw", lanes, sumi, scaled)
     return sumi
 
@@ -189,12 +200,45 @@ def load_scale(fn: Fn, woff: str, at: int, block_bytes: int) -> str:
     return fn.load_half_as_float("%w", fn.emit(f"add i64 {woff}, {at}") if at else woff, lane=lane)
 
 
+def token_sums(fn: Fn, parts: list[str], n: int, per: int) -> str:
+    """<T x i32> whose lane t is the sum of token t's `per` partials: parts are <n x i32> vectors, each holding
+    n / per tokens' partials token-major (T = len(parts) * n / per, powers of two). Adjacent vectors are merged by
+    adding their even and odd lanes, halving the partials per token each step (exact integers, any order)."""
+    assert len(parts) & (len(parts) - 1) == 0
+    vecs = list(parts)
+    while per > 1:
+        t = vec(n, "i32")
+        if len(vecs) >= 2:
+            merged = []
+            for a, b in zip(vecs[0::2], vecs[1::2]):
+                even = fn.shuffle(t, a, b, list(range(0, 2 * n, 2)))
+                odd = fn.shuffle(t, a, b, list(range(1, 2 * n, 2)))
+                merged.append(fn.op("add nsw", t, even, odd))
+            vecs = merged
+        else:
+            even = fn.shuffle(t, vecs[0], None, list(range(0, n, 2)))
+            odd = fn.shuffle(t, vecs[0], None, list(range(1, n, 2)))
+            n //= 2
+            vecs = [fn.op("add nsw", vec(n, "i32"), even, odd)]
+        per //= 2
+    while len(vecs) > 1:
+        vecs = [fn.concat(vec(n, "i32"), a, b, n) for a, b in zip(vecs[0::2], vecs[1::2])]
+        n *= 2
+    return vecs[0]
+
+
 def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
-    """vec_dot (tokens == 1) or one weight row against `tokens` activation rows."""
+    """vec_dot (tokens == 1) or one weight row against `tokens` (even) activation rows.
+
+    Every (row, token) pair gets the float operations of the one-token kernel (docs/kernels.md "One reduction
+    order"); the multi-token form unpacks each weight super-block once for all its tokens, adds the min sums of all
+    tokens in one transposed reduction and runs the float side two tokens per 16-lane vector."""
     k = K_TYPES[kind]
     # No VNNI here, on any board: vpdpbusd would need a 32-bit multiply by the sub-block scales per vector
     # (vpmulld: two µops, ten cycles on Intel); vpmaddubsw + vpmaddwd apply them in 16 bits. Measured on an Intel
     # AVX-512 VNNI host: prompt processing +18 % (Q4_K_M, Q6_K; docs/kernels.md). Same exact integer sums.
+    # Where the board has VNNI, vpdpwssd adds each vector's scaled pair sums (multi-token kernels).
+    vnni = isa.vnni
     isa = Isa(isa.width, isa.intrinsics, vnni=False)
     fn = new_fn(k.symbol if tokens == 1 else k.symbol.replace("vec_dot", f"vec_dot{tokens}"), tokens)
     bases = fn.activation_bases()
@@ -206,38 +250,86 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     int_lanes = isa.bytes // 4
     lanes = min(int_lanes, 8)
 
-    def body(i: str, accs: list[str]) -> list[str]:
+    fused = vnni
+
+    def lane_sums(weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
+        sumi = k_dot(fn, isa, weights, base, aoff, fused)
+        if int_lanes == lanes:
+            return sumi
+        ty = vec(int_lanes, "i32")
+        return fn.op("add nsw", vec(lanes, "i32"), fn.shuffle(ty, sumi, None, list(range(lanes))),
+                     fn.shuffle(ty, sumi, None, list(range(lanes, int_lanes))))
+
+    def block(i: str) -> tuple[list[tuple[str, str | None, str]], str | None, str, str | None, str, str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
         aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
         pieces, scales, mins = unpack(fn, kind, woff)
         weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
         dw = load_scale(fn, woff, k.d_at, k.w_bytes)
         dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
-        vaccs, maccs = [], []
-        for base, acc, macc in zip(bases, accs[:tokens], accs[tokens:]):
-            ad = fn.load("float", base, aoff)
-            sumi = k_dot(fn, isa, weights, base, aoff)
-            if dminw is not None:
-                dmin = fn.op("fmul", "float", dminw, ad)
-                macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, base, aoff)))
-            if int_lanes != lanes:
-                ty = vec(int_lanes, "i32")
-                sumi = fn.op("add nsw", vec(lanes, "i32"), fn.shuffle(ty, sumi, None, list(range(lanes))),
-                             fn.shuffle(ty, sumi, None, list(range(lanes, int_lanes))))
-            fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
-            d = fn.op("fmul", "float", dw, ad)
-            vaccs.append(fn.fma(lanes, fn.splat(d, "float", lanes), fsum, acc))
-            maccs.append(macc)
-        return vaccs + maccs
+        return weights, mins, dw, dminw, woff, aoff
 
-    accs = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer")] * tokens + [("float", "0.0")] * tokens,
-                        body)
-    results = [fn.op("fsub", "float", fn.tree_sum(lanes, a), m) for a, m in zip(accs[:tokens], accs[tokens:])]
+    def body_one(i: str, accs: list[str]) -> list[str]:
+        weights, mins, dw, dminw, _, aoff = block(i)
+        acc, macc = accs
+        ad = fn.load("float", "%a", aoff)
+        sumi = lane_sums(weights, "%a", aoff)
+        if dminw is not None:
+            dmin = fn.op("fmul", "float", dminw, ad)
+            macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, "%a", aoff)))
+        fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
+        d = fn.op("fmul", "float", dw, ad)
+        return [fn.fma(lanes, fn.splat(d, "float", lanes), fsum, acc), macc]
+
     if tokens == 1:
-        fn.raw(f"ret float {results[0]}")
-    else:
-        fn.store_results(results)
-        fn.raw("ret void")
+        acc, macc = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer"), ("float", "0.0")], body_one)
+        fn.raw(f"ret float {fn.op('fsub', 'float', fn.tree_sum(lanes, acc), macc)}")
+        return fn
+
+    assert tokens % 2 == 0
+    pairs, pair_ty, tok_ty = tokens // 2, vec(2 * lanes, "float"), vec(tokens, "float")
+
+    def body_many(i: str, accs: list[str]) -> list[str]:
+        weights, mins, dw, dminw, _, aoff = block(i)
+        ad = fn.from_scalars([fn.load("float", base, aoff) for base in bases], "float")   # lane t: token t's d
+        d = fn.op("fmul", tok_ty, fn.splat(dw, "float", tokens), ad)                        # dw * d_t, per lane
+        out = []
+        for p in range(pairs):  # tokens 2p and 2p+1 in lanes 0..7 and 8..15 of one vector
+            one, two = (k_dot(fn, isa, weights, bases[2 * p + h], aoff, fused) for h in range(2))
+            if int_lanes == lanes:
+                sumi = fn.concat(vec(lanes, "i32"), one, two, lanes)
+            else:  # both tokens' 256-bit halves added in one step: lane j + lane j + 8 of each (exact)
+                ty = vec(int_lanes, "i32")
+                low = fn.shuffle(ty, one, two, [*range(lanes), *range(int_lanes, int_lanes + lanes)])
+                high = fn.shuffle(ty, one, two, [*range(lanes, int_lanes), *range(int_lanes + lanes, 2 * int_lanes)])
+                sumi = fn.op("add nsw", vec(2 * lanes, "i32"), low, high)
+            fsum = fn.emit(f"sitofp {vec(2 * lanes, 'i32')} {sumi} to {pair_ty}")
+            dpair = fn.shuffle(tok_ty, d, None, [2 * p] * lanes + [2 * p + 1] * lanes)
+            out.append(fn.fma(2 * lanes, dpair, fsum, accs[p]))
+        macc = accs[pairs]
+        if dminw is not None:  # lane t: sum over the 16 groups of bsums * mins, exact in i32
+            m16 = fn.emit(f"zext {vec(16, 'i8')} {mins} to {vec(16, 'i16')}")
+            bsums = [fn.load(vec(16, "i16"), base, fn.emit(f"add i64 {aoff}, 260")) for base in bases]
+            if isa.width == 512:  # two tokens per vpmaddwd: <16 x i32> = 8 partials of token 2p, 8 of 2p+1
+                m32 = fn.concat(vec(16, "i16"), m16, m16, 16)
+                parts = [fn.madd_i16(isa, 32, fn.concat(vec(16, "i16"), a, b, 16), m32)
+                         for a, b in zip(bsums[0::2], bsums[1::2])]
+                total = token_sums(fn, parts, 16, 8)
+            else:
+                total = token_sums(fn, [fn.madd_i16(isa, 16, b, m16) for b in bsums], 8, 8)
+            msum = fn.emit(f"sitofp {vec(tokens, 'i32')} {total} to {tok_ty}")
+            dmin = fn.op("fmul", tok_ty, fn.splat(dminw, "float", tokens), ad)
+            macc = fn.op("fadd", tok_ty, macc, fn.op("fmul", tok_ty, dmin, msum))
+        return out + [macc]
+
+    accs = counted_loop(fn, nb, [(pair_ty, "zeroinitializer")] * pairs + [(tok_ty, "zeroinitializer")], body_many)
+    results = []
+    for t in range(tokens):
+        half = fn.shuffle(pair_ty, accs[t // 2], None, list(range(lanes * (t % 2), lanes * (t % 2 + 1))))
+        m = fn.emit(f"extractelement {tok_ty} {accs[pairs]}, i32 {t}", "f")
+        results.append(fn.op("fsub", "float", fn.tree_sum(lanes, half), m))
+    fn.store_results(results)
+    fn.raw("ret void")
     return fn
 
 
@@ -246,3 +338,9 @@ KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
 MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     kind: (k.symbol.replace("vec_dot", f"vec_dot{TOKENS}"), (lambda isa, kind=kind: k_kernel(isa, kind, TOKENS)))
     for kind, k in K_TYPES.items()}
+WIDE_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (k.symbol.replace("vec_dot", f"vec_dot{WIDE_TOKENS}"),
+           (lambda isa, kind=kind: k_kernel(isa, kind, WIDE_TOKENS)))
+    for kind, k in K_TYPES.items()}
+"""One weight row against WIDE_TOKENS activation rows (prompt processing): each super-block's weights, scales and
+mins are unpacked once for 16 tokens instead of 4."""

@@ -14,6 +14,7 @@ from .ir import FUNCTION_ATTRIBUTES, Fn, Isa
 from .floats import KERNELS as FLOAT_KERNELS
 from .kquants import KERNELS as K_KERNELS
 from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
+from .kquants import WIDE_KERNELS as K_WIDE_KERNELS
 from .legacy import KERNELS as LEGACY_KERNELS
 from .legacy import MULTI_KERNELS as LEGACY_MULTI_KERNELS
 from .legacy import ROW_KERNELS as LEGACY_ROW_KERNELS
@@ -33,12 +34,14 @@ GEMM_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(TILE_KERNELS)
 # TILE_ROWS weight rows against one activation row (legacy types; generation). K-quants have neither: their
 # per-row unpacking dominates, and 4-row forms measured no faster than the one-row kernels.
 ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(LEGACY_ROW_KERNELS)
+# One weight row against WIDE_TOKENS activation rows (K-quants; prompt processing).
+WIDE_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(K_WIDE_KERNELS)
 
 
 def module_ir(isa: Isa, triple: str) -> str:
     """The whole kernel module as LLVM IR text."""
     fns = [build(isa) for _, build in [*KERNELS.values(), *MULTI_KERNELS.values(), *GEMM_KERNELS.values(),
-                                       *ROW_KERNELS.values()]]
+                                       *ROW_KERNELS.values(), *WIDE_KERNELS.values()]]
     declares = sorted({d for fn in fns for d in fn.declares})
     return "\n".join([f'target triple = "{triple}"', "", *declares, "", *(fn.text() for fn in fns),
                       FUNCTION_ATTRIBUTES, ""])
