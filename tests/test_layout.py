@@ -148,3 +148,48 @@ def test_ranges_of_a_broken_file(tmp_path: Path) -> None:
         layout.ranges_in(data[:40], len(data))                  # header cut short
     with pytest.raises(DteError, match="does not parse"):
         layout.ranges_in(data, len(data) - 100)                 # the last tensor runs past the file's end
+
+
+RSS_PROBE = r"""
+import sys
+from pathlib import Path
+from dte_build.engine import Engine
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS")
+
+path = sys.argv[1]
+Engine(path, n_ctx=8, threads=1).close()  # the library built and loaded once: measure the open alone
+before = rss()
+e = Engine(path, n_ctx=8, threads=1)
+ids = e.tokenize("Hello")
+e.eval(ids)
+print(rss() - before)
+"""
+
+
+def test_hosted_open_repacks_a_private_copy_within_the_rss_budget(smollm2_path: Path, tmp_path: Path) -> None:
+    """Opening a plain GGUF repacks its laid-out matrices (SmolLM2: all Q4_1, token_embd included) in a private
+    mapping: the file keeps its bytes, and the process grows by at most file + KV cache + 64 MiB (issue 13's
+    budget; the repack's pages replace the file's, they are not held twice)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from dte_build.image.model_check import context_bytes
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(smollm2_path.read_bytes())
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert sum(r.size for r in layout.ranges(model)) > model.stat().st_size // 2
+    proc = subprocess.run([sys.executable, "-c", RSS_PROBE, str(model)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    grown = int(proc.stdout.split()[-1])
+    kv, _ = context_bytes(model, 8)
+    assert grown <= model.stat().st_size + kv + 64 * 2**20, grown
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
