@@ -80,7 +80,7 @@ int dte_main_after_exit(const struct dte_boot_info *info)
     if (weights_load(&manifest, info->rsdp, &weights) != 0) {
         return APPLIANCE_WEIGHTS;
     }
-    if (attest_weights_loaded(weights.data, weights.resident_bytes, weights.model_size) != 0) {
+    if (attest_weights_loaded(weights.data, weights.resident_bytes, weights.model_size, weights.layout) != 0) {
         return APPLIANCE_WEIGHTS;
     }
     thermal_fw_start();   /* the PCI configuration space is up now (the storage driver brought it) */

@@ -8,7 +8,9 @@
 #include "drivers/acpi.h"
 #include "drivers/madt.h"
 #include "dte_config.h"
+#include "engine/gguf.h"
 #include "engine/identity.h"
+#include "engine/layout.h"
 #include "lib/fmt.h"
 #include "lib/sha256.h"
 
@@ -149,7 +151,57 @@ int attest_measure(efi_handle image, efi_system_table *st, const struct dte_boot
     return report.efi_ok ? 0 : -1;
 }
 
-int attest_weights_loaded(const uint8_t *data, uint64_t size, uint64_t model_size)
+/* The laid-out tensor of `g` that starts first at or after byte `at` of the file, or NULL. */
+static const dte_gguf_tensor *next_laid_out(const dte_gguf *g, uint32_t layout, uint64_t at)
+{
+    const dte_gguf_tensor *best = NULL;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const dte_gguf_tensor *t = &g->tensors[i];
+        uint64_t off = g->data_offset + t->offset;
+        if (off >= at && (!best || off < g->data_offset + best->offset) &&
+            dte_layout_applies(layout, t->type, t->n_dims, t->ne[1])) {
+            best = t;
+        }
+    }
+    return best;
+}
+
+/* SHA-256 of the GGUF file whose bytes `data` holds in `layout` (docs/design.md "Weights layout"): plain spans as
+ * they are, each laid-out tensor unpacked one group of 4 rows at a time (engine/layout.h), its n_rows % 4 last
+ * rows as they are. 0, or -1 when the GGUF does not parse or a group is wider than the buffer. */
+static int hash_gguf(const uint8_t *data, uint64_t size, uint32_t layout, uint8_t out[32])
+{
+    static uint8_t group[256u * 1024u];
+    dte_sha256_ctx ctx;
+    dte_sha256_init(&ctx);
+    uint64_t at = 0;
+    if (layout != DTE_LAYOUT_GGUF) {
+        dte_gguf g;
+        char err[64];
+        if (dte_gguf_parse(data, size, &g, err, sizeof err) != 0) {
+            return -1;
+        }
+        for (const dte_gguf_tensor *t; (t = next_laid_out(&g, layout, at)) != NULL;) {
+            uint64_t off = g.data_offset + t->offset, row = t->n_bytes / (uint64_t)t->ne[1], n = 4 * row;
+            if (n > sizeof group) {
+                return -1;
+            }
+            dte_sha256_update(&ctx, data + at, off - at);
+            uint64_t full = (uint64_t)t->ne[1] / 4;
+            for (uint64_t k = 0; k < full; k++) {
+                dte_layout_unpack(layout, t->type, t->ne[0], 4, data + off + k * n, group);
+                dte_sha256_update(&ctx, group, n);
+            }
+            dte_sha256_update(&ctx, data + off + full * n, t->n_bytes - full * n);
+            at = off + t->n_bytes;
+        }
+    }
+    dte_sha256_update(&ctx, data + at, size - at);
+    dte_sha256_final(&ctx, out);
+    return 0;
+}
+
+int attest_weights_loaded(const uint8_t *data, uint64_t size, uint64_t model_size, uint32_t layout)
 {
     if (size < model_size) {
         dte_status("attest_weights resident=partial text=\"streamed model: checked by CRC32C per chunk only\"");
@@ -157,7 +209,11 @@ int attest_weights_loaded(const uint8_t *data, uint64_t size, uint64_t model_siz
     }
     uint8_t got[32];
     char text[65];
-    dte_sha256(data, model_size, got);
+    if (hash_gguf(data, model_size, layout, got) != 0) {
+        dte_status("attest_weights error=layout text=\"the %s weights do not parse as a GGUF\"",
+                   layout == DTE_LAYOUT_ROWS4 ? "rows4" : "gguf");
+        return -1;
+    }
     hex(text, got, 32);
     int match = 1;
     for (int i = 0; i < 32; i++) {

@@ -21,10 +21,11 @@
 int attest_measure(efi_handle image, efi_system_table *st, const struct dte_boot_info *info,
                    const struct weights_manifest *man, const void *rsdp);
 
-/* After the weights are in memory: SHA-256 of the `size` loaded bytes against the manifest's, printed as
- * `dte: attest_weights sha256=... match=1|0` (skipped with `resident=partial` when the model streams).
- * Returns 0 when they match (or cannot be checked), -1 when they differ. */
-int attest_weights_loaded(const uint8_t *data, uint64_t size, uint64_t model_size);
+/* After the weights are in memory: SHA-256 of the GGUF the `size` loaded bytes hold in `layout` (DTE_LAYOUT_*:
+ * laid-out tensors are unpacked group by group as they are hashed, so the hash is the GGUF file's) against the
+ * manifest's, printed as `dte: attest_weights sha256=... match=1|0` (skipped with `resident=partial` when the
+ * model streams). Returns 0 when they match (or cannot be checked), -1 when they differ. */
+int attest_weights_loaded(const uint8_t *data, uint64_t size, uint64_t model_size, uint32_t layout);
 
 /* The persona's identity stage on a sampler (engine/identity.h), with the compiled-in hash and strength;
  * nothing when DTE_IDENTITY_STRENGTH is 0. */

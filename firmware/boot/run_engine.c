@@ -52,7 +52,7 @@ static int build_engine(const struct weights_loaded *w, struct engine *e)
     char err[160] = "";
     /* The engine validates every offset against the whole file; on a streamed model the part past
      * resident_bytes is read through the hooks (weights_stream), never through the buffer. */
-    dte_engine_params params = {.n_ctx = DTE_N_CTX};
+    dte_engine_params params = {.n_ctx = DTE_N_CTX, .weights_layout = w->layout};   /* as WEIGHTS.MAN says */
     dte_engine_hooks hooks;
     weights_stream_hooks(w, &params, &hooks);
     int rc = dte_engine_open(w->data, w->model_size, &params, &hooks, &e->engine, err, sizeof err);

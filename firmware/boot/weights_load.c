@@ -94,6 +94,7 @@ int weights_load(const struct weights_manifest *man, const void *rsdp, struct we
         return -1;
     }
     out->data = dst;
+    out->layout = man->layout;
     dte_set_subsystem("nvme");
     struct storage_load req = {.pci = STORAGE_PCI_ACPI,
                                .rsdp = rsdp,

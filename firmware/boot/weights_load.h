@@ -16,6 +16,7 @@ struct weights_loaded {
     const uint8_t *data;        /* the GGUF's first resident_bytes bytes, in the weights region */
     uint64_t model_size;
     uint64_t resident_bytes;    /* == model_size unless streaming */
+    uint32_t layout;            /* DTE_LAYOUT_* of the bytes (WEIGHTS.MAN): the engine's weights_layout */
     bool streaming;
     struct nvme_ctrl *ctrl;     /* the open controller (for streaming reads, I/O queue 1) */
     uint64_t byte_offset;       /* where the GGUF starts on the namespace */

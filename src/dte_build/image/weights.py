@@ -226,7 +226,7 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int, laid_out: Sequen
 LAYOUTS = ("gguf", "rows4")
 """The weights partition's layouts (docs/design.md "Manifest", docs/kernels.md "Weight layouts"): `gguf`, the file's
 bytes as they are; `rows4`, the legacy 32-element types' matrices 4 rows interleaved (engine/layout.h)."""
-DEFAULT_LAYOUT = "gguf"  # rows4 once the engine reads it (dte_engine_params.weights_layout)
+DEFAULT_LAYOUT = "rows4"
 
 
 def layout_id(name: str) -> int:
@@ -270,4 +270,5 @@ def write_model(model: Path, fd: int, offset: int, layout_name: str = DEFAULT_LA
     def pack(type_id: int, n_cols: int, n_rows: int, src: memoryview, dst: memoryview) -> object:
         return layout.pack(type_id, n_cols, n_rows, src, dst, layout=lid)
 
-    return write_weights(model, fd, offset, laid_out=tensors, pack=pack, label=label)
+    return write_weights(model, fd, offset, laid_out=tensors, pack=pack,
+                         label=label or f"weights {Path(model).name} ({layout_name})")
