@@ -14,6 +14,7 @@ reads it once so every contender starts with it in the page cache, then times, i
 Each is run --repeat times, interleaved; the best time counts.
 
     python scripts/bench_build.py [--size-mib 1023] [--dir /tmp] [--repeat 2] [--json] [--cli-arg ARG]
+                                  [--baseline-src OLD_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -119,11 +120,16 @@ def time_cp(src: Path, dst: Path) -> float:
     return seconds
 
 
-def time_cli(src: Path, dst: Path, extra: list[str], quiet: bool = True) -> float:
-    dte = Path(sys.executable).parent / "dte"
+def time_cli(src: Path, dst: Path, extra: list[str], quiet: bool = True, code: Path | None = None) -> float:
+    """`dte build` as a whole process; `code`: another checkout's src/ (PYTHONPATH), e.g. the commit before."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+        env["DTE_BUILD_DIR"] = str(code.parent / "build")
+    cmd = [sys.executable, "-c", "from dte_build.cli import main; main()"]
     start = time.monotonic()
-    subprocess.run([str(dte), "build", "--board", "qemu-q35", "--model", str(src), "-o", str(dst), *extra],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None)
+    subprocess.run([*cmd, "build", "--board", "qemu-q35", "--model", str(src), "-o", str(dst), *extra],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None, env=env)
     seconds = time.monotonic() - start
     dst.unlink()
     return seconds
@@ -131,7 +137,7 @@ def time_cli(src: Path, dst: Path, extra: list[str], quiet: bool = True) -> floa
 
 def time_build(src: Path, efi: Path, dst: Path) -> float:
     start = time.monotonic()
-    build_image(load_board("qemu-q35"), efi, dst, model_path=src, build_id="0000000000000000")
+    build_image(load_board("qemu-q35"), efi, dst, model_path=src, build_id="0000000000000000", n_ctx=256)
     seconds = time.monotonic() - start
     dst.unlink()
     return seconds
@@ -143,6 +149,9 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also time `dte build` from another checkout's src/ (e.g. the commit before a change), "
+                         "in the same run")
     ap.add_argument("--cli-arg", action="append", default=None,
                     help="argument for `dte build` (repeatable; default: -c 256, so the KV cache fits qemu-q35 beside "
                          "a 1 GiB model)")
@@ -156,10 +165,14 @@ def main() -> int:
         size = make_gguf(src, args.size_mib)
         warm(src)
         time_cli(src, d / "cli.img", args.cli_arg, quiet=False)  # warm-up: compiles the firmware once (not timed)
-        cp_s, cli_s, build_s, check_s = [], [], [], []
+        if args.baseline_src:
+            time_cli(src, d / "base.img", args.cli_arg, quiet=False, code=args.baseline_src)
+        cp_s, cli_s, build_s, check_s, base_s = [], [], [], [], []
         for _ in range(args.repeat):  # interleaved, so load changes hit all alike
             cp_s.append(time_cp(src, d / "copy.gguf"))
             cli_s.append(time_cli(src, d / "cli.img", args.cli_arg))
+            if args.baseline_src:
+                base_s.append(time_cli(src, d / "base.img", args.cli_arg, code=args.baseline_src))
             build_s.append(time_build(src, efi, d / "dte.img"))
             start = time.monotonic()
             check_model(src)
@@ -170,13 +183,18 @@ def main() -> int:
               "load_average": round(os.getloadavg()[0], 1), "ratio": round(cli_s / cp_s, 2),
               "image_ratio": round(build_s / cp_s, 2), "cp_mib_s": round(size / MIB / cp_s, 1),
               "cli_mib_s": round(size / MIB / cli_s, 1), "build_mib_s": round(size / MIB / build_s, 1)}
+    if base_s:
+        result["baseline_seconds"] = round(min(base_s), 3)
+        result["baseline_ratio"] = round(min(base_s) / cp_s, 2)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{size / MIB:.0f} MiB Q8_0 GGUF: cp+sync {cp_s:.2f} s ({result['cp_mib_s']} MiB/s), "
               f"dte build {cli_s:.2f} s ({result['cli_mib_s']} MiB/s), ratio {result['ratio']:.2f}x; "
               f"build_image alone {build_s:.2f} s, ratio {result['image_ratio']:.2f}x; "
-              f"model check {check * 1000:.1f} ms; load average {result['load_average']}")
+              f"model check {check * 1000:.1f} ms; load average {result['load_average']}"
+              + (f"; baseline dte build {result['baseline_seconds']:.2f} s, ratio {result['baseline_ratio']:.2f}x"
+                 if base_s else ""))
     return 0
 
 

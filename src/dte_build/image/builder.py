@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class PendingImage:
         self._fd, self._tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f"{out_path.name}.tmp-")
         self._weights: Future[ModelDigest] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
         try:
             umask = os.umask(0)
             os.umask(umask)
@@ -58,7 +60,7 @@ class PendingImage:
             if model_path is not None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="dte-weights")
                 self._weights = self._pool.submit(write_model, Path(model_path), self._fd, board.weights_offset,
-                                                  weights_layout)
+                                                  weights_layout, stop=self._stop)
         except BaseException:
             self.abort()
             raise
@@ -104,7 +106,8 @@ class PendingImage:
         return ImageResult(self.out_path, plan.disk_size, plan.manifest, seconds, plan.model)
 
     def abort(self) -> None:
-        """Stop and remove the temporary file (the weights thread finishes its write first)."""
+        """Stop the weights pass and remove the temporary file."""
+        self._stop.set()
         if self._weights is not None:
             self._weights.cancel()
             try:
@@ -141,15 +144,24 @@ def start_image(board: Board, out_path: Path, *, model_path: Path | None = None,
     layout_id(weights_layout)
     if model_path is None and not no_model:
         model_path = default_model(board)
-    model_info = (check_model(model_path, board, stream_weights=stream_weights, n_ctx=firmware_context(n_ctx))
-                  if model_path is not None else None)
+    if model_path is not None and not Path(model_path).is_file():
+        raise DteError(f"model {model_path} does not exist or is not a file")
+    # The weights pass starts first (its SHA-256 is the build's longest step); the engine's check runs beside it
+    # and, when it refuses the model, stops it and removes the temporary file.
+    pending = PendingImage(board, out_path, Path(model_path) if model_path else None, None, weights_layout, start)
+    try:
+        if model_path is not None:
+            pending.model_info = check_model(model_path, board, stream_weights=stream_weights,
+                                             n_ctx=firmware_context(n_ctx))
+    except BaseException:
+        pending.abort()
+        raise
     if no_model:
         info("no model (asked for): the image carries no weights partition")
-    elif model_info is None:
+    elif model_path is None:
         warn(f"no model: the image carries no weights partition (board default "
              f"{board.default_model or 'none'} not found); pass --model PATH.gguf")
-    return PendingImage(board, out_path, Path(model_path) if model_path else None, model_info, weights_layout,
-                        start)
+    return pending
 
 
 def build_image(board: Board, efi_path: Path, out_path: Path, *, model_path: Path | None = None,

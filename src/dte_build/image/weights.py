@@ -13,7 +13,6 @@ import ctypes
 import hashlib
 import mmap
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,14 +126,15 @@ def _write_all(fd: int, views: list[memoryview], at: int) -> None:
             v, at = v[n:], at + n
 
 
-def write_weights(model: Path, fd: int, offset: int, *, laid_out: Sequence[LaidOut] = (),
-                  pack: Transform | None = None, label: str | None = None,
-                  chunk_size: int = CHUNK_SIZE) -> ModelDigest:
+def write_weights(model: Path, fd: int, offset: int, *,
+                  laid_out: Sequence[LaidOut] | Callable[[], Sequence[LaidOut]] = (),
+                  pack: Transform | None = None, label: str | None = None, chunk_size: int = CHUNK_SIZE,
+                  stop: threading.Event | None = None) -> ModelDigest:
     """Write the GGUF at `model` to `fd` at byte `offset`, transforming the `laid_out` tensors with `pack`, in one
     pass. Returns the SHA-256 of the file as it is (the model's identity) and the CRC32C of each `chunk_size`
-    chunk of the bytes as written (what the firmware checks). The caller fsyncs once."""
-    if laid_out and pack is None:
-        raise DteError("write_weights: laid-out tensors need a pack function")
+    chunk of the bytes as written (what the firmware checks). The caller fsyncs once.
+    `laid_out` may be a function, called once the hashing has started (finding the tensors costs the engine's
+    GGUF parse). `stop`: set it to end the pass early (it raises DteError)."""
     try:
         src = os.open(model, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -147,28 +147,52 @@ def write_weights(model: Path, fd: int, offset: int, *, laid_out: Sequence[LaidO
     finally:
         os.close(src)
     try:
-        return _stream(mapped, size, fd, offset, laid_out, pack, label or f"copying {Path(model).name}", chunk_size)
+        return _stream(mapped, size, fd, offset, laid_out, pack, label or f"copying {Path(model).name}", chunk_size,
+                       stop or threading.Event())
     finally:
         mapped.close()
 
 
-def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int, laid_out: Sequence[LaidOut],
-            pack: Transform | None, label: str, chunk_size: int) -> ModelDigest:
+def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int,
+            laid_out: Sequence[LaidOut] | Callable[[], Sequence[LaidOut]], pack: Transform | None, label: str,
+            chunk_size: int, stop: threading.Event) -> ModelDigest:
     mapped.madvise(mmap.MADV_SEQUENTIAL)
     view = memoryview(mapped)
     sha = hashlib.sha256()
-    todo: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
     failed: list[BaseException] = []
 
-    def hasher() -> None:
+    def hasher() -> None:  # the slowest step, so it starts first and walks the mapping on its own
         try:
-            while (part := todo.get()) is not None:
-                sha.update(part)
+            for at in range(0, size, WINDOW):
+                if stop.is_set():
+                    return
+                sha.update(view[at:at + WINDOW])
         except BaseException as exc:  # reported by the writer below
             failed.append(exc)
 
     thread = threading.Thread(target=hasher, name="dte-sha256", daemon=True)
     thread.start()
+    try:
+        crcs = _write_pass(mapped, view, size, fd, offset, laid_out, pack, label, chunk_size, stop)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+    if stop.is_set():
+        raise DteError("the weights pass was stopped")
+    return ModelDigest(size, sha.hexdigest(), chunk_size, crcs)
+
+
+def _write_pass(mapped: mmap.mmap, view: memoryview, size: int, fd: int, offset: int,
+                laid_out: Sequence[LaidOut] | Callable[[], Sequence[LaidOut]], pack: Transform | None, label: str,
+                chunk_size: int, stop: threading.Event) -> tuple[int, ...]:
+    """The writer's side of the pass: pack, CRC32C and write, window by window; the CRC32C list."""
+    tensors = laid_out() if callable(laid_out) else laid_out
+    if tensors and pack is None:
+        raise DteError("write_weights: laid-out tensors need a pack function")
     crcs = _ChunkCrcs(chunk_size)
     start_writeback = _libc_sync_file_range()
     out = bytearray(WINDOW)
@@ -178,8 +202,9 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int, laid_out: Sequen
 
     def flush() -> None:
         nonlocal synced
+        if stop.is_set():
+            raise DteError("the weights pass was stopped")
         lo, hi = batch[0].start, batch[-1].end
-        todo.put(view[lo:hi])
         if hi < size:
             try:
                 mapped.madvise(_MADV_POPULATE_READ, hi - hi % mmap.PAGESIZE, min(WINDOW, size - hi))
@@ -208,19 +233,13 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int, laid_out: Sequen
         bar.advance(hi - lo)
         batch.clear()
 
-    try:
-        with progress(label, size) as bar:
-            for p in pieces(size, laid_out):
-                if batch and (p.end - batch[0].start > WINDOW or len(batch) >= 64):
-                    flush()
-                batch.append(p)
-            flush()
-    finally:
-        todo.put(None)
-        thread.join()
-    if failed:
-        raise failed[0]
-    return ModelDigest(size, sha.hexdigest(), chunk_size, crcs.done())
+    with progress(label, size) as bar:
+        for p in pieces(size, tensors):
+            if batch and (p.end - batch[0].start > WINDOW or len(batch) >= 64):
+                flush()
+            batch.append(p)
+        flush()
+    return crcs.done()
 
 
 LAYOUTS = ("gguf", "rows4")
@@ -260,15 +279,13 @@ def laid_out_tensors_in(data: memoryview, size: int, layout_name: str) -> list[L
 
 
 def write_model(model: Path, fd: int, offset: int, layout_name: str = DEFAULT_LAYOUT, *,
-                label: str | None = None) -> ModelDigest:
+                label: str | None = None, stop: threading.Event | None = None) -> ModelDigest:
     """`write_weights` in the named layout, with the engine's own pack (engine/layout.c)."""
     from .. import layout
 
     lid = layout_id(layout_name)
-    tensors = laid_out_tensors(model, layout_name)
-
     def pack(type_id: int, n_cols: int, n_rows: int, src: memoryview, dst: memoryview) -> object:
         return layout.pack(type_id, n_cols, n_rows, src, dst, layout=lid)
 
-    return write_weights(model, fd, offset, laid_out=tensors, pack=pack,
-                         label=label or f"weights {Path(model).name} ({layout_name})")
+    return write_weights(model, fd, offset, laid_out=lambda: laid_out_tensors(model, layout_name), pack=pack,
+                         label=label or f"weights {Path(model).name} ({layout_name})", stop=stop)
