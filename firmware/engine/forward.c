@@ -41,6 +41,7 @@ struct dte_model_ctx {
     uint8_t *act;         /* quantized activations of the current product's input */
     float *scores;        /* per worker: n_ctx */
     uint16_t *scratch16;  /* per worker: n_ctx + head_dim */
+    uint16_t *gelu;       /* GeGLU models: the F16 GELU of every F16 input (gelu_f16), NULL otherwise */
     int n_workers;
 };
 
@@ -77,7 +78,7 @@ static int64_t act_row_bytes_max(const dte_model *m)
 }
 
 typedef struct {
-    uint64_t kv_elems, x, xn, q, kvdim, qkv, gate, up, act_row, workers;
+    uint64_t kv_elems, x, xn, q, kvdim, qkv, gate, up, act_row, workers, gelu;
 } ctx_plan;
 
 static ctx_plan plan(const dte_model *m, uint32_t n_ctx, uint32_t n_batch)
@@ -101,6 +102,7 @@ static ctx_plan plan(const dte_model *m, uint32_t n_ctx, uint32_t n_batch)
     p.up = (uint64_t)n_batch * hp->n_ff;
     p.act_row = (uint64_t)act_row_bytes_max(m);
     p.workers = (uint64_t)dte_worker_count();
+    p.gelu = hp->ffn == DTE_FFN_GEGLU ? 65536 : 0;
     return p;
 }
 
@@ -108,7 +110,17 @@ uint64_t dte_model_ctx_bytes(const dte_model *m, uint32_t n_ctx, uint32_t n_batc
 {
     ctx_plan p = plan(m, n_ctx, n_batch);
     uint64_t floats = p.x + p.xn + p.q + 2 * (uint64_t)n_batch * p.kvdim + p.qkv + p.gate + p.up + p.workers * n_ctx;
-    return 2 * 2 * p.kv_elems + 4 * floats + n_batch * p.act_row + 2 * p.workers * (n_ctx + m->hp.head_dim);
+    return 2 * 2 * p.kv_elems + 4 * floats + n_batch * p.act_row + 2 * p.workers * (n_ctx + m->hp.head_dim) +
+           2 * p.gelu;
+}
+
+/* GELU-tanh of an F16 input, rounded to F16 (ggml_gelu_f32 at the F16 value, stored as F16). */
+static uint16_t gelu_f16(uint16_t h)
+{
+    const float xh = dte_f16_to_f32(h);
+    const float g =
+        0.5f * xh * (1.0f + dte_tanhf(0.79788456080286535587989211986876f * xh * (1.0f + 0.044715f * xh * xh)));
+    return dte_f32_to_f16(g);
 }
 
 static void *alloc_array(uint64_t count, uint64_t elem)
@@ -166,9 +178,13 @@ dte_model_ctx *dte_model_ctx_new(const dte_model *m, uint32_t n_ctx, uint32_t n_
     c->act = alloc_array((uint64_t)n_batch, p.act_row);
     c->scores = alloc_array(p.workers * n_ctx, 4);
     c->scratch16 = alloc_array(p.workers * (n_ctx + hp->head_dim), 2);
+    c->gelu = p.gelu ? alloc_array(p.gelu, 2) : 0;
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || (p.qkv && !c->qkv) || !c->gate ||
-        !c->up || !c->act || !c->scores || !c->scratch16) {
+        !c->up || !c->act || !c->scores || !c->scratch16 || (p.gelu && !c->gelu)) {
         return 0;
+    }
+    for (uint32_t h = 0; h < p.gelu; h++) {
+        c->gelu[h] = gelu_f16((uint16_t)h);
     }
     return c;
 }
@@ -350,8 +366,10 @@ static void rope(float *v, int n_heads, int head_dim, const dte_model *m, const 
     }
 }
 
-/* ggml_vec_geglu_f32 with GGML_GELU_FP16: GELU-tanh looked up at the F16-rounded input, result rounded to F16. */
-static float gelu_f16_table(float x)
+/* ggml_vec_geglu_f32 with GGML_GELU_FP16: GELU-tanh looked up at the F16-rounded input, result rounded to F16.
+ * The table (the context's `gelu`, made once by gelu_f16 for all 65536 inputs, as ggml's table_gelu_f16) holds
+ * exactly what computing it per element gives. */
+static float gelu_f16_table(const uint16_t *table, float x)
 {
     if (x <= -10.0f) {
         return 0.0f;
@@ -359,10 +377,7 @@ static float gelu_f16_table(float x)
     if (x >= 10.0f) {
         return x;
     }
-    const float xh = dte_f16_to_f32(dte_f32_to_f16(x));
-    const float g =
-        0.5f * xh * (1.0f + dte_tanhf(0.79788456080286535587989211986876f * xh * (1.0f + 0.044715f * xh * xh)));
-    return dte_f16_to_f32(dte_f32_to_f16(g));
+    return dte_f16_to_f32(table[dte_f32_to_f16(x)]);
 }
 
 static float softcap(float x, float c)
@@ -561,7 +576,7 @@ static int ffn_block(dte_model_ctx *c, uint32_t il, uint32_t n)
             return rc;
         }
         for (int64_t i = 0; i < (int64_t)n * F; i++) {
-            h[i] = (hp->ffn == DTE_FFN_GEGLU ? gelu_f16_table(c->gate[i]) : dte_siluf(c->gate[i])) * c->up[i];
+            h[i] = (hp->ffn == DTE_FFN_GEGLU ? gelu_f16_table(c->gelu, c->gate[i]) : dte_siluf(c->gate[i])) * c->up[i];
         }
     }
     mm_job down = {&L->w[DTE_W_DOWN], c->tmp};
