@@ -71,7 +71,10 @@ def extract_gguf(image: Path, manifest: dict[str, Any], table: gpt.GptTable, out
         finally:
             del view
     finally:
-        mapped.close()
+        try:
+            mapped.close()
+        except BufferError:  # a view still held by an exception's traceback: unmapped when that goes
+            pass
     return Extracted(out, size, sha, layout)
 
 

@@ -25,9 +25,10 @@ from ..console import progress
 from ..errors import DteError
 from .manifest import CHUNK_SIZE, ModelDigest
 
-WINDOW = 16 * CHUNK_SIZE  # bytes handed to the hasher / written per step
+WINDOW = 2 * CHUNK_SIZE  # bytes packed, checksummed and written per step: small enough to stay in the CPU's cache
+HASH_STEP = 16 * CHUNK_SIZE  # bytes per hashlib call (the GIL is released inside)
+WRITEBACK_STEP = 16 * CHUNK_SIZE  # writeback is started in steps of this
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of dirty pages in the range, do not wait
-_MADV_POPULATE_READ = 22  # linux/mman.h (5.14+): fault the next window in ahead of the hasher
 
 
 class LaidOut(Protocol):
@@ -150,7 +151,10 @@ def write_weights(model: Path, fd: int, offset: int, *,
         return _stream(mapped, size, fd, offset, laid_out, pack, label or f"copying {Path(model).name}", chunk_size,
                        stop or threading.Event())
     finally:
-        mapped.close()
+        try:
+            mapped.close()
+        except BufferError:  # a view still held by an exception's traceback: unmapped when that goes
+            pass
 
 
 def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int,
@@ -163,17 +167,17 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int,
 
     def hasher() -> None:  # the slowest step, so it starts first and walks the mapping on its own
         try:
-            for at in range(0, size, WINDOW):
+            for at in range(0, size, HASH_STEP):
                 if stop.is_set():
                     return
-                sha.update(view[at:at + WINDOW])
+                sha.update(view[at:at + HASH_STEP])
         except BaseException as exc:  # reported by the writer below
             failed.append(exc)
 
     thread = threading.Thread(target=hasher, name="dte-sha256", daemon=True)
     thread.start()
     try:
-        crcs = _write_pass(mapped, view, size, fd, offset, laid_out, pack, label, chunk_size, stop)
+        crcs = _write_pass(view, size, fd, offset, laid_out, pack, label, chunk_size, stop)
     except BaseException:
         stop.set()
         raise
@@ -186,7 +190,7 @@ def _stream(mapped: mmap.mmap, size: int, fd: int, offset: int,
     return ModelDigest(size, sha.hexdigest(), chunk_size, crcs)
 
 
-def _write_pass(mapped: mmap.mmap, view: memoryview, size: int, fd: int, offset: int,
+def _write_pass(view: memoryview, size: int, fd: int, offset: int,
                 laid_out: Sequence[LaidOut] | Callable[[], Sequence[LaidOut]], pack: Transform | None, label: str,
                 chunk_size: int, stop: threading.Event) -> tuple[int, ...]:
     """The writer's side of the pass: pack, CRC32C and write, window by window; the CRC32C list."""
@@ -198,18 +202,13 @@ def _write_pass(mapped: mmap.mmap, view: memoryview, size: int, fd: int, offset:
     out = bytearray(WINDOW)
     out_view = memoryview(out)
     batch: list[_Piece] = []
-    synced = 0
+    synced = offset  # writeback started up to here
 
     def flush() -> None:
         nonlocal synced
         if stop.is_set():
             raise DteError("the weights pass was stopped")
         lo, hi = batch[0].start, batch[-1].end
-        if hi < size:
-            try:
-                mapped.madvise(_MADV_POPULATE_READ, hi - hi % mmap.PAGESIZE, min(WINDOW, size - hi))
-            except OSError:
-                pass
         iov: list[memoryview] = []
         used = 0
         for p in batch:
@@ -227,7 +226,7 @@ def _write_pass(mapped: mmap.mmap, view: memoryview, size: int, fd: int, offset:
         for v in iov:
             crcs.feed(v)
         _write_all(fd, iov, offset + lo)
-        if offset + lo - synced >= WINDOW:  # the previous window: start writing it out, do not wait
+        if offset + lo - synced >= WRITEBACK_STEP:  # what is written so far: start writing it out, do not wait
             start_writeback(fd, synced, offset + lo - synced)
             synced = offset + lo
         bar.advance(hi - lo)
