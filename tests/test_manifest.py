@@ -52,6 +52,8 @@ def test_weights_man_layout(tmp_path: Path) -> None:
     assert parsed.layout_name == "rows4"
     with pytest.raises(DteError, match="layout"):
         mf.parse_weights_man(raw[:64] + struct.pack("<I", 7) + raw[68:])
+    with pytest.raises(DteError, match="reserved"):
+        mf.parse_weights_man(raw[:68] + struct.pack("<I", 1) + raw[72:])
     with pytest.raises(DteError, match="magic"):
         mf.parse_weights_man(b"XXXXXXXX" + raw[8:])
     with pytest.raises(DteError, match="bytes"):

@@ -197,10 +197,12 @@ def weights_man(weights_lba: int, digest: ModelDigest | None, layout: int = 0) -
 def parse_weights_man(data: bytes) -> WeightsManifest:
     if len(data) < _WEIGHTS_HEAD.size:
         raise DteError(f"WEIGHTS.MAN is {len(data)} bytes, shorter than its {_WEIGHTS_HEAD.size}-byte header")
-    magic, size, lba, chunk, count, sha, layout, _ = _WEIGHTS_HEAD.unpack_from(data)
+    magic, size, lba, chunk, count, sha, layout, reserved = _WEIGHTS_HEAD.unpack_from(data)
     if magic != WEIGHTS_MAGIC:
         raise DteError(f"WEIGHTS.MAN has magic {magic!r}, expected {WEIGHTS_MAGIC!r}",
                        "rebuild the image with this dte (dte build)")
+    if reserved:
+        raise DteError(f"WEIGHTS.MAN's reserved field is {reserved:#x}, not 0 (damaged, or from a newer dte)")
     if layout >= len(LAYOUT_NAMES):
         raise DteError(f"WEIGHTS.MAN names weights layout {layout}, this dte knows 0..{len(LAYOUT_NAMES) - 1}")
     if len(data) != _WEIGHTS_HEAD.size + 4 * count:
