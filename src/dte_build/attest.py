@@ -20,13 +20,13 @@ from .errors import DteError
 from .image import gpt
 from .image import manifest as mf
 from .image.esp import FatReader
+from .image.extract import gguf_sha256
 from .inspect import _find_table
 from .qemu import parse_status_line, strip_escapes
 
 FORMAT = "dte-attest/1"
 PCR = 12
 ZERO = "0" * 64
-READ_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ImageFacts:
     efi_sha256: str              # of EFI/BOOT/BOOTX64.EFI on the ESP
     manifest_efi_sha256: str
     weights_sha256: str          # the manifest's (zeros when the image has no model)
-    partition_sha256: str | None  # of the weights partition's first model-size bytes; None without a model
+    partition_sha256: str | None  # of the GGUF the weights partition holds (layout undone); None without a model
     persona_sha256: str | None
 
 
@@ -85,19 +85,6 @@ def read_report(path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _hash_range(f: Any, offset: int, size: int) -> str:
-    h = hashlib.sha256()
-    f.seek(offset)
-    left = size
-    while left:
-        chunk = f.read(min(READ_CHUNK, left))
-        if not chunk:
-            raise DteError(f"the image ends inside the weights partition ({left} bytes short)")
-        h.update(chunk)
-        left -= len(chunk)
-    return h.hexdigest()
-
-
 def image_facts(image: Path) -> ImageFacts:
     """What the image says: the ESP firmware file's hash, the manifest's hashes, the weights partition's hash."""
     with open(image, "rb") as f:
@@ -113,7 +100,13 @@ def image_facts(image: Path) -> ImageFacts:
         partition = None
         if model is not None:
             offset = manifest["weights"]["lba"] * manifest["weights"]["sector_size"]
-            partition = _hash_range(f, offset, model["size"])
+            if f.seek(0, os.SEEK_END) < offset + model["size"]:
+                raise DteError("the image ends inside the weights partition")
+            # the GGUF's hash, whatever the partition's layout (docs/design.md "Weights layout")
+            try:
+                partition = gguf_sha256(image, offset, model["size"], model["layout"])
+            except DteError:  # the header no longer parses: the bytes' own hash (it differs from the manifest's)
+                partition = gguf_sha256(image, offset, model["size"], "gguf")
     persona = manifest.get("persona") or {}
     return ImageFacts(efi, manifest["firmware"]["sha256"], model["sha256"] if model else ZERO, partition,
                       persona.get("sha256"))

@@ -9,6 +9,7 @@ import hashlib
 import mmap
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,44 @@ def extract_gguf(image: Path, manifest: dict[str, Any], table: gpt.GptTable, out
     part = next((p for p in table.partitions if p.type_guid == gpt.WEIGHTS_TYPE), None)
     if not model or part is None:
         raise DteError(f"{image} carries no model", "build it with --model MODEL.gguf")
-    size, layout = model["size"], model["layout"]
-    start = part.first_lba * table.sector_size
-    if size > part.sectors * table.sector_size:
-        raise DteError(f"{image}: the manifest's {size}-byte model is larger than its partition")
+    if model["size"] > part.sectors * table.sector_size:
+        raise DteError(f"{image}: the manifest's {model['size']}-byte model is larger than its partition")
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
         raise DteError(f"cannot write {out}: give a file name in an existing directory")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
+    try:
+        with progress(f"extracting {out.name}", model["size"]) as bar:
+            def put(piece: memoryview, at: int) -> None:
+                done = 0
+                while done < len(piece):
+                    done += os.pwrite(fd, piece[done:], at + done)
+                bar.advance(len(piece))
+
+            sha = gguf_sha256(image, part.first_lba * table.sector_size, model["size"], model["layout"], put)
+        if sha != model["sha256"]:
+            raise DteError(f"{image}: the extracted GGUF's SHA-256 {sha[:16]}… differs from the manifest's "
+                           f"{model['sha256'][:16]}… (damaged weights: `dte inspect {image}` names the chunks)")
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, out)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Extracted(out, model["size"], sha, model["layout"])
+
+
+def gguf_sha256(path: Path, start: int, size: int, layout: str,
+                sink: Callable[[memoryview, int], None] | None = None) -> str:
+    """SHA-256 of the GGUF file that bytes [start, start + size) of `path` hold in `layout` (the layout undone
+    tensor piece by tensor piece); `sink(piece, offset)` also gets each piece of the GGUF, in order."""
+    from .. import layout as lay
+
     lid = layout_id(layout)
-    with open(image, "rb") as f:
+    with open(path, "rb") as f:
         base = start - start % mmap.ALLOCATIONGRANULARITY
         mapped = mmap.mmap(f.fileno(), size + start - base, offset=base, access=mmap.ACCESS_COPY)
     try:
@@ -52,46 +82,21 @@ def extract_gguf(image: Path, manifest: dict[str, Any], table: gpt.GptTable, out
         try:
             tensors = laid_out_tensors_in(view, size, layout)
         except DteError as exc:
-            raise DteError(f"{image}: the weights partition does not hold a GGUF ({exc})") from None
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
-        try:
-            sha = _unpack_to(fd, view, size, tensors, lid, out.name)
-            if sha != model["sha256"]:
-                raise DteError(f"{image}: the extracted GGUF's SHA-256 {sha[:16]}… differs from the manifest's "
-                               f"{model['sha256'][:16]}… (damaged weights: `dte inspect {image}` names the chunks)")
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, out)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        finally:
-            del view
+            raise DteError(f"{path}: the weights partition does not hold a GGUF ({exc})") from None
+        sha = hashlib.sha256()
+        for p in pieces(size, tensors):
+            piece = view[p.start:p.end]
+            if p.tensor is not None:
+                t = p.tensor
+                piece = memoryview(lay.unpack(t.type, t.n_cols, (p.end - p.start) // (t.size // t.n_rows), piece,
+                                              layout=lid))
+            sha.update(piece)
+            if sink is not None:
+                sink(piece, p.start)
+        del view, piece
+        return sha.hexdigest()
     finally:
         try:
             mapped.close()
         except BufferError:  # a view still held by an exception's traceback: unmapped when that goes
             pass
-    return Extracted(out, size, sha, layout)
-
-
-def _unpack_to(fd: int, view: memoryview, size: int, tensors: list[Any], lid: int, name: str) -> str:
-    from .. import layout as lay
-
-    sha = hashlib.sha256()
-    with progress(f"extracting {name}", size) as bar:
-        for p in pieces(size, tensors):
-            part = view[p.start:p.end]
-            if p.tensor is not None:
-                t = p.tensor
-                part = memoryview(lay.unpack(t.type, t.n_cols, (p.end - p.start) // (t.size // t.n_rows), part,
-                                             layout=lid))
-            sha.update(part)
-            done = 0
-            while done < len(part):
-                done += os.pwrite(fd, part[done:], p.start + done)
-            bar.advance(p.end - p.start)
-    return sha.hexdigest()
