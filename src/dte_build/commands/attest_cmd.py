@@ -31,7 +31,7 @@ def verify(report: Path, image: Path, persona_file: Path | None, as_json: bool) 
     \b
     REPORT is the console log of a boot (it holds `dte: attest ...`) or `dte run --json` output.
     Checked: the firmware file on the ESP (and against the manifest), the weights hash (manifest
-    and the weights partition's bytes), the persona hash, the TPM PCR 12 value and the digest.
+    and the GGUF the weights partition holds, its layout undone), the persona hash, the TPM PCR 12 value and the digest.
     Exits 1 when any part differs and names it.
     \b
     Example:  dte run dte_boot.img --json > boot.json; dte attest verify boot.json --image dte_boot.img

@@ -70,8 +70,8 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
         "seed": seed, "threads": threads, "extra_defines": {"DTE_BENCH_BLOCKIO": "1"} if bench_blockio else {}}
     if system is not None:
         settings["system_prompt"] = system
-    # The engine's own check first (refused before anything compiles), then the weights partition streams into
-    # the image (hash, layout, CRC32C, write) on a thread while the firmware compiles.
+    # The weights partition streams into the image (hash, layout, CRC32C, write) on threads of its own while the
+    # engine checks the model (a refusal stops it before anything compiles) and the firmware compiles.
     pending = start_image(board, output, model_path=model, no_model=no_model, stream_weights=stream_weights,
                           n_ctx=n_ctx, weights_layout=weights_layout)
     try:
