@@ -19,7 +19,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from _quantlib import Quants, load_quants, random_weight_bytes
 from dte_build import layout
 from dte_build.board import load_board
-from dte_build.kernels import (GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, ROW_SYMBOLS, TILE_ROWS, TOKENS,
+from dte_build.kernels import (FLOAT_ROW_SYMBOLS, GEMM_SYMBOLS, KERNEL_SYMBOLS, MULTI_SYMBOLS, ROW_SYMBOLS, TILE_ROWS, TOKENS,
                                VEC_DOT_SYMBOLS, WIDE_SYMBOLS, WIDE_TOKENS, Isa, Jit, Target, board_isa, board_target, emit_kernel_object, host_has_avx512_vnni, kernel_ir)
 from dte_build.paths import FIRMWARE_DIR
 
@@ -175,6 +175,30 @@ def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str, to
         fn(n, w.ctypes.data, acts.ctypes.data, stride, out)
         for i, r in enumerate(rows):
             assert bits(out[i]) == bits(q.vec_dot(t, n, w, r)), (kind, n, i)
+
+
+@pytest.mark.parametrize("kind", ["f16"])
+def test_float_rows_kernel_matches_one_row_kernel(q: Quants, jit: Jit, kind: str) -> None:
+    """16 F16 rows (strided, as attention's V rows) against one row: each result equal, bit for bit, to the one-row
+    kernel's and dte_vec_dot_ref's, for lengths below, at and above the 64 lanes (all-tail, no tail, both) and on
+    values spanning F16's range."""
+    assert FLOAT_ROW_SYMBOLS == ("dte_k_gemm16x1_f16_f16",)
+    t = KERNEL_TYPES[kind]
+    rows_fn = GEMM_SIGNATURE(jit.engine.get_function_address(f"dte_k_gemm16x1_{kind}_{kind}"))
+    one = jit.function(symbol(kind))
+    rng = np.random.default_rng(16)
+    for n in (1, 7, 40, 63, 64, 65, 127, 128, 200):
+        stride = n + 5  # elements between rows (a ring of V positions is longer than the rows read)
+        w = np.concatenate([adversarial_weights(t, stride, rng) if r % 3 == 0
+                            else rng.standard_normal(stride).astype(np.float16).view(np.uint8)
+                            for r in range(16)])
+        a = np.abs(rng.standard_normal(n)).astype(np.float16).view(np.uint8)  # probabilities are >= 0
+        out = (ctypes.c_float * 16)()
+        rows_fn(n, w.ctypes.data, stride * 2, a.ctypes.data, 0, out)
+        for r in range(16):
+            row = w[r * stride * 2:(r * stride + n) * 2]
+            ref = q.vec_dot(t, n, row, a, ref=True)
+            assert bits(out[r]) == bits(one(n, row.ctypes.data, a.ctypes.data)) == bits(ref), (kind, n, r)
 
 
 GEMM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,

@@ -442,6 +442,11 @@ static void attn_rows(void *arg, int64_t begin, int64_t end, int worker)
         }
         dte_quantize_row(DTE_TYPE_F16, scores, probs16, n_kv);
         float *out = c->attn + t * qdim + h * hd;
+        if ((lo % len) + n_kv <= (int64_t)len) { /* no ring wrap: all head_dim V rows as one rows x 1 product */
+            dte_vec_dot_rows_tokens(DTE_TYPE_F16, DTE_LAYOUT_GGUF, n_kv, vc + lo % len, (int64_t)len * 2, hd, probs16,
+                                    0, 1, out, 0);
+            continue;
+        }
         for (int64_t d = 0; d < hd; d++) {
             out[d] = v_dot(vc + d * len, len, lo, n_kv, probs16);
         }

@@ -52,6 +52,16 @@ dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type)
 #endif
 }
 
+dte_gemm_fn dte_kernel_float_rows(uint32_t weight_type)
+{
+#ifdef DTE_HAVE_GENERATED_KERNELS
+    return weight_type == DTE_TYPE_F16 ? dte_k_gemm16x1_f16_f16 : NULL;
+#else
+    (void)weight_type;
+    return NULL;
+#endif
+}
+
 dte_vec_dot4_fn dte_kernel_vec_dot16(uint32_t weight_type)
 {
 #ifdef DTE_HAVE_GENERATED_KERNELS

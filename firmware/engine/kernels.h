@@ -97,10 +97,19 @@ void dte_k_vec_dot16_q5_K_q8_K(int64_t n, const void *weights, const void *activ
 void dte_k_vec_dot16_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
                                float *out);
 
+/* DTE_KERNEL_FLOAT_ROWS F16 weight rows (w_row_bytes apart) against one F16 activation row, dte_gemm_fn's ABI
+ * (act_row_bytes unused): out[r] = dot(w_r, a), bit-identical to dte_k_vec_dot_f16_f16 (attention's V rows against
+ * the probabilities; the scalar tails of the rows run side by side). */
+#define DTE_KERNEL_FLOAT_ROWS 16
+void dte_k_gemm16x1_f16_f16(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                            int64_t act_row_bytes, float *out);
+
 /* The fastest kernel this build has for a weight type, or NULL (use dte_vec_dot_ref). */
 dte_vec_dot_fn dte_kernel_vec_dot(uint32_t weight_type);
 /* The multi-token kernel for a weight type, or NULL (loop over dte_vec_dot). */
 dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type);
+/* The DTE_KERNEL_FLOAT_ROWS x 1 kernel for a float weight type (F16), or NULL. */
+dte_gemm_fn dte_kernel_float_rows(uint32_t weight_type);
 /* The DTE_KERNEL_WIDE_TOKENS-token kernel for a weight type (K-quants), or NULL. */
 dte_vec_dot4_fn dte_kernel_vec_dot16(uint32_t weight_type);
 /* The DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS tile kernel for a weight type, or NULL. */

@@ -564,7 +564,16 @@ void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, c
     for (int64_t r = 0; r < full_rows; r += DTE_LAYOUT_GROUP_ROWS) {
         group_tokens(weight_type, n, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
     }
-    for (int64_t r = full_rows; r < rows; ++r) { /* plain rows, every token */
+    int64_t r = full_rows;
+    const dte_gemm_fn float_rows = tokens == 1 ? dte_kernel_float_rows(weight_type) : NULL;
+    for (; float_rows != NULL && r + DTE_KERNEL_FLOAT_ROWS <= rows; r += DTE_KERNEL_FLOAT_ROWS) { /* F16, one token */
+        float block[DTE_KERNEL_FLOAT_ROWS];
+        float_rows(n, w + r * w_row_bytes, w_row_bytes, a, 0, block);
+        for (int k = 0; k < DTE_KERNEL_FLOAT_ROWS; ++k) {
+            out[r + k] = block[k];
+        }
+    }
+    for (; r < rows; ++r) { /* plain rows, every token */
         dte_vec_dot_tokens(weight_type, n, w + r * w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
     }
 }

@@ -14,11 +14,14 @@ from ..board import load_board
 from ..console import info, out
 from ..errors import DteError
 from ..kernels import (
+    FLOAT_ROW_SYMBOLS,
     GEMM_SYMBOLS,
     KERNEL_SYMBOLS,
     MULTI_SYMBOLS,
     TILE_ROWS,
     TOKENS,
+    WIDE_SYMBOLS,
+    WIDE_TOKENS,
     assembly,
     board_isa,
     board_target,
@@ -70,6 +73,10 @@ def _kind(symbol: str) -> str:
         return f"gemm ({TILE_ROWS} rows x {TOKENS} tokens)"
     if symbol in MULTI_SYMBOLS:
         return f"vec_dot x{TOKENS} tokens"
+    if symbol in WIDE_SYMBOLS:
+        return f"vec_dot x{WIDE_TOKENS} tokens"
+    if symbol in FLOAT_ROW_SYMBOLS:
+        return "16 rows x 1 token"
     return "vec_dot"
 
 

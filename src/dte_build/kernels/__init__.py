@@ -18,7 +18,7 @@ from ..errors import DteError
 from .ir import Isa
 from .target import COFF_TRIPLE, Jit, Target, emit_assembly, emit_object
 from .ir import TILE_ROWS, TOKENS, WIDE_TOKENS
-from .vecdot import GEMM_KERNELS, KERNELS, MULTI_KERNELS, ROW_KERNELS, WIDE_KERNELS, module_ir
+from .vecdot import GEMM_KERNELS, KERNELS, MULTI_KERNELS, ROW_KERNELS, WIDE_KERNELS, FLOAT_ROW_KERNELS, module_ir
 
 VEC_DOT_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in KERNELS.values())
 """The vec_dot kernels (dte_vec_dot_ref's ABI), in firmware/engine/kernels.h order."""
@@ -30,14 +30,17 @@ ROW_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in ROW_KERNELS.values())
 """The TILE_ROWS x 1 kernels (kernels.h dte_gemm_fn ABI, one activation row), in kernels.h order."""
 WIDE_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in WIDE_KERNELS.values())
 """The WIDE_TOKENS-row kernels (kernels.h dte_vec_dot4_fn ABI with 16 tokens; K-quants), in kernels.h order."""
-KERNEL_SYMBOLS: tuple[str, ...] = VEC_DOT_SYMBOLS + MULTI_SYMBOLS + GEMM_SYMBOLS + ROW_SYMBOLS + WIDE_SYMBOLS
+FLOAT_ROW_SYMBOLS: tuple[str, ...] = tuple(sym for sym, _ in FLOAT_ROW_KERNELS.values())
+"""The 16-row F16 kernels (kernels.h dte_gemm_fn ABI, one activation row; attention), in kernels.h order."""
+KERNEL_SYMBOLS: tuple[str, ...] = (VEC_DOT_SYMBOLS + MULTI_SYMBOLS + GEMM_SYMBOLS + ROW_SYMBOLS + WIDE_SYMBOLS
+                                   + FLOAT_ROW_SYMBOLS)
 """Every generated function."""
 
 DISPATCH_SOURCE = "engine/kernels.c"
 """The firmware source (relative to firmware/) to compile with DISPATCH_DEFINE when the kernel object is linked."""
 DISPATCH_DEFINE = "-DDTE_HAVE_GENERATED_KERNELS"
 
-__all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "GEMM_SYMBOLS", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "ROW_SYMBOLS",
+__all__ = ["DISPATCH_DEFINE", "DISPATCH_SOURCE", "FLOAT_ROW_SYMBOLS", "GEMM_SYMBOLS", "KERNEL_SYMBOLS", "MULTI_SYMBOLS", "ROW_SYMBOLS",
            "TILE_ROWS",
            "TOKENS", "VEC_DOT_SYMBOLS", "WIDE_SYMBOLS", "WIDE_TOKENS", "Isa", "Jit", "Target", "assembly", "board_isa", "board_target", "emit_kernel_object",
            "host_has_avx512_vnni", "host_kernel_width", "hosted_link_inputs", "kernel_ir", "kernel_object"]

@@ -52,5 +52,46 @@ def float_kernel(isa: Isa, kind: str) -> Fn:
     return fn
 
 
+FLOAT_ROWS = 16
+"""Weight rows of the F16 rows kernel (dte_k_gemm16x1_f16_f16): attention's V rows against one probability row."""
+
+
+def float_rows_kernel(isa: Isa, kind: str, rows: int = FLOAT_ROWS) -> Fn:
+    """`rows` weight rows (wstride bytes apart) against one activation row, dte_gemm_fn's ABI: out[r] = the one-row
+    kernel's result for row r, bit for bit. Each row's 64 lanes and tree as in float_kernel; the scalar tails of all
+    rows run in one loop, `rows` independent fma chains side by side (one row's tail is a chain of dependent fmas:
+    attention over fewer than 64 positions is all tail)."""
+    del isa
+    fn = new_fn(f"dte_k_gemm{rows}x1_{kind}_{kind}", rows=rows)
+    size = ELEMENT_BYTES[kind]
+    bases = ["%w"] + [fn.gep("%w", fn.op("mul", "i64", "%wstride", r)) for r in range(1, rows)]
+    steps = fn.emit(f"sdiv i64 %n, {LANES}")
+    trees = []
+    for base in bases:
+        def body(i: str, accs: list[str], base: str = base) -> list[str]:
+            off = fn.emit(f"mul nuw nsw i64 {i}, {LANES * size}")
+            return [fn.fma(LANES, widen(fn, kind, base, off, LANES), widen(fn, kind, "%a", off, LANES), accs[0])]
+
+        (acc,) = counted_loop(fn, steps, [(vec(LANES, "float"), "zeroinitializer")], body)
+        trees.append(fn.tree_sum(LANES, acc))
+    done = fn.emit(f"mul nuw nsw i64 {steps}, {LANES}")
+    left = fn.emit(f"sub nsw i64 %n, {done}")
+
+    def tail(i: str, accs: list[str]) -> list[str]:
+        off = fn.emit(f"mul nuw nsw i64 {fn.emit(f'add nuw nsw i64 {done}, {i}')}, {size}")
+        fn.declare("declare float @llvm.fma.f32(float, float, float)")
+        a = widen(fn, kind, "%a", off, 1)
+        return [fn.emit(f"call float @llvm.fma.f32(float {widen(fn, kind, base, off, 1)}, float {a}, float {acc})")
+                for base, acc in zip(bases, accs)]
+
+    rests = counted_loop(fn, left, [("float", "0.0")] * rows, tail)
+    fn.store_results([fn.op("fadd", "float", t, r) for t, r in zip(trees, rests)])
+    fn.raw("ret void")
+    return fn
+
+
+ROWS_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    "f16": ("dte_k_gemm16x1_f16_f16", lambda isa: float_rows_kernel(isa, "f16"))}
+
 KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     kind: (f"dte_k_vec_dot_{kind}_{kind}", (lambda isa, kind=kind: float_kernel(isa, kind))) for kind in ELEMENT_BYTES}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from .ir import FUNCTION_ATTRIBUTES, Fn, Isa
 from .floats import KERNELS as FLOAT_KERNELS
+from .floats import ROWS_KERNELS as FLOAT_ROWS_KERNELS
 from .kquants import KERNELS as K_KERNELS
 from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
 from .kquants import WIDE_KERNELS as K_WIDE_KERNELS
@@ -36,12 +37,15 @@ GEMM_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(TILE_KERNELS)
 ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(LEGACY_ROW_KERNELS)
 # One weight row against WIDE_TOKENS activation rows (K-quants; prompt processing).
 WIDE_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(K_WIDE_KERNELS)
+# FLOAT_ROWS weight rows against one activation row (F16; attention's V rows).
+FLOAT_ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(FLOAT_ROWS_KERNELS)
 
 
 def module_ir(isa: Isa, triple: str) -> str:
     """The whole kernel module as LLVM IR text."""
     fns = [build(isa) for _, build in [*KERNELS.values(), *MULTI_KERNELS.values(), *GEMM_KERNELS.values(),
-                                       *ROW_KERNELS.values(), *WIDE_KERNELS.values()]]
+                                       *ROW_KERNELS.values(), *WIDE_KERNELS.values(),
+                                       *FLOAT_ROW_KERNELS.values()]]
     declares = sorted({d for fn in fns for d in fn.declares})
     return "\n".join([f'target triple = "{triple}"', "", *declares, "", *(fn.text() for fn in fns),
                       FUNCTION_ATTRIBUTES, ""])
