@@ -133,3 +133,17 @@ def test_flipped_byte_in_a_laid_out_chunk(tiny: Path, tmp_path: Path) -> None:
 
 def test_rows4_reproducible(tiny: Path, tmp_path: Path) -> None:
     assert _build(tmp_path, tiny, "a.img").read_bytes() == _build(tmp_path, tiny, "b.img").read_bytes()
+
+
+def test_flash_plan_writes_the_same_laid_out_image(tiny: Path, tmp_path: Path) -> None:
+    """`dte flash --board --model` (a plan, no image file): the same rows4 bytes as `dte build`'s image."""
+    from dte_build.flash import flash, plan_source
+    from dte_build.image.plan import plan_image
+
+    built = _build(tmp_path, tiny, "built.img")
+    out = tmp_path / "flashed.img"
+    with plan_image(load_board("qemu-q35"), tmp_path / "BOOTX64.EFI", model_path=tiny,
+                    build_id="0123456789abcdef") as plan:
+        assert flash(plan_source(plan), out).verified is True
+    assert out.read_bytes() == built.read_bytes()
+    assert _check_laid_out(tiny, out) >= 8
