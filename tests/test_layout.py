@@ -172,9 +172,9 @@ print(rss() - before)
 
 
 def test_hosted_open_repacks_a_private_copy_within_the_rss_budget(smollm2_path: Path, tmp_path: Path) -> None:
-    """Opening a plain GGUF repacks its laid-out matrices (SmolLM2: all Q4_1, token_embd included) in a private
-    mapping: the file keeps its bytes, and the process grows by at most file + KV cache + 64 MiB (issue 13's
-    budget; the repack's pages replace the file's, they are not held twice)."""
+    """Opening a plain GGUF repacks its laid-out matrices (SmolLM2: all Q4_1, token_embd included) in the hosted
+    library's own copy of the file: the file keeps its bytes, and the process grows by at most file + KV cache +
+    64 MiB (issue 13's budget; the weights are held once)."""
     import hashlib
     import os
     import subprocess
