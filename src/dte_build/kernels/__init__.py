@@ -9,6 +9,7 @@ Linking (firmware/engine/kernels.h): an object from `emit_kernel_object` defines
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import llvmlite
@@ -130,12 +131,37 @@ def kernel_object(board_or_width: Board | int, fmt: str, out_dir: Path) -> Path:
     """The kernel object for a board (or width) in `out_dir`, named by a hash of its IR, target and llvmlite
     version, and generated only when that file is missing: `kernels-<isa>-<hash>.obj` (coff) / `.o` (elf)."""
     isa, target = _isa_and_target(board_or_width, fmt)
-    digest = hashlib.sha256("\n".join([kernel_ir(isa, target.triple), target.cpu, target.features,
-                                        llvmlite.__version__]).encode()).hexdigest()[:16]
+    digest = _ir_digest(isa, target, Path(out_dir))
     out = Path(out_dir) / f"kernels-{isa.tag}-{digest}.{'obj' if fmt == 'coff' else 'o'}"
     if not out.is_file():
         emit_kernel_object(board_or_width, fmt, out)
     return out
+
+
+def _ir_digest(isa: Isa, target: Target, out_dir: Path) -> str:
+    """16 hex digits of SHA-256 over the kernels' IR, target and llvmlite version. Generating the IR costs
+    0.1-0.2 s of every command that loads the engine, so the digest is kept in `out_dir` under a key of what the IR
+    is a function of: this package's generator sources, the ISA and the target."""
+    key = hashlib.sha256(f"{isa!r}\n{target.triple}\n{target.cpu}\n{target.features}\n{llvmlite.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        key.update(path.name.encode() + b"\0" + path.read_bytes())
+    cached = Path(out_dir) / f"ir-{key.hexdigest()[:24]}.digest"
+    try:
+        digest = cached.read_text().strip()
+        if len(digest) == 16:
+            return digest
+    except OSError:
+        pass
+    digest = hashlib.sha256("\n".join([kernel_ir(isa, target.triple), target.cpu, target.features,
+                                        llvmlite.__version__]).encode()).hexdigest()[:16]
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+        tmp.write_text(digest + "\n")
+        tmp.replace(cached)
+    except OSError:
+        pass
+    return digest
 
 
 def hosted_link_inputs(out_dir: Path, width: int | None = None) -> tuple[list[Path], list[str]]:
