@@ -8,6 +8,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,18 @@ TOKEN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctype
 _lib_cache: dict[Path, ctypes.CDLL] = {}
 
 
+_load_lock = threading.Lock()
+
+
 def load_library(path: Path | None = None) -> ctypes.CDLL:
+    """The hosted library, built when missing, loaded once per path. Serialized: `dte build` loads it from two
+    threads at once (the model check and the weights pass's layout), and a first build writes the kernel object
+    and the library."""
+    with _load_lock:
+        return _load_library(path)
+
+
+def _load_library(path: Path | None) -> ctypes.CDLL:
     path = path or build_host_library()
     if path in _lib_cache:
         return _lib_cache[path]
