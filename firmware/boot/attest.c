@@ -8,11 +8,11 @@
 #include "drivers/acpi.h"
 #include "drivers/madt.h"
 #include "dte_config.h"
-#include "engine/gguf.h"
 #include "engine/identity.h"
 #include "engine/layout.h"
 #include "lib/fmt.h"
 #include "lib/sha256.h"
+#include "runtime/platform.h"
 
 #define ATTEST_FORMAT "dte-attest/1"
 #define FIRMWARE_FILE u"\\EFI\\BOOT\\BOOTX64.EFI"
@@ -151,50 +151,34 @@ int attest_measure(efi_handle image, efi_system_table *st, const struct dte_boot
     return report.efi_ok ? 0 : -1;
 }
 
-/* The laid-out tensor of `g` that starts first at or after byte `at` of the file, or NULL. */
-static const dte_gguf_tensor *next_laid_out(const dte_gguf *g, uint32_t layout, uint64_t at)
-{
-    const dte_gguf_tensor *best = NULL;
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const dte_gguf_tensor *t = &g->tensors[i];
-        uint64_t off = g->data_offset + t->offset;
-        if (off >= at && (!best || off < g->data_offset + best->offset) &&
-            dte_layout_applies(layout, t->type, t->n_dims, t->ne[1])) {
-            best = t;
-        }
-    }
-    return best;
-}
-
 /* SHA-256 of the GGUF file whose bytes `data` holds in `layout` (docs/design.md "Weights layout"): plain spans as
- * they are, each laid-out tensor unpacked one group of 4 rows at a time (engine/layout.h), its n_rows % 4 last
- * rows as they are. 0, or -1 when the GGUF does not parse or a group is wider than the buffer. */
+ * they are, each laid-out tensor (dte_layout_list, in file order) unpacked one group of 4 rows at a time
+ * (engine/layout.h), its n_rows % 4 last rows as they are. 0, or -1 when the GGUF does not parse, a group is wider
+ * than the buffer or there is no memory for the list. */
 static int hash_gguf(const uint8_t *data, uint64_t size, uint32_t layout, uint8_t out[32])
 {
     static uint8_t group[256u * 1024u];
     dte_sha256_ctx ctx;
     dte_sha256_init(&ctx);
     uint64_t at = 0;
-    if (layout != DTE_LAYOUT_GGUF) {
-        dte_gguf g;
-        char err[64];
-        if (dte_gguf_parse(data, size, &g, err, sizeof err) != 0) {
+    int64_t n = layout == DTE_LAYOUT_GGUF ? 0 : dte_layout_list(data, size, size, layout, NULL, 0);
+    dte_layout_range *r = n > 0 ? dte_alloc((size_t)n * sizeof *r, 8) : NULL;
+    if (n < 0 || (n > 0 && (!r || dte_layout_list(data, size, size, layout, r, n) != n))) {
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t row = r[i].size / (uint64_t)r[i].n_rows, bytes = 4 * row, full = (uint64_t)r[i].n_rows / 4;
+        if (bytes > sizeof group || r[i].offset < at) {
             return -1;
         }
-        for (const dte_gguf_tensor *t; (t = next_laid_out(&g, layout, at)) != NULL;) {
-            uint64_t off = g.data_offset + t->offset, row = t->n_bytes / (uint64_t)t->ne[1], n = 4 * row;
-            if (n > sizeof group) {
-                return -1;
-            }
-            dte_sha256_update(&ctx, data + at, off - at);
-            uint64_t full = (uint64_t)t->ne[1] / 4;
-            for (uint64_t k = 0; k < full; k++) {
-                dte_layout_unpack(layout, t->type, t->ne[0], 4, data + off + k * n, group);
-                dte_sha256_update(&ctx, group, n);
-            }
-            dte_sha256_update(&ctx, data + off + full * n, t->n_bytes - full * n);
-            at = off + t->n_bytes;
+        dte_sha256_update(&ctx, data + at, r[i].offset - at);
+        const uint8_t *t = data + r[i].offset;
+        for (uint64_t k = 0; k < full; k++) {
+            dte_layout_unpack(layout, r[i].type, r[i].n_cols, 4, t + k * bytes, group);
+            dte_sha256_update(&ctx, group, bytes);
         }
+        dte_sha256_update(&ctx, t + full * bytes, r[i].size - full * bytes);
+        at = r[i].offset + r[i].size;
     }
     dte_sha256_update(&ctx, data + at, size - at);
     dte_sha256_final(&ctx, out);

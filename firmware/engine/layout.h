@@ -30,6 +30,13 @@ typedef struct {
     int64_t n_cols, n_rows; /* ne[0], ne[1] */
 } dte_layout_range;
 
+/* The tensors `layout` transforms in the GGUF whose first `avail` bytes are at gguf (the whole header among them)
+ * and which is file_size bytes long, in file order (engine/layout_list.c): writes at most max ranges to out and
+ * returns how many there are (may exceed max: call again with room for them), or a negative DTE_E_* when the GGUF
+ * does not parse. Allocates the parse's tables with dte_alloc. */
+int64_t dte_layout_list(const void *gguf, uint64_t avail, uint64_t file_size, uint32_t layout, dte_layout_range *out,
+                        int64_t max);
+
 /* 1 when `layout` stores a tensor of this type and shape differently from the GGUF (ROWS4: a type with a rows
  * layout, n_dims == 2, n_rows >= 4), else 0. */
 int dte_layout_applies(uint32_t layout, uint32_t type, uint32_t n_dims, int64_t n_rows);
