@@ -193,3 +193,27 @@ def test_hosted_open_repacks_a_private_copy_within_the_rss_budget(smollm2_path: 
     kv, _ = context_bytes(model, 8)
     assert grown <= model.stat().st_size + kv + 64 * 2**20, grown
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("type_id", sorted(BLOCKS))
+def test_row_reads_from_groups(type_id: int) -> None:
+    """dte_layout_dequantize_row (the embedding lookup) on laid-out bytes gives each row exactly as gguf-py's
+    dequantization of the plain row (gguf.quants: numpy float32, the same products as ggml's reference)."""
+    import ctypes
+
+    lib = layout._library()
+    fn = lib.dte_layout_dequantize_row
+    fn.restype = None
+    fn.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                   ctypes.POINTER(ctypes.c_float)]
+    n_cols, n_rows = 96, 11
+    qtype = gguf.GGMLQuantizationType(type_id)
+    plain = gguf.quants.quantize(np.random.default_rng(type_id).standard_normal((n_rows, n_cols)).astype(np.float32),
+                                 qtype)
+    laid = np.frombuffer(layout.pack(type_id, n_cols, n_rows, plain.tobytes()), np.uint8)
+    want = gguf.quants.dequantize(plain, qtype)
+    for row in range(n_rows):
+        out = np.zeros(n_cols, np.float32)
+        fn(layout.ROWS4, type_id, n_cols, n_rows, laid.ctypes.data, row,
+           out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        np.testing.assert_array_equal(out, want[row], err_msg=str(row))
