@@ -147,3 +147,25 @@ def test_flash_plan_writes_the_same_laid_out_image(tiny: Path, tmp_path: Path) -
         assert flash(plan_source(plan), out).verified is True
     assert out.read_bytes() == built.read_bytes()
     assert _check_laid_out(tiny, out) >= 8
+
+
+@pytest.mark.qemu
+def test_both_layouts_boot_to_the_same_ids(tmp_path: Path) -> None:
+    """The firmware reads the layout from WEIGHTS.MAN: a gguf image (the engine repacks at open) and a rows4 image
+    (read as laid out) of the same Q4_0 model generate the same ids, and both re-hash to the GGUF's SHA-256."""
+    from dte_build.paths import MODELS_DIR
+
+    model = MODELS_DIR / "dte-tiny-q4_0.gguf"
+    runs = {}
+    for layout in ("gguf", "rows4"):
+        image = tmp_path / f"{layout}.img"
+        built = CliRunner().invoke(main, ["build", "--board", "qemu-q35", "--model", str(model), "-n", "6", "-o",
+                                          str(image), "--weights-layout", layout])
+        assert built.exit_code == 0, built.output
+        run = CliRunner().invoke(main, ["run", str(image), "--json", "--quiet", "--timeout", "300"])
+        assert run.exit_code == 0, run.output
+        runs[layout] = json.loads(run.stdout)["status"]
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    for status in runs.values():
+        assert status["attest_weights"] == {"sha256": sha, "match": 1}
+    assert runs["gguf"]["tokens"]["ids"] == runs["rows4"]["tokens"]["ids"] != ""

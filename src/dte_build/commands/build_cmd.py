@@ -111,7 +111,8 @@ def build(board_name: str, model: Path | None, no_model: bool, output: Path, pro
     table.add_row("firmware SHA-256", firmware.sha256)
     identity.add_rows(table)
     signed.add_rows(table)
-    table.add_row("model", f"{packed['name']} ({packed['size']} bytes)" if packed else "none")
+    table.add_row("model", f"{packed['name']} ({packed['size']} bytes, weights layout {packed['layout']})"
+                  if packed else "none")
     table.add_row("chat", "none (plain completion)" if firmware.chat is None else
                   "the model's template" + (", boot prompt as a chat turn" if firmware.boot_chat else ""))
     table.add_row("image", f"{image.path} ({image.size / 2**20:.0f} MiB, {image.seconds:.2f} s)")
