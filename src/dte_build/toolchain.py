@@ -32,7 +32,6 @@ from . import __version__, defaults
 from .board import Board
 from .chat_template import ChatShape, c_defines
 from .errors import DteError
-from .kernels import DISPATCH_DEFINE, DISPATCH_SOURCE, board_isa, kernel_object
 from .paths import FIRMWARE_DIR, LINKER_DIR, build_root
 
 LLVM_VERSION = 19
@@ -318,6 +317,8 @@ def _compile_one(tc: Toolchain, relative: str, board: Board, build_dir: Path, ke
     """Compile one firmware file; skipped when the command and every file it read are unchanged."""
     obj = build_dir / "obj" / (relative.replace("/", "_").removesuffix(".c") + ".obj")
     depfile, stamp = obj.with_suffix(".d"), obj.with_suffix(".key")
+    from .kernels import DISPATCH_DEFINE, DISPATCH_SOURCE  # llvmlite: imported only when firmware compiles
+
     defines = [DISPATCH_DEFINE] if kernels and relative == DISPATCH_SOURCE else []
     cmd = [tc.clang, *_cflags_for(relative, board), *defines, f"-I{FIRMWARE_DIR}", f"-I{build_dir}",
            "-c", str(FIRMWARE_DIR / relative), "-o", str(obj)]
@@ -384,6 +385,8 @@ def check_efi(path: Path) -> EfiCheck:
 
 def _kernel_object(board: Board, build_dir: Path) -> Path | None:
     """The board's llvmlite SIMD kernel object (dte_build.kernels), or None for a board without SIMD kernels."""
+    from .kernels import board_isa, kernel_object  # llvmlite: imported only when firmware compiles
+
     try:
         board_isa(board)
     except DteError:
