@@ -106,6 +106,7 @@ def test_gguf_layout_is_the_file(tiny: Path, tmp_path: Path) -> None:
     assert inspect_image(image)["manifest"]["model"]["layout"] == "gguf"
 
 
+@pytest.mark.slow
 def test_smollm2_rows4_round_trip(smollm2_path: Path, tmp_path: Path) -> None:
     """SmolLM2 ships Q4_1 (and Q8_0): laid out on disk, extracted byte-identical."""
     image = _build(tmp_path, smollm2_path, "smol.img")
