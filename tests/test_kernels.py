@@ -81,7 +81,8 @@ def test_symbols_match_kernels_header() -> None:
     assert declared == list(KERNEL_SYMBOLS)
     quantized = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
     assert sorted(GEMM_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x{TOKENS}") for k in quantized)
-    assert sorted(ROW_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x1") for k in quantized)
+    assert sorted(ROW_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x1") for k in KERNEL_TYPES
+                                         if KERNEL_TYPES[k] not in FLOATS)
     assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
     assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
                                            if KERNEL_TYPES[k] not in FLOATS)
@@ -244,6 +245,36 @@ def test_tile_kernel_matches_reference_and_four_token_kernel(q: Quants, jit: Jit
                 assert bits(out[i * TILE_ROWS + r]) == bits(q.vec_dot(t, n, row, a, ref=True)), (kind, n, r, i)
 
 
+@pytest.mark.parametrize("kind", [k for k in KERNEL_TYPES if k.endswith("_K")])
+def test_k_quant_rows_kernel_matches_one_row_kernel(q: Quants, jit: Jit, kind: str) -> None:
+    """TILE_ROWS K-quant weight rows in the plain GGUF layout (w_row_bytes apart, as in the file) against one
+    activation row (generation): each result equal, bit for bit, to the one-row kernel's and to dte_vec_dot_ref's,
+    on random rows, rows with fp16-extreme super-block scales mixed with random ones, and activations whose scale
+    is tiny, large or zero."""
+    t = KERNEL_TYPES[kind]
+    rows_kernel = GEMM_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", f"gemm{TILE_ROWS}x1")))
+    one = jit.function(symbol(kind))
+    rng = np.random.default_rng(int(t) + 300)
+    for blocks in (1, 2, 3, 8, 17):
+        n = 256 * blocks
+        for trial in range(4):
+            wrows = [(adversarial_weights if (trial + r) % 2 else random_weight_bytes)(t, n, rng)
+                     for r in range(TILE_ROWS)]
+            gap = 0 if trial == 0 else 8 * trial + 3   # rows adjacent (as in a GGUF) or further apart
+            wstride = wrows[0].size + gap
+            w = np.zeros(wstride * TILE_ROWS, dtype=np.uint8)
+            for r, row in enumerate(wrows):
+                w[r * wstride:r * wstride + row.size] = row
+            x = rng.standard_normal(n) * {0: 1.0, 1: 2.0 ** 30, 2: 2.0 ** -60, 3: 0.0}[trial]
+            a = q.quantize(ACTIVATION[t], x.astype(np.float32))
+            out = (ctypes.c_float * TILE_ROWS)()
+            rows_kernel(n, w.ctypes.data, wstride, a.ctypes.data, 0, out)
+            for r, row in enumerate(wrows):
+                ref = q.vec_dot(t, n, row, a, ref=True)
+                assert np.isfinite(ref), (kind, n, trial, r)
+                assert bits(out[r]) == bits(one(n, row.ctypes.data, a.ctypes.data)) == bits(ref), (kind, n, trial, r)
+
+
 def test_extreme_values_are_exact(q: Quants, jit: Jit) -> None:
     """Largest-magnitude quants (|w| = 127, |x| = 127) hit no 16-bit saturation: integer sums stay exact."""
     n = 32 * 6
@@ -330,14 +361,16 @@ def test_elf_object_links_into_hosted_library(tmp_path: Path, width: int) -> Non
     rows_tokens.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                             ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                             ctypes.POINTER(ctypes.c_float), ctypes.c_int64]
-    # tile kernels on ROWS4 groups (legacy types) and the 4-token fallback (K-quants; plain rows)
-    for t, lay in ((T.Q8_0, layout.ROWS4), (T.Q4_1, layout.ROWS4), (T.Q4_K, layout.GGUF), (T.Q5_0, layout.GGUF)):
+    # tile kernels on ROWS4 groups (legacy types); K-quants (plain rows): the 4-token kernels, the 3 leftover tokens
+    # (and one token alone: generation) through the 4-row kernels, the 9th row through the one-row kernel
+    for t, lay, tokens in ((T.Q8_0, layout.ROWS4, 7), (T.Q4_1, layout.ROWS4, 7), (T.Q4_K, layout.GGUF, 7),
+                           (T.Q5_0, layout.GGUF, 7), (T.Q4_K, layout.GGUF, 1), (T.Q6_K, layout.GGUF, 1)):
         wrows = [random_weight_bytes(t, n, rng) for _ in range(9)]  # 2 groups + a leftover row
-        rows = [lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(7)]
-        out = np.full((7, 11), np.nan, dtype=np.float32)  # [token][row], stride 11
+        rows = [lib.quantize(ACTIVATION[t], rng.standard_normal(n).astype(np.float32)) for _ in range(tokens)]
+        out = np.full((tokens, 11), np.nan, dtype=np.float32)  # [token][row], stride 11
         w_all = np.frombuffer(layout.pack(int(t), n, 9, np.concatenate(wrows).tobytes(), layout=lay), np.uint8)
         a_all = np.concatenate(rows)
-        rows_tokens(int(t), lay, n, w_all.ctypes.data, wrows[0].size, 9, a_all.ctypes.data, rows[0].size, 7,
+        rows_tokens(int(t), lay, n, w_all.ctypes.data, wrows[0].size, 9, a_all.ctypes.data, rows[0].size, tokens,
                     out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 11)
         expected = [[lib.vec_dot(t, n, w_, a_) for w_ in wrows] for a_ in rows]
         np.testing.assert_array_equal(out[:, :9], np.array(expected, dtype=np.float32))

@@ -112,3 +112,20 @@ dte_gemm_fn dte_kernel_rows(uint32_t weight_type)
     return NULL;
 #endif
 }
+
+dte_gemm_fn dte_kernel_plain_rows(uint32_t weight_type)
+{
+#ifdef DTE_HAVE_GENERATED_KERNELS
+    switch (weight_type) {
+    case DTE_TYPE_Q2_K: return dte_k_gemm4x1_q2_K_q8_K;
+    case DTE_TYPE_Q3_K: return dte_k_gemm4x1_q3_K_q8_K;
+    case DTE_TYPE_Q4_K: return dte_k_gemm4x1_q4_K_q8_K;
+    case DTE_TYPE_Q5_K: return dte_k_gemm4x1_q5_K_q8_K;
+    case DTE_TYPE_Q6_K: return dte_k_gemm4x1_q6_K_q8_K;
+    default: return NULL;
+    }
+#else
+    (void)weight_type;
+    return NULL;
+#endif
+}

@@ -81,6 +81,19 @@ void dte_k_gemm4x1_q5_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes
                              int64_t act_row_bytes, float *out);
 void dte_k_gemm4x1_q5_1_q8_1(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                              int64_t act_row_bytes, float *out);
+/* The K-quants' DTE_KERNEL_ROWS x 1 kernels read DTE_KERNEL_ROWS plain rows (the GGUF layout) w_row_bytes apart:
+ * out[r] = dot(w_r, a), bit-identical to dte_k_vec_dot_<t>_q8_K on row r (generation: one activation load, scale and
+ * bsums per super-block serve the four rows). */
+void dte_k_gemm4x1_q2_K_q8_K(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                             int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q3_K_q8_K(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                             int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q4_K_q8_K(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                             int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q5_K_q8_K(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                             int64_t act_row_bytes, float *out);
+void dte_k_gemm4x1_q6_K_q8_K(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
+                             int64_t act_row_bytes, float *out);
 
 /* One weight row against DTE_KERNEL_WIDE_TOKENS activation rows (K-quants; prompt processing), dte_vec_dot4_fn's
  * ABI: out[t] = dot(w, a_t) for t < 16, bit-identical to the 4-token and one-token kernels' results. Each weight
@@ -114,7 +127,9 @@ dte_gemm_fn dte_kernel_float_rows(uint32_t weight_type);
 dte_vec_dot4_fn dte_kernel_vec_dot16(uint32_t weight_type);
 /* The DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS tile kernel for a weight type, or NULL. */
 dte_gemm_fn dte_kernel_gemm(uint32_t weight_type);
-/* The DTE_KERNEL_ROWS x 1 kernel for a weight type, or NULL. */
+/* The DTE_KERNEL_ROWS x 1 kernel for a weight type, or NULL (reads one ROWS4 group; legacy types). */
 dte_gemm_fn dte_kernel_rows(uint32_t weight_type);
+/* The DTE_KERNEL_ROWS x 1 kernel on plain rows w_row_bytes apart for a weight type, or NULL (K-quants). */
+dte_gemm_fn dte_kernel_plain_rows(uint32_t weight_type);
 
 #endif

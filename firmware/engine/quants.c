@@ -554,6 +554,24 @@ static void group_tokens(uint32_t weight_type, int64_t n, const uint8_t *g, int6
     }
 }
 
+/* DTE_KERNEL_ROWS plain rows (K-quants): tokens below `batched` by dte_vec_dot_tokens row by row (16- and 4-token
+ * kernels), the rest one token at a time through the 4-row kernel (bit-identical to the one-row kernel). */
+static void plain_rows4_tokens(dte_gemm_fn rows_fn, uint32_t weight_type, int64_t n, const uint8_t *w,
+                               int64_t w_row_bytes, const uint8_t *a, int64_t act_row_bytes, int64_t batched,
+                               int64_t tokens, float *out, int64_t out_stride)
+{
+    for (int rr = 0; batched > 0 && rr < DTE_KERNEL_ROWS; ++rr) {
+        dte_vec_dot_tokens(weight_type, n, w + rr * w_row_bytes, a, act_row_bytes, batched, out + rr, out_stride);
+    }
+    float block[DTE_KERNEL_ROWS];
+    for (int64_t t = batched; t < tokens; ++t) {
+        rows_fn(n, w, w_row_bytes, a + t * act_row_bytes, 0, block);
+        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
+            out[t * out_stride + rr] = block[rr];
+        }
+    }
+}
+
 void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, const void *weights, int64_t w_row_bytes,
                              int64_t rows, const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
                              int64_t out_stride)
@@ -572,6 +590,14 @@ void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, c
         for (int k = 0; k < DTE_KERNEL_FLOAT_ROWS; ++k) {
             out[r + k] = block[k];
         }
+    }
+    /* plain rows with a 4-row kernel (K-quants): the multi-token kernels per row, the single tokens four rows at a
+     * time */
+    const dte_gemm_fn plain4 = dte_kernel_plain_rows(weight_type);
+    const int64_t batched = plain4 != NULL ? tokens - tokens % DTE_KERNEL_TOKENS : tokens;
+    for (; plain4 != NULL && r + DTE_KERNEL_ROWS <= rows; r += DTE_KERNEL_ROWS) {
+        plain_rows4_tokens(plain4, weight_type, n, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, batched,
+                           tokens, out + r, out_stride);
     }
     for (; r < rows; ++r) { /* plain rows, every token */
         dte_vec_dot_tokens(weight_type, n, w + r * w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);

@@ -70,7 +70,8 @@ void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, co
  * boundary, whole groups go to the ROWS4 tile kernels (DTE_KERNEL_ROWS x DTE_KERNEL_TOKENS, the leftover tokens to
  * the DTE_KERNEL_ROWS x 1 kernels; no kernels: dte_vec_dot_ref_rows4), and rows % 4 (plain: the tensor's last
  * rows) to dte_vec_dot_tokens. Otherwise every row to dte_vec_dot_tokens (F16 against one token: blocks of
- * DTE_KERNEL_FLOAT_ROWS rows to the float rows kernel where generated). Every result bit-identical to
+ * DTE_KERNEL_FLOAT_ROWS rows to the float rows kernel where generated; K-quants: the tokens % 4 single tokens,
+ * all of them in generation, four plain rows at a time to dte_kernel_plain_rows's kernel). Every result bit-identical to
  * dte_vec_dot_ref's on the plain row. One token (generation) is the tokens == 1 case. */
 void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, const void *weights, int64_t w_row_bytes,
                              int64_t rows, const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,

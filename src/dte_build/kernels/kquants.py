@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .ir import TOKENS, WIDE_TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TILE_ROWS, TOKENS, WIDE_TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 QK_K = 256
 Q8_K_BYTES = 292
@@ -227,6 +227,87 @@ def token_sums(fn: Fn, parts: list[str], n: int, per: int) -> str:
     return vecs[0]
 
 
+def lane_sums(fn: Fn, isa: Isa, weights: list[tuple[str, str | None, str]], base: str, aoff: str,
+              fused: bool) -> str:
+    """<8 x i32>: lane j = the super-block's scaled integer sum for lane j (docs/kernels.md "One reduction order").
+    Integer sums use the full vector; at 512 bits its two 256-bit halves are added (exact), so lane j holds the same
+    sum as the 256-bit kernel's lane j and every float operation after it is the same at both widths."""
+    sumi = k_dot(fn, isa, weights, base, aoff, fused)
+    int_lanes = isa.bytes // 4
+    if int_lanes == 8:
+        return sumi
+    ty = vec(int_lanes, "i32")
+    return fn.op("add nsw", vec(8, "i32"), fn.shuffle(ty, sumi, None, list(range(8))),
+                 fn.shuffle(ty, sumi, None, list(range(8, int_lanes))))
+
+
+def unpack_block(fn: Fn, isa: Isa, kind: str, woff: str) -> tuple[list[tuple[str, str | None, str]], str | None, str,
+                                                                   str | None]:
+    """(weights for k_dot, mins or None, d, dmin or None) of the super-block at %w + woff."""
+    k = K_TYPES[kind]
+    pieces, scales, mins = unpack(fn, kind, woff)
+    weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
+    dw = load_scale(fn, woff, k.d_at, k.w_bytes)
+    dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
+    return weights, mins, dw, dminw
+
+
+def row_step(fn: Fn, isa: Isa, kind: str, woff: str, aoff: str, acc: str, macc: str, fused: bool) -> tuple[str, str]:
+    """One super-block of one weight row (%w + woff) against one activation row (%a + aoff): the float operations
+    every one-token result gets, `acc = fma(splat(dw * da), float(sums), acc)` and, with mins,
+    `macc = macc + (dmin * da) * float(sum bsums * mins)`. The one-row and the 4-row kernels both run exactly this
+    (the 4-row kernel once per row, its activation loads shared by LLVM's CSE)."""
+    weights, mins, dw, dminw = unpack_block(fn, isa, kind, woff)
+    ad = fn.load("float", "%a", aoff)
+    sumi = lane_sums(fn, isa, weights, "%a", aoff, fused)
+    if dminw is not None:
+        dmin = fn.op("fmul", "float", dminw, ad)
+        macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, "%a", aoff)))
+    fsum = fn.emit(f"sitofp {vec(8, 'i32')} {sumi} to {vec(8, 'float')}")
+    d = fn.op("fmul", "float", dw, ad)
+    return fn.fma(8, fn.splat(d, "float", 8), fsum, acc), macc
+
+
+def prefetch_lines(fn: Fn, offset: str, size: int) -> None:
+    """Prefetch (into all cache levels) the cache lines of the `size` bytes at %w + offset. The address may lie past
+    the weights (prefetches never fault), hence a plain, not inbounds, getelementptr."""
+    fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+    for line in range(0, size, 64):
+        at = fn.op("add nsw", "i64", offset, line) if line else offset
+        ptr = fn.emit(f"getelementptr i8, ptr %w, i64 {at}", "p")
+        fn.raw(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
+
+
+def k_rows_kernel(isa: Isa, kind: str, rows: int = TILE_ROWS) -> Fn:
+    """`rows` weight rows in the plain GGUF layout (%wstride bytes apart) against one activation row (generation):
+    out[r] = the one-token kernel's result on row r, bit for bit (each row runs `row_step`, the same IR). One
+    activation load, scale and bsums per super-block serve all rows, and one call replaces `rows` calls. Each row's
+    super-block i is prefetched one group (rows x w_row_bytes) ahead, the same super-block of the next 4 rows:
+    out of cache, the hardware prefetchers alone left a single core at 6-10 GB/s (docs/kernels.md)."""
+    k = K_TYPES[kind]
+    vnni = isa.vnni
+    isa = Isa(isa.width, isa.intrinsics, vnni=False)  # as k_kernel: vpmaddubsw + vpmaddwd (vpdpwssd with VNNI)
+    fn = new_fn(k.symbol.replace("vec_dot", f"gemm{rows}x1"), 1, rows)
+    row_offs = [fn.op("mul nsw", "i64", "%wstride", r) for r in range(1, rows)]
+    nb = fn.emit(f"sdiv i64 %n, {QK_K}")
+    group_bytes = fn.op("mul nsw", "i64", "%wstride", rows)  # the same super-block of the next 4 rows
+
+    def body(i: str, accs: list[str]) -> list[str]:
+        woff0 = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
+        aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
+        out = []
+        for r in range(rows):
+            woff = woff0 if r == 0 else fn.op("add nsw", "i64", woff0, row_offs[r - 1])
+            prefetch_lines(fn, fn.op("add nsw", "i64", woff, group_bytes), k.w_bytes)
+            out.extend(row_step(fn, isa, kind, woff, aoff, accs[2 * r], accs[2 * r + 1], vnni))
+        return out
+
+    accs = counted_loop(fn, nb, [(vec(8, "float"), "zeroinitializer"), ("float", "0.0")] * rows, body)
+    fn.store_results([fn.op("fsub", "float", fn.tree_sum(8, accs[2 * r]), accs[2 * r + 1]) for r in range(rows)])
+    fn.raw("ret void")
+    return fn
+
+
 def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     """vec_dot (tokens == 1) or one weight row against `tokens` (even) activation rows.
 
@@ -243,43 +324,23 @@ def k_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
     fn = new_fn(k.symbol if tokens == 1 else k.symbol.replace("vec_dot", f"vec_dot{tokens}"), tokens)
     bases = fn.activation_bases()
     nb = fn.emit(f"sdiv i64 %n, {QK_K}")
-    # Integer sums use the full vector; the float side always has 8 lanes. At 512 bits the two 256-bit halves of
-    # the i32 sums are added first (exact, integer): lane j then holds the same sum as the 256-bit kernel's lane j,
-    # so every float operation, and the result, is the same at both widths (docs/kernels.md "One reduction
-    # order"; firmware/engine/quants_dot.c is the scalar statement of it).
+    # Integer sums use the full vector; the float side always has 8 lanes (lane_sums: at 512 bits the two 256-bit
+    # halves are added first, exact). firmware/engine/quants_dot.c is the scalar statement of the order.
     int_lanes = isa.bytes // 4
     lanes = min(int_lanes, 8)
 
     fused = vnni
 
-    def lane_sums(weights: list[tuple[str, str | None, str]], base: str, aoff: str) -> str:
-        sumi = k_dot(fn, isa, weights, base, aoff, fused)
-        if int_lanes == lanes:
-            return sumi
-        ty = vec(int_lanes, "i32")
-        return fn.op("add nsw", vec(lanes, "i32"), fn.shuffle(ty, sumi, None, list(range(lanes))),
-                     fn.shuffle(ty, sumi, None, list(range(lanes, int_lanes))))
-
     def block(i: str) -> tuple[list[tuple[str, str | None, str]], str | None, str, str | None, str, str]:
         woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
         aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
-        pieces, scales, mins = unpack(fn, kind, woff)
-        weights = k_weights(fn, isa, pieces, scales, k.group, k.unsigned)
-        dw = load_scale(fn, woff, k.d_at, k.w_bytes)
-        dminw = load_scale(fn, woff, k.d_at + 2, k.w_bytes) if mins is not None else None
+        weights, mins, dw, dminw = unpack_block(fn, isa, kind, woff)
         return weights, mins, dw, dminw, woff, aoff
 
     def body_one(i: str, accs: list[str]) -> list[str]:
-        weights, mins, dw, dminw, _, aoff = block(i)
-        acc, macc = accs
-        ad = fn.load("float", "%a", aoff)
-        sumi = lane_sums(weights, "%a", aoff)
-        if dminw is not None:
-            dmin = fn.op("fmul", "float", dminw, ad)
-            macc = fn.op("fadd", "float", macc, fn.op("fmul", "float", dmin, min_sum(fn, mins, "%a", aoff)))
-        fsum = fn.emit(f"sitofp {vec(lanes, 'i32')} {sumi} to {vec(lanes, 'float')}")
-        d = fn.op("fmul", "float", dw, ad)
-        return [fn.fma(lanes, fn.splat(d, "float", lanes), fsum, acc), macc]
+        woff = fn.emit(f"mul nuw nsw i64 {i}, {k.w_bytes}")
+        aoff = fn.emit(f"mul nuw nsw i64 {i}, {Q8_K_BYTES}")
+        return list(row_step(fn, isa, kind, woff, aoff, accs[0], accs[1], fused))
 
     if tokens == 1:
         acc, macc = counted_loop(fn, nb, [(vec(lanes, "float"), "zeroinitializer"), ("float", "0.0")], body_one)
@@ -344,3 +405,8 @@ WIDE_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     for kind, k in K_TYPES.items()}
 """One weight row against WIDE_TOKENS activation rows (prompt processing): each super-block's weights, scales and
 mins are unpacked once for 16 tokens instead of 4."""
+ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (k.symbol.replace("vec_dot", f"gemm{TILE_ROWS}x1"), (lambda isa, kind=kind: k_rows_kernel(isa, kind)))
+    for kind, k in K_TYPES.items()}
+"""TILE_ROWS plain weight rows against one activation row (generation): the one-token kernel's operations per row,
+the activation's loads shared."""

@@ -15,6 +15,7 @@ from .floats import KERNELS as FLOAT_KERNELS
 from .floats import ROWS_KERNELS as FLOAT_ROWS_KERNELS
 from .kquants import KERNELS as K_KERNELS
 from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
+from .kquants import ROW_KERNELS as K_ROW_KERNELS
 from .kquants import WIDE_KERNELS as K_WIDE_KERNELS
 from .legacy import KERNELS as LEGACY_KERNELS
 from .legacy import MULTI_KERNELS as LEGACY_MULTI_KERNELS
@@ -32,9 +33,9 @@ KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
 MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_MULTI_KERNELS, **K_MULTI_KERNELS}
 # TILE_ROWS weight rows against TOKENS activation rows (legacy types; prompt processing).
 GEMM_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(TILE_KERNELS)
-# TILE_ROWS weight rows against one activation row (legacy types; generation). K-quants have neither: their
-# per-row unpacking dominates, and 4-row forms measured no faster than the one-row kernels.
-ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(LEGACY_ROW_KERNELS)
+# TILE_ROWS weight rows against one activation row (generation): the legacy types read one ROWS4 group, the
+# K-quants TILE_ROWS plain rows w_row_bytes apart.
+ROW_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_ROW_KERNELS, **K_ROW_KERNELS}
 # One weight row against WIDE_TOKENS activation rows (K-quants; prompt processing).
 WIDE_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(K_WIDE_KERNELS)
 # FLOAT_ROWS weight rows against one activation row (F16; attention's V rows).
