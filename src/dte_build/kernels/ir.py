@@ -107,6 +107,15 @@ class Fn:
     def lane(self, v4: str, lane: int) -> str:
         return self.emit(f"extractelement {vec(4, 'float')} {v4}, i32 {lane}", "f")
 
+    def prefetch(self, base: str, offset: str, size: int) -> None:
+        """Prefetch (into all cache levels) the cache lines of the `size` bytes at base + offset. The address may lie
+        past the buffer (prefetches never fault), hence a plain, not inbounds, getelementptr."""
+        self.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+        for line in range(0, size, 64):
+            at = self.op("add nsw", "i64", offset, line) if line else offset
+            ptr = self.emit(f"getelementptr i8, ptr {base}, i64 {at}", "p")
+            self.raw(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
+
     # ---- vectors ----
 
     def shuffle(self, ty: str, a: str, b: str | None, indices: list[int]) -> str:

@@ -268,16 +268,6 @@ def row_step(fn: Fn, isa: Isa, kind: str, woff: str, aoff: str, acc: str, macc: 
     return fn.fma(8, fn.splat(d, "float", 8), fsum, acc), macc
 
 
-def prefetch_lines(fn: Fn, offset: str, size: int) -> None:
-    """Prefetch (into all cache levels) the cache lines of the `size` bytes at %w + offset. The address may lie past
-    the weights (prefetches never fault), hence a plain, not inbounds, getelementptr."""
-    fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
-    for line in range(0, size, 64):
-        at = fn.op("add nsw", "i64", offset, line) if line else offset
-        ptr = fn.emit(f"getelementptr i8, ptr %w, i64 {at}", "p")
-        fn.raw(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
-
-
 def k_rows_kernel(isa: Isa, kind: str, rows: int = TILE_ROWS) -> Fn:
     """`rows` weight rows in the plain GGUF layout (%wstride bytes apart) against one activation row (generation):
     out[r] = the one-token kernel's result on row r, bit for bit (each row runs `row_step`, the same IR). One
@@ -298,7 +288,7 @@ def k_rows_kernel(isa: Isa, kind: str, rows: int = TILE_ROWS) -> Fn:
         out = []
         for r in range(rows):
             woff = woff0 if r == 0 else fn.op("add nsw", "i64", woff0, row_offs[r - 1])
-            prefetch_lines(fn, fn.op("add nsw", "i64", woff, group_bytes), k.w_bytes)
+            fn.prefetch("%w", fn.op("add nsw", "i64", woff, group_bytes), k.w_bytes)
             out.extend(row_step(fn, isa, kind, woff, aoff, accs[2 * r], accs[2 * r + 1], vnni))
         return out
 
