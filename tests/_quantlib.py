@@ -11,8 +11,8 @@ from gguf import quants as gq
 
 from _hostc import build, firmware
 
-QUANTS_SOURCES = ("engine/quants.c", "engine/quants_dot.c", "engine/kernels.c", "engine/quants_k_quantize.c",
-                  "engine/layout.c")
+QUANTS_SOURCES = ("engine/quants.c", "engine/quants_dot.c", "engine/quants_matmul.c", "engine/kernels.c",
+                  "engine/quants_k_quantize.c", "engine/layout.c")
 LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_TYPES = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 ACTIVATION = {T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0, T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,

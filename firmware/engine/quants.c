@@ -2,12 +2,10 @@
  *
  * Numerics follow ggml (ggml/src/ggml-quants.c dequantize_row_*, quantize_row_*_ref; ggml-cpu/arch/x86/quants.c
  * quantize_row_q8_0/q8_1 for the x86 activation path). Block layouts: quants_blocks.h. The reference dot products
- * live in quants_dot.c. No libc.
+ * live in quants_dot.c, the dispatch to the generated kernels in quants_matmul.c. No libc.
  */
 #include "quants.h"
 
-#include "kernels.h"
-#include "layout.h"
 #include "quants_blocks.h"
 
 /* ---- type traits (ggml.c type_traits: blck_size, type_size) ---- */
@@ -511,125 +509,4 @@ void dte_quantize_row(uint32_t act_type, const float *src, void *dst, int64_t n)
 void dte_quantize_row_ref(uint32_t act_type, const float *src, void *dst, int64_t n)
 {
     quantize_row(act_type, src, dst, n, false);
-}
-
-/* ---- dot-product dispatch ---- */
-
-float dte_vec_dot(uint32_t weight_type, int64_t n, const void *weights, const void *activations)
-{
-    const dte_vec_dot_fn kernel = dte_kernel_vec_dot(weight_type);
-    if (kernel != NULL) {
-        return kernel(n, weights, activations);
-    }
-    return dte_vec_dot_ref(weight_type, n, weights, activations);
-}
-
-_Static_assert(DTE_KERNEL_ROWS == DTE_LAYOUT_GROUP_ROWS, "the 4-row kernels read one ROWS4 group");
-
-/* One ROWS4 group (layout.h) against `tokens` activation rows: 4 x 4 tiles, then the 4 x 1 kernel (or the
- * reference) for the leftover tokens. */
-static void group_tokens(uint32_t weight_type, int64_t n, const uint8_t *g, int64_t w_row_bytes, const uint8_t *a,
-                         int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride)
-{
-    const dte_gemm_fn tile = dte_kernel_gemm(weight_type), rows_fn = dte_kernel_rows(weight_type);
-    float block[DTE_KERNEL_ROWS * DTE_KERNEL_TOKENS];
-    int64_t t = 0;
-    for (; tile != NULL && t + DTE_KERNEL_TOKENS <= tokens; t += DTE_KERNEL_TOKENS) {
-        tile(n, g, w_row_bytes, a + t * act_row_bytes, act_row_bytes, block);
-        for (int tt = 0; tt < DTE_KERNEL_TOKENS; ++tt) {
-            for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
-                out[(t + tt) * out_stride + rr] = block[tt * DTE_KERNEL_ROWS + rr];
-            }
-        }
-    }
-    for (; t < tokens; ++t) {
-        if (rows_fn != NULL) {
-            rows_fn(n, g, w_row_bytes, a + t * act_row_bytes, 0, block);
-        } else {
-            dte_vec_dot_ref_rows4(weight_type, n, g, a + t * act_row_bytes, block);
-        }
-        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
-            out[t * out_stride + rr] = block[rr];
-        }
-    }
-}
-
-/* DTE_KERNEL_ROWS plain rows (K-quants): tokens below `batched` by dte_vec_dot_tokens row by row (16- and 4-token
- * kernels), the rest one token at a time through the 4-row kernel (bit-identical to the one-row kernel). */
-static void plain_rows4_tokens(dte_gemm_fn rows_fn, uint32_t weight_type, int64_t n, const uint8_t *w,
-                               int64_t w_row_bytes, const uint8_t *a, int64_t act_row_bytes, int64_t batched,
-                               int64_t tokens, float *out, int64_t out_stride)
-{
-    for (int rr = 0; batched > 0 && rr < DTE_KERNEL_ROWS; ++rr) {
-        dte_vec_dot_tokens(weight_type, n, w + rr * w_row_bytes, a, act_row_bytes, batched, out + rr, out_stride);
-    }
-    float block[DTE_KERNEL_ROWS];
-    for (int64_t t = batched; t < tokens; ++t) {
-        rows_fn(n, w, w_row_bytes, a + t * act_row_bytes, 0, block);
-        for (int rr = 0; rr < DTE_KERNEL_ROWS; ++rr) {
-            out[t * out_stride + rr] = block[rr];
-        }
-    }
-}
-
-void dte_vec_dot_rows_tokens(uint32_t weight_type, uint32_t layout, int64_t n, const void *weights, int64_t w_row_bytes,
-                             int64_t rows, const void *activations, int64_t act_row_bytes, int64_t tokens, float *out,
-                             int64_t out_stride)
-{
-    const uint8_t *w = weights, *a = activations;
-    const bool grouped = dte_layout_applies(layout, weight_type, 2, DTE_LAYOUT_GROUP_ROWS) != 0;
-    const int64_t full_rows = grouped ? rows / DTE_LAYOUT_GROUP_ROWS * DTE_LAYOUT_GROUP_ROWS : 0;
-    for (int64_t r = 0; r < full_rows; r += DTE_LAYOUT_GROUP_ROWS) {
-        group_tokens(weight_type, n, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
-    }
-    int64_t r = full_rows;
-    const dte_gemm_fn float_rows = tokens == 1 ? dte_kernel_float_rows(weight_type) : NULL;
-    for (; float_rows != NULL && r + DTE_KERNEL_FLOAT_ROWS <= rows; r += DTE_KERNEL_FLOAT_ROWS) { /* F16, one token */
-        float block[DTE_KERNEL_FLOAT_ROWS];
-        float_rows(n, w + r * w_row_bytes, w_row_bytes, a, 0, block);
-        for (int k = 0; k < DTE_KERNEL_FLOAT_ROWS; ++k) {
-            out[r + k] = block[k];
-        }
-    }
-    /* plain rows with a 4-row kernel (K-quants): the multi-token kernels per row, the single tokens four rows at a
-     * time */
-    const dte_gemm_fn plain4 = dte_kernel_plain_rows(weight_type);
-    const int64_t batched = plain4 != NULL ? tokens - tokens % DTE_KERNEL_TOKENS : tokens;
-    for (; plain4 != NULL && r + DTE_KERNEL_ROWS <= rows; r += DTE_KERNEL_ROWS) {
-        plain_rows4_tokens(plain4, weight_type, n, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, batched,
-                           tokens, out + r, out_stride);
-    }
-    for (; r < rows; ++r) { /* plain rows, every token */
-        dte_vec_dot_tokens(weight_type, n, w + r * w_row_bytes, a, act_row_bytes, tokens, out + r, out_stride);
-    }
-}
-
-void dte_vec_dot_tokens(uint32_t weight_type, int64_t n, const void *weights, const void *activations,
-                        int64_t act_row_bytes, int64_t tokens, float *out, int64_t out_stride)
-{
-    const uint8_t *a = activations;
-    int64_t t = 0;
-    const dte_vec_dot4_fn kernel16 = dte_kernel_vec_dot16(weight_type);
-    if (kernel16 != NULL) {
-        float wide[DTE_KERNEL_WIDE_TOKENS];
-        for (; t + DTE_KERNEL_WIDE_TOKENS <= tokens; t += DTE_KERNEL_WIDE_TOKENS) {
-            kernel16(n, weights, a + t * act_row_bytes, act_row_bytes, wide);
-            for (int k = 0; k < DTE_KERNEL_WIDE_TOKENS; ++k) {
-                out[(t + k) * out_stride] = wide[k];
-            }
-        }
-    }
-    const dte_vec_dot4_fn kernel4 = dte_kernel_vec_dot4(weight_type);
-    if (kernel4 != NULL) {
-        float four[DTE_KERNEL_TOKENS];
-        for (; t + DTE_KERNEL_TOKENS <= tokens; t += DTE_KERNEL_TOKENS) {
-            kernel4(n, weights, a + t * act_row_bytes, act_row_bytes, four);
-            for (int k = 0; k < DTE_KERNEL_TOKENS; ++k) {
-                out[(t + k) * out_stride] = four[k];
-            }
-        }
-    }
-    for (; t < tokens; ++t) {
-        out[t * out_stride] = dte_vec_dot(weight_type, n, weights, a + t * act_row_bytes);
-    }
 }
