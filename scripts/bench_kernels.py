@@ -46,7 +46,8 @@ TYPES = {"q8_0": (8, 32, 34, 34, (0,)), "q4_0": (2, 32, 18, 34, (0,)), "q4_1": (
 
 
 def reference_library(out_dir: Path) -> ctypes.CDLL:
-    sources = [FIRMWARE_DIR / "engine" / f for f in ("quants.c", "quants_dot.c", "kernels.c", "layout.c")]
+    sources = [FIRMWARE_DIR / "engine" / f
+               for f in ("quants.c", "quants_dot.c", "quants_matmul.c", "kernels.c", "layout.c")]
     lib = out_dir / "quants_ref.so"
     subprocess.run(["clang-19", "-std=c11", "-O2", "-march=native", "-shared", "-fPIC", "-o", str(lib),
                     *map(str, sources)], check=True, timeout=300)
