@@ -186,6 +186,16 @@ static size_t count_ws(const piece *p, size_t pos)
     return n;
 }
 
+/* The end of the word at pos that starts with nws whitespace code points: '\s+(?!\S)' (all but the last one before
+ * a non-space), else '\s+', else one code point of anything. */
+static size_t ws_word_end(const piece *p, size_t pos, size_t nws)
+{
+    if (nws > 1 && cpt_at(p, pos + nws) != OUT_OF_RANGE) {
+        return pos + nws - 1;
+    }
+    return pos + (nws > 0 ? nws : 1);
+}
+
 static void split_gpt2(piece *p)
 {
     for (size_t pos = p->ini; pos < p->end;) {
@@ -213,18 +223,8 @@ static void split_gpt2(piece *p)
             add_word(p, pos);
             continue;
         }
-        size_t nws = count_ws(p, pos);
-        if (nws > 1 && cpt_at(p, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            add_word(p, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            add_word(p, pos);
-            continue;
-        }
-        add_word(p, ++pos);
+        pos = ws_word_end(p, pos, count_ws(p, pos));
+        add_word(p, pos);
     }
 }
 
@@ -282,17 +282,8 @@ static void split_llama3(piece *p, size_t max_digits, uint16_t letter)
             add_word(p, pos);
             continue;
         } /* \s*[\r\n]+ */
-        if (nws > 1 && cpt_at(p, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            add_word(p, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            add_word(p, pos);
-            continue;
-        } /* \s+ */
-        add_word(p, ++pos);
+        pos = ws_word_end(p, pos, nws);
+        add_word(p, pos);
     }
 }
 
