@@ -17,7 +17,7 @@ from typing import Any
 from ..console import progress
 from ..errors import DteError
 from . import gpt
-from .weights import laid_out_tensors_in, layout_id, pieces
+from .weights import laid_out_tensors_in, layout_id, pieces, write_all
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,7 @@ def extract_gguf(image: Path, manifest: dict[str, Any], table: gpt.GptTable, out
     try:
         with progress(f"extracting {out.name}", model["size"]) as bar:
             def put(piece: memoryview, at: int) -> None:
-                done = 0
-                while done < len(piece):
-                    done += os.pwrite(fd, piece[done:], at + done)
+                write_all(fd, [piece], at)
                 bar.advance(len(piece))
 
             sha = gguf_sha256(image, part.first_lba * table.sector_size, model["size"], model["layout"], put)

@@ -110,7 +110,8 @@ def _libc_sync_file_range() -> Callable[[int, int, int], None]:
     return lambda fd, at, n: fn(fd, at, n, _SYNC_FILE_RANGE_WRITE) and None
 
 
-def _write_all(fd: int, views: list[memoryview], at: int) -> None:
+def write_all(fd: int, views: list[memoryview], at: int) -> None:
+    """Write `views` back to back at byte `at` of `fd`, finishing a short write."""
     total = sum(len(v) for v in views)
     done = os.pwritev(fd, views, at)
     if done == total:
@@ -225,7 +226,7 @@ def _write_pass(view: memoryview, size: int, fd: int, offset: int,
             iov.append(dst)
         for v in iov:
             crcs.feed(v)
-        _write_all(fd, iov, offset + lo)
+        write_all(fd, iov, offset + lo)
         if offset + lo - synced >= WRITEBACK_STEP:  # what is written so far: start writing it out, do not wait
             start_writeback(fd, synced, offset + lo - synced)
             synced = offset + lo
