@@ -73,7 +73,8 @@ class ServeProcess:
         if not self.url:
             self.stop()
             raise RuntimeError("dte serve did not start:\n" + "".join(self.lines))
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -92,6 +93,7 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._drainer.join(timeout=5)   # every line it wrote is in `lines`
         return self.proc.returncode
 
     def __enter__(self) -> ServeProcess:

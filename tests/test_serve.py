@@ -431,11 +431,16 @@ def test_dte_serve_command_serves_and_refuses_an_open_listen_without_api_key(app
                                                                            tmp_path: object) -> None:
     key = write_key(tmp_path, KEY)   # type: ignore[arg-type]
     with ServeProcess(["--appliance", f"127.0.0.1:{appliance.port}", "--key", str(key),
-                       "--model-name", MODEL]) as proc:
+                       "--model-name", MODEL, "--log-requests"]) as proc:
         assert any("answers" in line for line in proc.lines)
         c = openai.OpenAI(base_url=proc.url, api_key="x", max_retries=0)
         assert c.completions.create(model=MODEL, prompt="cli", max_tokens=5, seed=9).choices[0].text == \
             fake_text("cli", 9, 5)
+    # --log-requests: one line for the completion, naming the appliance that ran it; 5 tokens asked, 5 given
+    logged = [line for line in proc.lines if "POST /v1/completions" in line]
+    assert len(logged) == 1
+    assert (f"appliance=127.0.0.1:{appliance.port} finish=length "
+            f"prompt_tokens={len(b'cli')} completion_tokens=5") in logged[0]
     out = subprocess.run([*DTE, "serve", "--appliance", f"127.0.0.1:{appliance.port}", "--key",
                           str(key), "--listen", "0.0.0.0:0"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "--api-key" in out.stderr and "Traceback" not in out.stderr

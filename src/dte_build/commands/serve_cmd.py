@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+import sys
 
 import click
 
@@ -76,8 +78,10 @@ def _is_loopback(host: str) -> bool:
               help="Conversations kept open per appliance (it holds 16 sessions; the rest serve other clients).")
 @click.option("--max-waiting", default=256, show_default=True, type=click.IntRange(0),
               help="Requests waiting for an appliance before new ones get 429.")
+@click.option("--log-requests", is_flag=True,
+              help="Print a line on stderr per completion: route, appliance, finish reason, token counts, time.")
 def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str | None, model_name: str | None,
-          max_body: int, timeout: float, slots: int, sessions: int, max_waiting: int) -> None:
+          max_body: int, timeout: float, slots: int, sessions: int, max_waiting: int, log_requests: bool) -> None:
     """Serve the OpenAI HTTP API (/v1/models, /v1/chat/completions, /v1/completions) from appliances.
 
     \b
@@ -102,6 +106,8 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
     config = ServeConfig(appliances=endpoints, key=key, model=model_name, api_key=api_key, max_body=max_body,
                          timeout=timeout, slots=slots, max_waiting=max_waiting, sessions=sessions)
     app = create_app(config)
+    if log_requests:
+        _print_request_log()
     for appliance in app_pool(app):
         try:
             rtt = appliance.ping_sync()
@@ -114,6 +120,16 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
          f"{', bearer auth' if api_key else ''}); Ctrl-C stops")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
+
+
+def _print_request_log() -> None:
+    """The gateway's request log (logger `dte_build.serve`, INFO) on stderr, a line per completion."""
+    from ..serve.app import log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dte serve: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def app_pool(app: object) -> list:

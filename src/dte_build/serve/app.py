@@ -5,6 +5,9 @@ A request is read (at most `max_body` bytes), parsed, queued for an appliance, a
 token (or the end) has come back, so every failure before that gets its HTTP status and an OpenAI error object.
 Streams are server-sent events ending in `data: [DONE]`; a client that goes away (while queued, mid-stream, or
 while a non-streaming answer is being generated) cancels the generation on the appliance.
+
+Each completion, however it ended, is logged at INFO on the `dte_build.serve` logger: the route, the appliance that
+ran it, its finish reason and token counts, and its time (`dte serve --log-requests` prints these lines).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from .prompts import job_for, key_after
 from .text import StopText
 
 DEFAULT_MAX_BODY = 256 << 10
+log = logging.getLogger("dte_build.serve")
 
 
 @dataclass
@@ -239,10 +244,12 @@ class Gateway:
             return Response(status_code=499)
         ids = ResponseIds(model=parsed.model, chat=parsed.chat)
         run = _Run(parsed, stream, StopText(parsed.stop))
+        started = time.monotonic()
 
         def close() -> None:
             stream.cancel()
             self.pool.finish(stream, run.key())
+            run.log(request.url.path, time.monotonic() - started)
 
         if parsed.stream:
             return EventStream(self._events(parsed, ids, run, first), on_close=close)
@@ -317,6 +324,14 @@ class _Run:
         if self.out.stopped or outcome is None or outcome.finish_reason not in ("stop", "length"):
             return None
         return key_after(self.parsed, self.out.text)
+
+    def log(self, route: str, seconds: float) -> None:
+        """One line for the request log; a generation that did not end (error, client gone) is `incomplete`."""
+        finished = self.out.stopped or self.stream.outcome is not None
+        usage, reason = self.result() if finished else (Usage(0, self.stream.pieces_seen, 0), "incomplete")
+        log.info("POST %s appliance=%s finish=%s prompt_tokens=%d completion_tokens=%d cached_tokens=%d %.3f s",
+                 route, self.stream.appliance.endpoint, reason, usage.prompt_tokens, usage.completion_tokens,
+                 usage.cached_tokens, seconds)
 
     def result(self) -> tuple[Usage, str]:
         outcome = self.stream.outcome
