@@ -46,6 +46,8 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))  # first: scripts/llamacpp_ref.py
 
 FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
           "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+SOURCE = "f16"
+"""The F16 model the quantized ones are made from, benchmarked as it is when asked for (not by default: 2 GiB)."""
 REAL = {"smollm2": "smollm2-135m", "gemma3": "gemma3-270m"}
 """Real third-party models (dte_build.fetch names), benchmarked as they are when the engine loads them."""
 N_CTX, N_BATCH, N_PP, N_TG = 512, 128, 128, 128
@@ -73,7 +75,7 @@ def make_models(out_dir: Path, types: list[str]) -> dict[str, Path]:
             paths[name] = fetch.fetch(REAL[name])
             continue
         dst = out_dir / f"bench-{name}.gguf"
-        if not dst.is_file():
+        if not dst.is_file() and name != SOURCE:
             import llama_cpp
             import llamacpp_ref
 
@@ -250,8 +252,9 @@ def print_table(rows: list[dict[str, object]], bandwidth: dict[int, float], load
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--types", nargs="+", default=list(FTYPES), choices=[*FTYPES, *REAL],
-                    help=f"random-weight ~1 GiB models ({', '.join(FTYPES)}) and real ones ({', '.join(REAL)})")
+    ap.add_argument("--types", nargs="+", default=list(FTYPES), choices=[*FTYPES, SOURCE, *REAL],
+                    help=f"random-weight ~1 GiB models ({', '.join(FTYPES)}), their {SOURCE.upper()} source (2 GiB) "
+                         f"and real ones ({', '.join(REAL)})")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is reported")
     ap.add_argument("--dir", type=Path, default=None, help="where the models are cached (default build/bench)")

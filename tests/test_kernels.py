@@ -84,8 +84,7 @@ def test_symbols_match_kernels_header() -> None:
     assert sorted(ROW_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"gemm{TILE_ROWS}x1") for k in KERNEL_TYPES
                                          if KERNEL_TYPES[k] not in FLOATS)
     assert sorted(symbol(k) for k in KERNEL_TYPES) == sorted(VEC_DOT_SYMBOLS)
-    assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES
-                                           if KERNEL_TYPES[k] not in FLOATS)
+    assert sorted(MULTI_SYMBOLS) == sorted(symbol(k).replace("vec_dot", "vec_dot4") for k in KERNEL_TYPES)
     assert sorted(WIDE_SYMBOLS) == sorted(symbol(k).replace("vec_dot", f"vec_dot{WIDE_TOKENS}") for k in KERNEL_TYPES
                                           if k.endswith("_K"))
 
@@ -151,19 +150,20 @@ MULTI_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes
                                    ctypes.POINTER(ctypes.c_float))
 
 
-@pytest.mark.parametrize("kind,tokens", [(k, TOKENS) for k, t in KERNEL_TYPES.items() if t not in FLOATS]
+@pytest.mark.parametrize("kind,tokens", [(k, TOKENS) for k in KERNEL_TYPES]
                          + [(k, WIDE_TOKENS) for k in KERNEL_TYPES if k.endswith("_K")])
 def test_multi_token_kernel_matches_reference(q: Quants, jit: Jit, kind: str, tokens: int) -> None:
-    """One weight row against TOKENS (every quantized type) or WIDE_TOKENS (K-quants) activation rows: each result
-    equal, bit for bit, to dte_vec_dot_ref's, on random and adversarial weights and on activations whose scales
-    span from tiny to large across the tokens of one call."""
+    """One weight row against TOKENS (every type) or WIDE_TOKENS (K-quants) activation rows: each result equal, bit
+    for bit, to dte_vec_dot_ref's, on random and adversarial weights and on activations whose scales span from tiny
+    to large across the tokens of one call. Float rows: lengths below, at and past the 64 lanes, with tails."""
     t = KERNEL_TYPES[kind]
     fn = MULTI_SIGNATURE(jit.engine.get_function_address(symbol(kind).replace("vec_dot", f"vec_dot{tokens}")))
     rng = np.random.default_rng(int(t) + 100 + tokens)
-    for blocks in (1, 2, 3, 8):
-        n = GGML_QUANT_SIZES[t][0] * blocks
+    lengths = (7, 64, 257, 1000) if t in FLOATS else tuple(GGML_QUANT_SIZES[t][0] * b for b in (1, 2, 3, 8))
+    for blocks, n in zip((1, 2, 3, 8), lengths):
         w = (adversarial_weights if blocks == 2 else random_weight_bytes)(t, n, rng)
-        span = 2.0 ** rng.integers(-20, 20, tokens) if blocks == 3 else np.ones(tokens)
+        top = 8 if t == T.F16 else 20  # F16 activations stay finite (largest 65504)
+        span = 2.0 ** rng.integers(-20, top, tokens) if blocks == 3 else np.ones(tokens)
         rows = [q.quantize(ACTIVATION[t], (rng.standard_normal(n) * span[i]).astype(np.float32))
                 for i in range(tokens)]
         if blocks == 8:

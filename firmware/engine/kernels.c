@@ -44,6 +44,9 @@ dte_vec_dot4_fn dte_kernel_vec_dot4(uint32_t weight_type)
     case DTE_TYPE_Q4_K: return dte_k_vec_dot4_q4_K_q8_K;
     case DTE_TYPE_Q5_K: return dte_k_vec_dot4_q5_K_q8_K;
     case DTE_TYPE_Q6_K: return dte_k_vec_dot4_q6_K_q8_K;
+    case DTE_TYPE_F32: return dte_k_vec_dot4_f32_f32;
+    case DTE_TYPE_F16: return dte_k_vec_dot4_f16_f16;
+    case DTE_TYPE_BF16: return dte_k_vec_dot4_bf16_bf16;
     default: return NULL;
     }
 #else

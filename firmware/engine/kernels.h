@@ -57,6 +57,10 @@ void dte_k_vec_dot4_q5_K_q8_K(int64_t n, const void *weights, const void *activa
                               float *out);
 void dte_k_vec_dot4_q6_K_q8_K(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
                               float *out);
+void dte_k_vec_dot4_f32_f32(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes, float *out);
+void dte_k_vec_dot4_f16_f16(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes, float *out);
+void dte_k_vec_dot4_bf16_bf16(int64_t n, const void *weights, const void *activations, int64_t act_row_bytes,
+                              float *out);
 
 void dte_k_gemm4x4_q8_0_q8_0(int64_t n, const void *weights, int64_t w_row_bytes, const void *activations,
                              int64_t act_row_bytes, float *out);

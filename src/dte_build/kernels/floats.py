@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .ir import Fn, Isa, counted_loop, new_fn, splat_const, vec
+from .ir import TOKENS, Fn, Isa, counted_loop, new_fn, splat_const, vec
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
 LANES = 64
@@ -26,29 +26,41 @@ def widen(fn: Fn, kind: str, base: str, offset: str, n: int) -> str:
     return fn.emit(f"bitcast {ty('i32')} {shifted} to {ty('float')}")
 
 
-def float_kernel(isa: Isa, kind: str) -> Fn:
+def float_kernel(isa: Isa, kind: str, tokens: int = 1) -> Fn:
+    """vec_dot (tokens == 1) or one weight row against `tokens` activation rows (prompt processing): each token
+    gets the one-token kernel's operations (its own 64 lanes, tree and scalar tail), bit for bit; the weights of a
+    64-element step are loaded and widened once for all tokens."""
     del isa  # the IR is the same at every width
-    fn = new_fn(f"dte_k_vec_dot_{kind}_{kind}")
+    name = f"dte_k_vec_dot_{kind}_{kind}"
+    fn = new_fn(name if tokens == 1 else name.replace("vec_dot", f"vec_dot{tokens}"), tokens)
+    bases = fn.activation_bases()
     size = ELEMENT_BYTES[kind]
     chunk = LANES  # the same lanes at every width: LLVM splits the vector into registers of isa.width
     steps = fn.emit(f"sdiv i64 %n, {chunk}")
 
     def body(i: str, accs: list[str]) -> list[str]:
         off = fn.emit(f"mul nuw nsw i64 {i}, {chunk * size}")
-        return [fn.fma(chunk, widen(fn, kind, "%w", off, chunk), widen(fn, kind, "%a", off, chunk), accs[0])]
+        w = widen(fn, kind, "%w", off, chunk)
+        return [fn.fma(chunk, w, widen(fn, kind, base, off, chunk), acc) for base, acc in zip(bases, accs)]
 
-    (acc,) = counted_loop(fn, steps, [(vec(chunk, "float"), "zeroinitializer")], body)
+    accs = counted_loop(fn, steps, [(vec(chunk, "float"), "zeroinitializer")] * tokens, body)
     done = fn.emit(f"mul nuw nsw i64 {steps}, {chunk}")
     left = fn.emit(f"sub nsw i64 %n, {done}")
 
-    def tail(i: str, accs: list[str]) -> list[str]:
+    def tail(i: str, rests: list[str]) -> list[str]:
         off = fn.emit(f"mul nuw nsw i64 {fn.emit(f'add nuw nsw i64 {done}, {i}')}, {size}")
         fn.declare("declare float @llvm.fma.f32(float, float, float)")
-        return [fn.emit(f"call float @llvm.fma.f32(float {widen(fn, kind, '%w', off, 1)}, "
-                        f"float {widen(fn, kind, '%a', off, 1)}, float {accs[0]})")]
+        w = widen(fn, kind, "%w", off, 1)
+        return [fn.emit(f"call float @llvm.fma.f32(float {w}, float {widen(fn, kind, base, off, 1)}, float {r})")
+                for base, r in zip(bases, rests)]
 
-    (rest,) = counted_loop(fn, left, [("float", "0.0")], tail)
-    fn.raw(f"ret float {fn.op('fadd', 'float', fn.tree_sum(chunk, acc), rest)}")
+    rests = counted_loop(fn, left, [("float", "0.0")] * tokens, tail)
+    results = [fn.op("fadd", "float", fn.tree_sum(chunk, acc), rest) for acc, rest in zip(accs, rests)]
+    if tokens == 1:
+        fn.raw(f"ret float {results[0]}")
+    else:
+        fn.store_results(results)
+        fn.raw("ret void")
     return fn
 
 
@@ -95,3 +107,7 @@ ROWS_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
 
 KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     kind: (f"dte_k_vec_dot_{kind}_{kind}", (lambda isa, kind=kind: float_kernel(isa, kind))) for kind in ELEMENT_BYTES}
+MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
+    kind: (f"dte_k_vec_dot{TOKENS}_{kind}_{kind}", (lambda isa, kind=kind: float_kernel(isa, kind, TOKENS)))
+    for kind in ELEMENT_BYTES}
+"""One float weight row against TOKENS activation rows of its type (F16/BF16/F32 models' prompt processing)."""

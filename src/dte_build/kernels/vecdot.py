@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from .ir import FUNCTION_ATTRIBUTES, Fn, Isa
 from .floats import KERNELS as FLOAT_KERNELS
+from .floats import MULTI_KERNELS as FLOAT_MULTI_KERNELS
 from .floats import ROWS_KERNELS as FLOAT_ROWS_KERNELS
 from .kquants import KERNELS as K_KERNELS
 from .kquants import MULTI_KERNELS as K_MULTI_KERNELS
@@ -29,8 +30,9 @@ KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {
     **K_KERNELS,
     **FLOAT_KERNELS,
 }
-# One weight row against TOKENS activation rows, for the quantized types: weight type -> (symbol, builder).
-MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_MULTI_KERNELS, **K_MULTI_KERNELS}
+# One weight row against TOKENS activation rows, for every type: weight type -> (symbol, builder).
+MULTI_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = {**LEGACY_MULTI_KERNELS, **K_MULTI_KERNELS,
+                                                             **FLOAT_MULTI_KERNELS}
 # TILE_ROWS weight rows against TOKENS activation rows (legacy types; prompt processing).
 GEMM_KERNELS: dict[str, tuple[str, Callable[[Isa], Fn]]] = dict(TILE_KERNELS)
 # TILE_ROWS weight rows against one activation row (generation): the legacy types read one ROWS4 group, the
