@@ -436,11 +436,15 @@ def test_dte_serve_command_serves_and_refuses_an_open_listen_without_api_key(app
         c = openai.OpenAI(base_url=proc.url, api_key="x", max_retries=0)
         assert c.completions.create(model=MODEL, prompt="cli", max_tokens=5, seed=9).choices[0].text == \
             fake_text("cli", 9, 5)
-    # --log-requests: one line for the completion, naming the appliance that ran it; 5 tokens asked, 5 given
+        with pytest.raises(openai.NotFoundError):
+            c.completions.create(model="no-such-model", prompt="cli", max_tokens=5)
+    # --log-requests: a line per request; the completion names the appliance that ran it (5 tokens asked, 5 given),
+    # the refused one its status and OpenAI's error code
     logged = [line for line in proc.lines if "POST /v1/completions" in line]
-    assert len(logged) == 1
+    assert len(logged) == 2
     assert (f"appliance=127.0.0.1:{appliance.port} finish=length "
             f"prompt_tokens={len(b'cli')} completion_tokens=5") in logged[0]
+    assert "refused status=404 code=model_not_found" in logged[1]
     out = subprocess.run([*DTE, "serve", "--appliance", f"127.0.0.1:{appliance.port}", "--key",
                           str(key), "--listen", "0.0.0.0:0"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "--api-key" in out.stderr and "Traceback" not in out.stderr

@@ -79,7 +79,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--max-waiting", default=256, show_default=True, type=click.IntRange(0),
               help="Requests waiting for an appliance before new ones get 429.")
 @click.option("--log-requests", is_flag=True,
-              help="Print a line on stderr per completion: route, appliance, finish reason, token counts, time.")
+              help="Print a line on stderr per completion request: route, appliance, finish reason, token counts "
+                   "and time, or the HTTP status of a refused one.")
 def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str | None, model_name: str | None,
           max_body: int, timeout: float, slots: int, sessions: int, max_waiting: int, log_requests: bool) -> None:
     """Serve the OpenAI HTTP API (/v1/models, /v1/chat/completions, /v1/completions) from appliances.
@@ -123,7 +124,7 @@ def serve(appliances: tuple[str, ...], key_file: str, listen: str, api_key: str 
 
 
 def _print_request_log() -> None:
-    """The gateway's request log (logger `dte_build.serve`, INFO) on stderr, a line per completion."""
+    """The gateway's request log (logger `dte_build.serve`, INFO) on stderr, a line per completion request."""
     from ..serve.app import log
 
     handler = logging.StreamHandler(sys.stderr)

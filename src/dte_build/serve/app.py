@@ -6,8 +6,9 @@ token (or the end) has come back, so every failure before that gets its HTTP sta
 Streams are server-sent events ending in `data: [DONE]`; a client that goes away (while queued, mid-stream, or
 while a non-streaming answer is being generated) cancels the generation on the appliance.
 
-Each completion, however it ended, is logged at INFO on the `dte_build.serve` logger: the route, the appliance that
-ran it, its finish reason and token counts, and its time (`dte serve --log-requests` prints these lines).
+Each completion request is logged at INFO on the `dte_build.serve` logger (`dte serve --log-requests` prints the
+lines): one that reached an appliance with the appliance, its finish reason, token counts and time; one refused
+before that with its HTTP status and error code.
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ class Gateway:
 
     async def _complete(self, request: Request,
                         parse: Callable[[Any, str], CompletionRequest]) -> Response:
+        started = time.monotonic()   # the request log's time includes the wait for an appliance
         try:
             body = await read_json(request, self.config.max_body)
             served = await self.served()
@@ -239,12 +241,15 @@ class Gateway:
             only = served[parsed.model].endpoints if parsed.model in served else None
             stream, first = await unless_gone(request, self.pool.open(job, only))
         except ApiError as error:
+            log.info("POST %s refused status=%d code=%s %.3f s", request.url.path, error.status,
+                     error.code or error.type, time.monotonic() - started)
             return error_response(error)
         except (ClientGone, ClientDisconnect):
+            log.info("POST %s refused status=499 code=client_gone %.3f s", request.url.path,
+                     time.monotonic() - started)
             return Response(status_code=499)
         ids = ResponseIds(model=parsed.model, chat=parsed.chat)
         run = _Run(parsed, stream, StopText(parsed.stop))
-        started = time.monotonic()
 
         def close() -> None:
             stream.cancel()
