@@ -159,6 +159,11 @@ async def unless_gone(request: Request, work: Awaitable[Any]) -> Any:
     raise ClientGone
 
 
+def log_refused(request: Request, status: int, code: str, started: float) -> None:
+    """The request log's line for a completion request answered before an appliance ran it."""
+    log.info("POST %s refused status=%d code=%s %.3f s", request.url.path, status, code, time.monotonic() - started)
+
+
 class Gateway:
     """The routes' state: config, pool of appliances."""
 
@@ -241,12 +246,10 @@ class Gateway:
             only = served[parsed.model].endpoints if parsed.model in served else None
             stream, first = await unless_gone(request, self.pool.open(job, only))
         except ApiError as error:
-            log.info("POST %s refused status=%d code=%s %.3f s", request.url.path, error.status,
-                     error.code or error.type, time.monotonic() - started)
+            log_refused(request, error.status, error.code or error.type, started)
             return error_response(error)
         except (ClientGone, ClientDisconnect):
-            log.info("POST %s refused status=499 code=client_gone %.3f s", request.url.path,
-                     time.monotonic() - started)
+            log_refused(request, 499, "client_gone", started)
             return Response(status_code=499)
         ids = ResponseIds(model=parsed.model, chat=parsed.chat)
         run = _Run(parsed, stream, StopText(parsed.stop))
