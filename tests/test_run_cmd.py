@@ -109,8 +109,10 @@ def test_qemu_dies_with_dte_run(bootable: Path, tmp_path: Path, sig: signal.Sign
         assert _locked(image), "QEMU never locked the image (the lock check below could not fail)"
         os.kill(proc.pid, sig)      # the parent alone, as `timeout` or a closing terminal does
         proc.wait(timeout=30)
+        # an exiting process's cmdline reads empty once its memory is released, a moment before its files (and the
+        # image lock) are closed: wait for both, within the same deadline
         deadline = time.monotonic() + 15
-        while _qemu_pids(image) and time.monotonic() < deadline:
+        while (_qemu_pids(image) or _locked(image)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _qemu_pids(image) == [], f"QEMU outlived dte run after {sig.name}"
         assert not _locked(image)
